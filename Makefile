@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set everything up themselves.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-python lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): python-sdk/pyproject.toml state-manager/pyproject.toml requirements-dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e python-sdk -e state-manager -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/python examples/demo.py
+
+lint: setup
+	$(BIN)/ruff check python-sdk state-manager bench examples
+	$(BIN)/mypy --strict python-sdk/src
+	$(BIN)/mypy state-manager/src
+
+test: setup lint
+	@export EXOSPHERE_TEST_POSTGRES_URL=$$(scripts/postgres.sh start) && \
+	$(BIN)/pytest python-sdk/tests state-manager/tests
+
+bench: setup
+	@export EXOSPHERE_BENCH_POSTGRES_URL=$$(scripts/postgres.sh start) && $(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,81 @@
+"""Exosphere Python SDK: write nodes, serve them with a Runtime, manage graphs with a StateManager.
+
+Example::
+
+    from pydantic import BaseModel
+    from exospherehost import BaseNode, Runtime
+
+    class Greet(BaseNode):
+        class Inputs(BaseModel):
+            name: str
+
+        class Outputs(BaseModel):
+            greeting: str
+
+        async def execute(self) -> Outputs:
+            return self.Outputs(greeting=f"Hello {self.inputs.name}")
+
+    Runtime(namespace="demo", name="greeter", nodes=[Greet]).start()
+"""
+
+from ._version import VERSION
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    ExosphereError,
+    GraphValidationError,
+    LeaseLostError,
+    NotFoundError,
+    RunTimeoutError,
+    ServerUnavailableError,
+)
+from .models import (
+    CronTrigger,
+    GraphNodeModel,
+    GraphValidationStatusEnum,
+    RetryPolicyModel,
+    RetryStrategyEnum,
+    StateStatusEnum,
+    StoreConfigModel,
+    TriggerState,
+    UnitesModel,
+    UnitesStrategyEnum,
+)
+from .node import BaseNode
+from .runtime import Runtime
+from .signals import PruneSignal, ReQueueAfterSignal
+from .state_manager import StateManager
+
+__version__ = VERSION
+
+__all__ = [
+    "VERSION",
+    "ApiError",
+    "AuthenticationError",
+    "BaseNode",
+    "ConfigurationError",
+    "ConflictError",
+    "CronTrigger",
+    "ExosphereError",
+    "GraphNodeModel",
+    "GraphValidationError",
+    "GraphValidationStatusEnum",
+    "LeaseLostError",
+    "NotFoundError",
+    "PruneSignal",
+    "ReQueueAfterSignal",
+    "RetryPolicyModel",
+    "RetryStrategyEnum",
+    "RunTimeoutError",
+    "Runtime",
+    "ServerUnavailableError",
+    "StateManager",
+    "StateStatusEnum",
+    "StoreConfigModel",
+    "TriggerState",
+    "UnitesModel",
+    "UnitesStrategyEnum",
+    "__version__",
+]

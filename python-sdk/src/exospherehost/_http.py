@@ -1,0 +1,197 @@
+"""The one place that talks HTTP: a pooled client, error mapping and retries with backoff.
+
+Every request goes through :class:`ApiClient`, which turns an error answer into a typed
+:class:`~exospherehost.errors.ApiError` carrying the server's message, and a network failure into
+:class:`~exospherehost.errors.ServerUnavailableError`. :meth:`ApiClient.request_with_retry` repeats
+requests that may succeed later (network errors, 408, 429, 5xx) with capped, jittered backoff; every
+other 4xx is final.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from ._version import VERSION
+from .errors import ApiError, ServerUnavailableError, error_for_status
+
+logger = logging.getLogger("exospherehost")
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# Failures are logged at WARNING on the first attempt and then once every this many attempts.
+_LOG_EVERY_N_ATTEMPTS = 10
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff with "equal jitter": each delay is in ``[d/2, d]``.
+
+    The lower half keeps a retry from ever spinning; the random upper half keeps many clients
+    from reconnecting in lockstep after an outage.
+
+    Example::
+
+        backoff = Backoff(initial=0.1, maximum=5.0)
+        await backoff.sleep()   # ~0.05-0.1 s, then ~0.1-0.2 s, ... never more than 5 s
+        backoff.reset()         # after a success
+    """
+
+    initial: float = 0.1
+    maximum: float = 5.0
+    multiplier: float = 2.0
+    attempts: int = field(default=0, init=False)
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt; each call grows the following one."""
+        ceiling = min(self.maximum, self.initial * self.multiplier**self.attempts)
+        self.attempts += 1
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    async def sleep(self) -> float:
+        """Sleep for :meth:`next_delay` seconds and return how long that was."""
+        delay = self.next_delay()
+        await asyncio.sleep(delay)
+        return delay
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+def error_from_response(response: httpx.Response, action: str) -> ApiError:
+    """Map an error answer to the most specific :class:`ApiError` subclass."""
+    return error_for_status(response.status_code, _detail(response), action)
+
+
+def _detail(response: httpx.Response) -> Any:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text or response.reason_phrase
+    if isinstance(body, dict) and "detail" in body:
+        return body["detail"]
+    return body
+
+
+def _unavailable(exc: httpx.TransportError, action: str) -> ServerUnavailableError:
+    # A connect failure means the request never reached the server, so even a non-idempotent
+    # request may be sent again.
+    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    error = ServerUnavailableError(None, f"{type(exc).__name__}: {exc or 'no answer'}", action)
+    error.request_sent = sent
+    return error
+
+
+class ApiClient:
+    """A keep-alive connection pool to one state manager, with the API key on every request.
+
+    ``base_url`` is the versioned prefix, e.g. ``http://localhost:8000/v0``.
+
+    Example::
+
+        async with ApiClient("http://localhost:8000/v0", key="secret") as api:
+            graph = await api.request("GET", "/namespace/demo/graph/g", action="Reading graph g")
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        key: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"x-api-key": key, "user-agent": f"exospherehost-python/{VERSION}"},
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        action: str = "",
+    ) -> Any:
+        """Send one request and return the decoded JSON body (``None`` when empty).
+
+        Raises an :class:`ApiError` subclass for any status outside 2xx and
+        :class:`ServerUnavailableError` when no answer arrived.
+        """
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        try:
+            response = await self._client.request(method, path, json=json, params=params, **extra)
+        except httpx.TransportError as exc:
+            raise _unavailable(exc, action) from exc
+        if not response.is_success:
+            raise error_from_response(response, action)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return response.text
+
+    async def request_with_retry(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        action: str = "",
+        backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+        retry_if: Callable[[ApiError], bool] | None = None,
+        give_up: Callable[[], bool] | None = None,
+    ) -> Any:
+        """Like :meth:`request`, but repeat retryable failures with backoff until one is accepted.
+
+        A failure is retried when ``retry_if`` says so (default: :attr:`ApiError.retryable`, i.e.
+        network errors, 408, 429 and 5xx). Retrying stops after ``max_attempts`` attempts (unlimited
+        by default) or as soon as ``give_up()`` returns true; the last error is raised then.
+        """
+        backoff = backoff or Backoff()
+        should_retry = retry_if or (lambda error: error.retryable)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                result = await self.request(method, path, json=json, params=params, timeout=timeout, action=action)
+            except ApiError as error:
+                out_of_attempts = max_attempts is not None and attempt >= max_attempts
+                if not should_retry(error) or out_of_attempts or (give_up is not None and give_up()):
+                    raise
+                delay = backoff.next_delay()
+                level = logging.WARNING if attempt % _LOG_EVERY_N_ATTEMPTS == 1 else logging.DEBUG
+                logger.log(level, "%s; retrying in %.2f s (attempt %d)", error, delay, attempt)
+                await asyncio.sleep(delay)
+                continue
+            if attempt > 1:
+                logger.info("%s succeeded after %d attempts", action or f"{method} {path}", attempt)
+            return result

@@ -1,0 +1,210 @@
+"""The graph models of the ``v0`` wire protocol.
+
+These classes are the single source of truth for the graph template fields:
+the SDK sends them and the Exosphere server validates upserts with them.
+
+Example::
+
+    from exospherehost import GraphNodeModel, UnitesModel
+
+    nodes = [
+        GraphNodeModel(node_name="Split", namespace="demo", identifier="split",
+                       inputs={"text": "${{ store.text }}"}, next_nodes=["count"]),
+        GraphNodeModel(node_name="Count", namespace="demo", identifier="count",
+                       inputs={"chunk": "${{ split.outputs.chunk }}"}, next_nodes=["sum"]),
+        GraphNodeModel(node_name="Sum", namespace="demo", identifier="sum",
+                       unites=UnitesModel(identifier="split")),
+    ]
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from pydantic import BaseModel, Field, field_validator
+
+
+class StateStatusEnum(str, Enum):
+    """Status of one node execution (a *state*)."""
+
+    CREATED = "CREATED"
+    QUEUED = "QUEUED"
+    EXECUTED = "EXECUTED"
+    ERRORED = "ERRORED"
+    NEXT_CREATED_ERROR = "NEXT_CREATED_ERROR"
+    SUCCESS = "SUCCESS"
+    PRUNED = "PRUNED"
+    RETRY_CREATED = "RETRY_CREATED"
+
+
+class GraphValidationStatusEnum(str, Enum):
+    """Validation status of a graph template."""
+
+    VALID = "VALID"
+    INVALID = "INVALID"
+    PENDING = "PENDING"
+    ONGOING = "ONGOING"
+
+
+class UnitesStrategyEnum(str, Enum):
+    """When a ``unites`` node fires: after every descendant succeeded, or after all are done."""
+
+    ALL_SUCCESS = "ALL_SUCCESS"
+    ALL_DONE = "ALL_DONE"
+
+
+class RetryStrategyEnum(str, Enum):
+    """How the delay before an automatic retry grows with the attempt number."""
+
+    EXPONENTIAL = "EXPONENTIAL"
+    EXPONENTIAL_FULL_JITTER = "EXPONENTIAL_FULL_JITTER"
+    EXPONENTIAL_EQUAL_JITTER = "EXPONENTIAL_EQUAL_JITTER"
+    LINEAR = "LINEAR"
+    LINEAR_FULL_JITTER = "LINEAR_FULL_JITTER"
+    LINEAR_EQUAL_JITTER = "LINEAR_EQUAL_JITTER"
+    FIXED = "FIXED"
+    FIXED_FULL_JITTER = "FIXED_FULL_JITTER"
+    FIXED_EQUAL_JITTER = "FIXED_EQUAL_JITTER"
+
+
+def _non_empty(value: str, what: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError(f"{what} cannot be empty")
+    return value
+
+
+class UnitesModel(BaseModel):
+    """Makes a node wait for every descendant of one state of ``identifier``.
+
+    Example::
+
+        UnitesModel(identifier="split", strategy=UnitesStrategyEnum.ALL_DONE)
+    """
+
+    identifier: str = Field(..., description="Identifier of the node whose descendants are awaited")
+    strategy: UnitesStrategyEnum = Field(default=UnitesStrategyEnum.ALL_SUCCESS)
+
+    @field_validator("identifier")
+    @classmethod
+    def _check_identifier(cls, value: str) -> str:
+        return _non_empty(value, "Unites identifier")
+
+
+class GraphNodeModel(BaseModel):
+    """One node of a graph template.
+
+    Example::
+
+        GraphNodeModel(node_name="Greet", namespace="demo", identifier="greet",
+                       inputs={"name": "${{ store.name }}"}, next_nodes=[])
+    """
+
+    node_name: str = Field(..., description="Class name of the registered node to run")
+    namespace: str = Field(..., description="Namespace where the node is registered")
+    identifier: str = Field(..., description="Unique name of this node inside the graph")
+    inputs: dict[str, str] = Field(default_factory=dict, description="Input values; may hold ${{ ... }} placeholders")
+    next_nodes: list[str] | None = Field(default=None, description="Identifiers of the nodes that follow")
+    unites: UnitesModel | None = Field(default=None, description="Wait for all descendants of another node")
+
+    @field_validator("node_name")
+    @classmethod
+    def _check_node_name(cls, value: str) -> str:
+        return _non_empty(value, "Node name")
+
+    @field_validator("identifier")
+    @classmethod
+    def _check_identifier(cls, value: str) -> str:
+        value = _non_empty(value, "Node identifier")
+        if value == "store":
+            raise ValueError("Node identifier cannot be reserved word 'store'")
+        return value
+
+    @field_validator("next_nodes")
+    @classmethod
+    def _check_next_nodes(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned = [_non_empty(item, "Next node identifier") for item in value]
+        duplicates = sorted({item for item in cleaned if cleaned.count(item) > 1})
+        if duplicates:
+            raise ValueError(f"Next node identifiers are not unique: {', '.join(duplicates)}")
+        return cleaned
+
+
+class RetryPolicyModel(BaseModel):
+    """Automatic retries of failed states, for every node of a graph. Delays are in milliseconds.
+
+    Example::
+
+        RetryPolicyModel(max_retries=5, strategy=RetryStrategyEnum.LINEAR, backoff_factor=500)
+    """
+
+    max_retries: int = Field(default=3, ge=0, description="Retries after the first attempt")
+    strategy: RetryStrategyEnum = Field(default=RetryStrategyEnum.EXPONENTIAL)
+    backoff_factor: int = Field(default=2000, gt=0, description="Base delay in milliseconds")
+    exponent: int = Field(default=2, gt=0)
+    max_delay: int | None = Field(default=None, gt=0, description="Upper bound of a delay in milliseconds")
+
+
+class StoreConfigModel(BaseModel):
+    """The per-run key/value store of a graph: keys a trigger must give, and defaults.
+
+    Example::
+
+        StoreConfigModel(required_keys=["cursor"], default_values={"batch_size": "100"})
+    """
+
+    required_keys: list[str] = Field(default_factory=list)
+    default_values: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("required_keys")
+    @classmethod
+    def _check_required_keys(cls, value: list[str]) -> list[str]:
+        return _check_store_keys(value)
+
+    @field_validator("default_values")
+    @classmethod
+    def _check_default_values(cls, value: dict[str, str]) -> dict[str, str]:
+        keys = _check_store_keys(list(value))
+        return dict(zip(keys, value.values(), strict=True))
+
+
+def _check_store_keys(keys: list[str]) -> list[str]:
+    cleaned: list[str] = []
+    errors: list[str] = []
+    for key in keys:
+        stripped = key.strip()
+        if not stripped:
+            errors.append("Key cannot be empty")
+        elif "." in stripped:
+            errors.append(f"Key '{stripped}' cannot contain '.'")
+        elif stripped in cleaned:
+            errors.append(f"Key '{stripped}' is duplicated")
+        cleaned.append(stripped)
+    if errors:
+        raise ValueError("; ".join(errors))
+    return cleaned
+
+
+class CronTrigger(BaseModel):
+    """Runs a graph on a cron schedule, evaluated in UTC.
+
+    Example::
+
+        CronTrigger(expression="0 9 * * 1-5")  # every weekday at 09:00 UTC
+    """
+
+    expression: str = Field(..., description="Standard 5-field cron expression (UTC)")
+
+
+class TriggerState(BaseModel):
+    """Inputs for the first node of a run.
+
+    Example::
+
+        TriggerState(identifier="user-login", inputs={"user_id": "12345"})
+    """
+
+    identifier: str
+    inputs: dict[str, str] = Field(default_factory=dict)

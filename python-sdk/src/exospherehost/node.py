@@ -1,0 +1,229 @@
+"""Nodes: the unit of work, how node classes are checked, and how one state is executed.
+
+Example::
+
+    from pydantic import BaseModel
+    from exospherehost import BaseNode
+
+    class Greet(BaseNode):
+        class Inputs(BaseModel):
+            name: str
+
+        class Outputs(BaseModel):
+            greeting: str
+
+        async def execute(self) -> Outputs:
+            return self.Outputs(greeting=f"Hello {self.inputs.name}")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from .signals import PruneSignal, ReQueueAfterSignal
+
+
+class BaseNode:
+    """Base class of every node. Subclass it, describe the data with nested pydantic models, and
+    implement ``execute``.
+
+    * ``Inputs``, ``Outputs`` and ``Secrets`` are pydantic models whose fields are all ``str``
+      (defaults allowed). They are empty unless a subclass defines them.
+    * ``execute`` returns an ``Outputs`` instance, a list of them (a fan-out: one next branch per
+      item) or ``None`` (no outputs). It may be ``async def`` or a plain ``def``; a plain ``def``
+      runs in a worker thread, so blocking code does not stall the runtime.
+    * ``timeout`` (seconds, optional) bounds one execution; exceeding it fails the state.
+    * Raise :class:`~exospherehost.PruneSignal` or :class:`~exospherehost.ReQueueAfterSignal` to
+      end the branch or to run again later.
+
+    Example::
+
+        class Fetch(BaseNode):
+            timeout = 30.0
+
+            class Inputs(BaseModel):
+                url: str
+
+            class Outputs(BaseModel):
+                body: str
+
+            class Secrets(BaseModel):
+                token: str
+
+            def execute(self) -> Outputs:  # blocking code is fine in a plain def
+                return self.Outputs(body=download(self.inputs.url, self.secrets.token))
+    """
+
+    class Inputs(BaseModel):
+        pass
+
+    class Outputs(BaseModel):
+        pass
+
+    class Secrets(BaseModel):
+        pass
+
+    timeout: ClassVar[float | None] = None
+
+    # Typed loosely on purpose: each subclass has its own Inputs/Secrets models.
+    inputs: Any
+    secrets: Any
+
+    def __init__(self) -> None:
+        self.inputs = None
+        self.secrets = None
+
+    async def execute(self) -> BaseModel | list[BaseModel] | None:
+        """Do the work of one state, reading ``self.inputs`` and ``self.secrets``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement execute()")
+
+
+_SCHEMA_MODELS = ("Inputs", "Outputs", "Secrets")
+
+
+def check_node_classes(nodes: Sequence[Any]) -> list[str]:
+    """Return every problem with the given node classes (empty when they are all usable).
+
+    Example::
+
+        check_node_classes([Greet, Greet])  # ["Duplicate node class name 'Greet' ..."]
+    """
+    problems: list[str] = []
+    seen: set[str] = set()
+    for node in nodes:
+        if not (inspect.isclass(node) and issubclass(node, BaseNode)):
+            problems.append(f"{node!r} is not a subclass of BaseNode (pass the class itself, not an instance)")
+            continue
+        name = node.__name__
+        if name in seen:
+            problems.append(f"Duplicate node class name {name!r}: node class names must be unique in a runtime")
+        seen.add(name)
+        problems.extend(_check_node_class(node))
+    return problems
+
+
+def _check_node_class(node: type[BaseNode]) -> list[str]:
+    name = node.__name__
+    problems: list[str] = []
+    for attr in _SCHEMA_MODELS:
+        model = getattr(node, attr, None)
+        if not (inspect.isclass(model) and issubclass(model, BaseModel)):
+            problems.append(f"{name}.{attr} must be a pydantic BaseModel subclass, got {model!r}")
+            continue
+        for field_name, info in model.model_fields.items():
+            if info.annotation is not str:
+                shown = getattr(info.annotation, "__name__", None) or repr(info.annotation)
+                problems.append(f"{name}.{attr} field {field_name!r} must be annotated `str`, got {shown}")
+    if node.execute is BaseNode.execute:
+        problems.append(f"{name} does not implement execute()")
+    timeout = node.timeout
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+        problems.append(f"{name}.timeout must be a positive number of seconds or None, got {timeout!r}")
+    return problems
+
+
+def node_schema(node: type[BaseNode], namespace: str) -> dict[str, Any]:
+    """The description of one node class sent when a runtime registers its nodes."""
+    return {
+        "name": node.__name__,
+        "namespace": namespace,
+        "inputs_schema": node.Inputs.model_json_schema(),
+        "outputs_schema": node.Outputs.model_json_schema(),
+        "secrets": list(node.Secrets.model_fields),
+    }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to tell the state manager about one execution: the endpoint and its body."""
+
+    endpoint: Literal["executed", "errored", "prune", "re-enqueue-after"]
+    body: dict[str, Any]
+
+    @classmethod
+    def failed(cls, exc: BaseException) -> Outcome:
+        return cls("errored", {"error": describe_error(exc)})
+
+
+def describe_error(exc: BaseException) -> str:
+    """The error text reported for a failed state, e.g. ``"ValueError: bad input"``."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[str, Any]) -> Outcome:
+    """Execute ``node`` once for one state and describe the result; never raises (except cancellation).
+
+    Example::
+
+        outcome = await run_node(Greet, {"name": "Ada"}, {})
+        assert outcome == Outcome("executed", {"outputs": [{"greeting": "Hello Ada"}]})
+    """
+    try:
+        instance = node()
+        instance.inputs = node.Inputs(**inputs)
+        instance.secrets = _parse_secrets(node, secrets)
+        result = await _execute_with_timeout(instance, node.timeout)
+        return Outcome("executed", {"outputs": dump_outputs(node, result)})
+    except PruneSignal as signal:
+        return Outcome("prune", {"data": signal.data})
+    except ReQueueAfterSignal as signal:
+        return Outcome("re-enqueue-after", {"enqueue_after": signal.delay_ms})
+    except Exception as exc:
+        return Outcome.failed(exc)
+
+
+def _parse_secrets(node: type[BaseNode], secrets: dict[str, Any]) -> BaseModel:
+    try:
+        return node.Secrets(**secrets)
+    except ValidationError as exc:
+        # pydantic's own message echoes the offending values; secret values must never leave.
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+            for error in exc.errors(include_input=False, include_url=False)
+        )
+        raise ValueError(f"Invalid secrets for {node.__name__}: {problems}") from None
+
+
+async def _execute_with_timeout(instance: BaseNode, timeout: float | None) -> Any:
+    deadline = asyncio.timeout(timeout)
+    try:
+        async with deadline:
+            return await _execute(instance)
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the node's own TimeoutError, not ours
+        raise TimeoutError(f"{type(instance).__name__} timed out after {timeout:g} s") from None
+
+
+async def _execute(instance: BaseNode) -> Any:
+    if inspect.iscoroutinefunction(type(instance).execute):
+        return await instance.execute()
+    result = await asyncio.to_thread(instance.execute)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def dump_outputs(node: type[BaseNode], result: Any) -> list[dict[str, Any]]:
+    """Turn what ``execute`` returned into the ``outputs`` list of the wire (one dict per output)."""
+    if result is None:
+        return []
+    items = result if isinstance(result, list | tuple) else [result]
+    outputs: list[dict[str, Any]] = []
+    for item in items:
+        if isinstance(item, BaseModel):
+            outputs.append(item.model_dump(mode="json"))
+        elif isinstance(item, dict):
+            outputs.append(node.Outputs.model_validate(item).model_dump(mode="json"))
+        else:
+            raise TypeError(
+                f"{node.__name__}.execute must return {node.__name__}.Outputs, a list of them or None, "
+                f"got {type(item).__name__}"
+            )
+    return outputs

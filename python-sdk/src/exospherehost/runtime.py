@@ -1,0 +1,511 @@
+"""The runtime: registers node classes, claims states, runs them, and reports every result.
+
+How work flows (one asyncio task each):
+
+* the *claimer* long-polls ``states/enqueue`` for at most as many states as there are free slots
+  (workers plus a small prefetch), so states are never hoarded;
+* *workers* run one state at a time (``execute`` in the loop, or a thread for a plain ``def``) and
+  deliver the outcome, retrying with backoff until the server accepts it or says the lease is lost;
+* the *heartbeat* keeps the lease of every held state alive (every lease/3).
+
+On SIGINT/SIGTERM the runtime stops claiming, hands unstarted states back, gives running nodes
+``shutdown_grace_seconds`` to finish, then exits. A second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from ._http import ApiClient, Backoff
+from .errors import ApiError, ConfigurationError, ConflictError, NotFoundError
+from .node import BaseNode, Outcome, check_node_classes, node_schema, run_node
+
+logger = logging.getLogger("exospherehost")
+
+# How long one claim request may wait on the server for work (the server caps it at 60 s).
+CLAIM_WAIT_MS = 25_000
+DEFAULT_LEASE_SECONDS = 60.0
+# Failing claims are logged at WARNING on the first failure and then once every this many attempts.
+_LOG_EVERY_N_FAILURES = 10
+
+
+@dataclass(eq=False)
+class _Claim:
+    """A state this runtime holds, from the claim until its outcome is delivered or handed back."""
+
+    state_id: str
+    node_name: str
+    inputs: dict[str, Any]
+    lease_id: str | None
+    lost: bool = False
+    execution: asyncio.Task[Outcome] | None = None
+
+
+class Runtime:
+    """Serves node classes for one namespace: registers them, then runs the states the server hands out.
+
+    ``state_manager_uri`` and ``key`` fall back to ``EXOSPHERE_STATE_MANAGER_URI`` and
+    ``EXOSPHERE_API_KEY``. Every configuration problem is reported at once in one
+    :class:`~exospherehost.errors.ConfigurationError` (a ``ValueError``).
+
+    * ``batch_size``: most states taken in one claim; ``workers``: states executed concurrently.
+    * ``poll_interval`` (seconds): pause between empty claims, used only with servers that cannot
+      long-poll; ``state_manage_version`` (alias ``state_manager_version``): API version prefix.
+    * ``shutdown_grace_seconds``: how long running nodes may finish after SIGINT/SIGTERM.
+    * ``lease_seconds``: how long a claim stays valid without a heartbeat; the server sends a state
+      to its retry policy when the lease of a vanished runtime expires.
+
+    Example::
+
+        Runtime(namespace="MyProject", name="DataProcessor", nodes=[SampleNode]).start()
+    """
+
+    _api: ApiClient
+
+    def __init__(
+        self,
+        namespace: str,
+        name: str,
+        nodes: Sequence[type[BaseNode]],
+        state_manager_uri: str | None = None,
+        key: str | None = None,
+        batch_size: int = 16,
+        workers: int = 4,
+        state_manage_version: str = "v0",
+        poll_interval: float = 1,
+        *,
+        state_manager_version: str | None = None,
+        shutdown_grace_seconds: float = 30.0,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    ) -> None:
+        _configure_default_logging()
+        self._namespace = namespace
+        self._name = name
+        self._uri = state_manager_uri or os.environ.get("EXOSPHERE_STATE_MANAGER_URI") or ""
+        self._key = key or os.environ.get("EXOSPHERE_API_KEY") or ""
+        self._version = state_manager_version or state_manage_version
+        self._batch_size = batch_size
+        self._workers = workers
+        self._poll_interval = poll_interval
+        self._grace = shutdown_grace_seconds
+        self._lease_seconds = lease_seconds
+        problems = self._check_settings(state_manage_version, state_manager_version)
+        problems += ["nodes must list at least one node class"] if not nodes else check_node_classes(nodes)
+        if problems:
+            raise ConfigurationError(problems, "Runtime configuration")
+        self._nodes: dict[str, type[BaseNode]] = {node.__name__: node for node in nodes}
+        # Claimed states never exceed the workers plus a small prefetch, so a busy runtime does not
+        # sit on work another runtime could start now.
+        self._capacity = workers + min(batch_size, max(1, workers // 2))
+        self._held: dict[str, _Claim] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reset_loop_state()
+
+    def _reset_loop_state(self) -> None:
+        # Fresh per start(): asyncio primitives bind to the loop that first uses them.
+        self._held.clear()
+        self._stopping = asyncio.Event()
+        self._stop_now = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._queue: asyncio.Queue[_Claim | None] = asyncio.Queue()
+
+    def _check_settings(self, state_manage_version: str, state_manager_version: str | None) -> list[str]:
+        problems: list[str] = []
+        for label, value in (("namespace", self._namespace), ("name", self._name)):
+            if not isinstance(value, str) or not value.strip():
+                problems.append(f"{label} must be a non-empty string, got {value!r}")
+        if not self._uri:
+            problems.append("state_manager_uri is not set: pass it or set EXOSPHERE_STATE_MANAGER_URI")
+        if not self._key:
+            problems.append("key is not set: pass it or set EXOSPHERE_API_KEY")
+        if state_manager_version and state_manage_version not in ("v0", state_manager_version):
+            problems.append(
+                f"state_manage_version={state_manage_version!r} and state_manager_version="
+                f"{state_manager_version!r} disagree: pass only one"
+            )
+        for label, number in (("batch_size", self._batch_size), ("workers", self._workers)):
+            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+                problems.append(f"{label} must be an integer >= 1, got {number!r}")
+        if not _is_number(self._poll_interval) or self._poll_interval < 0:
+            problems.append(f"poll_interval must be a number of seconds >= 0, got {self._poll_interval!r}")
+        if not _is_number(self._grace) or self._grace < 0:
+            problems.append(f"shutdown_grace_seconds must be a number >= 0, got {self._grace!r}")
+        if not _is_number(self._lease_seconds) or not 3 <= self._lease_seconds <= 86_400:
+            problems.append(f"lease_seconds must be between 3 and 86400, got {self._lease_seconds!r}")
+        return problems
+
+    def start(self) -> asyncio.Task[None] | None:
+        """Run until stopped. Blocks when called outside an event loop (stopping on SIGINT/SIGTERM);
+        inside a running loop, returns the runtime's ``asyncio.Task`` instead.
+
+        Example::
+
+            runtime = Runtime(namespace="MyProject", name="Workers", nodes=[SampleNode])
+            runtime.start()                 # in a script: blocks
+
+            task = runtime.start()          # inside async code: runs in the background
+            runtime.stop(); await task      # graceful stop
+        """
+        self._reset_loop_state()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self._main(handle_signals=True))
+            return None
+        return asyncio.create_task(self._main(handle_signals=False), name=f"exosphere-runtime-{self._name}")
+
+    def stop(self) -> None:
+        """Ask for a graceful shutdown, as SIGTERM does. Safe to call from any thread."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._request_stop, "stop() called")
+
+    def _request_stop(self, reason: str) -> None:
+        if self._stopping.is_set():
+            logger.warning("%s again: stopping now without waiting for running nodes", reason)
+            self._stop_now.set()
+        else:
+            logger.info("%s: stopping gracefully (repeat to stop at once)", reason)
+            self._stopping.set()
+
+    async def _main(self, handle_signals: bool) -> None:
+        self._loop = asyncio.get_running_loop()
+        if handle_signals:
+            self._install_signal_handlers()
+        base_url = f"{self._uri.rstrip('/')}/{self._version}"
+        self._api = ApiClient(base_url, self._key, max_connections=2 * self._capacity + 4)
+        try:
+            if await self._register():
+                await self._serve()
+        finally:
+            if handle_signals:
+                self._remove_signal_handlers()
+            await self._api.aclose()
+
+    async def _serve(self) -> None:
+        claimer = asyncio.create_task(self._claim_loop())
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        workers = [asyncio.create_task(self._worker_loop()) for _ in range(self._workers)]
+        cancelled = False
+        try:
+            await self._stopping.wait()
+        except asyncio.CancelledError:
+            # The host cancelled the task: still hand work back before propagating.
+            cancelled = True
+        await self._shutdown(claimer, heartbeat, workers)
+        if cancelled:
+            raise asyncio.CancelledError
+
+    # -- registration ---------------------------------------------------------------------------
+
+    async def _register(self) -> bool:
+        """Register the node classes; retries while the server is unreachable. False if stopped first."""
+        stopping = self._stopping
+        body = {
+            "runtime_name": self._name,
+            "runtime_namespace": self._namespace,
+            "nodes": [node_schema(node, self._namespace) for node in self._nodes.values()],
+        }
+        try:
+            await self._api.request_with_retry(
+                "PUT",
+                f"{self._namespace_path}/nodes/",
+                json=body,
+                action=f"Registering nodes of runtime {self._name!r}",
+                backoff=Backoff(initial=0.5, maximum=5.0),
+                give_up=stopping.is_set,
+            )
+        except ApiError as exc:
+            if stopping.is_set() and exc.retryable:
+                return False
+            raise
+        logger.info(
+            "Runtime %r registered %d node(s) in namespace %r: %s",
+            self._name,
+            len(self._nodes),
+            self._namespace,
+            ", ".join(self._nodes),
+        )
+        return True
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        backoff = Backoff()
+        while True:
+            free = self._capacity - len(self._held)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            started = loop.time()
+            try:
+                states = await self._claim(min(self._batch_size, free))
+            except ApiError as exc:
+                delay = backoff.next_delay()
+                level = logging.WARNING if backoff.attempts % _LOG_EVERY_N_FAILURES == 1 else logging.DEBUG
+                logger.log(level, "%s; retrying in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if backoff.attempts:
+                logger.info("Claiming states works again after %d failed attempt(s)", backoff.attempts)
+                backoff.reset()
+            for raw in states:
+                self._accept(raw)
+            if not states and loop.time() - started < CLAIM_WAIT_MS / 2000:
+                # An empty answer that came back at once: the server does not long-poll.
+                await asyncio.sleep(self._poll_interval)
+
+    async def _claim(self, count: int) -> list[Any]:
+        body = {
+            "nodes": list(self._nodes),
+            "batch_size": count,
+            "wait_ms": CLAIM_WAIT_MS,
+            "lease_ms": self._lease_ms,
+        }
+        answer = await self._api.request(
+            "POST",
+            f"{self._namespace_path}/states/enqueue",
+            json=body,
+            timeout=CLAIM_WAIT_MS / 1000 + 30,
+            action="Claiming states",
+        )
+        states = answer.get("states") if isinstance(answer, dict) else None
+        return states if isinstance(states, list) else []
+
+    def _accept(self, raw: Any) -> None:
+        try:
+            claim = _Claim(
+                state_id=str(raw["state_id"]),
+                node_name=str(raw["node_name"]),
+                inputs=dict(raw.get("inputs") or {}),
+                lease_id=raw.get("lease_id"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            logger.error("Ignoring a malformed state in the claim answer: %r", raw)
+            return
+        self._held[claim.state_id] = claim
+        self._queue.put_nowait(claim)
+
+    # -- executing ------------------------------------------------------------------------------
+
+    async def _worker_loop(self) -> None:
+        while (claim := await self._queue.get()) is not None:
+            if self._stopping.is_set():
+                await self._release(claim)
+                continue
+            try:
+                await self._process(claim)
+            except Exception:
+                # A bug here must cost one state, never the worker (the original lost workers this way).
+                logger.exception("Unexpected error while handling state %s (%s)", claim.state_id, claim.node_name)
+                self._finish(claim)
+
+    async def _process(self, claim: _Claim) -> None:
+        if claim.lost:
+            self._finish(claim)
+            return
+        claim.execution = asyncio.create_task(self._execute(claim))
+        try:
+            outcome = await claim.execution
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if claim.lost and current is not None and not current.cancelling():
+                self._finish(claim)  # cancelled by the heartbeat: the lease is gone
+                return
+            raise
+        claim.execution = None
+        await self._deliver(claim, outcome)
+        self._finish(claim)
+
+    async def _execute(self, claim: _Claim) -> Outcome:
+        node = self._nodes.get(claim.node_name)
+        if node is None:
+            return Outcome.failed(LookupError(f"Runtime {self._name!r} has no node named {claim.node_name!r}"))
+        secrets: dict[str, Any] = {}
+        if node.Secrets.model_fields:
+            try:
+                secrets = await self._fetch_secrets(claim)
+            except ApiError as exc:
+                return Outcome.failed(exc)
+        return await run_node(node, claim.inputs, secrets)
+
+    async def _fetch_secrets(self, claim: _Claim) -> dict[str, Any]:
+        answer = await self._api.request_with_retry(
+            "GET",
+            self._state_path(claim, "secrets"),
+            action=f"Reading secrets for state {claim.state_id}",
+            give_up=lambda: claim.lost,
+        )
+        secrets = answer.get("secrets") if isinstance(answer, dict) else None
+        return secrets if isinstance(secrets, dict) else {}
+
+    async def _deliver(self, claim: _Claim, outcome: Outcome) -> None:
+        """Report an outcome, retrying until the server accepts it or the lease is lost."""
+        body = dict(outcome.body)
+        if claim.lease_id is not None:
+            body["lease_id"] = claim.lease_id
+        try:
+            await self._api.request_with_retry(
+                "POST",
+                self._state_path(claim, outcome.endpoint),
+                json=body,
+                action=f"Reporting {outcome.endpoint} for state {claim.state_id} ({claim.node_name})",
+                give_up=lambda: claim.lost,
+            )
+        except (ConflictError, NotFoundError) as exc:
+            logger.warning("Result of state %s (%s) discarded: %s", claim.state_id, claim.node_name, exc)
+            return
+        except ApiError as exc:
+            if outcome.endpoint == "executed" and not exc.retryable:
+                # The server refused the outputs (e.g. not strings): fail the state visibly instead.
+                await self._deliver(claim, Outcome.failed(exc))
+            else:
+                logger.error("Could not report state %s (%s): %s", claim.state_id, claim.node_name, exc)
+            return
+        if outcome.endpoint == "errored":
+            logger.warning("State %s (%s) failed: %s", claim.state_id, claim.node_name, outcome.body["error"])
+        else:
+            logger.debug("State %s (%s) reported %s", claim.state_id, claim.node_name, outcome.endpoint)
+
+    def _finish(self, claim: _Claim) -> None:
+        self._held.pop(claim.state_id, None)
+        self._slot_freed.set()
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self._lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            claims = [claim for claim in self._held.values() if claim.lease_id is not None and not claim.lost]
+            await asyncio.gather(*(self._heartbeat(claim, timeout=interval) for claim in claims))
+
+    async def _heartbeat(self, claim: _Claim, timeout: float) -> None:
+        try:
+            await self._api.request(
+                "POST",
+                self._state_path(claim, "heartbeat"),
+                json={"lease_id": claim.lease_id, "lease_ms": self._lease_ms},
+                timeout=timeout,
+                action=f"Heartbeat for state {claim.state_id}",
+            )
+        except (ConflictError, NotFoundError) as exc:
+            if claim.state_id in self._held:
+                self._lose(claim, exc)
+        except ApiError as exc:
+            logger.debug("%s", exc)
+
+    def _lose(self, claim: _Claim, reason: ApiError) -> None:
+        claim.lost = True
+        if claim.execution is not None and not claim.execution.done():
+            claim.execution.cancel()
+        logger.warning("Abandoning state %s (%s): %s", claim.state_id, claim.node_name, reason.detail)
+
+    async def _release(self, claim: _Claim) -> None:
+        """Hand a claimed state back so that another runtime can take it at once."""
+        try:
+            if claim.lease_id is None:
+                logger.warning("Cannot hand back state %s: the server gave no lease for it", claim.state_id)
+                return
+            await self._api.request_with_retry(
+                "POST",
+                self._state_path(claim, "release"),
+                json={"lease_id": claim.lease_id},
+                action=f"Handing back state {claim.state_id}",
+                backoff=Backoff(initial=0.05, maximum=0.5),
+                max_attempts=3,
+            )
+        except ApiError as exc:
+            logger.warning("%s", exc)
+        finally:
+            self._finish(claim)
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    async def _shutdown(
+        self, claimer: asyncio.Task[None], heartbeat: asyncio.Task[None], workers: list[asyncio.Task[None]]
+    ) -> None:
+        claimer.cancel()
+        await asyncio.gather(claimer, return_exceptions=True)
+        unstarted = self._drain_queue()
+        running = len(self._held) - len(unstarted)
+        logger.info(
+            "Shutting down: handing back %d unstarted state(s), waiting up to %g s for %d running",
+            len(unstarted),
+            self._grace,
+            running,
+        )
+        await asyncio.gather(*(self._release(claim) for claim in unstarted))
+        for _ in workers:
+            self._queue.put_nowait(None)
+        all_done = asyncio.gather(*workers, return_exceptions=True)
+        stop_now = asyncio.create_task(self._stop_now.wait())
+        waiters: set[asyncio.Future[Any]] = {all_done, stop_now}
+        await asyncio.wait(waiters, timeout=self._grace, return_when=asyncio.FIRST_COMPLETED)
+        stop_now.cancel()
+        if not all_done.done():
+            logger.warning("Interrupting %d node(s) still running; their states are handed back", len(self._held))
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)
+        await asyncio.gather(*(self._release(claim) for claim in list(self._held.values())))
+        logger.info("Runtime %r stopped", self._name)
+
+    def _drain_queue(self) -> list[_Claim]:
+        claims: list[_Claim] = []
+        while not self._queue.empty():
+            claim = self._queue.get_nowait()
+            if claim is not None:
+                claims.append(claim)
+        return claims
+
+    def _install_signal_handlers(self) -> None:
+        assert self._loop is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._loop.add_signal_handler(sig, self._request_stop, f"{sig.name} received")
+            except (NotImplementedError, RuntimeError, ValueError):
+                logger.debug("Cannot handle %s here (not the main thread, or unsupported)", sig.name)
+
+    def _remove_signal_handlers(self) -> None:
+        assert self._loop is not None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                self._loop.remove_signal_handler(sig)
+
+    # -- paths ----------------------------------------------------------------------------------
+
+    @property
+    def _lease_ms(self) -> int:
+        return int(self._lease_seconds * 1000)
+
+    @property
+    def _namespace_path(self) -> str:
+        return f"/namespace/{quote(self._namespace, safe='')}"
+
+    def _state_path(self, claim: _Claim, action: str) -> str:
+        return f"{self._namespace_path}/state/{quote(claim.state_id, safe='')}/{action}"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _configure_default_logging() -> None:
+    """Give scripts visible logs unless the application configured logging or opted out."""
+    if logging.getLogger().handlers or os.environ.get("EXOSPHERE_DISABLE_DEFAULT_LOGGING"):
+        return
+    level_name = os.environ.get("EXOSPHERE_LOG_LEVEL", "INFO").strip().upper()
+    level = logging.getLevelNamesMapping().get(level_name, logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

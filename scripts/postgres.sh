@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A throwaway PostgreSQL cluster for tests and benchmarks, on loopback only.
+#   scripts/postgres.sh start   -> installs Debian's postgresql if missing, starts the cluster, prints its URL
+#   scripts/postgres.sh stop
+#   scripts/postgres.sh url
+set -euo pipefail
+PGPORT="${EXOSPHERE_PG_PORT:-55432}"
+PGDATA="${EXOSPHERE_PG_DIR:-/tmp/exosphere-pg}"
+URL="postgresql://postgres@127.0.0.1:${PGPORT}/postgres"
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  if [ -z "$dir" ]; then
+    echo "installing PostgreSQL (Debian package)..." >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2
+    apt-get install -y -qq postgresql >&2
+    dir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  echo "$dir"
+}
+
+as_postgres() {
+  if [ "$(id -u)" = "0" ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case "${1:-start}" in
+  start)
+    BIN=$(pg_bin)
+    if as_postgres "$BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then echo "$URL"; exit 0; fi
+    if [ ! -f "$PGDATA/PG_VERSION" ]; then
+      mkdir -p "$PGDATA"
+      [ "$(id -u)" = "0" ] && chown postgres:postgres "$PGDATA"
+      as_postgres "$BIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
+    fi
+    as_postgres "$BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w start \
+      -o "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300" >/dev/null
+    echo "$URL"
+    ;;
+  stop)
+    BIN=$(pg_bin)
+    as_postgres "$BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null 2>&1 || true
+    ;;
+  url)
+    echo "$URL"
+    ;;
+  *)
+    echo "usage: $0 start|stop|url" >&2; exit 2;;
+esac

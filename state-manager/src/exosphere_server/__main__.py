@@ -1,0 +1,3 @@
+from exosphere_server.cli import main
+
+main()

@@ -1,0 +1,50 @@
+"""One table from domain errors to status codes, and the handlers that keep every answer JSON."""
+
+from __future__ import annotations
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, NotFound
+
+log = structlog.get_logger("exosphere.api")
+
+STATUS_BY_ERROR: list[tuple[type[EngineError], int]] = [(NotFound, 404), (Conflict, 409), (BadRequest, 400)]
+
+
+async def _engine_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, EngineError)
+    status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
+    return JSONResponse({"detail": exc.message}, status_code=status)
+
+
+async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled_error", error_type=type(exc).__name__)
+    return JSONResponse({"success": False, "detail": "internal server error"}, status_code=500)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for error in exc.errors():
+        error = dict(error)
+        # Exceptions inside `ctx` are not JSON; their text is what a client needs.
+        if "ctx" in error:
+            error["ctx"] = {k: str(v) for k, v in error["ctx"].items()}
+        errors.append(error)
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(EngineError, _engine_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

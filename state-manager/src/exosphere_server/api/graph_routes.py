@@ -1,0 +1,64 @@
+"""Graph templates and node registration (PROTOCOL §4.2–4.4, §4.13–4.15)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from exosphere_server.api.deps import engine_context
+from exosphere_server.api.schemas import RegisterNodesRequest, UpsertGraphRequest
+from exosphere_server.api.views import graph_list_item, graph_view, registered_node_view
+from exosphere_server.engine import graphs
+
+router = APIRouter()
+
+
+@router.put("/namespace/{namespace_name}/graph/{graph_name}", status_code=201)
+async def upsert_graph(
+    namespace_name: str, graph_name: str, body: UpsertGraphRequest, request: Request
+) -> JSONResponse:
+    record = await graphs.upsert_graph(
+        engine_context(request),
+        namespace_name,
+        graph_name.strip(),
+        nodes=body.nodes,
+        secrets=body.secrets,
+        retry_policy=body.retry_policy,
+        store_config=body.store_config,
+        triggers=[t.model_dump(mode="json") for t in body.triggers],
+    )
+    return JSONResponse(graph_view(record), status_code=201)
+
+
+@router.get("/namespace/{namespace_name}/graph/{graph_name}")
+async def get_graph(namespace_name: str, graph_name: str, request: Request) -> dict[str, Any]:
+    return graph_view(await graphs.get_graph(engine_context(request), namespace_name, graph_name.strip()))
+
+
+@router.get("/namespace/{namespace_name}/graphs/")
+async def list_graphs(namespace_name: str, request: Request) -> dict[str, Any]:
+    templates = await graphs.list_graphs(engine_context(request), namespace_name)
+    return {"namespace": namespace_name, "count": len(templates), "templates": [graph_list_item(g) for g in templates]}
+
+
+@router.put("/namespace/{namespace_name}/nodes/")
+async def register_nodes(namespace_name: str, body: RegisterNodesRequest, request: Request) -> dict[str, Any]:
+    nodes = [n.model_dump() for n in body.nodes]
+    await graphs.register_nodes(engine_context(request), namespace_name, body.runtime_name, nodes)
+    return {"runtime_name": body.runtime_name, "registered_nodes": nodes}
+
+
+@router.get("/namespace/{namespace_name}/nodes/")
+async def list_nodes(namespace_name: str, request: Request) -> dict[str, Any]:
+    async with engine_context(request).storage.reader() as tx:
+        nodes = await tx.list_registered_nodes(namespace_name)
+    return {"namespace": namespace_name, "count": len(nodes), "nodes": [registered_node_view(n) for n in nodes]}
+
+
+@router.get("/namespaces")
+async def list_namespaces(request: Request) -> dict[str, Any]:
+    async with engine_context(request).storage.reader() as tx:
+        names = await tx.list_namespaces()
+    return {"namespaces": names, "count": len(names)}

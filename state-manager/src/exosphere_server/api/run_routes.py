@@ -1,0 +1,118 @@
+"""Starting runs and reading them (PROTOCOL §4.5, §4.16–4.18) plus the additive run endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Path, Query, Request
+
+from exosphere_server.api.deps import engine_context
+from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerRequest
+from exosphere_server.api.views import run_view, state_view
+from exosphere_server.engine import runs
+
+router = APIRouter()
+ALL_STATUSES = ("CREATED", "QUEUED", "EXECUTED", "ERRORED", "NEXT_CREATED_ERROR", "SUCCESS", "PRUNED", "RETRY_CREATED")
+
+
+@router.post("/namespace/{namespace_name}/graph/{graph_name}/trigger")
+async def trigger(namespace_name: str, graph_name: str, body: TriggerRequest, request: Request) -> dict[str, Any]:
+    run_id = await runs.trigger(
+        engine_context(request),
+        namespace_name,
+        graph_name.strip(),
+        inputs=body.inputs,
+        store=body.store,
+        start_delay_ms=body.start_delay,
+    )
+    return {"status": "CREATED", "run_id": run_id}
+
+
+@router.get("/namespace/{namespace_name}/runs/{page}/{size}")
+async def list_runs(
+    namespace_name: str,
+    request: Request,
+    page: int = Path(ge=1, le=1_000_000),
+    size: int = Path(ge=1, le=1000),
+    graph_name: str | None = Query(default=None, description="Only runs of this graph"),
+) -> dict[str, Any]:
+    total, summaries = await runs.list_runs(engine_context(request), namespace_name, page, size, graph_name)
+    return {
+        "namespace": namespace_name,
+        "total": total,
+        "page": page,
+        "size": size,
+        "runs": [run_view(s) for s in summaries],
+    }
+
+
+@router.get("/namespace/{namespace_name}/run/{run_id}")
+async def get_run(
+    namespace_name: str, run_id: str, request: Request, wait_ms: int = Query(default=0, ge=0, le=MAX_WAIT_MS)
+) -> dict[str, Any]:
+    summary = await runs.run_summary(engine_context(request), namespace_name, run_id, wait_ms)
+    return {**run_view(summary), "namespace": summary.run.namespace, "finished": summary.finished}
+
+
+@router.get("/namespace/{namespace_name}/run/{run_id}/states")
+async def get_run_states(namespace_name: str, run_id: str, request: Request) -> dict[str, Any]:
+    run, states = await runs.run_states(engine_context(request), namespace_name, run_id)
+    if run is None:
+        await runs.run_summary(engine_context(request), namespace_name, run_id)  # raises the 404
+    return {"run_id": run_id, "count": len(states), "states": [state_view(s) for s in states]}
+
+
+@router.get("/namespace/{namespace_name}/states/run/{run_id}/graph")
+async def run_graph(namespace_name: str, run_id: str, request: Request) -> dict[str, Any]:
+    run, states = await runs.run_states(engine_context(request), namespace_name, run_id)
+    ids = {s.id for s in states}
+    nodes = [
+        {"id": s.id, "node_name": s.node_name, "identifier": s.identifier, "status": s.status, "error": s.error}
+        for s in states
+    ]
+    edges = [
+        {"source": list(s.parents.values())[-1], "target": s.id}
+        for s in states
+        if s.parents and list(s.parents.values())[-1] in ids
+    ]
+    summary = dict.fromkeys(ALL_STATUSES, 0)
+    for s in states:
+        summary[s.status] = summary.get(s.status, 0) + 1
+    return {
+        "graph_name": run.graph_name if run else "",
+        "root_states": [n for n, s in zip(nodes, states, strict=True) if not s.parents],
+        "nodes": nodes,
+        "edges": edges,
+        "node_count": len(nodes),
+        "edge_count": len(edges),
+        "execution_summary": summary,
+    }
+
+
+@router.get("/namespace/{namespace_name}/graph/{graph_name}/run/{run_id}/node/{node_id}")
+async def node_details(
+    namespace_name: str, graph_name: str, run_id: str, node_id: str, request: Request
+) -> dict[str, Any]:
+    state = await runs.state_in_run(engine_context(request), namespace_name, graph_name, run_id, node_id)
+    view = state_view(state)
+    return {
+        key: view[key]
+        for key in (
+            "id",
+            "node_name",
+            "identifier",
+            "graph_name",
+            "run_id",
+            "status",
+            "inputs",
+            "outputs",
+            "error",
+            "parents",
+            "created_at",
+            "updated_at",
+            "retry_count",
+            "attempts",
+            "started_at",
+            "finished_at",
+        )
+    }

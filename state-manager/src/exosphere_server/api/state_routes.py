@@ -1,0 +1,98 @@
+"""Runtimes' side of the wire: claims, results, signals, secrets (PROTOCOL §4.6–4.12) plus leases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from exosphere_server.api.deps import engine_context
+from exosphere_server.api.schemas import (
+    EnqueueRequest,
+    ErroredRequest,
+    ExecutedRequest,
+    HeartbeatRequest,
+    ManualRetryRequest,
+    PruneRequest,
+    ReEnqueueAfterRequest,
+    ReleaseRequest,
+)
+from exosphere_server.api.views import claimed_state_view
+from exosphere_server.engine import transitions
+
+router = APIRouter()
+STATE = "/namespace/{namespace_name}/state/{state_id}"
+
+
+@router.post("/namespace/{namespace_name}/states/enqueue")
+async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -> dict[str, Any]:
+    claimed = await transitions.claim(
+        engine_context(request),
+        namespace_name,
+        body.nodes,
+        body.batch_size,
+        wait_ms=body.wait_ms,
+        lease_ms=body.lease_ms,
+        gone=request.is_disconnected,
+    )
+    return {
+        "count": len(claimed),
+        "namespace": namespace_name,
+        "status": "QUEUED",
+        "states": [claimed_state_view(s) for s in claimed],
+    }
+
+
+@router.post(STATE + "/executed")
+async def executed(namespace_name: str, state_id: str, body: ExecutedRequest, request: Request) -> dict[str, Any]:
+    await transitions.executed(engine_context(request), namespace_name, state_id, body.outputs, body.lease_id)
+    return {"status": "EXECUTED"}
+
+
+@router.post(STATE + "/errored")
+async def errored(namespace_name: str, state_id: str, body: ErroredRequest, request: Request) -> dict[str, Any]:
+    retried = await transitions.errored(engine_context(request), namespace_name, state_id, body.error, body.lease_id)
+    return {"status": "ERRORED", "retry_created": retried}
+
+
+@router.post(STATE + "/prune")
+async def prune(namespace_name: str, state_id: str, body: PruneRequest, request: Request) -> dict[str, Any]:
+    enqueue_after = await transitions.prune(engine_context(request), namespace_name, state_id, body.data, body.lease_id)
+    return {"enqueue_after": enqueue_after, "status": "PRUNED"}
+
+
+@router.post(STATE + "/re-enqueue-after")
+async def re_enqueue_after(
+    namespace_name: str, state_id: str, body: ReEnqueueAfterRequest, request: Request
+) -> dict[str, Any]:
+    enqueue_after = await transitions.requeue_after(
+        engine_context(request), namespace_name, state_id, body.enqueue_after, body.lease_id
+    )
+    return {"enqueue_after": enqueue_after, "status": "CREATED"}
+
+
+@router.post(STATE + "/manual-retry")
+async def manual_retry(
+    namespace_name: str, state_id: str, body: ManualRetryRequest, request: Request
+) -> dict[str, Any]:
+    retry = await transitions.manual_retry(engine_context(request), namespace_name, state_id, body.fanout_id)
+    return {"id": retry.id, "status": "CREATED"}
+
+
+@router.get(STATE + "/secrets")
+async def secrets(namespace_name: str, state_id: str, request: Request) -> dict[str, Any]:
+    return {"secrets": await transitions.secrets_for_state(engine_context(request), namespace_name, state_id)}
+
+
+@router.post(STATE + "/heartbeat")
+async def heartbeat(namespace_name: str, state_id: str, body: HeartbeatRequest, request: Request) -> dict[str, Any]:
+    expires = await transitions.heartbeat(
+        engine_context(request), namespace_name, state_id, body.lease_id, body.lease_ms
+    )
+    return {"lease_expires_at": expires}
+
+
+@router.post(STATE + "/release")
+async def release(namespace_name: str, state_id: str, body: ReleaseRequest, request: Request) -> dict[str, Any]:
+    await transitions.release(engine_context(request), namespace_name, state_id, body.lease_id)
+    return {"status": "CREATED"}

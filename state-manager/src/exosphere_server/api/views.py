@@ -1,0 +1,112 @@
+"""How records look on the wire (PROTOCOL §4): timestamps, secrets as `true`, run summaries."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from exosphere_server.engine.runs import RunSummary
+from exosphere_server.storage.records import GraphRecord, RegisteredNodeRecord, StateRecord
+
+
+def iso(ms: int | None) -> str | None:
+    """ISO-8601 without an offset, as the original serialises (the values are UTC)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def doc_id(*parts: str) -> str:
+    return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:24]
+
+
+def graph_view(graph: GraphRecord) -> dict[str, Any]:
+    return {
+        "name": graph.name,
+        "namespace": graph.namespace,
+        "version": graph.version,
+        "nodes": graph.nodes,
+        "secrets": {name: True for name in graph.secrets},
+        "retry_policy": graph.retry_policy,
+        "store_config": graph.store_config,
+        "triggers": graph.triggers,
+        "created_at": iso(graph.created_at),
+        "updated_at": iso(graph.updated_at),
+        "validation_status": graph.validation_status,
+        "validation_errors": graph.validation_errors,
+        "validation_warnings": graph.validation_warnings,
+    }
+
+
+def graph_list_item(graph: GraphRecord) -> dict[str, Any]:
+    return {"_id": doc_id(graph.namespace, graph.name), **graph_view(graph)}
+
+
+def registered_node_view(node: RegisteredNodeRecord) -> dict[str, Any]:
+    return {
+        "_id": doc_id(node.namespace, node.name),
+        "created_at": iso(node.created_at),
+        "updated_at": iso(node.updated_at),
+        "name": node.name,
+        "namespace": node.namespace,
+        "runtime_name": node.runtime_name,
+        "runtime_namespace": node.namespace,
+        "inputs_schema": node.inputs_schema,
+        "outputs_schema": node.outputs_schema,
+        "secrets": node.secrets,
+    }
+
+
+def claimed_state_view(state: StateRecord) -> dict[str, Any]:
+    return {
+        "state_id": state.id,
+        "node_name": state.node_name,
+        "identifier": state.identifier,
+        "inputs": state.inputs,
+        "created_at": iso(state.created_at),
+        "lease_id": state.lease_id,
+        "lease_expires_at": state.lease_expires_at,
+    }
+
+
+def state_view(state: StateRecord) -> dict[str, Any]:
+    """Everything a person inspecting a state wants; never a secret (states hold none)."""
+    return {
+        "state_id": state.id,
+        "id": state.id,
+        "node_name": state.node_name,
+        "identifier": state.identifier,
+        "namespace": state.namespace,
+        "graph_name": state.graph_name,
+        "run_id": state.run_id,
+        "status": state.status,
+        "inputs": state.inputs,
+        "outputs": state.outputs,
+        "data": state.data,
+        "error": state.error,
+        "parents": state.parents,
+        "retry_count": state.retry_count,
+        "attempts": state.claims,
+        "does_unites": state.does_unites,
+        "enqueue_after": state.enqueue_after,
+        "created_at": iso(state.created_at),
+        "updated_at": iso(state.updated_at),
+        "started_at": iso(state.started_at),
+        "finished_at": iso(state.finished_at),
+    }
+
+
+def run_view(summary: RunSummary) -> dict[str, Any]:
+    counts = summary.counts
+    return {
+        "run_id": summary.run.run_id,
+        "graph_name": summary.run.graph_name,
+        "success_count": counts.success,
+        "pending_count": counts.pending,
+        "errored_count": counts.errored,
+        "retried_count": counts.retried,
+        "total_count": counts.total,
+        "status": summary.status,
+        "created_at": iso(summary.run.created_at),
+    }

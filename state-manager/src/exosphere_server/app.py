@@ -1,0 +1,95 @@
+"""The ASGI application: storage, engine context and scheduler wired together, routes mounted."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import structlog
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from starlette.responses import Response
+
+from exosphere_server import __version__
+from exosphere_server.api import graph_routes, run_routes, state_routes
+from exosphere_server.api.auth import require_api_key
+from exosphere_server.api.errors import install_error_handlers
+from exosphere_server.api.request_id import RequestIdMiddleware
+from exosphere_server.config import Settings
+from exosphere_server.engine.context import EngineContext
+from exosphere_server.engine.secret_box import SecretBox
+from exosphere_server.scheduler.loop import Scheduler
+from exosphere_server.storage import open_storage
+from exosphere_server.storage.base import now_ms
+
+log = structlog.get_logger("exosphere.server")
+READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
+
+
+def create_app(settings: Settings) -> FastAPI:
+    storage = open_storage(settings.database_url, settings.db_pool_size)
+    ctx = EngineContext(
+        storage=storage,
+        box=SecretBox(settings.secrets_key),
+        default_lease_ms=settings.default_lease_ms,
+        cron_catch_up=settings.cron_catch_up,
+    )
+    scheduler = Scheduler(ctx, settings.run_retention_days)
+    storage.subscribe(ctx.wakeups.notify, scheduler.poke)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await storage.start()
+        scheduler.start()
+        log.info("server_started", database="sqlite" if settings.is_sqlite else "postgresql", port=settings.port)
+        try:
+            yield
+        finally:
+            await scheduler.stop()
+            ctx.wakeups.notify_all()
+            await storage.close()
+
+    app = FastAPI(title="Exosphere State Manager", version=__version__, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.ctx = ctx
+    install_error_handlers(app)
+
+    v0 = APIRouter(prefix="/v0", dependencies=[Depends(require_api_key)])
+    for module in (graph_routes, state_routes, run_routes):
+        v0.include_router(module.router)
+    app.include_router(v0)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"message": "OK"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        async with request.app.state.ctx.storage.reader() as tx:
+            depths = await tx.ready_depths(now_ms())
+        READY_DEPTH.clear()
+        for (namespace, node), depth in depths.items():
+            READY_DEPTH.labels(namespace, node).set(depth)
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    # Outermost first: CORS, then the request id (so every non-preflight answer carries it).
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"],
+        allow_headers=[
+            "Accept",
+            "Accept-Language",
+            "Content-Language",
+            "Content-Type",
+            "X-API-Key",
+            "Authorization",
+            "X-Requested-With",
+            "X-Exosphere-Request-ID",
+        ],
+        expose_headers=["X-Exosphere-Request-ID"],
+    )
+    return app

@@ -1,0 +1,53 @@
+"""The `exosphere` command line."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+import uvicorn
+
+from exosphere_server.config import ConfigError, load_settings
+from exosphere_server.logs import configure_logging
+
+app = typer.Typer(help="Exosphere: run and inspect background AI workflows.", no_args_is_help=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Exosphere command line."""
+
+
+@app.command()
+def server(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+    port: int = typer.Option(8000, help="Port to listen on"),
+    database_url: str | None = typer.Option(
+        None, "--database-url", help="sqlite:///PATH or postgresql://USER:PW@HOST/DB (default: SQLite in the data dir)"
+    ),
+    api_key: str | None = typer.Option(None, "--api-key", help="API key (default: $STATE_MANAGER_SECRET)"),
+    log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR"),
+) -> None:
+    """Start the state manager."""
+    configure_logging(log_level.upper())
+    try:
+        settings = load_settings(host=host, port=port, database_url=database_url, api_key=api_key)
+    except ConfigError as exc:
+        typer.echo(f"exosphere server: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    from exosphere_server.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=False,
+        loop="uvloop" if os.name == "posix" else "auto",
+        http="httptools",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,61 @@
+"""What every engine operation needs: storage, the secrets box, wake-ups, metrics, and cached graph shapes."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
+
+from exosphere_server.engine.graph_shape import GraphShape, analyse_graph
+from exosphere_server.engine.secret_box import SecretBox
+from exosphere_server.engine.wakeups import Wakeups
+from exosphere_server.storage.base import Storage
+from exosphere_server.storage.records import GraphVersionRecord
+
+
+@dataclass(frozen=True)
+class PinnedGraph:
+    """A graph version as a run sees it: immutable, so its shape is computed once and cached."""
+
+    namespace: str
+    name: str
+    version: int
+    shape: GraphShape
+    retry_policy: RetryPolicyModel
+    store_config: StoreConfigModel
+
+
+class PinnedGraphs:
+    """Versions never change once written, so each is parsed and analysed once per process."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self._cache: OrderedDict[tuple[str, str, int], PinnedGraph] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, record: GraphVersionRecord) -> PinnedGraph:
+        key = (record.namespace, record.name, record.version)
+        pinned = self._cache.get(key)
+        if pinned is None:
+            store_config = StoreConfigModel.model_validate(record.store_config)
+            nodes = [GraphNodeModel.model_validate(n) for n in record.nodes]
+            pinned = PinnedGraph(
+                *key,
+                analyse_graph(nodes, store_config, {}),
+                RetryPolicyModel.model_validate(record.retry_policy),
+                store_config,
+            )
+            self._cache[key] = pinned
+            if len(self._cache) > self._capacity:
+                self._cache.popitem(last=False)
+        return pinned
+
+
+@dataclass
+class EngineContext:
+    storage: Storage
+    box: SecretBox
+    wakeups: Wakeups = field(default_factory=Wakeups)
+    default_lease_ms: int = 300_000
+    cron_catch_up: str = "latest"
+    pinned: PinnedGraphs = field(default_factory=lambda: PinnedGraphs())

@@ -1,0 +1,33 @@
+"""Prometheus metrics of the engine; the ready-queue depth is read from storage at scrape time."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import Counter, Histogram
+
+from exosphere_server.storage.base import now_ms
+from exosphere_server.storage.records import StateRecord
+
+CLAIMS = Counter("exosphere_claims_total", "States handed to runtimes", ["namespace", "node"])
+COMPLETIONS = Counter("exosphere_completions_total", "States that reached a result", ["namespace", "node", "status"])
+ERRORS = Counter("exosphere_state_errors_total", "Failed attempts (errored or lease expired)", ["namespace", "node"])
+LEASE_EXPIRIES = Counter("exosphere_lease_expiries_total", "Claims whose lease ran out without a result")
+QUEUE_WAIT = Histogram(
+    "exosphere_queue_wait_seconds",
+    "Time a state was ready before a runtime claimed it",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+
+
+def record_claims(states: Iterable[StateRecord]) -> None:
+    now = now_ms()
+    for state in states:
+        CLAIMS.labels(state.namespace, state.node_name).inc()
+        QUEUE_WAIT.observe(max(0, now - state.enqueue_after) / 1000)
+
+
+def record_completion(state: StateRecord, status: str) -> None:
+    COMPLETIONS.labels(state.namespace, state.node_name, status).inc()
+    if status in ("ERRORED", "RETRY_CREATED"):
+        ERRORS.labels(state.namespace, state.node_name).inc()

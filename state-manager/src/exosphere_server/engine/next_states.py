@@ -1,0 +1,188 @@
+"""What follows a state: its children after `executed`, and `unites` states once a target's descendants are done.
+
+Everything here runs inside the transaction of the transition that caused it (DESIGN §2.1): the
+children exist, or the failure is recorded, in the same commit as the result.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+import uuid
+from collections.abc import Iterable, Mapping
+
+from exosphere_server.engine.context import PinnedGraph
+from exosphere_server.engine.fingerprint import unite_fingerprint
+from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
+from exosphere_server.storage.base import Tx, new_id, now_ms
+from exosphere_server.storage.records import RunRecord, StateRecord
+
+FINAL_STATUSES = ("SUCCESS", "PRUNED", "ERRORED", "NEXT_CREATED_ERROR", "RETRY_CREATED")
+# A unite waits on these; `RETRY_CREATED` is done because its retry is itself a descendant.
+NOT_SUCCEEDED_YET = ("CREATED", "QUEUED", "EXECUTED", "ERRORED", "NEXT_CREATED_ERROR", "PRUNED")
+NOT_DONE_YET = ("CREATED", "QUEUED", "EXECUTED")
+
+
+class NextStateError(Exception):
+    """A child's inputs could not be built; the executing states end `NEXT_CREATED_ERROR` with this text."""
+
+
+def new_state(
+    *,
+    template_namespace: str,
+    node_name: str,
+    identifier: str,
+    run: RunRecord,
+    inputs: dict[str, str],
+    parents: dict[str, str],
+    enqueue_after: int | None = None,
+    **extra: object,
+) -> StateRecord:
+    now = now_ms()
+    record = StateRecord(
+        id=new_id(),
+        namespace=template_namespace,
+        node_name=node_name,
+        identifier=identifier,
+        graph_name=run.graph_name,
+        run_id=run.run_id,
+        status="CREATED",
+        inputs=inputs,
+        outputs={},
+        parents=parents,
+        enqueue_after=now if enqueue_after is None else enqueue_after,
+        created_at=now,
+        updated_at=now,
+        fanout_id=str(uuid.uuid4()),
+    )
+    for key, value in extra.items():
+        setattr(record, key, value)
+    return record
+
+
+def resolve_store(key: str, run: RunRecord, graph: PinnedGraph) -> str:
+    if key in run.store:
+        return run.store[key]
+    if key in graph.store_config.default_values:
+        return graph.store_config.default_values[key]
+    raise NextStateError(f"Store value not found for key '{key}' in run {run.run_id}")
+
+
+async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: list[StateRecord]) -> list[StateRecord]:
+    """Build every child of the executed states (original and fan-out siblings); raise NextStateError on any problem."""
+    node = graph.shape.nodes[executed[0].identifier]
+    next_ids = [n for n in (node.next_nodes or []) if graph.shape.nodes[n].unites is None]
+    if not next_ids:
+        return []
+    lineage_outputs = await _ancestor_outputs(tx, executed[0].parents)
+    children: list[StateRecord] = []
+    for source in executed:
+        outputs = {**lineage_outputs, source.identifier: source.outputs}
+        parents = {**source.parents, source.identifier: source.id}
+        for child_id in next_ids:
+            child = graph.shape.nodes[child_id]
+            inputs = _resolve_inputs(child.inputs, child_id, outputs, run, graph)
+            children.append(
+                new_state(
+                    template_namespace=child.namespace,
+                    node_name=child.node_name,
+                    identifier=child_id,
+                    run=run,
+                    inputs=inputs,
+                    parents=parents,
+                )
+            )
+    return children
+
+
+async def _ancestor_outputs(tx: Tx, parents: Mapping[str, str]) -> dict[str, dict[str, object]]:
+    if not parents:
+        return {}
+    found = {s.id: s for s in await tx.get_states(list(parents.values()))}
+    return {ident: found[state_id].outputs for ident, state_id in parents.items() if state_id in found}
+
+
+def _resolve_inputs(
+    template: Mapping[str, str],
+    node_id: str,
+    outputs: Mapping[str, Mapping[str, object]],
+    run: RunRecord,
+    graph: PinnedGraph,
+) -> dict[str, str]:
+    def resolve(ref: Ref) -> str:
+        if isinstance(ref, StoreRef):
+            return resolve_store(ref.key, run, graph)
+        assert isinstance(ref, OutputRef)
+        if ref.identifier not in outputs:
+            raise NextStateError(
+                f"Input of node '{node_id}' depends on '{ref.identifier}', which is not in its lineage"
+            )
+        value = outputs[ref.identifier].get(ref.field)
+        if value is None:
+            raise NextStateError(f"Output field '{ref.field}' not found on state of node '{ref.identifier}'")
+        if not isinstance(value, str):
+            raise NextStateError(f"Output field '{ref.field}' of node '{ref.identifier}' is not a string")
+        return value
+
+    try:
+        return {name: render(parse_template(value), resolve) for name, value in template.items()}
+    except PlaceholderError as exc:
+        raise NextStateError(f"Invalid input of node '{node_id}': {exc}") from exc
+
+
+async def evaluate_unites(tx: Tx, graph: PinnedGraph, run: RunRecord, finished: Iterable[StateRecord]) -> None:
+    """Re-check every unite whose target lies on the lineage of a state that just reached a final status (D8)."""
+    targets: dict[tuple[str, str], None] = {}
+    for state in finished:
+        for unite_id in graph.shape.unite_nodes:
+            unites = graph.shape.nodes[unite_id].unites
+            assert unites is not None
+            target_state = state.id if state.identifier == unites.identifier else state.parents.get(unites.identifier)
+            if target_state is not None:
+                targets[(unite_id, target_state)] = None
+    for unite_id, target_state_id in targets:
+        await _fire_unite_if_ready(tx, graph, run, unite_id, target_state_id)
+
+
+async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite_id: str, target_state_id: str) -> None:
+    # Locking the target serialises every evaluation of its unites: two replicas finishing the last two
+    # descendants at once cannot both miss each other's commit (the second waits, then sees the first).
+    target = await tx.get_state(target_state_id, for_update=True)
+    if target is None or target.status != "SUCCESS":
+        return
+    node = graph.shape.nodes[unite_id]
+    assert node.unites is not None
+    waiting_on = NOT_SUCCEEDED_YET if node.unites.strategy.value == "ALL_SUCCESS" else NOT_DONE_YET
+    if await tx.count_descendants(target.id, waiting_on) > 0:
+        return
+    parents = {**target.parents, target.identifier: target.id}
+    fingerprint = unite_fingerprint(
+        node_name=node.node_name,
+        namespace_name=node.namespace,
+        identifier=unite_id,
+        graph_name=run.graph_name,
+        run_id=run.run_id,
+        retry_count=0,
+        parents=parents,
+        manual_retry_fanout_id="",
+    )
+    lineage = await _ancestor_outputs(tx, parents)
+    error: str | None = None
+    try:
+        inputs = _resolve_inputs(node.inputs, unite_id, lineage, run, graph)
+    except NextStateError as exc:
+        # The unite state is still created, so the failure is visible on it rather than lost.
+        inputs, error = {}, str(exc)
+    state = new_state(
+        template_namespace=node.namespace,
+        node_name=node.node_name,
+        identifier=unite_id,
+        run=run,
+        inputs=inputs,
+        parents=parents,
+        does_unites=True,
+        fingerprint=fingerprint,
+        fanout_id=f"unite-{_random.token_hex(8)}",
+    )
+    if error is not None:
+        state.status, state.error, state.finished_at = "NEXT_CREATED_ERROR", error, now_ms()
+    await tx.insert_state_unless_duplicate(state)

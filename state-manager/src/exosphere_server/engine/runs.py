@@ -1,0 +1,199 @@
+"""Runs: starting one (trigger), and reading what it did."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from exosphere_server.engine.context import EngineContext, PinnedGraph
+from exosphere_server.engine.errors import BadRequest, NotFound
+from exosphere_server.engine.next_states import new_state
+from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
+from exosphere_server.storage.base import Tx, now_ms
+from exosphere_server.storage.records import RunCounts, RunRecord, StateRecord
+
+STATE_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+@dataclass
+class RunSummary:
+    run: RunRecord
+    counts: RunCounts
+
+    @property
+    def status(self) -> str:
+        if self.counts.pending > 0:
+            return "PENDING"
+        return "FAILED" if self.counts.errored > 0 or self.counts.total == 0 else "SUCCESS"
+
+    @property
+    def finished(self) -> bool:
+        return self.counts.pending == 0 and self.counts.total > 0
+
+
+async def trigger(
+    ctx: EngineContext,
+    namespace: str,
+    graph_name: str,
+    *,
+    inputs: Mapping[str, str],
+    store: Mapping[str, str],
+    start_delay_ms: int = 0,
+    defaults_satisfy_required: bool = False,
+) -> str:
+    """Start a run of the graph's current version: the run, its store and its root state commit together (D5)."""
+    async with ctx.storage.transaction() as tx:
+        return await start_run(
+            tx,
+            ctx,
+            namespace,
+            graph_name,
+            inputs=inputs,
+            store=store,
+            start_delay_ms=start_delay_ms,
+            defaults_satisfy_required=defaults_satisfy_required,
+        )
+
+
+async def start_run(
+    tx: Tx,
+    ctx: EngineContext,
+    namespace: str,
+    graph_name: str,
+    *,
+    inputs: Mapping[str, str],
+    store: Mapping[str, str],
+    start_delay_ms: int,
+    defaults_satisfy_required: bool,
+) -> str:
+    graph = await tx.get_graph(namespace, graph_name)
+    if graph is None:
+        raise NotFound(f"Graph template not found for namespace {namespace} and graph {graph_name}")
+    if graph.validation_status != "VALID":
+        reasons = "; ".join(graph.validation_errors)
+        raise BadRequest("Graph template is not valid" + (f": {reasons}" if reasons else ""))
+    version = await tx.get_graph_version(namespace, graph_name, graph.version)
+    assert version is not None
+    pinned = ctx.pinned.get(version)
+    root = pinned.shape.nodes[pinned.shape.root]
+    root_inputs = _root_inputs(root.inputs, inputs, store, pinned)
+    satisfied = set(store) | (set(pinned.store_config.default_values) if defaults_satisfy_required else set())
+    missing = [key for key in pinned.store_config.required_keys if key not in satisfied]
+    if missing:
+        raise BadRequest(f"Missing store keys: {missing}")
+    run = RunRecord(
+        run_id=str(uuid.uuid4()),
+        namespace=namespace,
+        graph_name=graph_name,
+        graph_version=graph.version,
+        store=dict(store),
+        created_at=now_ms(),
+    )
+    await tx.insert_run(run)
+    await tx.insert_states(
+        [
+            new_state(
+                template_namespace=root.namespace,
+                node_name=root.node_name,
+                identifier=root.identifier,
+                run=run,
+                inputs=root_inputs,
+                parents={},
+                enqueue_after=run.created_at + start_delay_ms,
+            )
+        ]
+    )
+    return run.run_id
+
+
+def _root_inputs(
+    template: Mapping[str, str], given: Mapping[str, str], store: Mapping[str, str], graph: PinnedGraph
+) -> dict[str, str]:
+    """Caller values are literals (never parsed); template values may only read the store."""
+
+    def resolve(ref: Ref) -> str:
+        if isinstance(ref, OutputRef):
+            raise BadRequest(f"Invalid input: the root node cannot read outputs ({ref})")
+        assert isinstance(ref, StoreRef)
+        if ref.key in store:
+            return store[ref.key]
+        if ref.key in graph.store_config.default_values:
+            return graph.store_config.default_values[ref.key]
+        raise BadRequest(f"Invalid input: store key '{ref.key}' is neither given nor defaulted")
+
+    resolved: dict[str, str] = {}
+    for key, value in template.items():
+        if key in given:
+            resolved[key] = given[key]
+            continue
+        try:
+            resolved[key] = render(parse_template(value), resolve)
+        except PlaceholderError as exc:
+            raise BadRequest(f"Invalid input: {exc}") from exc
+    return resolved
+
+
+async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: int = 0) -> RunSummary:
+    """A run's counts and status; with `wait_ms`, answer as soon as it has finished (or the bound passes)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_ms / 1000
+    delay = 0.01
+    while True:
+        async with ctx.storage.reader() as tx:
+            run = await tx.get_run(run_id)
+            if run is None or run.namespace != namespace:
+                raise NotFound(f"Run {run_id} not found in namespace {namespace}")
+            summary = RunSummary(run, (await tx.run_counts([run_id]))[run_id])
+        remaining = deadline - loop.time()
+        if summary.finished or remaining <= 0:
+            return summary
+        # Waiting for a run is rare and cheap to answer (one indexed count); back off to at most 0.5 s.
+        await asyncio.sleep(min(delay, remaining))
+        delay = min(delay * 2, 0.5)
+
+
+async def list_runs(
+    ctx: EngineContext, namespace: str, page: int, size: int, graph_name: str | None = None
+) -> tuple[int, list[RunSummary]]:
+    async with ctx.storage.reader() as tx:
+        total = await tx.count_runs(namespace, graph_name)
+        runs = await tx.list_runs(namespace, (page - 1) * size, size, graph_name)
+        counts = await tx.run_counts([r.run_id for r in runs])
+    return total, [RunSummary(r, counts[r.run_id]) for r in runs]
+
+
+async def run_states(ctx: EngineContext, namespace: str, run_id: str) -> tuple[RunRecord | None, list[StateRecord]]:
+    async with ctx.storage.reader() as tx:
+        run = await tx.get_run(run_id)
+        if run is None or run.namespace != namespace:
+            return None, []
+        return run, await tx.states_of_run(run_id)
+
+
+async def state_in_run(ctx: EngineContext, namespace: str, graph_name: str, run_id: str, state_id: str) -> StateRecord:
+    if not STATE_ID.match(state_id):
+        raise BadRequest(f"Invalid node ID format: {state_id}")
+    async with ctx.storage.reader() as tx:
+        state = await tx.get_state(state_id)
+        run = await tx.get_run(run_id)
+    if (
+        state is None
+        or run is None
+        or run.namespace != namespace
+        or state.run_id != run_id
+        or state.graph_name != graph_name
+    ):
+        raise NotFound(f"Node {state_id} not found in run {run_id} for graph {graph_name}")
+    return state
+
+
+async def get_state(ctx: EngineContext, namespace: str, state_id: str) -> StateRecord:
+    async with ctx.storage.reader() as tx:
+        state = await tx.get_state(state_id)
+        run = await tx.get_run(state.run_id) if state else None
+    if state is None or run is None or (run.namespace != namespace and state.namespace != namespace):
+        raise NotFound(f"State {state_id} not found in namespace {namespace}")
+    return state

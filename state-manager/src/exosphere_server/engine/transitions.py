@@ -1,0 +1,308 @@
+"""Every state transition, each one database transaction (DESIGN §2).
+
+Claims are leases; completions carry the lease and are idempotent; a failure goes through the
+pinned graph's retry policy; anything that ends a state re-checks the unites waiting on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets as _random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from exosphere_server.engine import metrics
+from exosphere_server.engine.context import EngineContext, PinnedGraph
+from exosphere_server.engine.errors import BadRequest, Conflict, LeaseLost, NotFound
+from exosphere_server.engine.fingerprint import unite_fingerprint
+from exosphere_server.engine.next_states import NextStateError, create_children, evaluate_unites
+from exosphere_server.engine.retry_policy import retry_delay_ms
+from exosphere_server.storage.base import Tx, new_id, now_ms
+from exosphere_server.storage.records import RunRecord, StateRecord
+
+RETRYABLE_BY_HAND = ("ERRORED", "NEXT_CREATED_ERROR")
+
+
+async def load_state(tx: Tx, namespace: str, state_id: str, *, for_update: bool = True) -> StateRecord:
+    """The state, locked for this transaction; a state of another namespace does not exist here."""
+    state = await tx.get_state(state_id, for_update=for_update)
+    if state is None or state.namespace != namespace:
+        raise NotFound("State not found")
+    return state
+
+
+async def run_and_graph(tx: Tx, ctx: EngineContext, run_id: str) -> tuple[RunRecord, PinnedGraph]:
+    run = await tx.get_run(run_id)
+    if run is None:
+        raise NotFound(f"Run {run_id} not found")
+    version = await tx.get_graph_version(run.namespace, run.graph_name, run.graph_version)
+    if version is None:
+        raise NotFound(f"Graph template {run.graph_name} version {run.graph_version} not found")
+    return run, ctx.pinned.get(version)
+
+
+def _check_held(state: StateRecord, lease_id: str | None, *, not_held: str = "State is not queued") -> None:
+    """Refuse a report on a state the caller does not hold: a lost lease is 409, a wrong status 400."""
+    if state.status == "QUEUED" and (lease_id is None or lease_id == state.lease_id):
+        return
+    if state.lease_expired or (lease_id is not None and lease_id != state.lease_id):
+        raise LeaseLost(
+            f"Lease lost: state {state.id} is no longer held under this lease "
+            f"(status {state.status}{', lease expired' if state.lease_expired else ''})"
+        )
+    raise BadRequest(not_held)
+
+
+# -- claims ------------------------------------------------------------------------------------
+
+
+async def claim(
+    ctx: EngineContext,
+    namespace: str,
+    node_names: Sequence[str],
+    batch_size: int,
+    *,
+    wait_ms: int = 0,
+    lease_ms: int | None = None,
+    gone: Callable[[], Awaitable[bool]] | None = None,
+) -> list[StateRecord]:
+    """Claim up to `batch_size` ready states; with `wait_ms`, wait for work instead of answering empty."""
+    if not node_names or batch_size <= 0:
+        return []
+    lease = lease_ms or ctx.default_lease_ms
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_ms / 1000
+    keys = [(namespace, name) for name in dict.fromkeys(node_names)]
+    while True:
+        with ctx.wakeups.watch(keys) as waiter:
+            if gone is not None and await gone():
+                return []
+            async with ctx.storage.transaction() as tx:
+                claimed = await tx.claim_states(
+                    namespace, list(dict.fromkeys(node_names)), batch_size, _random.token_hex(12), lease
+                )
+            if claimed:
+                metrics.record_claims(claimed)
+                return claimed
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            await waiter.wait(remaining)
+
+
+async def heartbeat(ctx: EngineContext, namespace: str, state_id: str, lease_id: str, lease_ms: int | None) -> int:
+    async with ctx.storage.transaction() as tx:
+        state = await load_state(tx, namespace, state_id)
+        if state.status != "QUEUED" or state.lease_id != lease_id:
+            raise LeaseLost(f"Lease lost: state {state_id} is {state.status} and no longer held under this lease")
+        expires = now_ms() + (lease_ms or ctx.default_lease_ms)
+        await tx.update_states([state.id], lease_expires_at=expires)
+    return expires
+
+
+async def release(ctx: EngineContext, namespace: str, state_id: str, lease_id: str) -> None:
+    """Hand a claimed, never started state back: claimable again at once, its attempt not spent."""
+    async with ctx.storage.transaction() as tx:
+        state = await load_state(tx, namespace, state_id)
+        if state.status == "CREATED" and state.lease_id is None:
+            return  # already released: a repeated call changes nothing
+        _check_held(state, lease_id)
+        await tx.requeue_state(state, now_ms(), lease_id=None, lease_expires_at=None, started_at=None)
+
+
+# -- results -----------------------------------------------------------------------------------
+
+
+async def executed(
+    ctx: EngineContext, namespace: str, state_id: str, outputs: list[dict[str, str]], lease_id: str | None
+) -> None:
+    """Record outputs (one per fan-out branch), create the children, mark success: one transaction."""
+    async with ctx.storage.transaction() as tx:
+        state = await load_state(tx, namespace, state_id)
+        first = outputs[0] if outputs else {}
+        if (
+            state.status in ("SUCCESS", "NEXT_CREATED_ERROR")
+            and not state.lease_expired
+            and ((lease_id is not None and lease_id == state.lease_id) or (lease_id is None and state.outputs == first))
+        ):
+            return  # the same result again (a retry after a lost response): already applied
+        _check_held(state, lease_id)
+        run, graph = await run_and_graph(tx, ctx, state.run_id)
+        now = now_ms()
+        state.outputs = first
+        siblings = [
+            replace(
+                state,
+                id=new_id(),
+                outputs=extra,
+                fanout_id=_random.token_hex(12),
+                does_unites=False,
+                fingerprint=None,
+                created_at=now,
+                updated_at=now,
+            )
+            for extra in outputs[1:]
+        ]
+        branch = [state, *siblings]
+        try:
+            children = await create_children(tx, graph, run, branch)
+            status, error = "SUCCESS", None
+        except NextStateError as exc:
+            children, status, error = [], "NEXT_CREATED_ERROR", str(exc)
+        for s in branch:
+            s.status, s.error, s.finished_at = status, error, now
+        await tx.update_states([state.id], status=status, outputs=first, error=error, finished_at=now)
+        await tx.insert_states(siblings)
+        await tx.insert_states(children)
+        await evaluate_unites(tx, graph, run, branch)
+    metrics.record_completion(state, status)
+
+
+async def errored(ctx: EngineContext, namespace: str, state_id: str, error: str, lease_id: str | None) -> bool:
+    """Record a failure; returns whether a retry was created under the graph's retry policy."""
+    async with ctx.storage.transaction() as tx:
+        state = await load_state(tx, namespace, state_id)
+        if (
+            state.status in ("RETRY_CREATED", "ERRORED")
+            and not state.lease_expired
+            and ((lease_id is not None and lease_id == state.lease_id) or (lease_id is None and state.error == error))
+        ):
+            return state.status == "RETRY_CREATED"
+        if state.status == "EXECUTED" or (
+            state.status in ("SUCCESS", "NEXT_CREATED_ERROR") and lease_id == state.lease_id
+        ):
+            raise BadRequest("State is already executed")
+        _check_held(state, lease_id, not_held="State is not queued or executed")
+        run, graph = await run_and_graph(tx, ctx, state.run_id)
+        retried = await fail_state(tx, graph, run, state, error)
+    metrics.record_completion(state, "RETRY_CREATED" if retried else "ERRORED")
+    return retried
+
+
+async def fail_state(
+    tx: Tx, graph: PinnedGraph, run: RunRecord, state: StateRecord, error: str, *, lease_expired: bool = False
+) -> bool:
+    """Apply the retry policy to a failed attempt: a delayed retry state, or ERRORED for good."""
+    now = now_ms()
+    retried = state.retry_count < graph.retry_policy.max_retries
+    if retried:
+        retry = _copy_attempt(
+            state,
+            run,
+            retry_count=state.retry_count + 1,
+            fanout_id=state.fanout_id,
+            manual_retry_fanout_id=state.manual_retry_fanout_id,
+        )
+        retry.enqueue_after = now + retry_delay_ms(graph.retry_policy, retry.retry_count)
+        await tx.insert_state_unless_duplicate(retry)
+    state.status = "RETRY_CREATED" if retried else "ERRORED"
+    await tx.update_states([state.id], status=state.status, error=error, finished_at=now, lease_expired=lease_expired)
+    if not retried:
+        await evaluate_unites(tx, graph, run, [state])
+    return retried
+
+
+def _copy_attempt(state: StateRecord, run: RunRecord, **changes: Any) -> StateRecord:
+    now = now_ms()
+    copy = replace(
+        state,
+        id=new_id(),
+        status="CREATED",
+        outputs={},
+        data={},
+        error=None,
+        enqueue_after=now,
+        lease_id=None,
+        lease_expires_at=None,
+        lease_expired=False,
+        claims=0,
+        started_at=None,
+        finished_at=None,
+        created_at=now,
+        updated_at=now,
+        **changes,
+    )
+    if copy.does_unites:
+        copy.fingerprint = unite_fingerprint(
+            node_name=copy.node_name,
+            namespace_name=copy.namespace,
+            identifier=copy.identifier,
+            graph_name=copy.graph_name,
+            run_id=run.run_id,
+            retry_count=copy.retry_count,
+            parents=copy.parents,
+            manual_retry_fanout_id=copy.manual_retry_fanout_id,
+        )
+    return copy
+
+
+async def prune(ctx: EngineContext, namespace: str, state_id: str, data: dict[str, Any], lease_id: str | None) -> int:
+    async with ctx.storage.transaction() as tx:
+        state = await load_state(tx, namespace, state_id)
+        if state.status == "PRUNED" and lease_id is not None and lease_id == state.lease_id:
+            return state.enqueue_after
+        _check_held(state, lease_id)
+        run, graph = await run_and_graph(tx, ctx, state.run_id)
+        state.status = "PRUNED"
+        await tx.update_states([state.id], status="PRUNED", data=data, finished_at=now_ms())
+        await evaluate_unites(tx, graph, run, [state])
+    metrics.record_completion(state, "PRUNED")
+    return state.enqueue_after
+
+
+async def requeue_after(ctx: EngineContext, namespace: str, state_id: str, delay_ms: int, lease_id: str | None) -> int:
+    """Offer the same state again after a delay (the ReQueueAfter signal); only a held state can do this (D6)."""
+    async with ctx.storage.transaction() as tx:
+        state = await load_state(tx, namespace, state_id)
+        _check_held(state, lease_id)
+        enqueue_after = now_ms() + delay_ms
+        await tx.requeue_state(state, enqueue_after, lease_id=None, lease_expires_at=None, started_at=None)
+    return enqueue_after
+
+
+async def manual_retry(ctx: EngineContext, namespace: str, state_id: str, fanout_id: str) -> StateRecord:
+    """A fresh attempt of a failed state, keyed by the caller's `fanout_id` so that repeating it is harmless."""
+    async with ctx.storage.transaction() as tx:
+        state = await load_state(tx, namespace, state_id)
+        if state.status not in RETRYABLE_BY_HAND:
+            if state.status == "RETRY_CREATED":
+                raise Conflict("Duplicate retry state detected")
+            raise Conflict(
+                f"State {state_id} is {state.status}: only ERRORED or NEXT_CREATED_ERROR states can be retried"
+            )
+        run, _graph = await run_and_graph(tx, ctx, state.run_id)
+        retry = _copy_attempt(state, run, retry_count=0, fanout_id=fanout_id, manual_retry_fanout_id=fanout_id)
+        if not await tx.insert_state_unless_duplicate(retry):
+            raise Conflict("Duplicate retry state detected")
+        await tx.update_states([state.id], status="RETRY_CREATED")
+    return retry
+
+
+async def expire_leases(ctx: EngineContext, limit: int = 200) -> int:
+    """Send every state whose lease ran out back through the retry policy. Returns how many."""
+    async with ctx.storage.transaction() as tx:
+        expired = await tx.expired_leases(now_ms(), limit)
+        for state in expired:
+            run, graph = await run_and_graph(tx, ctx, state.run_id)
+            assert state.lease_expires_at is not None
+            when = datetime.fromtimestamp(state.lease_expires_at / 1000, UTC).isoformat(timespec="milliseconds")
+            error = f"Lease expired at {when}: the runtime sent no result or heartbeat in time"
+            state.lease_expired = True
+            await fail_state(tx, graph, run, state, error, lease_expired=True)
+    metrics.LEASE_EXPIRIES.inc(len(expired))
+    return len(expired)
+
+
+async def secrets_for_state(ctx: EngineContext, namespace: str, state_id: str) -> dict[str, str]:
+    """Plaintext secrets of the state's graph, only for a state a runtime holds right now (D14, D15)."""
+    async with ctx.storage.reader() as tx:
+        state = await load_state(tx, namespace, state_id, for_update=False)
+        if state.status != "QUEUED":
+            raise Conflict(f"State {state_id} is {state.status}: secrets are given only to the runtime holding it")
+        run = await tx.get_run(state.run_id)
+        graph = await tx.get_graph(run.namespace, run.graph_name) if run else None
+    if graph is None:
+        raise NotFound("Graph template not found")
+    return {name: ctx.box.decrypt(token) for name, token in graph.secrets.items()}

@@ -1,0 +1,84 @@
+"""The one background loop of a replica: lease expiry, delayed wake-ups, cron firing, retention.
+
+It sleeps until the earliest deadline it knows of (read from indexes, never a table scan) or until
+a transaction reports a schedule change (here or, on PostgreSQL, on another replica).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+
+import structlog
+
+from exosphere_server.engine import cron_firing
+from exosphere_server.engine.context import EngineContext
+from exosphere_server.engine.transitions import expire_leases
+from exosphere_server.storage.base import now_ms
+
+log = structlog.get_logger("exosphere.scheduler")
+MAX_SLEEP_MS = 30_000  # a safety net only: deadlines and pokes normally wake the loop
+RETENTION_EVERY_MS = 3_600_000
+
+
+class Scheduler:
+    def __init__(self, ctx: EngineContext, run_retention_days: int = 0) -> None:
+        self.ctx = ctx
+        self.retention_ms = run_retention_days * 86_400_000
+        self._poke = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._checked_until = now_ms()
+        self._next_retention = 0
+
+    def poke(self) -> None:
+        """Something changed the deadlines (a delayed state, a new lease, a schedule): look again."""
+        self._poke.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="exosphere-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                sleep_ms = await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("scheduler_tick_failed", error=str(exc))
+                sleep_ms = 500
+            self._poke.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), sleep_ms / 1000)
+
+    async def tick(self) -> int:
+        """Do everything that is due; return how long to sleep (ms) before the next deadline."""
+        now = now_ms()
+        while await expire_leases(self.ctx) > 0:
+            pass
+        await cron_firing.fire_due(self.ctx, datetime.now(UTC))
+        async with self.ctx.storage.reader() as tx:
+            due = await tx.ready_keys_due_between(self._checked_until - 1, now)
+        self._checked_until = now
+        if due:
+            self.ctx.wakeups.notify(due)
+        if self.retention_ms and now >= self._next_retention:
+            await self._apply_retention(now)
+        async with self.ctx.storage.reader() as tx:
+            deadlines = [await tx.next_due_after(now), await tx.next_lease_expiry(), await tx.next_cron_at()]
+        upcoming = [d for d in deadlines if d is not None]
+        next_deadline = min(upcoming, default=now + MAX_SLEEP_MS)
+        return max(1, min(next_deadline - now_ms(), MAX_SLEEP_MS))
+
+    async def _apply_retention(self, now: int) -> None:
+        self._next_retention = now + RETENTION_EVERY_MS
+        async with self.ctx.storage.transaction() as tx:
+            deleted = await tx.delete_finished_runs(now - self.retention_ms, limit=1000)
+        if deleted:
+            log.info("runs_deleted_by_retention", count=deleted)

@@ -1,0 +1,463 @@
+"""The storage interface: named queries over SQLAlchemy Core, one transaction object per unit of work.
+
+Every query the server runs lives here, with a name that says what it does. The two dialects differ
+only in what `SqliteStorage` and `PostgresStorage` override: how a write transaction is serialised,
+how a row is locked, and how other replicas learn that work became ready.
+"""
+
+from __future__ import annotations
+
+import abc
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict, fields
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from exosphere_server.storage import schema
+from exosphere_server.storage.records import (
+    CronScheduleRecord,
+    GraphRecord,
+    GraphVersionRecord,
+    RegisteredNodeRecord,
+    RunCounts,
+    RunRecord,
+    StateRecord,
+)
+
+ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now
+OnReady = Callable[[set[ReadyKey]], None]
+R = TypeVar("R")
+
+PENDING_STATUSES = ("CREATED", "QUEUED", "EXECUTED")
+SUCCESS_STATUSES = ("SUCCESS", "PRUNED")
+ERRORED_STATUSES = ("ERRORED", "NEXT_CREATED_ERROR")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_id() -> str:
+    """A 24-hex id shaped like the original's ObjectIds: seconds first, so ids sort by creation."""
+    return f"{int(time.time()):08x}{secrets.token_hex(8)}"
+
+
+def _record(cls: type[R], row: Any) -> R:
+    mapping = row._mapping
+    return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+
+
+class Tx:
+    """One open transaction. Queries are methods; ready work is announced after commit."""
+
+    def __init__(self, conn: AsyncConnection, storage: Storage) -> None:
+        self.conn = conn
+        self._storage = storage
+        self.ready: set[ReadyKey] = set()
+        self.schedule_changed = False
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _one(self, cls: type[R], query: sa.Select[Any]) -> R | None:
+        row = (await self.conn.execute(query)).first()
+        return _record(cls, row) if row is not None else None
+
+    async def _all(self, cls: type[R], query: sa.Select[Any]) -> list[R]:
+        return [_record(cls, row) for row in await self.conn.execute(query)]
+
+    def _insert(self, table: sa.Table) -> Any:
+        return self._storage.dialect_insert(table)
+
+    # -- graphs ----------------------------------------------------------------------------------
+
+    async def get_graph(self, namespace: str, name: str, *, for_update: bool = False) -> GraphRecord | None:
+        g = schema.graphs
+        query = sa.select(g).where(g.c.namespace == namespace, g.c.name == name)
+        if for_update:
+            query = query.with_for_update()
+        return await self._one(GraphRecord, query)
+
+    async def list_graphs(self, namespace: str | None = None) -> list[GraphRecord]:
+        g = schema.graphs
+        query = sa.select(g).order_by(g.c.namespace, g.c.name)
+        if namespace is not None:
+            query = query.where(g.c.namespace == namespace)
+        return await self._all(GraphRecord, query)
+
+    async def save_graph(self, record: GraphRecord) -> None:
+        values = asdict(record)
+        stmt = self._insert(schema.graphs).values(**values)
+        updates = {k: v for k, v in values.items() if k not in ("namespace", "name", "created_at")}
+        await self.conn.execute(stmt.on_conflict_do_update(index_elements=["namespace", "name"], set_=updates))
+
+    async def set_graph_validation(
+        self, namespace: str, name: str, status: str, errors: list[str], warnings: list[str]
+    ) -> None:
+        g = schema.graphs
+        await self.conn.execute(
+            sa.update(g)
+            .where(g.c.namespace == namespace, g.c.name == name)
+            .values(validation_status=status, validation_errors=errors, validation_warnings=warnings)
+        )
+
+    async def insert_graph_version(self, record: GraphVersionRecord) -> None:
+        await self.conn.execute(sa.insert(schema.graph_versions).values(**asdict(record)))
+
+    async def get_graph_version(self, namespace: str, name: str, version: int) -> GraphVersionRecord | None:
+        v = schema.graph_versions
+        query = sa.select(v).where(v.c.namespace == namespace, v.c.name == name, v.c.version == version)
+        return await self._one(GraphVersionRecord, query)
+
+    # -- registered nodes ------------------------------------------------------------------------
+
+    async def upsert_registered_node(self, record: RegisteredNodeRecord) -> None:
+        values = asdict(record)
+        stmt = self._insert(schema.registered_nodes).values(**values)
+        updates = {k: v for k, v in values.items() if k not in ("namespace", "name", "created_at")}
+        await self.conn.execute(stmt.on_conflict_do_update(index_elements=["namespace", "name"], set_=updates))
+
+    async def get_registered_nodes(
+        self, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], RegisteredNodeRecord]:
+        wanted = set(pairs)
+        if not wanted:
+            return {}
+        n = schema.registered_nodes
+        query = sa.select(n).where(n.c.namespace.in_({ns for ns, _ in wanted}), n.c.name.in_({nm for _, nm in wanted}))
+        found = await self._all(RegisteredNodeRecord, query)
+        return {(r.namespace, r.name): r for r in found if (r.namespace, r.name) in wanted}
+
+    async def list_registered_nodes(self, namespace: str) -> list[RegisteredNodeRecord]:
+        n = schema.registered_nodes
+        return await self._all(RegisteredNodeRecord, sa.select(n).where(n.c.namespace == namespace).order_by(n.c.name))
+
+    async def list_namespaces(self) -> list[str]:
+        n = schema.registered_nodes
+        rows = await self.conn.execute(
+            sa.select(n.c.namespace).distinct().where(n.c.namespace != "").order_by(n.c.namespace)
+        )
+        return [row[0] for row in rows]
+
+    # -- runs ------------------------------------------------------------------------------------
+
+    async def insert_run(self, record: RunRecord) -> None:
+        await self.conn.execute(sa.insert(schema.runs).values(**asdict(record)))
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        r = schema.runs
+        return await self._one(RunRecord, sa.select(r).where(r.c.run_id == run_id))
+
+    async def list_runs(
+        self, namespace: str, offset: int, limit: int, graph_name: str | None = None
+    ) -> list[RunRecord]:
+        r = schema.runs
+        query = sa.select(r).where(r.c.namespace == namespace)
+        if graph_name is not None:
+            query = query.where(r.c.graph_name == graph_name)
+        query = query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).offset(offset).limit(limit)
+        return await self._all(RunRecord, query)
+
+    async def count_runs(self, namespace: str, graph_name: str | None = None) -> int:
+        r = schema.runs
+        query = sa.select(sa.func.count()).select_from(r).where(r.c.namespace == namespace)
+        if graph_name is not None:
+            query = query.where(r.c.graph_name == graph_name)
+        return int((await self.conn.execute(query)).scalar_one())
+
+    async def run_counts(self, run_ids: Sequence[str]) -> dict[str, RunCounts]:
+        counts = {run_id: RunCounts() for run_id in run_ids}
+        if not run_ids:
+            return counts
+        s = schema.states
+        query = (
+            sa.select(s.c.run_id, s.c.status, sa.func.count())
+            .where(s.c.run_id.in_(run_ids))
+            .group_by(s.c.run_id, s.c.status)
+        )
+        for run_id, status, count in await self.conn.execute(query):
+            group = counts[run_id]
+            if status in PENDING_STATUSES:
+                group.pending += count
+            elif status in SUCCESS_STATUSES:
+                group.success += count
+            elif status in ERRORED_STATUSES:
+                group.errored += count
+            else:
+                group.retried += count
+        return counts
+
+    # -- states ----------------------------------------------------------------------------------
+
+    async def insert_states(self, records: Sequence[StateRecord]) -> None:
+        """Insert states with their ancestry; ready ones are announced to claimers after commit."""
+        if not records:
+            return
+        await self.conn.execute(sa.insert(schema.states), [asdict(r) for r in records])
+        links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
+        if links:
+            await self.conn.execute(sa.insert(schema.state_ancestors), links)
+        self._announce(records)
+
+    async def insert_state_unless_duplicate(self, record: StateRecord) -> bool:
+        """Insert one state unless its attempt key or unite fingerprint exists; True when inserted."""
+        stmt = self._insert(schema.states).values(**asdict(record)).on_conflict_do_nothing()
+        result = await self.conn.execute(stmt)
+        if result.rowcount == 0:
+            return False
+        links = [{"ancestor_id": a, "state_id": record.id} for a in dict.fromkeys(record.parents.values())]
+        if links:
+            await self.conn.execute(sa.insert(schema.state_ancestors), links)
+        self._announce([record])
+        return True
+
+    def _announce(self, records: Iterable[StateRecord]) -> None:
+        now = now_ms()
+        for r in records:
+            if r.status == "CREATED":
+                if r.enqueue_after <= now:
+                    self.ready.add((r.namespace, r.node_name))
+                else:
+                    self.schedule_changed = True
+
+    async def get_state(self, state_id: str, *, for_update: bool = False) -> StateRecord | None:
+        s = schema.states
+        query = sa.select(s).where(s.c.id == state_id)
+        if for_update:
+            query = query.with_for_update()
+        return await self._one(StateRecord, query)
+
+    async def get_states(self, state_ids: Sequence[str]) -> list[StateRecord]:
+        s = schema.states
+        return await self._all(StateRecord, sa.select(s).where(s.c.id.in_(state_ids)))
+
+    async def update_states(self, state_ids: Sequence[str], **values: Any) -> None:
+        s = schema.states
+        values.setdefault("updated_at", now_ms())
+        await self.conn.execute(sa.update(s).where(s.c.id.in_(state_ids)).values(**values))
+
+    async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
+        """Put a state back to CREATED: announced now if due, else handed to the scheduler."""
+        await self.update_states([state.id], status="CREATED", enqueue_after=enqueue_after, **values)
+        state.status, state.enqueue_after = "CREATED", enqueue_after
+        self._announce([state])
+
+    async def claim_states(
+        self, namespace: str, node_names: Sequence[str], limit: int, lease_id: str, lease_ms: int
+    ) -> list[StateRecord]:
+        """Hand out up to `limit` ready states, oldest first; each claim is a lease."""
+        s = schema.states
+        now = now_ms()
+        ready = (
+            sa.select(s.c.id)
+            .where(
+                s.c.status == "CREATED",
+                s.c.namespace == namespace,
+                s.c.node_name.in_(node_names),
+                s.c.enqueue_after <= now,
+            )
+            .order_by(s.c.enqueue_after)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            sa.update(s)
+            .where(s.c.id.in_(ready.scalar_subquery()))
+            .values(
+                status="QUEUED",
+                lease_id=lease_id,
+                lease_expires_at=now + lease_ms,
+                lease_expired=False,
+                claims=s.c.claims + 1,
+                started_at=now,
+                updated_at=now,
+            )
+            .returning(*s.c)
+        )
+        claimed = [_record(StateRecord, row) for row in await self.conn.execute(stmt)]
+        claimed.sort(key=lambda r: (r.enqueue_after, r.id))
+        return claimed
+
+    async def count_descendants(
+        self, ancestor_id: str, statuses: Sequence[str] | None = None, *, exclude: Sequence[str] = ()
+    ) -> int:
+        """Descendants of one state, optionally only those in `statuses` or not in `exclude`."""
+        s, a = schema.states, schema.state_ancestors
+        query = (
+            sa.select(sa.func.count())
+            .select_from(a.join(s, s.c.id == a.c.state_id))
+            .where(a.c.ancestor_id == ancestor_id)
+        )
+        if statuses is not None:
+            query = query.where(s.c.status.in_(statuses))
+        if exclude:
+            query = query.where(s.c.status.not_in(exclude))
+        return int((await self.conn.execute(query)).scalar_one())
+
+    async def states_of_run(self, run_id: str) -> list[StateRecord]:
+        s = schema.states
+        return await self._all(StateRecord, sa.select(s).where(s.c.run_id == run_id).order_by(s.c.created_at, s.c.id))
+
+    async def expired_leases(self, now: int, limit: int) -> list[StateRecord]:
+        s = schema.states
+        query = (
+            sa.select(s)
+            .where(s.c.status == "QUEUED", s.c.lease_expires_at <= now)
+            .order_by(s.c.lease_expires_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return await self._all(StateRecord, query)
+
+    async def next_lease_expiry(self) -> int | None:
+        s = schema.states
+        query = sa.select(sa.func.min(s.c.lease_expires_at)).where(s.c.status == "QUEUED")
+        value = (await self.conn.execute(query)).scalar_one()
+        return int(value) if value is not None else None
+
+    async def next_due_after(self, now: int) -> int | None:
+        s = schema.states
+        query = sa.select(sa.func.min(s.c.enqueue_after)).where(s.c.status == "CREATED", s.c.enqueue_after > now)
+        value = (await self.conn.execute(query)).scalar_one()
+        return int(value) if value is not None else None
+
+    async def ready_keys_due_between(self, start: int, end: int) -> set[ReadyKey]:
+        s = schema.states
+        query = (
+            sa.select(s.c.namespace, s.c.node_name)
+            .distinct()
+            .where(s.c.status == "CREATED", s.c.enqueue_after > start, s.c.enqueue_after <= end)
+        )
+        return {(ns, node) for ns, node in await self.conn.execute(query)}
+
+    async def ready_depths(self, now: int) -> dict[ReadyKey, int]:
+        """How many states wait for a runtime, per (namespace, node): the ready-queue depth."""
+        s = schema.states
+        query = (
+            sa.select(s.c.namespace, s.c.node_name, sa.func.count())
+            .where(s.c.status == "CREATED", s.c.enqueue_after <= now)
+            .group_by(s.c.namespace, s.c.node_name)
+        )
+        return {(ns, node): int(count) for ns, node, count in await self.conn.execute(query)}
+
+    async def delete_finished_runs(self, older_than: int, limit: int) -> int:
+        """Retention: drop runs created before `older_than` whose states are all final."""
+        r, s, a = schema.runs, schema.states, schema.state_ancestors
+        live = sa.select(s.c.run_id).where(s.c.status.in_(PENDING_STATUSES))
+        victims = sa.select(r.c.run_id).where(r.c.created_at < older_than, r.c.run_id.not_in(live)).limit(limit)
+        run_ids = [row[0] for row in await self.conn.execute(victims)]
+        if not run_ids:
+            return 0
+        state_ids = sa.select(s.c.id).where(s.c.run_id.in_(run_ids))
+        await self.conn.execute(sa.delete(a).where(a.c.state_id.in_(state_ids)))
+        await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
+        await self.conn.execute(sa.delete(r).where(r.c.run_id.in_(run_ids)))
+        return len(run_ids)
+
+    # -- cron ------------------------------------------------------------------------------------
+
+    async def replace_cron_schedules(
+        self, namespace: str, graph_name: str, schedules: Sequence[CronScheduleRecord]
+    ) -> None:
+        c = schema.cron_schedules
+        await self.conn.execute(sa.delete(c).where(c.c.namespace == namespace, c.c.graph_name == graph_name))
+        if schedules:
+            await self.conn.execute(sa.insert(c), [asdict(x) for x in schedules])
+        self.schedule_changed = True
+
+    async def cron_schedules_of(self, namespace: str, graph_name: str) -> list[CronScheduleRecord]:
+        c = schema.cron_schedules
+        query = sa.select(c).where(c.c.namespace == namespace, c.c.graph_name == graph_name)
+        return await self._all(CronScheduleRecord, query)
+
+    async def due_cron_schedules(self, now: int, limit: int) -> list[CronScheduleRecord]:
+        c = schema.cron_schedules
+        query = (
+            sa.select(c)
+            .where(c.c.next_fire_at <= now)
+            .order_by(c.c.next_fire_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return await self._all(CronScheduleRecord, query)
+
+    async def advance_cron_schedule(self, schedule: CronScheduleRecord, next_fire_at: int) -> bool:
+        """Move a schedule to its next occurrence if nobody else did: the compare-and-set makes firing single."""
+        c = schema.cron_schedules
+        stmt = (
+            sa.update(c)
+            .where(
+                c.c.namespace == schedule.namespace,
+                c.c.graph_name == schedule.graph_name,
+                c.c.expression == schedule.expression,
+                c.c.next_fire_at == schedule.next_fire_at,
+            )
+            .values(next_fire_at=next_fire_at)
+        )
+        return (await self.conn.execute(stmt)).rowcount == 1
+
+    async def next_cron_at(self) -> int | None:
+        c = schema.cron_schedules
+        value = (await self.conn.execute(sa.select(sa.func.min(c.c.next_fire_at)))).scalar_one()
+        return int(value) if value is not None else None
+
+
+class Storage(abc.ABC):
+    """A database the server keeps everything in. Subclasses: `SqliteStorage`, `PostgresStorage`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._on_ready: OnReady = lambda keys: None
+        self._on_schedule_change: Callable[[], None] = lambda: None
+
+    def subscribe(self, on_ready: OnReady, on_schedule_change: Callable[[], None]) -> None:
+        """Learn when states become claimable (here or, on PostgreSQL, on any replica)."""
+        self._on_ready = on_ready
+        self._on_schedule_change = on_schedule_change
+
+    @abc.abstractmethod
+    def dialect_insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT construct, which knows ON CONFLICT."""
+
+    @abc.abstractmethod
+    async def start(self) -> None:
+        """Migrate the schema and start whatever the dialect needs to hear other replicas."""
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Tx]:
+        """A write transaction: everything inside commits together or not at all."""
+        async with self._write_slot(), self.engine.begin() as conn:
+            tx = Tx(conn, self)
+            yield tx
+            await self._before_commit(tx)
+        self._after_commit(tx)
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[Tx]:
+        """A read-only unit of work; never blocks writers."""
+        async with self.engine.connect() as conn:
+            yield Tx(conn, self)
+
+    @abc.abstractmethod
+    def _write_slot(self) -> Any:
+        """An async context that admits one write transaction (SQLite) or any number (PostgreSQL)."""
+
+    async def _before_commit(self, tx: Tx) -> None:
+        return None
+
+    def _after_commit(self, tx: Tx) -> None:
+        if tx.ready:
+            self._on_ready(tx.ready)
+        if tx.schedule_changed:
+            self._on_schedule_change()
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT 1"))

@@ -1,0 +1,110 @@
+"""PostgreSQL for production: pooled connections, SKIP LOCKED claims, LISTEN/NOTIFY across replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+import sqlalchemy as sa
+import structlog
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from exosphere_server.storage.base import Storage, Tx
+from exosphere_server.storage.migrate import upgrade_to_head
+
+CHANNEL = "exosphere_wakeup"
+SCHEDULE_PAYLOAD = "schedule"
+log = structlog.get_logger("exosphere.storage")
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+class PostgresStorage(Storage):
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        self.dsn = _asyncpg_dsn(url)
+        engine = create_async_engine(
+            "postgresql+asyncpg://" + self.dsn.split("://", 1)[1],
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=True,
+            connect_args={"server_settings": {"statement_timeout": "30000", "application_name": "exosphere"}},
+        )
+        super().__init__(engine)
+        self._listener: asyncio.Task[None] | None = None
+
+    def dialect_insert(self, table: sa.Table) -> Any:
+        return pg_insert(table)
+
+    def _write_slot(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()
+
+    async def start(self) -> None:
+        await self._migrate_locked()
+        ready = asyncio.Event()
+        self._listener = asyncio.create_task(self._listen(ready))
+        await asyncio.wait_for(ready.wait(), timeout=30)
+
+    async def _migrate_locked(self) -> None:
+        """Two replicas starting together must not both run the migrations."""
+        async with self.engine.connect() as conn:
+            await conn.execute(sa.text("SELECT pg_advisory_lock(727274)"))
+            await conn.commit()
+            try:
+                await upgrade_to_head(self.engine)
+            finally:
+                await conn.execute(sa.text("SELECT pg_advisory_unlock(727274)"))
+                await conn.commit()
+
+    async def _before_commit(self, tx: Tx) -> None:
+        # NOTIFY is delivered at commit, to every replica (this one too), and dropped on rollback.
+        payloads = [f"{ns}\x1f{node}" for ns, node in sorted(tx.ready)]
+        if tx.schedule_changed:
+            payloads.append(SCHEDULE_PAYLOAD)
+        for payload in payloads:
+            await tx.conn.execute(
+                sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
+            )
+
+    def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload == SCHEDULE_PAYLOAD:
+            self._on_schedule_change()
+        else:
+            namespace, _, node = payload.partition("\x1f")
+            self._on_ready({(namespace, node)})
+
+    async def _listen(self, ready: asyncio.Event) -> None:
+        """Hold one LISTEN connection; reconnect with backoff when the database goes away."""
+        delay = 0.2
+        while True:
+            try:
+                conn = await asyncpg.connect(self.dsn)
+                try:
+                    await conn.add_listener(CHANNEL, self._on_notification)
+                    ready.set()
+                    delay = 0.2
+                    # After a reconnect, wake everyone once: notifications sent meanwhile were lost.
+                    self._on_schedule_change()
+                    while not conn.is_closed():
+                        await asyncio.sleep(1)
+                        await conn.execute("SELECT 1")
+                finally:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("listen_connection_lost", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await super().close()

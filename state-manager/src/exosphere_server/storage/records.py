@@ -1,0 +1,109 @@
+"""Plain records that storage reads and writes; the engine works with these, never with rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class StateRecord:
+    id: str
+    namespace: str
+    node_name: str
+    identifier: str
+    graph_name: str
+    run_id: str
+    status: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    parents: dict[str, str]
+    enqueue_after: int
+    created_at: int
+    updated_at: int
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    does_unites: bool = False
+    fingerprint: str | None = None
+    retry_count: int = 0
+    fanout_id: str = ""
+    manual_retry_fanout_id: str = ""
+    lease_id: str | None = None
+    lease_expires_at: int | None = None
+    lease_expired: bool = False
+    claims: int = 0
+    started_at: int | None = None
+    finished_at: int | None = None
+
+
+@dataclass
+class GraphRecord:
+    namespace: str
+    name: str
+    version: int
+    nodes: list[dict[str, Any]]
+    secrets: dict[str, str]
+    retry_policy: dict[str, Any]
+    store_config: dict[str, Any]
+    triggers: list[dict[str, Any]]
+    validation_status: str
+    validation_errors: list[str]
+    validation_warnings: list[str]
+    created_at: int
+    updated_at: int
+
+
+@dataclass
+class GraphVersionRecord:
+    namespace: str
+    name: str
+    version: int
+    nodes: list[dict[str, Any]]
+    retry_policy: dict[str, Any]
+    store_config: dict[str, Any]
+    created_at: int
+
+
+@dataclass
+class RegisteredNodeRecord:
+    namespace: str
+    name: str
+    runtime_name: str
+    inputs_schema: dict[str, Any]
+    outputs_schema: dict[str, Any]
+    secrets: list[str]
+    created_at: int
+    updated_at: int
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    namespace: str
+    graph_name: str
+    graph_version: int
+    store: dict[str, str]
+    created_at: int
+
+
+@dataclass
+class RunCounts:
+    """States of one run grouped as the runs listing reports them (PROTOCOL §3.1)."""
+
+    success: int = 0
+    pending: int = 0
+    errored: int = 0
+    retried: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.success + self.pending + self.errored + self.retried
+
+
+@dataclass
+class CronScheduleRecord:
+    namespace: str
+    graph_name: str
+    expression: str
+    trigger: dict[str, Any]
+    next_fire_at: int

@@ -1,0 +1,150 @@
+"""Tables of the state manager, as SQLAlchemy Core metadata shared by both dialects.
+
+Times are integers in epoch milliseconds, JSON columns hold plain dicts and lists. Migrations in
+`migrations/versions/` create and alter these tables; this module is what the queries are written
+against.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+graphs = sa.Table(
+    "graphs",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("nodes", sa.JSON, nullable=False),
+    sa.Column("secrets", sa.JSON, nullable=False),  # name -> AES-GCM ciphertext
+    sa.Column("retry_policy", sa.JSON, nullable=False),
+    sa.Column("store_config", sa.JSON, nullable=False),
+    sa.Column("triggers", sa.JSON, nullable=False),
+    sa.Column("validation_status", sa.String, nullable=False),
+    sa.Column("validation_errors", sa.JSON, nullable=False),
+    sa.Column("validation_warnings", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# Runs pin the version they were triggered with, so re-upserting a graph never changes a run in flight.
+graph_versions = sa.Table(
+    "graph_versions",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True),
+    sa.Column("nodes", sa.JSON, nullable=False),
+    sa.Column("retry_policy", sa.JSON, nullable=False),
+    sa.Column("store_config", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+registered_nodes = sa.Table(
+    "registered_nodes",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("runtime_name", sa.String, nullable=False),
+    sa.Column("inputs_schema", sa.JSON, nullable=False),
+    sa.Column("outputs_schema", sa.JSON, nullable=False),
+    sa.Column("secrets", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("namespace", sa.String, nullable=False),
+    sa.Column("graph_name", sa.String, nullable=False),
+    sa.Column("graph_version", sa.Integer, nullable=False),
+    sa.Column("store", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
+)
+
+states = sa.Table(
+    "states",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True),
+    sa.Column("namespace", sa.String, nullable=False),
+    sa.Column("node_name", sa.String, nullable=False),
+    sa.Column("identifier", sa.String, nullable=False),
+    sa.Column("graph_name", sa.String, nullable=False),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("outputs", sa.JSON, nullable=False),
+    sa.Column("data", sa.JSON, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("parents", sa.JSON, nullable=False),  # identifier -> state id, in lineage order
+    sa.Column("does_unites", sa.Boolean, nullable=False),
+    sa.Column("fingerprint", sa.String, nullable=True, unique=True),  # only unite states carry one
+    sa.Column("enqueue_after", sa.BigInteger, nullable=False),
+    sa.Column("retry_count", sa.Integer, nullable=False),
+    sa.Column("fanout_id", sa.String, nullable=False),
+    sa.Column("manual_retry_fanout_id", sa.String, nullable=False),
+    sa.Column("lease_id", sa.String, nullable=True),
+    sa.Column("lease_expires_at", sa.BigInteger, nullable=True),
+    sa.Column("lease_expired", sa.Boolean, nullable=False),
+    sa.Column("claims", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("started_at", sa.BigInteger, nullable=True),
+    sa.Column("finished_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint(
+        "node_name",
+        "namespace",
+        "graph_name",
+        "identifier",
+        "run_id",
+        "retry_count",
+        "fanout_id",
+        name="uq_states_attempt",
+    ),
+    # Finished work stays out of the hot indexes: claims and lease expiry only see live states.
+    sa.Index(
+        "ix_states_ready",
+        "namespace",
+        "node_name",
+        "enqueue_after",
+        sqlite_where=sa.text("status = 'CREATED'"),
+        postgresql_where=sa.text("status = 'CREATED'"),
+    ),
+    sa.Index(
+        "ix_states_due",
+        "enqueue_after",
+        sqlite_where=sa.text("status = 'CREATED'"),
+        postgresql_where=sa.text("status = 'CREATED'"),
+    ),
+    sa.Index(
+        "ix_states_lease",
+        "lease_expires_at",
+        sqlite_where=sa.text("status = 'QUEUED'"),
+        postgresql_where=sa.text("status = 'QUEUED'"),
+    ),
+    sa.Index("ix_states_run", "run_id", "created_at"),
+)
+
+# One row per (state, ancestor state): the descendants of a state, for `unites`, by index.
+state_ancestors = sa.Table(
+    "state_ancestors",
+    metadata,
+    sa.Column("ancestor_id", sa.String(24), primary_key=True),
+    sa.Column("state_id", sa.String(24), primary_key=True),
+)
+
+cron_schedules = sa.Table(
+    "cron_schedules",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("graph_name", sa.String, primary_key=True),
+    sa.Column("expression", sa.String, primary_key=True),
+    sa.Column("trigger", sa.JSON, nullable=False),
+    sa.Column("next_fire_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_cron_next", "next_fire_at"),
+)

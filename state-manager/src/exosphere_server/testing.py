@@ -1,0 +1,139 @@
+"""Run a real `exosphere server` process from tests and benchmarks, and kill it like a crash would.
+
+Example::
+
+    with ServerProcess(sqlite_url(tmp_path)) as server:
+        httpx.get(server.url + "/health")
+        server.kill()      # SIGKILL, no goodbye
+        server.start()     # same database, same port
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+TEST_API_KEY = "exosphere-test-key"
+TEST_SECRETS_KEY = base64.urlsafe_b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def sqlite_url(directory: Path) -> str:
+    return f"sqlite:///{directory / 'exosphere.db'}"
+
+
+def fresh_postgres_url(admin_url: str) -> str:
+    """Create an empty database on the cluster of `admin_url` and return its URL."""
+    import asyncpg
+
+    name = "exo_" + uuid.uuid4().hex[:16]
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    # A thread of its own: callers may already be inside an event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, create()).result()
+    return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+class ServerProcess:
+    """An `exosphere server` subprocess on a free loopback port."""
+
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        port: int | None = None,
+        api_key: str = TEST_API_KEY,
+        env: dict[str, str] | None = None,
+        log_path: Path | None = None,
+    ) -> None:
+        self.database_url = database_url
+        self.port = port or free_port()
+        self.api_key = api_key
+        self.extra_env = env or {}
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        env = {
+            **os.environ,
+            "STATE_MANAGER_SECRET": self.api_key,
+            "SECRETS_ENCRYPTION_KEY": TEST_SECRETS_KEY,
+            **self.extra_env,
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "exosphere_server",
+            "server",
+            "--port",
+            str(self.port),
+            "--database-url",
+            self.database_url,
+            "--log-level",
+            "WARNING",
+        ]
+        output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self.process = subprocess.Popen(command, env=env, stdout=output, stderr=output, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"exosphere server exited with {self.process.returncode} (log: {self.log_path})")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        self.kill()
+        raise TimeoutError(f"exosphere server did not answer /health within {timeout} s")
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to finish anything, as in a crash."""
+        self._signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *_exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()

@@ -1,0 +1,117 @@
+"""Protocol-level helpers: register string-only nodes, upsert graphs, claim and report like a runtime would."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+
+def string_schema(*fields: str) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {f: {"type": "string", "title": f} for f in fields},
+        "required": list(fields),
+    }
+
+
+def register(
+    api: httpx.Client,
+    nodes: dict[str, tuple[tuple[str, ...], tuple[str, ...]]],
+    secrets: dict[str, list[str]] | None = None,
+) -> None:
+    """`nodes` maps a node name to (input fields, output fields)."""
+    body = {
+        "runtime_name": "test-runtime",
+        "nodes": [
+            {
+                "name": name,
+                "inputs_schema": string_schema(*ins),
+                "outputs_schema": string_schema(*outs),
+                "secrets": (secrets or {}).get(name, []),
+            }
+            for name, (ins, outs) in nodes.items()
+        ],
+    }
+    response = api.put("/nodes/", json=body)
+    assert response.status_code == 200, response.text
+
+
+def node(
+    identifier: str,
+    node_name: str,
+    namespace: str,
+    inputs: dict[str, str] | None = None,
+    next_nodes: list[str] | None = None,
+    unites: str | None = None,
+    strategy: str = "ALL_SUCCESS",
+) -> dict[str, Any]:
+    return {
+        "node_name": node_name,
+        "namespace": namespace,
+        "identifier": identifier,
+        "inputs": inputs or {},
+        "next_nodes": next_nodes or [],
+        "unites": {"identifier": unites, "strategy": strategy} if unites else None,
+    }
+
+
+def upsert(api: httpx.Client, graph: str, nodes: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    response = api.put(f"/graph/{graph}", json={"secrets": {}, "nodes": nodes, **extra})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def trigger(api: httpx.Client, graph: str, **body: Any) -> str:
+    response = api.post(f"/graph/{graph}/trigger", json=body)
+    assert response.status_code == 200, response.text
+    return str(response.json()["run_id"])
+
+
+def claim(api: httpx.Client, *nodes: str, batch_size: int = 50, wait_ms: int = 0, **extra: Any) -> list[dict[str, Any]]:
+    response = api.post(
+        "/states/enqueue", json={"nodes": list(nodes), "batch_size": batch_size, "wait_ms": wait_ms, **extra}
+    )
+    assert response.status_code == 200, response.text
+    states: list[dict[str, Any]] = response.json()["states"]
+    return states
+
+
+def claim_all(api: httpx.Client, *nodes: str, count: int, timeout_s: float = 20) -> list[dict[str, Any]]:
+    """Claim until `count` states were handed out (long-polling), or fail."""
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < count and time.monotonic() < deadline:
+        got += claim(api, *nodes, batch_size=count - len(got), wait_ms=1000)
+    assert len(got) == count, f"claimed {len(got)} of {count} states of {nodes}"
+    return got
+
+
+def executed(api: httpx.Client, state: dict[str, Any], *outputs: dict[str, str]) -> httpx.Response:
+    return api.post(
+        f"/state/{state['state_id']}/executed", json={"outputs": list(outputs), "lease_id": state.get("lease_id")}
+    )
+
+
+def errored(api: httpx.Client, state: dict[str, Any], error: str = "boom") -> httpx.Response:
+    return api.post(f"/state/{state['state_id']}/errored", json={"error": error, "lease_id": state.get("lease_id")})
+
+
+def run(api: httpx.Client, run_id: str, wait_ms: int = 0) -> dict[str, Any]:
+    response = api.get(f"/run/{run_id}", params={"wait_ms": wait_ms})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def states(api: httpx.Client, run_id: str) -> list[dict[str, Any]]:
+    response = api.get(f"/run/{run_id}/states")
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["states"]
+    return found
+
+
+def by_identifier(found: list[dict[str, Any]], identifier: str) -> list[dict[str, Any]]:
+    return [s for s in found if s["identifier"] == identifier]

@@ -11,7 +11,7 @@ from exosphere_server.engine.graph_shape import GraphShape, analyse_graph
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.storage.base import Storage
-from exosphere_server.storage.records import GraphVersionRecord
+from exosphere_server.storage.records import GraphVersionRecord, RunRecord
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,25 @@ class PinnedGraphs:
         return pinned
 
 
+class RunCache:
+    """Runs never change after trigger: each is read once per process, then served from memory."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._cache: OrderedDict[str, tuple[RunRecord, PinnedGraph]] = OrderedDict()
+        self._capacity = capacity
+
+    def get(self, run_id: str) -> tuple[RunRecord, PinnedGraph] | None:
+        found = self._cache.get(run_id)
+        if found is not None:
+            self._cache.move_to_end(run_id)
+        return found
+
+    def put(self, run: RunRecord, graph: PinnedGraph) -> None:
+        self._cache[run.run_id] = (run, graph)
+        if len(self._cache) > self._capacity:
+            self._cache.popitem(last=False)
+
+
 @dataclass
 class EngineContext:
     storage: Storage
@@ -59,3 +78,4 @@ class EngineContext:
     default_lease_ms: int = 300_000
     cron_catch_up: str = "latest"
     pinned: PinnedGraphs = field(default_factory=lambda: PinnedGraphs())
+    runs: RunCache = field(default_factory=lambda: RunCache())

@@ -34,13 +34,18 @@ async def load_state(tx: Tx, namespace: str, state_id: str, *, for_update: bool 
 
 
 async def run_and_graph(tx: Tx, ctx: EngineContext, run_id: str) -> tuple[RunRecord, PinnedGraph]:
+    cached = ctx.runs.get(run_id)
+    if cached is not None:
+        return cached
     run = await tx.get_run(run_id)
     if run is None:
         raise NotFound(f"Run {run_id} not found")
     version = await tx.get_graph_version(run.namespace, run.graph_name, run.graph_version)
     if version is None:
         raise NotFound(f"Graph template {run.graph_name} version {run.graph_version} not found")
-    return run, ctx.pinned.get(version)
+    pinned = ctx.pinned.get(version)
+    ctx.runs.put(run, pinned)
+    return run, pinned
 
 
 def _check_held(state: StateRecord, lease_id: str | None, *, not_held: str = "State is not queued") -> None:

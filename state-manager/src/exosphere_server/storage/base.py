@@ -8,6 +8,7 @@ how a row is locked, and how other replicas learn that work became ready.
 from __future__ import annotations
 
 import abc
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
@@ -16,7 +17,6 @@ from dataclasses import asdict, fields
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
@@ -47,6 +47,53 @@ def new_id() -> str:
     return f"{int(time.time()):08x}{secrets.token_hex(8)}"
 
 
+# Hot statements are built once: SQLAlchemy then reuses their compiled form and cache key, which
+# matters on a path taken several times per hop. Status tests are literal SQL so that the planner can
+# match them to the partial indexes (a bound parameter cannot prove `status = 'CREATED'`).
+_S = schema.states
+IS_CREATED = sa.text("states.status = 'CREATED'")
+IS_QUEUED = sa.text("states.status = 'QUEUED'")
+GET_STATE = sa.select(_S).where(_S.c.id == sa.bindparam("state_id"))
+GET_STATE_FOR_UPDATE = GET_STATE.with_for_update()
+GET_RUN = sa.select(schema.runs).where(schema.runs.c.run_id == sa.bindparam("run_id"))
+_V = schema.graph_versions
+GET_GRAPH_VERSION = sa.select(_V).where(
+    _V.c.namespace == sa.bindparam("namespace"),
+    _V.c.name == sa.bindparam("name"),
+    _V.c.version == sa.bindparam("version"),
+)
+INSERT_STATES = sa.insert(_S)
+INSERT_ANCESTORS = sa.insert(schema.state_ancestors)
+CLAIM_STATES = (
+    sa.update(_S)
+    .where(
+        _S.c.id.in_(
+            sa.select(_S.c.id)
+            .where(
+                IS_CREATED,
+                _S.c.namespace == sa.bindparam("b_namespace"),
+                _S.c.node_name.in_(sa.bindparam("b_node_names", expanding=True)),
+                _S.c.enqueue_after <= sa.bindparam("b_now"),
+            )
+            .order_by(_S.c.enqueue_after)
+            .limit(sa.bindparam("b_limit"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(
+        status="QUEUED",
+        lease_id=sa.bindparam("b_lease_id"),
+        lease_expires_at=sa.bindparam("b_lease_expires_at"),
+        lease_expired=False,
+        claims=_S.c.claims + 1,
+        started_at=sa.bindparam("b_now"),
+        updated_at=sa.bindparam("b_now"),
+    )
+    .returning(*_S.c)
+)
+
+
 def _record(cls: type[R], row: Any) -> R:
     mapping = row._mapping
     return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
@@ -55,7 +102,7 @@ def _record(cls: type[R], row: Any) -> R:
 class Tx:
     """One open transaction. Queries are methods; ready work is announced after commit."""
 
-    def __init__(self, conn: AsyncConnection, storage: Storage) -> None:
+    def __init__(self, conn: Any, storage: Storage) -> None:
         self.conn = conn
         self._storage = storage
         self.ready: set[ReadyKey] = set()
@@ -109,9 +156,9 @@ class Tx:
         await self.conn.execute(sa.insert(schema.graph_versions).values(**asdict(record)))
 
     async def get_graph_version(self, namespace: str, name: str, version: int) -> GraphVersionRecord | None:
-        v = schema.graph_versions
-        query = sa.select(v).where(v.c.namespace == namespace, v.c.name == name, v.c.version == version)
-        return await self._one(GraphVersionRecord, query)
+        params = {"namespace": namespace, "name": name, "version": version}
+        row = (await self.conn.execute(GET_GRAPH_VERSION, params)).first()
+        return _record(GraphVersionRecord, row) if row is not None else None
 
     # -- registered nodes ------------------------------------------------------------------------
 
@@ -149,8 +196,8 @@ class Tx:
         await self.conn.execute(sa.insert(schema.runs).values(**asdict(record)))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        r = schema.runs
-        return await self._one(RunRecord, sa.select(r).where(r.c.run_id == run_id))
+        row = (await self.conn.execute(GET_RUN, {"run_id": run_id})).first()
+        return _record(RunRecord, row) if row is not None else None
 
     async def list_runs(
         self, namespace: str, offset: int, limit: int, graph_name: str | None = None
@@ -197,10 +244,10 @@ class Tx:
         """Insert states with their ancestry; ready ones are announced to claimers after commit."""
         if not records:
             return
-        await self.conn.execute(sa.insert(schema.states), [asdict(r) for r in records])
+        await self.conn.execute(INSERT_STATES, [asdict(r) for r in records])
         links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
         if links:
-            await self.conn.execute(sa.insert(schema.state_ancestors), links)
+            await self.conn.execute(INSERT_ANCESTORS, links)
         self._announce(records)
 
     async def insert_state_unless_duplicate(self, record: StateRecord) -> bool:
@@ -225,11 +272,9 @@ class Tx:
                     self.schedule_changed = True
 
     async def get_state(self, state_id: str, *, for_update: bool = False) -> StateRecord | None:
-        s = schema.states
-        query = sa.select(s).where(s.c.id == state_id)
-        if for_update:
-            query = query.with_for_update()
-        return await self._one(StateRecord, query)
+        query = GET_STATE_FOR_UPDATE if for_update else GET_STATE
+        row = (await self.conn.execute(query, {"state_id": state_id})).first()
+        return _record(StateRecord, row) if row is not None else None
 
     async def get_states(self, state_ids: Sequence[str]) -> list[StateRecord]:
         s = schema.states
@@ -250,35 +295,16 @@ class Tx:
         self, namespace: str, node_names: Sequence[str], limit: int, lease_id: str, lease_ms: int
     ) -> list[StateRecord]:
         """Hand out up to `limit` ready states, oldest first; each claim is a lease."""
-        s = schema.states
         now = now_ms()
-        ready = (
-            sa.select(s.c.id)
-            .where(
-                s.c.status == "CREATED",
-                s.c.namespace == namespace,
-                s.c.node_name.in_(node_names),
-                s.c.enqueue_after <= now,
-            )
-            .order_by(s.c.enqueue_after)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        stmt = (
-            sa.update(s)
-            .where(s.c.id.in_(ready.scalar_subquery()))
-            .values(
-                status="QUEUED",
-                lease_id=lease_id,
-                lease_expires_at=now + lease_ms,
-                lease_expired=False,
-                claims=s.c.claims + 1,
-                started_at=now,
-                updated_at=now,
-            )
-            .returning(*s.c)
-        )
-        claimed = [_record(StateRecord, row) for row in await self.conn.execute(stmt)]
+        params = {
+            "b_namespace": namespace,
+            "b_node_names": list(node_names),
+            "b_now": now,
+            "b_limit": limit,
+            "b_lease_id": lease_id,
+            "b_lease_expires_at": now + lease_ms,
+        }
+        claimed = [_record(StateRecord, row) for row in await self.conn.execute(CLAIM_STATES, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
         return claimed
 
@@ -306,7 +332,7 @@ class Tx:
         s = schema.states
         query = (
             sa.select(s)
-            .where(s.c.status == "QUEUED", s.c.lease_expires_at <= now)
+            .where(IS_QUEUED, s.c.lease_expires_at <= now)
             .order_by(s.c.lease_expires_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
@@ -315,13 +341,13 @@ class Tx:
 
     async def next_lease_expiry(self) -> int | None:
         s = schema.states
-        query = sa.select(sa.func.min(s.c.lease_expires_at)).where(s.c.status == "QUEUED")
+        query = sa.select(sa.func.min(s.c.lease_expires_at)).where(IS_QUEUED)
         value = (await self.conn.execute(query)).scalar_one()
         return int(value) if value is not None else None
 
     async def next_due_after(self, now: int) -> int | None:
         s = schema.states
-        query = sa.select(sa.func.min(s.c.enqueue_after)).where(s.c.status == "CREATED", s.c.enqueue_after > now)
+        query = sa.select(sa.func.min(s.c.enqueue_after)).where(IS_CREATED, s.c.enqueue_after > now)
         value = (await self.conn.execute(query)).scalar_one()
         return int(value) if value is not None else None
 
@@ -330,7 +356,7 @@ class Tx:
         query = (
             sa.select(s.c.namespace, s.c.node_name)
             .distinct()
-            .where(s.c.status == "CREATED", s.c.enqueue_after > start, s.c.enqueue_after <= end)
+            .where(IS_CREATED, s.c.enqueue_after > start, s.c.enqueue_after <= end)
         )
         return {(ns, node) for ns, node in await self.conn.execute(query)}
 
@@ -339,7 +365,7 @@ class Tx:
         s = schema.states
         query = (
             sa.select(s.c.namespace, s.c.node_name, sa.func.count())
-            .where(s.c.status == "CREATED", s.c.enqueue_after <= now)
+            .where(IS_CREATED, s.c.enqueue_after <= now)
             .group_by(s.c.namespace, s.c.node_name)
         )
         return {(ns, node): int(count) for ns, node, count in await self.conn.execute(query)}
@@ -405,12 +431,153 @@ class Tx:
         value = (await self.conn.execute(sa.select(sa.func.min(c.c.next_fire_at)))).scalar_one()
         return int(value) if value is not None else None
 
+    # -- inspection (CLI) ------------------------------------------------------------------------
+
+    def _runs_with_status(self, namespace: str, graph_name: str | None, status: str) -> sa.Select[Any]:
+        """Runs whose summary status (PENDING, SUCCESS or FAILED, as `RunSummary.status`) is `status`."""
+        r, s = schema.runs, schema.states
+
+        def any_state(*statuses: str) -> sa.Exists:
+            query = sa.exists().where(s.c.run_id == r.c.run_id)
+            return query.where(s.c.status.in_(statuses)) if statuses else query
+
+        pending = any_state(*PENDING_STATUSES)
+        conditions = {
+            "PENDING": pending,
+            "FAILED": sa.and_(~pending, sa.or_(any_state(*ERRORED_STATUSES), ~any_state())),
+            "SUCCESS": sa.and_(~pending, ~any_state(*ERRORED_STATUSES), any_state()),
+        }
+        query = sa.select(r).where(r.c.namespace == namespace, conditions[status])
+        return query.where(r.c.graph_name == graph_name) if graph_name is not None else query
+
+    async def list_runs_with_status(
+        self, namespace: str, status: str, offset: int, limit: int, graph_name: str | None = None
+    ) -> list[RunRecord]:
+        r = schema.runs
+        query = self._runs_with_status(namespace, graph_name, status)
+        return await self._all(
+            RunRecord, query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).offset(offset).limit(limit)
+        )
+
+    async def count_runs_with_status(self, namespace: str, status: str, graph_name: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(self._runs_with_status(namespace, graph_name, status).subquery())
+        return int((await self.conn.execute(query)).scalar_one())
+
+    async def run_progress(self, run_id: str) -> list[tuple[str, str, str, int]]:
+        """(identifier, node name, status, count) of a run's states, nodes in the order they first appeared."""
+        s = schema.states
+        query = (
+            sa.select(s.c.identifier, s.c.node_name, s.c.status, sa.func.count(), sa.func.min(s.c.created_at))
+            .where(s.c.run_id == run_id)
+            .group_by(s.c.identifier, s.c.node_name, s.c.status)
+        )
+        rows = list(await self.conn.execute(query))
+        first_seen: dict[str, int] = {}
+        for identifier, _node, _status, _count, created in rows:
+            first_seen[identifier] = min(created, first_seen.get(identifier, created))
+        rows.sort(key=lambda row: (first_seen[row[0]], row[0], row[2]))
+        return [(identifier, node, status, int(count)) for identifier, node, status, count, _ in rows]
+
+    # -- dashboard -------------------------------------------------------------------------------
+
+    async def dashboard_namespaces(self) -> dict[str, tuple[int, int, int]]:
+        """namespace -> (graph templates, runs, registered nodes), for every namespace holding any of them."""
+        g, r, n = schema.graphs, schema.runs, schema.registered_nodes
+        found: dict[str, list[int]] = {}
+        for position, table in enumerate((g, r, n)):
+            query = sa.select(table.c.namespace, sa.func.count()).group_by(table.c.namespace)
+            for namespace, count in await self.conn.execute(query):
+                found.setdefault(namespace, [0, 0, 0])[position] = int(count)
+        return {ns: (c[0], c[1], c[2]) for ns, c in sorted(found.items()) if ns}
+
+    def _dashboard_runs_query(
+        self,
+        namespace: str,
+        graph_name: str | None,
+        status: str | None,
+        created_from: int | None,
+        created_to: int | None,
+    ) -> sa.Select[Any]:
+        """Runs of a namespace filtered by graph, summary status (as `RunSummary.status`) and creation time."""
+        r, s = schema.runs, schema.states
+        query = sa.select(r).where(r.c.namespace == namespace)
+        if graph_name:
+            query = query.where(r.c.graph_name == graph_name)
+        if created_from is not None:
+            query = query.where(r.c.created_at >= created_from)
+        if created_to is not None:
+            query = query.where(r.c.created_at < created_to)
+        if status:
+
+            def any_state(*statuses: str) -> sa.Exists:
+                exists = sa.exists().where(s.c.run_id == r.c.run_id)
+                return exists.where(s.c.status.in_(statuses)) if statuses else exists
+
+            pending = any_state(*PENDING_STATUSES)
+            query = query.where(
+                {
+                    "PENDING": pending,
+                    "FAILED": sa.and_(~pending, sa.or_(any_state(*ERRORED_STATUSES), ~any_state())),
+                    "SUCCESS": sa.and_(~pending, ~any_state(*ERRORED_STATUSES), any_state()),
+                }[status]
+            )
+        return query
+
+    async def dashboard_runs(
+        self,
+        namespace: str,
+        *,
+        graph_name: str | None,
+        status: str | None,
+        created_from: int | None,
+        created_to: int | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[RunRecord]]:
+        """One page of runs, newest first, and how many match in all."""
+        r = schema.runs
+        query = self._dashboard_runs_query(namespace, graph_name, status, created_from, created_to)
+        total = (await self.conn.execute(sa.select(sa.func.count()).select_from(query.subquery()))).scalar_one()
+        page = query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).offset(offset).limit(limit)
+        return int(total), await self._all(RunRecord, page)
+
+    async def dashboard_status_counts(self, run_id: str) -> list[tuple[str, str, int]]:
+        """(identifier, status, count) of a run's states, aggregated in the database for the live graph."""
+        s = schema.states
+        query = (
+            sa.select(s.c.identifier, s.c.status, sa.func.count())
+            .where(s.c.run_id == run_id)
+            .group_by(s.c.identifier, s.c.status)
+        )
+        return [(identifier, status, int(count)) for identifier, status, count in await self.conn.execute(query)]
+
+    async def dashboard_node_states(
+        self, run_id: str, identifier: str, statuses: Sequence[str], offset: int, limit: int
+    ) -> tuple[int, list[StateRecord]]:
+        """One page of a template node's states in a run (oldest first), optionally only some statuses."""
+        s = schema.states
+        where = [s.c.run_id == run_id, s.c.identifier == identifier]
+        if statuses:
+            where.append(s.c.status.in_(statuses))
+        total = (await self.conn.execute(sa.select(sa.func.count()).select_from(s).where(*where))).scalar_one()
+        page = sa.select(s).where(*where).order_by(s.c.created_at, s.c.id).offset(offset).limit(limit)
+        return int(total), await self._all(StateRecord, page)
+
+    async def dashboard_same_position(self, state: StateRecord, limit: int) -> list[StateRecord]:
+        """States of the same node under the same parent (retries, manual retries, fan-out siblings), oldest first."""
+        s, a = schema.states, schema.state_ancestors
+        query = sa.select(s).where(s.c.run_id == state.run_id, s.c.identifier == state.identifier)
+        if state.parents:
+            parent_id = list(state.parents.values())[-1]
+            query = query.where(s.c.id.in_(sa.select(a.c.state_id).where(a.c.ancestor_id == parent_id)))
+        found = await self._all(StateRecord, query.order_by(s.c.created_at, s.c.id).limit(limit))
+        return [other for other in found if other.parents == state.parents]
+
 
 class Storage(abc.ABC):
     """A database the server keeps everything in. Subclasses: `SqliteStorage`, `PostgresStorage`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+    def __init__(self) -> None:
         self._on_ready: OnReady = lambda keys: None
         self._on_schedule_change: Callable[[], None] = lambda: None
 
@@ -427,13 +594,22 @@ class Storage(abc.ABC):
     async def start(self) -> None:
         """Migrate the schema and start whatever the dialect needs to hear other replicas."""
 
+    @abc.abstractmethod
     async def close(self) -> None:
-        await self.engine.dispose()
+        """Release every connection."""
+
+    @abc.abstractmethod
+    def _begin(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A connection inside a write transaction (committed on exit, rolled back on error)."""
+
+    @abc.abstractmethod
+    def _connect(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A connection for reads."""
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         """A write transaction: everything inside commits together or not at all."""
-        async with self._write_slot(), self.engine.begin() as conn:
+        async with self._begin() as conn:
             tx = Tx(conn, self)
             yield tx
             await self._before_commit(tx)
@@ -442,12 +618,8 @@ class Storage(abc.ABC):
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[Tx]:
         """A read-only unit of work; never blocks writers."""
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             yield Tx(conn, self)
-
-    @abc.abstractmethod
-    def _write_slot(self) -> Any:
-        """An async context that admits one write transaction (SQLite) or any number (PostgreSQL)."""
 
     async def _before_commit(self, tx: Tx) -> None:
         return None
@@ -459,5 +631,5 @@ class Storage(abc.ABC):
             self._on_schedule_change()
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        async with self.reader() as tx:
+            await tx.conn.execute(sa.text("SELECT 1"))

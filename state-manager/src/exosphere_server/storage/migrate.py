@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def _upgrade(connection: Connection) -> None:
+def upgrade_connection(connection: Connection) -> None:
+    """Bring the schema to the newest revision on an open connection."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
@@ -21,4 +22,4 @@ def _upgrade(connection: Connection) -> None:
 
 async def upgrade_to_head(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+        await conn.run_sync(upgrade_connection)

@@ -27,21 +27,24 @@ def _asyncpg_dsn(url: str) -> str:
 class PostgresStorage(Storage):
     def __init__(self, url: str, pool_size: int = 10) -> None:
         self.dsn = _asyncpg_dsn(url)
-        engine = create_async_engine(
+        super().__init__()
+        self.engine = create_async_engine(
             "postgresql+asyncpg://" + self.dsn.split("://", 1)[1],
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
             connect_args={"server_settings": {"statement_timeout": "30000", "application_name": "exosphere"}},
         )
-        super().__init__(engine)
         self._listener: asyncio.Task[None] | None = None
 
     def dialect_insert(self, table: sa.Table) -> Any:
         return pg_insert(table)
 
-    def _write_slot(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return contextlib.nullcontext()
+    def _begin(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.engine.begin()
+
+    def _connect(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return self.engine.connect()
 
     async def start(self) -> None:
         await self._migrate_locked()
@@ -107,4 +110,4 @@ class PostgresStorage(Storage):
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
-        await super().close()
+        await self.engine.dispose()

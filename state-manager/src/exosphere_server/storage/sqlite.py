@@ -1,20 +1,28 @@
-"""The embedded default: one SQLite file in WAL mode, written by one transaction at a time."""
+"""The embedded default: one SQLite file in WAL mode, written by one transaction at a time.
+
+SQLite answers from its page cache in microseconds, so statements run right on the event loop:
+a thread hop per statement (what an async driver does) costs more than the statement itself. A
+transaction therefore never yields to the loop midway, and the writer lock only documents that.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from exosphere_server.storage.base import Storage
-from exosphere_server.storage.migrate import upgrade_to_head
+from exosphere_server.storage.migrate import upgrade_connection
 
 
 def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Transactions are begun explicitly (see _begin), not by the driver's implicit BEGIN.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the writer; NORMAL sync survives a process crash (kill -9) safely.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -23,22 +31,49 @@ def _pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class SqliteStorage(Storage):
-    """SQLite serialises writers anyway; an in-process lock makes that explicit and avoids SQLITE_BUSY."""
+def _begin(conn: sa.Connection) -> None:
+    # A writer takes SQLite's write lock up front, so it never fails to upgrade a read lock midway.
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("exosphere_write") else "BEGIN")
 
+
+class _LoopConnection:
+    """A sync connection behind the awaitable `execute` that `Tx` uses."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        return self._conn.execute(statement, parameters)
+
+
+class SqliteStorage(Storage):
     def __init__(self, path: Path) -> None:
+        super().__init__()
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(f"sqlite+aiosqlite:///{path}", pool_size=8, max_overflow=8)
-        sa.event.listen(engine.sync_engine, "connect", _pragmas)
-        super().__init__(engine)
         self.path = path
+        self.engine = sa.create_engine(f"sqlite:///{path}", pool_size=4, max_overflow=8)
+        sa.event.listen(self.engine, "connect", _pragmas)
+        sa.event.listen(self.engine, "begin", _begin)
         self._writer = asyncio.Lock()
 
     def dialect_insert(self, table: sa.Table) -> Any:
         return sqlite_insert(table)
 
-    def _write_slot(self) -> asyncio.Lock:
-        return self._writer
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[_LoopConnection]:
+        async with self._writer:
+            with self.engine.connect() as conn, conn.execution_options(exosphere_write=True).begin():
+                yield _LoopConnection(conn)
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[_LoopConnection]:
+        with self.engine.connect() as conn:
+            yield _LoopConnection(conn)
+            conn.rollback()
 
     async def start(self) -> None:
-        await upgrade_to_head(self.engine)
+        with self.engine.begin() as conn:
+            upgrade_connection(conn)
+
+    async def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,111 @@
+"""Nothing lost: real processes killed with SIGKILL at the worst moments (DESIGN §2)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from exosphere_server.testing import ServerProcess
+
+from ..blackbox.helpers import node, upsert
+
+APP = Path(__file__).parent / "runtime_app.py"
+
+
+@pytest.fixture
+def runtimes(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(server: ServerProcess, namespace: str, *mode: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "EXOSPHERE_STATE_MANAGER_URI": server.url,
+            "EXOSPHERE_API_KEY": server.api_key,
+            "CRASH_LOG": str(tmp_path / "executions.log"),
+            "EXOSPHERE_LOG_LEVEL": "WARNING",
+        }
+        process = subprocess.Popen([sys.executable, str(APP), namespace, *mode], env=env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def _graph(api: httpx.Client, namespace: str) -> None:
+    upsert(
+        api,
+        "crash",
+        [
+            node("plan", "Plan", namespace, {"width": "${{ store.width }}"}, ["split"]),
+            node("split", "Split", namespace, {"width": "${{ plan.outputs.width }}"}, ["work"]),
+            node("work", "Work", namespace, {"item": "${{ split.outputs.item }}"}, ["merge"]),
+            node("merge", "Merge", namespace, {"width": "${{ store.width }}"}, unites="plan"),
+        ],
+        store_config={"required_keys": ["width"]},
+        retry_policy={"max_retries": 3, "strategy": "FIXED", "backoff_factor": 100},
+    )
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def _states(api: httpx.Client, run_id: str) -> list[dict[str, object]]:
+    return list(api.get(f"/run/{run_id}/states").json()["states"])
+
+
+def test_server_killed_mid_fan_out_loses_nothing_and_applies_each_result_once(
+    server: ServerProcess, api: httpx.Client, namespace: str, runtimes: Callable[..., subprocess.Popen[bytes]]
+) -> None:
+    runtimes(server, namespace)
+    _wait_for(lambda: api.get("/nodes/").json()["count"] == 4)
+    _graph(api, namespace)
+    width = 40
+    run_id = api.post("/graph/crash/trigger", json={"store": {"width": str(width)}}).json()["run_id"]
+    _wait_for(lambda: sum(s["identifier"] == "work" and s["status"] == "SUCCESS" for s in _states(api, run_id)) >= 5)
+    server.kill()  # mid fan-out: some branches done, some running, some waiting
+    time.sleep(0.5)
+    server.start()
+    run = api.get(f"/run/{run_id}", params={"wait_ms": 60_000}, timeout=70).json()
+    assert run["finished"] and run["status"] == "SUCCESS", run
+    states = _states(api, run_id)
+    work_items = Counter(s["inputs"]["item"] for s in states if s["identifier"] == "work" and s["status"] == "SUCCESS")
+    assert work_items == Counter({str(i): 1 for i in range(width)})  # every branch, each result applied once
+    assert [s["status"] for s in states if s["identifier"] == "merge"] == ["SUCCESS"]
+
+
+def test_runtime_killed_mid_execute_state_runs_again_after_its_lease(
+    server: ServerProcess,
+    api: httpx.Client,
+    namespace: str,
+    runtimes: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    doomed = runtimes(server, namespace, "slow")
+    _wait_for(lambda: api.get("/nodes/").json()["count"] == 4)
+    _graph(api, namespace)
+    run_id = api.post("/graph/crash/trigger", json={"store": {"width": "1"}}).json()["run_id"]
+    log = tmp_path / "executions.log"
+    _wait_for(lambda: log.exists() and "work 0" in log.read_text())
+    doomed.kill()  # SIGKILL in the middle of `execute`
+    doomed.wait()
+    runtimes(server, namespace)
+    run = api.get(f"/run/{run_id}", params={"wait_ms": 60_000}, timeout=70).json()
+    assert run["finished"] and run["status"] == "SUCCESS", run
+    work = [s for s in _states(api, run_id) if s["identifier"] == "work"]
+    assert sorted(s["status"] for s in work) == ["RETRY_CREATED", "SUCCESS"]
+    [expired] = [s for s in work if s["status"] == "RETRY_CREATED"]
+    assert str(expired["error"]).startswith("Lease expired")

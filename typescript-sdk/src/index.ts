@@ -1,0 +1,57 @@
+/**
+ * ExosphereHost TypeScript SDK: define nodes, serve them with a {@link Runtime}, and manage
+ * graphs and runs with a {@link StateManager}.
+ *
+ * @example
+ * ```ts
+ * import { BaseNode, Runtime, StateManager } from 'exospherehost';
+ * import { z } from 'zod';
+ *
+ * class GreetingNode extends BaseNode {
+ *   static name = 'greeting';
+ *   static Inputs = z.object({ name: z.string() });
+ *   static Outputs = z.object({ greeting: z.string() });
+ *   async execute() {
+ *     return { greeting: `Hello, ${this.inputs.name}!` };
+ *   }
+ * }
+ *
+ * const runtime = new Runtime('demo', 'greeter', [GreetingNode]);
+ * await runtime.start();
+ * ```
+ * @packageDocumentation
+ */
+export { BaseNode, type NodeClass, type NodeData, type NodeResult } from './node.js';
+export { Runtime, type RuntimeOptions } from './runtime.js';
+export { StateManager, type StateManagerConfig, type UpsertOptions } from './stateManager.js';
+export { PruneSignal, ReQueueAfterSignal } from './signals.js';
+export {
+  GraphValidationStatus,
+  RetryStrategyEnum,
+  StateStatusEnum,
+  UnitesStrategyEnum,
+  CronTrigger,
+  GraphNodeModel,
+  type GraphTemplate,
+  RetryPolicyModel,
+  type RunState,
+  type RunSummary,
+  StoreConfigModel,
+  type TriggerResult,
+  type TriggerState,
+  UnitesModel,
+} from './models.js';
+export {
+  ApiError,
+  AuthenticationError,
+  ConfigurationError,
+  ConflictError,
+  ExosphereError,
+  GraphValidationError,
+  LeaseLostError,
+  NotFoundError,
+  RunTimeoutError,
+  ServerUnavailableError,
+} from './errors.js';
+export { type Logger } from './log.js';
+export { VERSION } from './version.js';

@@ -1,0 +1,233 @@
+/**
+ * The graph models of the `v0` wire protocol, and the shapes the state manager answers with.
+ *
+ * Enums are plain objects, so both `RetryStrategyEnum.FIXED` and the string `'FIXED'` type-check.
+ * Each model is both a zod schema (a value: `GraphNodeModel.parse(x)`) and a type.
+ *
+ * @example
+ * ```ts
+ * import type { GraphNodeModel } from 'exospherehost';
+ * import { UnitesStrategyEnum } from 'exospherehost';
+ *
+ * const nodes: GraphNodeModel[] = [
+ *   { node_name: 'Split', namespace: 'demo', identifier: 'split',
+ *     inputs: { text: '${{ store.text }}' }, next_nodes: ['count'] },
+ *   { node_name: 'Count', namespace: 'demo', identifier: 'count',
+ *     inputs: { chunk: '${{ split.outputs.chunk }}' }, next_nodes: ['sum'] },
+ *   { node_name: 'Sum', namespace: 'demo', identifier: 'sum',
+ *     unites: { identifier: 'split', strategy: UnitesStrategyEnum.ALL_DONE } },
+ * ];
+ * ```
+ * @module
+ */
+import { z } from 'zod';
+
+/** When a `unites` node fires: after every descendant of its target succeeded, or after all are done. */
+export const UnitesStrategyEnum = {
+  ALL_SUCCESS: 'ALL_SUCCESS',
+  ALL_DONE: 'ALL_DONE',
+} as const;
+export type UnitesStrategyEnum = (typeof UnitesStrategyEnum)[keyof typeof UnitesStrategyEnum];
+
+/** How the delay before an automatic retry grows with the attempt number. */
+export const RetryStrategyEnum = {
+  EXPONENTIAL: 'EXPONENTIAL',
+  EXPONENTIAL_FULL_JITTER: 'EXPONENTIAL_FULL_JITTER',
+  EXPONENTIAL_EQUAL_JITTER: 'EXPONENTIAL_EQUAL_JITTER',
+  LINEAR: 'LINEAR',
+  LINEAR_FULL_JITTER: 'LINEAR_FULL_JITTER',
+  LINEAR_EQUAL_JITTER: 'LINEAR_EQUAL_JITTER',
+  FIXED: 'FIXED',
+  FIXED_FULL_JITTER: 'FIXED_FULL_JITTER',
+  FIXED_EQUAL_JITTER: 'FIXED_EQUAL_JITTER',
+} as const;
+export type RetryStrategyEnum = (typeof RetryStrategyEnum)[keyof typeof RetryStrategyEnum];
+
+/** Status of one node execution (a *state*). */
+export const StateStatusEnum = {
+  CREATED: 'CREATED',
+  QUEUED: 'QUEUED',
+  EXECUTED: 'EXECUTED',
+  ERRORED: 'ERRORED',
+  NEXT_CREATED_ERROR: 'NEXT_CREATED_ERROR',
+  SUCCESS: 'SUCCESS',
+  PRUNED: 'PRUNED',
+  RETRY_CREATED: 'RETRY_CREATED',
+} as const;
+export type StateStatusEnum = (typeof StateStatusEnum)[keyof typeof StateStatusEnum];
+
+/** Validation status of a graph template. */
+export const GraphValidationStatus = {
+  VALID: 'VALID',
+  INVALID: 'INVALID',
+  PENDING: 'PENDING',
+  ONGOING: 'ONGOING',
+} as const;
+export type GraphValidationStatus = (typeof GraphValidationStatus)[keyof typeof GraphValidationStatus];
+
+const nonEmpty = (what: string) =>
+  z.string().trim().min(1, { message: `${what} cannot be empty` });
+
+/**
+ * Makes a node wait for every descendant of one state of `identifier`. A zod schema and its type.
+ *
+ * @example
+ * ```ts
+ * const unites: UnitesModel = { identifier: 'split', strategy: UnitesStrategyEnum.ALL_DONE };
+ * ```
+ */
+export const UnitesModel = z.object({
+  /** Identifier of the node whose descendants are awaited. */
+  identifier: nonEmpty('Unites identifier'),
+  /** Default `ALL_SUCCESS`. */
+  strategy: z.enum(['ALL_SUCCESS', 'ALL_DONE']).optional(),
+});
+export type UnitesModel = z.input<typeof UnitesModel>;
+
+/**
+ * One node of a graph template. Input values are strings and may hold placeholders:
+ * `${{ <identifier>.outputs.<field> }}` or `${{ store.<key> }}`. A zod schema and its type.
+ *
+ * @example
+ * ```ts
+ * const node: GraphNodeModel = {
+ *   node_name: 'greeting', namespace: 'demo', identifier: 'greeter',
+ *   inputs: { name: '${{ store.name }}' }, next_nodes: [],
+ * };
+ * ```
+ */
+export const GraphNodeModel = z.object({
+  /** Name of the registered node to run (its class's static `name`). */
+  node_name: nonEmpty('Node name'),
+  /** Namespace where the node is registered. */
+  namespace: nonEmpty('Namespace'),
+  /** Unique name of this node inside the graph (`store` is reserved). */
+  identifier: nonEmpty('Node identifier').refine((value) => value !== 'store', {
+    message: "Node identifier cannot be reserved word 'store'",
+  }),
+  inputs: z.record(z.string()).optional(),
+  /** Identifiers of the nodes that follow. */
+  next_nodes: z
+    .array(nonEmpty('Next node identifier'))
+    .refine((items) => new Set(items).size === items.length, { message: 'Next node identifiers are not unique' })
+    .nullish(),
+  unites: UnitesModel.nullish(),
+});
+export type GraphNodeModel = z.input<typeof GraphNodeModel>;
+
+/**
+ * Automatic retries of failed states, for every node of a graph. Delays are in milliseconds.
+ * A zod schema and its type.
+ *
+ * @example
+ * ```ts
+ * const retryPolicy: RetryPolicyModel = { max_retries: 5, strategy: RetryStrategyEnum.LINEAR, backoff_factor: 500 };
+ * ```
+ */
+export const RetryPolicyModel = z.object({
+  /** Retries after the first attempt (default 3). */
+  max_retries: z.number().int().min(0).optional(),
+  /** Default `EXPONENTIAL`. */
+  strategy: z.enum(Object.values(RetryStrategyEnum) as [RetryStrategyEnum, ...RetryStrategyEnum[]]).optional(),
+  /** Base delay in milliseconds (default 2000). */
+  backoff_factor: z.number().int().positive().optional(),
+  /** Default 2. */
+  exponent: z.number().int().positive().optional(),
+  /** Upper bound of a delay in milliseconds. */
+  max_delay: z.number().int().positive().nullish(),
+});
+export type RetryPolicyModel = z.input<typeof RetryPolicyModel>;
+
+/**
+ * The per-run key/value store of a graph: keys a trigger must give, and defaults.
+ * A zod schema and its type.
+ *
+ * @example
+ * ```ts
+ * const storeConfig: StoreConfigModel = { required_keys: ['cursor'], default_values: { batch: '100' } };
+ * ```
+ */
+export const StoreConfigModel = z.object({
+  required_keys: z.array(z.string()).optional(),
+  default_values: z.record(z.string()).optional(),
+});
+export type StoreConfigModel = z.input<typeof StoreConfigModel>;
+
+/**
+ * Runs a graph on a cron schedule, evaluated in UTC. A zod schema and its type.
+ *
+ * @example
+ * ```ts
+ * const weekdays: CronTrigger = { expression: '0 9 * * 1-5' }; // every weekday at 09:00 UTC
+ * ```
+ */
+export const CronTrigger = z.object({
+  /** Standard 5-field cron expression (UTC). */
+  expression: nonEmpty('Cron expression'),
+});
+export type CronTrigger = z.input<typeof CronTrigger>;
+
+/** Inputs for the first node of a run. */
+export interface TriggerState {
+  identifier: string;
+  inputs?: Record<string, string>;
+}
+
+/** A graph template as the state manager returns it (secret values are never returned). */
+export interface GraphTemplate {
+  name?: string;
+  namespace?: string;
+  nodes: GraphNodeModel[];
+  /** Secret name → `true`. */
+  secrets: Record<string, boolean>;
+  retry_policy?: RetryPolicyModel;
+  store_config?: StoreConfigModel;
+  triggers?: { type: 'CRON'; value: CronTrigger }[];
+  validation_status: GraphValidationStatus;
+  validation_errors: string[];
+  /** Additive: problems that do not block runs, e.g. nodes no runtime has registered yet. */
+  validation_warnings?: string[];
+  created_at?: string;
+  updated_at?: string;
+  [key: string]: unknown;
+}
+
+/** The answer to a trigger. */
+export interface TriggerResult {
+  status: string;
+  run_id: string;
+  [key: string]: unknown;
+}
+
+/** A run's summary (`GET .../run/{run_id}`). */
+export interface RunSummary {
+  run_id: string;
+  namespace: string;
+  graph_name: string;
+  status: 'PENDING' | 'SUCCESS' | 'FAILED';
+  success_count: number;
+  pending_count: number;
+  errored_count: number;
+  retried_count: number;
+  total_count: number;
+  created_at: string;
+  finished: boolean;
+  [key: string]: unknown;
+}
+
+/** One state of a run (`GET .../run/{run_id}/states`). */
+export interface RunState {
+  state_id: string;
+  node_name: string;
+  identifier: string;
+  namespace: string;
+  status: StateStatusEnum;
+  inputs: Record<string, string>;
+  outputs: Record<string, string>;
+  error: string | null;
+  parents: Record<string, string>;
+  retry_count: number;
+  created_at: string;
+  updated_at: string;
+  [key: string]: unknown;
+}

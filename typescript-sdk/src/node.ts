@@ -1,0 +1,313 @@
+/**
+ * Nodes: the unit of work, how node classes are checked, and how one state is executed.
+ *
+ * @example
+ * ```ts
+ * import { BaseNode } from 'exospherehost';
+ * import { z } from 'zod';
+ *
+ * class Greet extends BaseNode {
+ *   static name = 'greet';
+ *   static Inputs = z.object({ name: z.string() });
+ *   static Outputs = z.object({ greeting: z.string() });
+ *
+ *   async execute() {
+ *     return { greeting: `Hello ${this.inputs.name}` };
+ *   }
+ * }
+ * ```
+ * @module
+ */
+import { z } from 'zod';
+import { describeError } from './errors.js';
+import { PruneSignal, ReQueueAfterSignal } from './signals.js';
+
+/** Inputs, outputs and secrets of a node: strings only (v1). */
+export type NodeData = Record<string, string>;
+
+/** What `execute` may return: one output object, a list of them (a fan-out), or nothing. */
+export type NodeResult = NodeData | NodeData[] | null | undefined | void;
+
+/**
+ * Base class of every node. Subclass it, describe its data with zod objects of strings, and
+ * implement `execute`.
+ *
+ * * `static name`: the node's name in graphs (defaults to the class name).
+ * * `static Inputs`, `Outputs`, `Secrets`: `z.object({...})` whose fields are `z.string()`, or
+ *   `z.string().default(...)` (v1 carries strings only: serialise other data, e.g. as JSON).
+ * * `execute()` reads `this.inputs` and `this.secrets` and returns an output object, an array of
+ *   them (a fan-out: one next branch per item) or nothing. Throw {@link PruneSignal} or
+ *   {@link ReQueueAfterSignal} to end the branch or to run again later; any other error fails the
+ *   state (and the graph's retry policy decides what happens next).
+ * * `this.signal` aborts when the runtime gives the state up (its lease was lost, or shutdown
+ *   ran out of grace time): pass it to `fetch` and other cancellable calls.
+ * * `static timeoutMs` (optional) bounds one execution; exceeding it fails the state.
+ *
+ * Type the data by passing it as type arguments: `class Greet extends BaseNode<{ name: string }>`.
+ *
+ * @example
+ * ```ts
+ * class Fetch extends BaseNode {
+ *   static name = 'fetch';
+ *   static Inputs = z.object({ url: z.string() });
+ *   static Outputs = z.object({ body: z.string() });
+ *   static Secrets = z.object({ token: z.string() });
+ *
+ *   async execute() {
+ *     const response = await fetch(this.inputs.url, {
+ *       headers: { authorization: `Bearer ${this.secrets.token}` },
+ *       signal: this.signal,
+ *     });
+ *     return { body: await response.text() };
+ *   }
+ * }
+ * ```
+ */
+export abstract class BaseNode<TInputs extends NodeData = NodeData, TSecrets extends NodeData = NodeData> {
+  static Inputs: z.AnyZodObject = z.object({});
+  static Outputs: z.AnyZodObject = z.object({});
+  static Secrets: z.AnyZodObject = z.object({});
+  static timeoutMs: number | undefined = undefined;
+
+  /** The state's inputs, parsed with `Inputs` (defaults applied). */
+  inputs!: TInputs;
+  /** The graph's secrets named by `Secrets`. */
+  secrets!: TSecrets;
+  /** Aborted when the runtime gives this execution up. */
+  signal!: AbortSignal;
+
+  /** Do the work of one state. */
+  abstract execute(): Promise<NodeResult> | NodeResult;
+}
+
+/** A concrete node class, as passed to `Runtime`. */
+export interface NodeClass {
+  new (): BaseNode<any, any>;
+  readonly name: string;
+  Inputs: z.AnyZodObject;
+  Outputs: z.AnyZodObject;
+  Secrets: z.AnyZodObject;
+  timeoutMs?: number | undefined;
+}
+
+const SCHEMAS = ['Inputs', 'Outputs', 'Secrets'] as const;
+
+/**
+ * Every problem with the given node classes (empty when all are usable), naming class and field.
+ *
+ * @example
+ * ```ts
+ * checkNodeClasses([Greet, Greet]); // ['Duplicate node name "greet": ...']
+ * ```
+ */
+export function checkNodeClasses(nodes: readonly unknown[]): string[] {
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  for (const node of nodes) {
+    if (typeof node !== 'function' || !(node.prototype instanceof BaseNode)) {
+      problems.push(`${describeValue(node)} is not a subclass of BaseNode (pass the class itself, not an instance)`);
+      continue;
+    }
+    const nodeClass = node as unknown as NodeClass;
+    const label = classLabel(nodeClass);
+    const name: unknown = nodeClass.name;
+    if (typeof name !== 'string' || !name.trim()) {
+      problems.push(`${label} needs a non-empty static name`);
+    } else if (seen.has(name)) {
+      problems.push(`Duplicate node name "${name}": node names must be unique in a runtime`);
+    } else {
+      seen.add(name);
+    }
+    for (const which of SCHEMAS) problems.push(...checkSchema(label, which, nodeClass[which]));
+    if (typeof nodeClass.prototype.execute !== 'function') problems.push(`${label} does not implement execute()`);
+    const timeout = nodeClass.timeoutMs;
+    if (timeout !== undefined && (typeof timeout !== 'number' || !(timeout > 0))) {
+      problems.push(`${label}.timeoutMs must be a positive number of milliseconds, got ${String(timeout)}`);
+    }
+  }
+  return problems;
+}
+
+function checkSchema(label: string, which: string, schema: unknown): string[] {
+  const shape = objectShape(schema);
+  if (shape === undefined) return [`${label}.${which} must be a zod object (z.object({...})), got ${describeValue(schema)}`];
+  const problems: string[] = [];
+  for (const [field, fieldSchema] of Object.entries(shape)) {
+    const kind = zodKind(fieldSchema);
+    if (kind === 'string' || (kind === 'default' && zodKind(innerSchema(fieldSchema)) === 'string')) continue;
+    const why =
+      kind === 'optional' || kind === 'nullable'
+        ? `is ${kind}: give it a default instead, z.string().default('')`
+        : `must be z.string() or z.string().default(...), got ${kind}`;
+    problems.push(`${label}.${which} field "${field}" ${why} (v1 nodes carry strings only)`);
+  }
+  return problems;
+}
+
+/** The flat JSON schema of a zod object of strings, as sent when a runtime registers its nodes. */
+export function jsonSchema(schema: z.AnyZodObject): Record<string, unknown> {
+  const properties: Record<string, Record<string, unknown>> = {};
+  const required: string[] = [];
+  for (const [field, fieldSchema] of Object.entries(objectShape(schema) ?? {})) {
+    if (zodKind(fieldSchema) === 'default') {
+      properties[field] = { type: 'string', default: defaultValue(fieldSchema) };
+    } else {
+      properties[field] = { type: 'string' };
+      required.push(field);
+    }
+  }
+  return { type: 'object', properties, required };
+}
+
+/** The description of one node class sent to `PUT .../nodes/`. */
+export function nodeRegistration(node: NodeClass, namespace: string): Record<string, unknown> {
+  return {
+    name: node.name,
+    namespace,
+    inputs_schema: jsonSchema(node.Inputs),
+    outputs_schema: jsonSchema(node.Outputs),
+    secrets: Object.keys(objectShape(node.Secrets) ?? {}),
+  };
+}
+
+/** Whether a node reads secrets (so the runtime fetches them before executing). */
+export function needsSecrets(node: NodeClass): boolean {
+  return Object.keys(objectShape(node.Secrets) ?? {}).length > 0;
+}
+
+/** What to tell the state manager about one execution: the endpoint and its body. */
+export type Outcome =
+  | { endpoint: 'executed'; body: { outputs: NodeData[] } }
+  | { endpoint: 'errored'; body: { error: string } }
+  | { endpoint: 'prune'; body: { data: Record<string, unknown> } }
+  | { endpoint: 're-enqueue-after'; body: { enqueue_after: number } };
+
+/** The outcome of a failure: the error text is `${err.name}: ${err.message}`. */
+export function failed(err: unknown): Outcome {
+  return { endpoint: 'errored', body: { error: describeError(err) } };
+}
+
+/**
+ * Execute `node` once for one state and describe the result. Never rejects.
+ *
+ * @example
+ * ```ts
+ * await runNode(Greet, { name: 'Ada' }, {}, new AbortController().signal);
+ * // { endpoint: 'executed', body: { outputs: [{ greeting: 'Hello Ada' }] } }
+ * ```
+ */
+export async function runNode(
+  node: NodeClass,
+  inputs: Record<string, unknown>,
+  secrets: Record<string, unknown>,
+  signal: AbortSignal,
+): Promise<Outcome> {
+  try {
+    const instance = new node();
+    instance.inputs = parseData(node, 'inputs', node.Inputs, inputs);
+    instance.secrets = parseData(node, 'secrets', node.Secrets, secrets);
+    instance.signal = signal;
+    const result = await withTimeout(node, Promise.resolve().then(() => instance.execute()));
+    return { endpoint: 'executed', body: { outputs: dumpOutputs(node, result) } };
+  } catch (err) {
+    if (err instanceof PruneSignal || isNamed(err, 'PruneSignal')) {
+      return { endpoint: 'prune', body: { data: (err as PruneSignal).data ?? {} } };
+    }
+    if (err instanceof ReQueueAfterSignal || isNamed(err, 'ReQueueAfterSignal')) {
+      return { endpoint: 're-enqueue-after', body: { enqueue_after: (err as ReQueueAfterSignal).delayMs } };
+    }
+    return failed(err);
+  }
+}
+
+/** Turn what `execute` returned into the `outputs` list of the wire (one object per output). */
+export function dumpOutputs(node: NodeClass, result: unknown): NodeData[] {
+  if (result === undefined || result === null) return [];
+  const items = Array.isArray(result) ? result : [result];
+  return items.map((item) => {
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) {
+      throw new TypeError(
+        `${node.name}.execute must return an object of strings, an array of them, or nothing; got ${describeValue(item)}`,
+      );
+    }
+    return parseData(node, 'outputs', node.Outputs, item);
+  });
+}
+
+function parseData(node: NodeClass, what: string, schema: z.AnyZodObject, data: unknown): NodeData {
+  const parsed = schema.safeParse(data);
+  if (parsed.success) return parsed.data as NodeData;
+  // zod's issues name the field and the problem without echoing values, so secrets stay secret.
+  const problems = parsed.error.issues.map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  throw new TypeError(`Invalid ${what} for node ${node.name}: ${problems.join('; ')}`);
+}
+
+async function withTimeout<T>(node: NodeClass, work: Promise<T>): Promise<T> {
+  const timeoutMs = node.timeoutMs;
+  if (timeoutMs === undefined) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new Error(`${node.name} timed out after ${timeoutMs} ms`);
+      error.name = 'TimeoutError';
+      reject(error);
+    }, timeoutMs);
+  });
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// zod v3 names its classes in `_def.typeName` ("ZodString"); zod v4 in `_zod.def.type` ("string").
+// Reading them instead of using `instanceof` works whichever copy of zod the user's schemas came from.
+type ZodLike = { _def?: Record<string, unknown>; _zod?: { def?: Record<string, unknown> }; shape?: unknown };
+
+function zodDef(schema: unknown): Record<string, unknown> | undefined {
+  const candidate = schema as ZodLike | null | undefined;
+  return candidate?._zod?.def ?? candidate?._def;
+}
+
+function zodKind(schema: unknown): string {
+  const def = zodDef(schema);
+  if (def === undefined) return describeValue(schema);
+  if (typeof def.typeName === 'string') return def.typeName.replace(/^Zod/, '').toLowerCase();
+  return typeof def.type === 'string' ? def.type : 'unknown';
+}
+
+function innerSchema(schema: unknown): unknown {
+  return zodDef(schema)?.innerType;
+}
+
+function defaultValue(schema: unknown): unknown {
+  const value = zodDef(schema)?.defaultValue;
+  return typeof value === 'function' ? (value as () => unknown)() : value;
+}
+
+function objectShape(schema: unknown): Record<string, unknown> | undefined {
+  if (zodKind(schema) !== 'object') return undefined;
+  const shape = (schema as ZodLike).shape ?? zodDef(schema)?.shape;
+  const resolved = typeof shape === 'function' ? (shape as () => unknown)() : shape;
+  return resolved !== null && typeof resolved === 'object' ? (resolved as Record<string, unknown>) : undefined;
+}
+
+function classLabel(node: NodeClass): string {
+  // `static name = 'sample-node'` hides the class's own name; show both when they differ.
+  const declared = /^class\s+([\w$]+)/.exec(Function.prototype.toString.call(node))?.[1];
+  return declared && declared !== node.name ? `${declared} ("${node.name}")` : String(node.name);
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`;
+  if (typeof value === 'object') {
+    const maker = value.constructor;
+    return maker && maker !== Object ? `an instance of ${maker.name}` : 'an object';
+  }
+  return typeof value === 'string' ? `string "${value}"` : `${typeof value} ${String(value)}`;
+}
+
+function isNamed(err: unknown, name: string): boolean {
+  return err instanceof Error && err.name === name;
+}

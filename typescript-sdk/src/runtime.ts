@@ -1,0 +1,521 @@
+/**
+ * The runtime: registers node classes, claims states, runs them, and reports every result.
+ *
+ * How work flows (each an async loop that never rejects):
+ *
+ * * the *claimer* long-polls `states/enqueue` for at most as many states as there are free slots
+ *   (workers plus a small prefetch), so states are never hoarded and the local queue is bounded;
+ * * `workers` *worker* loops run one state at a time and deliver the outcome, retrying with backoff
+ *   until the server accepts it or says the lease is lost (409);
+ * * the *heartbeat* keeps the lease of every held state alive (every lease/3).
+ *
+ * On SIGINT/SIGTERM (or `stop()`) the runtime stops claiming, hands unstarted states back, gives
+ * running nodes `shutdownGraceMs` to finish, then hands back what is still running. A second signal
+ * stops at once.
+ * @module
+ */
+import {
+  ApiError,
+  ConfigurationError,
+  ConflictError,
+  ExosphereError,
+  NotFoundError,
+  describeError,
+} from './errors.js';
+import { ApiClient, Backoff, sleep } from './http.js';
+import { type Logger, defaultLogger } from './log.js';
+import { type NodeClass, type Outcome, checkNodeClasses, failed, needsSecrets, nodeRegistration, runNode } from './node.js';
+
+/** How long one claim request may wait on the server for work (the server caps it at 60 s). */
+export const CLAIM_WAIT_MS = 25_000;
+const DEFAULT_LEASE_MS = 60_000;
+// Failing claims are logged at WARN on the first failure and then once every this many attempts.
+const LOG_EVERY_N_FAILURES = 10;
+
+/** Settings of a {@link Runtime}. Every field is optional. */
+export interface RuntimeOptions {
+  /** State manager base URL, e.g. `http://localhost:8000`. Default: env `EXOSPHERE_STATE_MANAGER_URI`. */
+  stateManagerUri?: string;
+  /** API key sent as `x-api-key`. Default: env `EXOSPHERE_API_KEY`. */
+  key?: string;
+  /** API version prefix. Default `v0`. */
+  stateManagerVersion?: string;
+  /** Most states taken in one claim (1..1000). Default 16. */
+  batchSize?: number;
+  /** States executed concurrently. Default 4. */
+  workers?: number;
+  /** Pause between empty claims in ms, used only with servers that cannot long-poll. Default 1000. */
+  pollInterval?: number;
+  /** How long a claim stays valid without a heartbeat, in ms (3000..86400000). Default 60000. */
+  leaseMs?: number;
+  /** How long running nodes may finish after SIGINT/SIGTERM or `stop()`, in ms. Default 30000. */
+  shutdownGraceMs?: number;
+  /** Stop gracefully on SIGINT/SIGTERM. Default true. */
+  handleSignals?: boolean;
+  /** Where to log. Default: stderr, level from `EXOSPHERE_LOG_LEVEL`. */
+  logger?: Logger;
+}
+
+/** A state this runtime holds, from the claim until its outcome is delivered or handed back. */
+interface Claim {
+  stateId: string;
+  nodeName: string;
+  inputs: Record<string, unknown>;
+  leaseId: string | undefined;
+  /** The lease is gone: drop the state silently. */
+  lost: boolean;
+  /** Aborted when the runtime gives the state up (lease lost, or shutdown out of grace). */
+  abort: AbortController;
+}
+
+/**
+ * Serves node classes for one namespace: registers them, then runs the states the server hands out.
+ *
+ * `start()` resolves once the runtime is registered and working; the runtime then runs until
+ * `stop()`, SIGINT or SIGTERM. `done` (or `join()`) resolves when it has stopped.
+ * Configuration problems are all reported at once in one {@link ConfigurationError}.
+ *
+ * @example
+ * ```ts
+ * const runtime = new Runtime('MyProject', 'DataProcessor', [SampleNode], {
+ *   stateManagerUri: 'http://localhost:8000',
+ *   key: process.env.EXOSPHERE_API_KEY,
+ * });
+ * await runtime.start();   // registered, claiming work
+ * // ...
+ * await runtime.stop();    // graceful: running nodes finish, unstarted states are handed back
+ * ```
+ */
+export class Runtime {
+  readonly namespace: string;
+  readonly name: string;
+  /** Resolves when the runtime has stopped (never rejects). */
+  readonly done: Promise<void>;
+
+  private readonly nodes = new Map<string, NodeClass>();
+  private readonly uri: string;
+  private readonly key: string;
+  private readonly version: string;
+  private readonly batchSize: number;
+  private readonly workers: number;
+  private readonly pollInterval: number;
+  private readonly leaseMs: number;
+  private readonly graceMs: number;
+  private readonly handleSignals: boolean;
+  private readonly logger: Logger;
+  private readonly capacity: number;
+
+  private phase: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
+  private api!: ApiClient;
+  private readonly held = new Map<string, Claim>();
+  private readonly queue: Claim[] = [];
+  private readonly idleWorkers: ((claim: Claim | null) => void)[] = [];
+  private slotFreed: () => void = () => {};
+  private readonly stopping = new AbortController();
+  private readonly stopNow = new AbortController();
+  private resolveDone!: () => void;
+  private stopSignal: 'SIGINT' | 'SIGTERM' | undefined;
+
+  constructor(namespace: string, name: string, nodes: readonly NodeClass[], options: RuntimeOptions = {}) {
+    this.namespace = namespace;
+    this.name = name;
+    this.uri = options.stateManagerUri || process.env.EXOSPHERE_STATE_MANAGER_URI || '';
+    this.key = options.key || process.env.EXOSPHERE_API_KEY || '';
+    this.version = options.stateManagerVersion ?? 'v0';
+    this.batchSize = options.batchSize ?? 16;
+    this.workers = options.workers ?? 4;
+    this.pollInterval = options.pollInterval ?? 1000;
+    this.leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.graceMs = options.shutdownGraceMs ?? 30_000;
+    this.handleSignals = options.handleSignals ?? true;
+    this.logger = options.logger ?? defaultLogger();
+    const problems = this.checkSettings();
+    problems.push(...(nodes?.length ? checkNodeClasses(nodes) : ['nodes must list at least one node class']));
+    if (problems.length) throw new ConfigurationError(problems, 'Runtime configuration');
+    for (const node of nodes) this.nodes.set(node.name, node);
+    // Claimed states never exceed the workers plus a small prefetch, so a busy runtime does not
+    // sit on work another runtime could start now.
+    this.capacity = this.workers + Math.min(this.batchSize, Math.max(1, Math.floor(this.workers / 2)));
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  /**
+   * Register the nodes and start working. Resolves once the runtime is registered and claiming;
+   * while the server is unreachable it keeps retrying. Rejects (and the runtime stops) when the
+   * server refuses the registration, e.g. with a wrong key.
+   *
+   * @example
+   * ```ts
+   * await runtime.start();
+   * await stateManager.trigger('my-graph', { name: 'World' });
+   * ```
+   */
+  async start(): Promise<void> {
+    if (this.phase !== 'new') throw new ExosphereError(`Runtime "${this.name}" was already started`);
+    this.phase = 'starting';
+    this.api = new ApiClient(`${this.uri.replace(/\/+$/, '')}/${this.version}`, this.key, undefined, this.logger);
+    if (this.handleSignals) signalHub.add(this);
+    try {
+      await this.register();
+    } catch (err) {
+      this.finishStop();
+      if (this.stopping.signal.aborted) return; // stopped before the server could be reached
+      throw err;
+    }
+    if (this.stopping.signal.aborted) return this.finishStop();
+    this.phase = 'running';
+    this.serve().catch((err: unknown) => {
+      // Not expected (every loop handles its errors), but never leave an unhandled rejection behind.
+      this.logger.error(`Runtime "${this.name}" stopped on an unexpected error: ${describeError(err)}`);
+      this.finishStop();
+    });
+  }
+
+  /**
+   * Stop gracefully, as SIGTERM does; resolves when stopped. Calling it again stops at once,
+   * without waiting for running nodes.
+   */
+  stop(): Promise<void> {
+    this.requestStop('stop() called');
+    return this.done;
+  }
+
+  /** Wait until the runtime has stopped; the same as awaiting {@link Runtime.done}. */
+  join(): Promise<void> {
+    return this.done;
+  }
+
+  /** @internal Called by the process signal handler. */
+  onSignal(signal: 'SIGINT' | 'SIGTERM'): void {
+    this.stopSignal ??= signal;
+    this.requestStop(`${signal} received`);
+  }
+
+  private requestStop(reason: string): void {
+    if (this.phase === 'new') return this.finishStop();
+    if (this.phase === 'stopped') return;
+    if (this.stopping.signal.aborted) {
+      this.logger.warn(`${reason} again: stopping now without waiting for running nodes`);
+      this.stopNow.abort();
+    } else {
+      this.logger.info(`${reason}: stopping gracefully (repeat to stop at once)`);
+      this.stopping.abort();
+    }
+  }
+
+  private finishStop(): void {
+    if (this.phase === 'stopped') return;
+    this.phase = 'stopped';
+    signalHub.remove(this, this.stopSignal);
+    this.resolveDone();
+  }
+
+  // -- registration -------------------------------------------------------------------------------
+
+  private async register(): Promise<void> {
+    const body = {
+      runtime_name: this.name,
+      runtime_namespace: this.namespace,
+      nodes: [...this.nodes.values()].map((node) => nodeRegistration(node, this.namespace)),
+    };
+    await this.api.requestWithRetry('PUT', `${this.namespacePath}/nodes/`, {
+      json: body,
+      action: `Registering nodes of runtime "${this.name}"`,
+      backoff: new Backoff(500, 5_000),
+      signal: this.stopping.signal,
+    });
+    this.logger.info(
+      `Runtime "${this.name}" registered ${this.nodes.size} node(s) in namespace "${this.namespace}": ${[...this.nodes.keys()].join(', ')}`,
+    );
+  }
+
+  // -- the loops ----------------------------------------------------------------------------------
+
+  private async serve(): Promise<void> {
+    const claimer = this.claimLoop();
+    const heartbeat = this.heartbeatLoop();
+    const workers = Array.from({ length: this.workers }, () => this.workerLoop());
+    await new Promise<void>((resolve) => this.stopping.signal.addEventListener('abort', () => resolve(), { once: true }));
+    this.phase = 'stopping';
+    await claimer;
+    const unstarted = this.queue.splice(0);
+    const running = this.held.size - unstarted.length;
+    this.logger.info(
+      `Shutting down: handing back ${unstarted.length} unstarted state(s), waiting up to ${this.graceMs} ms for ${running} running`,
+    );
+    await Promise.all(unstarted.map((claim) => this.release(claim)));
+    for (const wake of this.idleWorkers.splice(0)) wake(null);
+    const allDone = Promise.all(workers);
+    const graceOver = new AbortController();
+    await Promise.race([allDone, sleep(this.graceMs, this.stopNow.signal).then(() => graceOver.abort())]);
+    if (graceOver.signal.aborted && this.held.size > 0) {
+      this.logger.warn(`Interrupting ${this.held.size} node(s) still running; their states are handed back`);
+      for (const claim of this.held.values()) claim.abort.abort(new ExosphereError(`Runtime "${this.name}" stopped`));
+      await allDone;
+    }
+    this.stopNow.abort(); // ends the heartbeat loop
+    await heartbeat;
+    this.logger.info(`Runtime "${this.name}" stopped`);
+    this.finishStop();
+  }
+
+  private async claimLoop(): Promise<void> {
+    const backoff = new Backoff();
+    const stop = this.stopping.signal;
+    while (!stop.aborted) {
+      const free = this.capacity - this.held.size;
+      if (free <= 0) {
+        await new Promise<void>((resolve) => {
+          this.slotFreed = resolve;
+          stop.addEventListener('abort', () => resolve(), { once: true });
+        });
+        continue;
+      }
+      const started = Date.now();
+      let states: unknown[];
+      try {
+        states = await this.claim(Math.min(this.batchSize, free));
+      } catch (err) {
+        if (stop.aborted) break;
+        const delay = backoff.nextDelay();
+        const line = `${describeError(err)}; retrying in ${Math.round(delay)} ms`;
+        if (backoff.attempts % LOG_EVERY_N_FAILURES === 1) this.logger.warn(line);
+        else this.logger.debug(line);
+        await sleep(delay, stop);
+        continue;
+      }
+      if (backoff.attempts) {
+        this.logger.info(`Claiming states works again after ${backoff.attempts} failed attempt(s)`);
+        backoff.reset();
+      }
+      for (const raw of states) this.accept(raw);
+      if (states.length === 0 && Date.now() - started < CLAIM_WAIT_MS / 2) {
+        // An empty answer that came back at once: the server does not long-poll.
+        await sleep(this.pollInterval, stop);
+      }
+    }
+  }
+
+  private async claim(count: number): Promise<unknown[]> {
+    const answer = await this.api.request<{ states?: unknown }>('POST', `${this.namespacePath}/states/enqueue`, {
+      json: { nodes: [...this.nodes.keys()], batch_size: count, wait_ms: CLAIM_WAIT_MS, lease_ms: this.leaseMs },
+      timeoutMs: CLAIM_WAIT_MS + 30_000,
+      action: 'Claiming states',
+      signal: this.stopping.signal,
+    });
+    return Array.isArray(answer?.states) ? answer.states : [];
+  }
+
+  private accept(raw: unknown): void {
+    const item = raw as { state_id?: unknown; node_name?: unknown; inputs?: unknown; lease_id?: unknown } | null;
+    if (typeof item?.state_id !== 'string' || typeof item.node_name !== 'string') {
+      this.logger.error(`Ignoring a malformed state in the claim answer: ${JSON.stringify(raw)}`);
+      return;
+    }
+    const claim: Claim = {
+      stateId: item.state_id,
+      nodeName: item.node_name,
+      inputs: item.inputs !== null && typeof item.inputs === 'object' ? (item.inputs as Record<string, unknown>) : {},
+      leaseId: typeof item.lease_id === 'string' ? item.lease_id : undefined,
+      lost: false,
+      abort: new AbortController(),
+    };
+    this.held.set(claim.stateId, claim);
+    const idle = this.idleWorkers.shift();
+    if (idle) idle(claim);
+    else this.queue.push(claim);
+  }
+
+  private nextClaim(): Promise<Claim | null> {
+    const claim = this.queue.shift();
+    if (claim) return Promise.resolve(claim);
+    if (this.stopping.signal.aborted) return Promise.resolve(null);
+    return new Promise((resolve) => this.idleWorkers.push(resolve));
+  }
+
+  private async workerLoop(): Promise<void> {
+    for (let claim = await this.nextClaim(); claim; claim = await this.nextClaim()) {
+      try {
+        await this.process(claim);
+      } catch (err) {
+        // A bug here must cost one state, never the worker.
+        this.logger.error(`Unexpected error while handling state ${claim.stateId} (${claim.nodeName}): ${describeError(err)}`);
+        this.finish(claim);
+      }
+    }
+  }
+
+  // -- one state ----------------------------------------------------------------------------------
+
+  private async process(claim: Claim): Promise<void> {
+    const givenUp = new Promise<'given-up'>((resolve) => {
+      if (claim.abort.signal.aborted) resolve('given-up');
+      claim.abort.signal.addEventListener('abort', () => resolve('given-up'), { once: true });
+    });
+    const outcome = await Promise.race([this.execute(claim), givenUp]);
+    if (outcome !== 'given-up') await this.deliver(claim, outcome);
+    if (claim.abort.signal.aborted && !claim.lost) await this.release(claim);
+    else this.finish(claim);
+  }
+
+  private async execute(claim: Claim): Promise<Outcome> {
+    const node = this.nodes.get(claim.nodeName);
+    if (!node) return failed(new ExosphereError(`Runtime "${this.name}" has no node named "${claim.nodeName}"`));
+    let secrets: Record<string, unknown> = {};
+    if (needsSecrets(node)) {
+      try {
+        secrets = await this.fetchSecrets(claim);
+      } catch (err) {
+        return failed(err);
+      }
+    }
+    // runNode never rejects; when the state is given up it keeps running, unobserved.
+    return runNode(node, claim.inputs, secrets, claim.abort.signal);
+  }
+
+  private async fetchSecrets(claim: Claim): Promise<Record<string, unknown>> {
+    const answer = await this.api.requestWithRetry<{ secrets?: unknown }>('GET', this.statePath(claim, 'secrets'), {
+      action: `Reading secrets for state ${claim.stateId}`,
+      signal: claim.abort.signal,
+    });
+    const secrets = answer?.secrets;
+    return secrets !== null && typeof secrets === 'object' ? (secrets as Record<string, unknown>) : {};
+  }
+
+  /** Report an outcome, retrying until the server accepts it or the lease is lost. */
+  private async deliver(claim: Claim, outcome: Outcome): Promise<void> {
+    const body: Record<string, unknown> = { ...outcome.body };
+    if (claim.leaseId !== undefined) body.lease_id = claim.leaseId;
+    const what = `state ${claim.stateId} (${claim.nodeName})`;
+    try {
+      await this.api.requestWithRetry('POST', this.statePath(claim, outcome.endpoint), {
+        json: body,
+        action: `Reporting ${outcome.endpoint} for ${what}`,
+        signal: claim.abort.signal,
+      });
+    } catch (err) {
+      if (claim.abort.signal.aborted) return;
+      if (err instanceof ConflictError || err instanceof NotFoundError) {
+        this.logger.warn(`Result of ${what} discarded: ${err.message}`);
+      } else if (err instanceof ApiError && outcome.endpoint === 'executed' && !err.retryable) {
+        // The server refused the outputs: fail the state visibly instead.
+        await this.deliver(claim, failed(err));
+      } else {
+        this.logger.error(`Could not report ${what}: ${describeError(err)}`);
+      }
+      return;
+    }
+    if (outcome.endpoint === 'errored') this.logger.warn(`${what} failed: ${outcome.body.error}`);
+    else this.logger.debug(`${what} reported ${outcome.endpoint}`);
+  }
+
+  private finish(claim: Claim): void {
+    this.held.delete(claim.stateId);
+    this.slotFreed();
+  }
+
+  // -- leases -------------------------------------------------------------------------------------
+
+  private async heartbeatLoop(): Promise<void> {
+    const interval = this.leaseMs / 3;
+    const stop = this.stopNow.signal;
+    for (;;) {
+      await sleep(interval, stop);
+      if (stop.aborted) return;
+      const claims = [...this.held.values()].filter((claim) => claim.leaseId !== undefined && !claim.lost);
+      await Promise.all(claims.map((claim) => this.heartbeat(claim, interval)));
+    }
+  }
+
+  private async heartbeat(claim: Claim, timeoutMs: number): Promise<void> {
+    try {
+      await this.api.request('POST', this.statePath(claim, 'heartbeat'), {
+        json: { lease_id: claim.leaseId, lease_ms: this.leaseMs },
+        timeoutMs,
+        action: `Heartbeat for state ${claim.stateId}`,
+      });
+    } catch (err) {
+      if ((err instanceof ConflictError || err instanceof NotFoundError) && this.held.has(claim.stateId)) {
+        this.logger.warn(`Abandoning state ${claim.stateId} (${claim.nodeName}): ${err.message}`);
+        claim.lost = true;
+        claim.abort.abort(err);
+      } else {
+        this.logger.debug(describeError(err));
+      }
+    }
+  }
+
+  /** Hand a claimed state back so that another runtime can take it at once. */
+  private async release(claim: Claim): Promise<void> {
+    try {
+      if (claim.leaseId === undefined) {
+        this.logger.warn(`Cannot hand back state ${claim.stateId}: the server gave no lease for it`);
+        return;
+      }
+      await this.api.requestWithRetry('POST', this.statePath(claim, 'release'), {
+        json: { lease_id: claim.leaseId },
+        action: `Handing back state ${claim.stateId}`,
+        backoff: new Backoff(50, 500),
+        maxAttempts: 3,
+      });
+    } catch (err) {
+      this.logger.warn(describeError(err));
+    } finally {
+      this.finish(claim);
+    }
+  }
+
+  // -- settings and paths -------------------------------------------------------------------------
+
+  private checkSettings(): string[] {
+    const problems: string[] = [];
+    for (const [label, value] of [['namespace', this.namespace], ['name', this.name]] as const) {
+      if (typeof value !== 'string' || !value.trim()) problems.push(`${label} must be a non-empty string, got ${JSON.stringify(value)}`);
+    }
+    if (!this.uri) problems.push('stateManagerUri is not set: pass it or set EXOSPHERE_STATE_MANAGER_URI');
+    else if (!/^https?:\/\//.test(this.uri)) problems.push(`stateManagerUri must start with http:// or https://, got "${this.uri}"`);
+    const integers = [['batchSize', this.batchSize, 1, 1000], ['workers', this.workers, 1, 10_000]] as const;
+    for (const [label, value, min, max] of integers) {
+      if (!Number.isInteger(value) || value < min || value > max) problems.push(`${label} must be an integer from ${min} to ${max}, got ${String(value)}`);
+    }
+    const numbers = [['pollInterval', this.pollInterval, 0, Infinity], ['shutdownGraceMs', this.graceMs, 0, Infinity], ['leaseMs', this.leaseMs, 3_000, 86_400_000]] as const;
+    for (const [label, value, min, max] of numbers) {
+      if (typeof value !== 'number' || Number.isNaN(value) || value < min || value > max) {
+        problems.push(`${label} must be a number of milliseconds from ${min} to ${max}, got ${String(value)}`);
+      }
+    }
+    return problems;
+  }
+
+  private get namespacePath(): string {
+    return `/namespace/${encodeURIComponent(this.namespace)}`;
+  }
+
+  private statePath(claim: Claim, action: string): string {
+    return `${this.namespacePath}/state/${encodeURIComponent(claim.stateId)}/${action}`;
+  }
+}
+
+/**
+ * One SIGINT/SIGTERM listener for all runtimes of the process. When the last runtime stopped by a
+ * signal is done and nobody else listens for it, the signal is raised again so the process ends
+ * as it would have without us, only after a graceful shutdown.
+ */
+const signalHub = (() => {
+  const runtimes = new Set<Runtime>();
+  const signals = ['SIGINT', 'SIGTERM'] as const;
+  const listener = (signal: 'SIGINT' | 'SIGTERM') => {
+    for (const runtime of runtimes) runtime.onSignal(signal);
+  };
+  return {
+    add(runtime: Runtime): void {
+      if (runtimes.size === 0) for (const signal of signals) process.on(signal, listener);
+      runtimes.add(runtime);
+    },
+    remove(runtime: Runtime, stoppedBy: 'SIGINT' | 'SIGTERM' | undefined): void {
+      if (!runtimes.delete(runtime) || runtimes.size > 0) return;
+      for (const signal of signals) process.off(signal, listener);
+      if (stoppedBy && process.listenerCount(stoppedBy) === 0) process.kill(process.pid, stoppedBy);
+    },
+  };
+})();

@@ -1,0 +1,312 @@
+/**
+ * The client for graphs and runs: upsert a graph, trigger a run, follow it to the end.
+ * @module
+ */
+import { type ApiError, ConfigurationError, GraphValidationError, RunTimeoutError, detailMessages } from './errors.js';
+import { ApiClient, Backoff, DEFAULT_TIMEOUT_MS, sleep } from './http.js';
+import type { z } from 'zod';
+import {
+  CronTrigger,
+  GraphNodeModel,
+  type GraphTemplate,
+  RetryPolicyModel,
+  type RunState,
+  type RunSummary,
+  StoreConfigModel,
+  type TriggerResult,
+} from './models.js';
+
+// Idempotent reads and PUTs are repeated this many times on network errors and 5xx.
+const READ_ATTEMPTS = 5;
+// The longest single long-poll on a run; the server accepts up to 60 s.
+const RUN_LONG_POLL_MS = 25_000;
+
+/** Settings of a {@link StateManager}. */
+export interface StateManagerConfig {
+  /** State manager base URL. Default: env `EXOSPHERE_STATE_MANAGER_URI`. */
+  stateManagerUri?: string;
+  /** API key sent as `x-api-key`. Default: env `EXOSPHERE_API_KEY`. */
+  key?: string;
+  /** API version prefix. Default `v0`. */
+  stateManagerVersion?: string;
+  /** Bound on one request in ms. Default 30000. */
+  timeoutMs?: number;
+}
+
+/** How `upsertGraph` waits for a validation the server reports as `PENDING`. */
+export interface UpsertOptions {
+  /** Give up after this many ms. Default 60000. */
+  validationTimeoutMs?: number;
+  /** Re-read the graph this often, in ms. Default 1000. */
+  pollingIntervalMs?: number;
+}
+
+/**
+ * Talks to the state manager on behalf of one namespace: graphs and runs. Errors are thrown as
+ * typed errors (see `errors`) carrying the server's message.
+ *
+ * @example
+ * ```ts
+ * const sm = new StateManager('MyProject', {
+ *   stateManagerUri: process.env.EXOSPHERE_STATE_MANAGER_URI || 'http://localhost:8000',
+ *   key: process.env.EXOSPHERE_API_KEY || '',
+ * });
+ * const { run_id } = await sm.trigger('my-graph', { user_id: '42' });
+ * const run = await sm.waitForRun(run_id, 60_000);
+ * console.log(run.status); // SUCCESS
+ * ```
+ */
+export class StateManager {
+  readonly namespace: string;
+  private readonly api: ApiClient;
+
+  constructor(namespace: string, config: StateManagerConfig = {}) {
+    const uri = config.stateManagerUri || process.env.EXOSPHERE_STATE_MANAGER_URI || '';
+    const key = config.key || process.env.EXOSPHERE_API_KEY || '';
+    const problems: string[] = [];
+    if (typeof namespace !== 'string' || !namespace.trim()) problems.push(`namespace must be a non-empty string, got ${JSON.stringify(namespace)}`);
+    if (!uri) problems.push('stateManagerUri is not set: pass it or set EXOSPHERE_STATE_MANAGER_URI');
+    else if (!/^https?:\/\//.test(uri)) problems.push(`stateManagerUri must start with http:// or https://, got "${uri}"`);
+    if (problems.length) throw new ConfigurationError(problems, 'StateManager configuration');
+    this.namespace = namespace;
+    const base = `${uri.replace(/\/+$/, '')}/${config.stateManagerVersion ?? 'v0'}`;
+    this.api = new ApiClient(base, key, config.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+  }
+
+  /**
+   * Start a run of `graphName`; resolves to `{ status: 'CREATED', run_id }`.
+   *
+   * `inputs` override the first node's template inputs, `store` seeds the run's key/value store,
+   * and `startDelay` (ms) postpones the first node.
+   *
+   * @example
+   * ```ts
+   * const { run_id } = await sm.trigger('my-graph', { user_id: '12345' }, { cursor: '0' });
+   * ```
+   */
+  async trigger(
+    graphName: string,
+    inputs?: Record<string, string>,
+    store?: Record<string, string>,
+    startDelay = 0,
+  ): Promise<TriggerResult> {
+    return this.api.requestWithRetry<TriggerResult>('POST', `${this.graphPath(graphName)}/trigger`, {
+      json: { start_delay: startDelay, inputs: inputs ?? {}, store: store ?? {} },
+      action: `Triggering graph "${graphName}"`,
+      maxAttempts: READ_ATTEMPTS,
+      // A trigger creates a run: only send it again when the first one surely never left.
+      retryIf: (error: ApiError) => !error.requestSent,
+    });
+  }
+
+  /**
+   * Read a graph template, with `validation_status`, `validation_errors` and `validation_warnings`.
+   *
+   * @example
+   * ```ts
+   * const graph = await sm.getGraph('my-graph');
+   * console.log(graph.validation_status); // VALID
+   * ```
+   */
+  async getGraph(graphName: string): Promise<GraphTemplate> {
+    return this.read<GraphTemplate>(this.graphPath(graphName), `Reading graph "${graphName}"`);
+  }
+
+  /**
+   * Create or replace a graph template and wait until the server has validated it. Resolves to the
+   * validated graph. Throws {@link GraphValidationError} listing the server's errors (which nodes
+   * and fields are wrong) when the graph is refused, `INVALID`, or still `PENDING` after
+   * `options.validationTimeoutMs`.
+   *
+   * Nodes no runtime has registered yet do not make the graph invalid: they are listed under
+   * `validation_warnings`, and their states wait until a runtime registers them.
+   *
+   * @example
+   * ```ts
+   * const graph = await sm.upsertGraph(
+   *   'my-graph',
+   *   [{ node_name: 'greeting', namespace: 'MyProject', identifier: 'greeter',
+   *      inputs: { name: '${{ store.name }}' }, next_nodes: [] }],
+   *   {},                                                   // secrets
+   *   { max_retries: 2, strategy: 'FIXED', backoff_factor: 1000 },
+   *   { required_keys: ['name'] },
+   *   [{ expression: '0 9 * * 1-5' }],                      // cron triggers (UTC)
+   * );
+   * ```
+   */
+  async upsertGraph(
+    graphName: string,
+    graphNodes: GraphNodeModel[],
+    secrets: Record<string, string>,
+    retryPolicy?: RetryPolicyModel,
+    storeConfig?: StoreConfigModel,
+    triggers?: CronTrigger[],
+    options: UpsertOptions = {},
+  ): Promise<GraphTemplate> {
+    const problems = modelProblems(graphNodes, retryPolicy, storeConfig, triggers);
+    if (problems.length) throw new GraphValidationError(graphName, 'INVALID', problems);
+    const body: Record<string, unknown> = {
+      secrets: secrets ?? {},
+      nodes: graphNodes.map((node) => ({
+        ...node,
+        inputs: node.inputs ?? {},
+        next_nodes: node.next_nodes ?? null,
+        unites: node.unites ?? null,
+      })),
+    };
+    if (retryPolicy !== undefined) body.retry_policy = retryPolicy;
+    if (storeConfig !== undefined) body.store_config = storeConfig;
+    if (triggers !== undefined) body.triggers = triggers.map((t) => ({ type: 'CRON', value: { expression: t.expression } }));
+    let graph: GraphTemplate;
+    try {
+      graph = await this.api.requestWithRetry<GraphTemplate>('PUT', this.graphPath(graphName), {
+        json: body,
+        action: `Upserting graph "${graphName}"`,
+        maxAttempts: READ_ATTEMPTS,
+      });
+    } catch (err) {
+      const status = (err as ApiError).status;
+      if (status === 400 || status === 422) {
+        throw new GraphValidationError(graphName, 'INVALID', detailMessages((err as ApiError).detail), { cause: err });
+      }
+      throw err;
+    }
+    return this.awaitValidation(graphName, graph, options);
+  }
+
+  private async awaitValidation(graphName: string, graph: GraphTemplate, options: UpsertOptions): Promise<GraphTemplate> {
+    const timeoutMs = options.validationTimeoutMs ?? 60_000;
+    const deadline = Date.now() + timeoutMs;
+    // Only PENDING means "still validating"; any other status is final.
+    while (graph.validation_status === 'PENDING') {
+      if (Date.now() >= deadline) {
+        throw new GraphValidationError(graphName, 'PENDING', [`validation did not finish within ${timeoutMs} ms`]);
+      }
+      await sleep(options.pollingIntervalMs ?? 1000);
+      graph = await this.getGraph(graphName);
+    }
+    if (graph.validation_status !== 'VALID') {
+      throw new GraphValidationError(graphName, String(graph.validation_status), graph.validation_errors ?? []);
+    }
+    return graph;
+  }
+
+  /**
+   * Read a run's summary: `status` (`PENDING`, `SUCCESS`, `FAILED`), counts and `finished`.
+   *
+   * @example
+   * ```ts
+   * const run = await sm.getRun(runId);
+   * console.log(run.status, run.success_count, run.errored_count);
+   * ```
+   */
+  async getRun(runId: string): Promise<RunSummary> {
+    return this.read<RunSummary>(this.runPath(runId), `Reading run ${runId}`);
+  }
+
+  /**
+   * Every state of a run, oldest first, with status, inputs, outputs and error.
+   *
+   * @example
+   * ```ts
+   * for (const state of await sm.getRunStates(runId)) {
+   *   console.log(state.identifier, state.status, state.outputs, state.error);
+   * }
+   * ```
+   */
+  async getRunStates(runId: string): Promise<RunState[]> {
+    const body = await this.read<{ states?: RunState[] }>(`${this.runPath(runId)}/states`, `Reading states of run ${runId}`);
+    return body?.states ?? [];
+  }
+
+  /**
+   * Wait until a run has finished and return its summary (see {@link StateManager.getRun}). Uses
+   * the server's long-poll, so it returns as soon as the run ends. Throws {@link RunTimeoutError}
+   * when `timeoutMs` passes first (default: wait forever).
+   *
+   * @example
+   * ```ts
+   * const { run_id } = await sm.trigger('my-graph');
+   * const run = await sm.waitForRun(run_id, 120_000);
+   * if (run.status !== 'SUCCESS') console.error(await sm.getRunStates(run_id));
+   * ```
+   */
+  async waitForRun(runId: string, timeoutMs?: number): Promise<RunSummary> {
+    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+    const backoff = new Backoff();
+    let run: RunSummary | undefined;
+    for (;;) {
+      const remaining = deadline === undefined ? undefined : deadline - Date.now();
+      if (remaining !== undefined && remaining <= 0) throw new RunTimeoutError(runId, timeoutMs ?? 0, run);
+      const waitMs = Math.max(0, Math.min(RUN_LONG_POLL_MS, remaining ?? RUN_LONG_POLL_MS));
+      const started = Date.now();
+      try {
+        run = await this.api.request<RunSummary>('GET', this.runPath(runId), {
+          query: { wait_ms: Math.floor(waitMs) },
+          timeoutMs: waitMs + DEFAULT_TIMEOUT_MS,
+          action: `Waiting for run ${runId}`,
+        });
+      } catch (err) {
+        if (!(err as ApiError).retryable) throw err;
+        await sleep(capped(backoff.nextDelay(), remaining));
+        continue;
+      }
+      backoff.reset();
+      if (isFinished(run)) return run;
+      if (Date.now() - started < waitMs / 2) {
+        // The server answered at once without waiting (no long-poll): do not spin.
+        await sleep(capped(500, remaining));
+      }
+    }
+  }
+
+  private read<T>(path: string, action: string): Promise<T> {
+    return this.api.requestWithRetry<T>('GET', path, { action, maxAttempts: READ_ATTEMPTS });
+  }
+
+  private graphPath(graphName: string): string {
+    return `/namespace/${encodeURIComponent(this.namespace)}/graph/${encodeURIComponent(graphName)}`;
+  }
+
+  private runPath(runId: string): string {
+    return `/namespace/${encodeURIComponent(this.namespace)}/run/${encodeURIComponent(runId)}`;
+  }
+}
+
+function isFinished(run: RunSummary | undefined): run is RunSummary {
+  if (!run) return false;
+  if (typeof run.finished === 'boolean') return run.finished;
+  return run.status !== undefined && run.status !== 'PENDING';
+}
+
+function capped(delay: number, remaining: number | undefined): number {
+  return remaining === undefined ? delay : Math.max(0, Math.min(delay, remaining));
+}
+
+/** Every problem the models find before anything is sent, naming the node and field. */
+function modelProblems(
+  nodes: unknown,
+  retryPolicy: unknown,
+  storeConfig: unknown,
+  triggers: unknown,
+): string[] {
+  if (!Array.isArray(nodes)) return ['graphNodes must be an array of GraphNodeModel'];
+  const problems: string[] = [];
+  const check = (schema: z.ZodTypeAny, value: unknown, where: string) => {
+    const parsed = schema.safeParse(value);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) problems.push(`${[where, ...issue.path].join('.')}: ${issue.message}`);
+    }
+  };
+  nodes.forEach((node: unknown, index) => {
+    const identifier = (node as { identifier?: unknown } | null)?.identifier;
+    check(GraphNodeModel, node, typeof identifier === 'string' && identifier ? `node "${identifier}"` : `nodes[${index}]`);
+  });
+  if (retryPolicy !== undefined) check(RetryPolicyModel, retryPolicy, 'retryPolicy');
+  if (storeConfig !== undefined) check(StoreConfigModel, storeConfig, 'storeConfig');
+  if (triggers !== undefined) {
+    if (!Array.isArray(triggers)) problems.push('triggers must be an array of CronTrigger');
+    else triggers.forEach((trigger: unknown, index) => check(CronTrigger, trigger, `triggers[${index}]`));
+  }
+  return problems;
+}

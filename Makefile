@@ -24,9 +24,11 @@ lint: setup
 	$(BIN)/mypy --strict python-sdk/src
 	$(BIN)/mypy state-manager/src
 
+# Each part of the product brings its own test script; `make test` runs them all.
 test: setup lint
 	@export EXOSPHERE_TEST_POSTGRES_URL=$$(scripts/postgres.sh start) && \
-	$(BIN)/pytest python-sdk/tests state-manager/tests
+	$(BIN)/pytest python-sdk/tests state-manager/tests && \
+	for script in scripts/test-*.sh; do [ -e "$$script" ] || continue; echo "== $$script"; bash "$$script" || exit 1; done
 
 bench: setup
 	@export EXOSPHERE_BENCH_POSTGRES_URL=$$(scripts/postgres.sh start) && $(BIN)/python bench/run.py

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from ._batching import BatchUnsupportedError, ResultBatcher
 from ._http import ApiClient, Backoff
 from .errors import ApiError, ConfigurationError, ConflictError, NotFoundError
 from .node import BaseNode, Outcome, check_node_classes, node_schema, run_node
@@ -181,6 +182,7 @@ class Runtime:
             self._install_signal_handlers()
         base_url = f"{self._uri.rstrip('/')}/{self._version}"
         self._api = ApiClient(base_url, self._key, max_connections=2 * self._capacity + 4)
+        self._batcher = ResultBatcher(self._api, f"{self._namespace_path}/states/executed")
         try:
             if await self._register():
                 await self._serve()
@@ -353,14 +355,20 @@ class Runtime:
         body = dict(outcome.body)
         if claim.lease_id is not None:
             body["lease_id"] = claim.lease_id
+        action = f"Reporting {outcome.endpoint} for state {claim.state_id} ({claim.node_name})"
         try:
-            await self._api.request_with_retry(
-                "POST",
-                self._state_path(claim, outcome.endpoint),
-                json=body,
-                action=f"Reporting {outcome.endpoint} for state {claim.state_id} ({claim.node_name})",
-                give_up=lambda: claim.lost,
-            )
+            try:
+                if outcome.endpoint != "executed":
+                    raise BatchUnsupportedError
+                await self._batcher.deliver({"state_id": claim.state_id, **body}, action)
+            except BatchUnsupportedError:
+                await self._api.request_with_retry(
+                    "POST",
+                    self._state_path(claim, outcome.endpoint),
+                    json=body,
+                    action=action,
+                    give_up=lambda: claim.lost,
+                )
         except (ConflictError, NotFoundError) as exc:
             logger.warning("Result of state %s (%s) discarded: %s", claim.state_id, claim.node_name, exc)
             return
@@ -509,3 +517,5 @@ def _configure_default_logging() -> None:
     level_name = os.environ.get("EXOSPHERE_LOG_LEVEL", "INFO").strip().upper()
     level = logging.getLevelNamesMapping().get(level_name, logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO: thousands of lines a second on a busy runtime.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))

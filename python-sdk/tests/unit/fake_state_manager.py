@@ -56,6 +56,8 @@ class FakeStateManager:
             return Reply(200, {"runtime_name": request.body["runtime_name"], "registered_nodes": []})
         if endpoint == "enqueue":
             return await self._enqueue(request.body)
+        if parts[-2] == "states" and endpoint == "executed":
+            return self._report_many(request.body["results"])
         state_id = parts[-2]
         if endpoint == "secrets":
             return Reply(200, {"secrets": self.secrets})
@@ -80,6 +82,18 @@ class FakeStateManager:
 
     def _claimable(self, body: dict[str, Any]) -> bool:
         return any(state.node_name in body["nodes"] for state in self.ready)
+
+    def _report_many(self, items: list[dict[str, Any]]) -> Reply:
+        answers = []
+        for item in items:
+            reply = self._report("executed", item["state_id"], {k: v for k, v in item.items() if k != "state_id"})
+            ok = reply.status == 200
+            answers.append(
+                {"state_id": item["state_id"], "status": "EXECUTED"}
+                if ok
+                else {"state_id": item["state_id"], "status_code": reply.status, "detail": reply.body["detail"]}
+            )
+        return Reply(200, {"results": answers})
 
     def _report(self, endpoint: str, state_id: str, body: dict[str, Any]) -> Reply:
         state = self.held.get(state_id)

@@ -12,19 +12,43 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.responses import Response
 
 from exosphere_server import __version__
-from exosphere_server.api import graph_routes, run_routes, state_routes
+from exosphere_server.api import graph_routes, inspect_routes, run_routes, state_routes
 from exosphere_server.api.auth import require_api_key
 from exosphere_server.api.errors import install_error_handlers
 from exosphere_server.api.request_id import RequestIdMiddleware
 from exosphere_server.config import Settings
+from exosphere_server.dashboard.routes import router as dashboard_router
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
+from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.scheduler.loop import Scheduler
 from exosphere_server.storage import open_storage
 from exosphere_server.storage.base import now_ms
 
 log = structlog.get_logger("exosphere.server")
 READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
+
+
+class EngineListener:
+    """Storage events to the parts that wait on them: claimers, run watchers, the scheduler."""
+
+    def __init__(self, wakeups: Wakeups, scheduler: Scheduler) -> None:
+        self.wakeups, self.scheduler = wakeups, scheduler
+
+    def states_ready(self, keys: set[tuple[str, str]]) -> None:
+        self.wakeups.notify(keys)
+
+    def wake_everyone(self) -> None:
+        self.wakeups.notify_all()
+
+    def schedule_changed(self) -> None:
+        self.scheduler.poke()
+
+    def runs_changed(self, run_ids: set[str]) -> None:
+        self.wakeups.notify_runs(run_ids)
+
+    def lease_granted(self, deadline_ms: int) -> None:
+        self.scheduler.note_deadline(deadline_ms)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -36,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
         cron_catch_up=settings.cron_catch_up,
     )
     scheduler = Scheduler(ctx, settings.run_retention_days)
-    storage.subscribe(ctx.wakeups.notify, scheduler.poke)
+    storage.subscribe(EngineListener(ctx.wakeups, scheduler))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -56,9 +80,10 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
 
     v0 = APIRouter(prefix="/v0", dependencies=[Depends(require_api_key)])
-    for module in (graph_routes, state_routes, run_routes):
+    for module in (graph_routes, state_routes, run_routes, inspect_routes):
         v0.include_router(module.router)
     app.include_router(v0)
+    app.include_router(dashboard_router)  # its own auth: a session cookie (dashboard/session.py)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

@@ -69,12 +69,14 @@ class ServerProcess:
         api_key: str = TEST_API_KEY,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        log_level: str = "WARNING",
     ) -> None:
         self.database_url = database_url
         self.port = port or free_port()
         self.api_key = api_key
         self.extra_env = env or {}
         self.log_path = log_path
+        self.log_level = log_level
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,7 +100,7 @@ class ServerProcess:
             "--database-url",
             self.database_url,
             "--log-level",
-            "WARNING",
+            self.log_level,
         ]
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(command, env=env, stdout=output, stderr=output, start_new_session=True)

@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-import pytest
 from exosphere_server.testing import ServerProcess
 
 from ..blackbox.helpers import node, upsert
 
 APP = Path(__file__).parent / "runtime_app.py"
-
-
-@pytest.fixture
-def runtimes(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(server: ServerProcess, namespace: str, *mode: str) -> subprocess.Popen[bytes]:
-        env = {
-            **os.environ,
-            "EXOSPHERE_STATE_MANAGER_URI": server.url,
-            "EXOSPHERE_API_KEY": server.api_key,
-            "CRASH_LOG": str(tmp_path / "executions.log"),
-            "EXOSPHERE_LOG_LEVEL": "WARNING",
-        }
-        process = subprocess.Popen([sys.executable, str(APP), namespace, *mode], env=env)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
-        process.wait()
 
 
 def _graph(api: httpx.Client, namespace: str) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,15 +18,32 @@ log = structlog.get_logger("exosphere.api")
 STATUS_BY_ERROR: list[tuple[type[EngineError], int]] = [(NotFound, 404), (Conflict, 409), (BadRequest, 400)]
 
 
+def status_code(exc: EngineError) -> int:
+    return next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
+
+
 async def _engine_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EngineError)
-    status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
-    return JSONResponse({"detail": exc.message}, status_code=status)
+    return JSONResponse({"detail": exc.message}, status_code=status_code(exc))
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled_error", error_type=type(exc).__name__)
     return JSONResponse({"success": False, "detail": "internal server error"}, status_code=500)
+
+
+def _jsonable(value: Any) -> Any:
+    """The echoed `input` of a validation error as strict JSON: NaN/Infinity (which the request parser
+    accepts) and non-JSON objects become their text, instead of failing the 422 into a 500."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -34,6 +54,8 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         # Exceptions inside `ctx` are not JSON; their text is what a client needs.
         if "ctx" in error:
             error["ctx"] = {k: str(v) for k, v in error["ctx"].items()}
+        if "input" in error:
+            error["input"] = _jsonable(error["input"])
         errors.append(error)
     return JSONResponse({"detail": errors}, status_code=422)
 

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 
 from exosphere_server.api.deps import engine_context
+from exosphere_server.api.inspect_routes import RunStatus, list_runs_with_status
 from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerRequest
 from exosphere_server.api.views import run_view, state_view
 from exosphere_server.engine import runs
@@ -35,8 +36,13 @@ async def list_runs(
     page: int = Path(ge=1, le=1_000_000),
     size: int = Path(ge=1, le=1000),
     graph_name: str | None = Query(default=None, description="Only runs of this graph"),
+    status: RunStatus | None = Query(default=None, description="Only runs with this status (additive)"),
 ) -> dict[str, Any]:
-    total, summaries = await runs.list_runs(engine_context(request), namespace_name, page, size, graph_name)
+    ctx = engine_context(request)
+    if status is None:
+        total, summaries = await runs.list_runs(ctx, namespace_name, page, size, graph_name)
+    else:
+        total, summaries = await list_runs_with_status(ctx, namespace_name, status, page, size, graph_name)
     return {
         "namespace": namespace_name,
         "total": total,

@@ -6,14 +6,55 @@ definition for both sides of the wire.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from exosphere_server.engine.cron import validate_expression
 
 MAX_WAIT_MS = 60_000
+# Delays beyond a century are refused (422): unbounded ones overflowed the epoch-ms columns into a 500 (D21).
+MAX_DELAY_MS = 100 * 365 * 86_400_000
+
+
+def unstorable_at(value: Any, where: str = "") -> str | None:
+    """Why a JSON value cannot be stored as sent, naming where (``nodes[0].inputs.x: ...``); else None.
+
+    PostgreSQL refuses text with NUL (U+0000) and JSON with NaN or Infinity (which Python's JSON
+    parser accepts, and `1e400` becomes): a 422 on every backend rather than a 500 on one (D21).
+    """
+    if isinstance(value, str):
+        return f"{where or 'value'}: text must not contain NUL (\\u0000) characters" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where or 'value'}: numbers must be finite, got {value}"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inside = f"{where}.{key}" if where else str(key)
+            if isinstance(key, str) and "\x00" in key:
+                return f"{inside}: keys must not contain NUL (\\u0000) characters"
+            found = unstorable_at(item, inside)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unstorable_at(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+class WireModel(BaseModel):
+    """A request body: everything in it must be storable on every backend (see `unstorable_at`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = unstorable_at(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return data
 
 
 class CronValue(BaseModel):
@@ -36,7 +77,7 @@ class TriggerModel(BaseModel):
     value: CronValue
 
 
-class UpsertGraphRequest(BaseModel):
+class UpsertGraphRequest(WireModel):
     secrets: dict[str, str]
     nodes: list[GraphNodeModel]
     retry_policy: RetryPolicyModel = Field(default_factory=RetryPolicyModel)
@@ -44,49 +85,61 @@ class UpsertGraphRequest(BaseModel):
     triggers: list[TriggerModel] = Field(default_factory=list)
 
 
-class TriggerRequest(BaseModel):
+class TriggerRequest(WireModel):
     inputs: dict[str, str] = Field(default_factory=dict)
     store: dict[str, str] = Field(default_factory=dict)
-    start_delay: int = Field(default=0, ge=0, description="Milliseconds before the root state may run")
+    start_delay: int = Field(default=0, ge=0, le=MAX_DELAY_MS, description="Milliseconds before the root state may run")
 
 
-class EnqueueRequest(BaseModel):
+class EnqueueRequest(WireModel):
     nodes: list[str]
     batch_size: int = Field(ge=1, le=1000)
     wait_ms: int = Field(default=0, ge=0, le=MAX_WAIT_MS, description="Long-poll bound in milliseconds")
     lease_ms: int | None = Field(default=None, ge=1000, le=86_400_000, description="Lease of each claim")
 
 
-class ExecutedRequest(BaseModel):
+class ExecutedRequest(WireModel):
     outputs: list[dict[str, str]]
     lease_id: str | None = None
 
 
-class ErroredRequest(BaseModel):
+class ExecutedItem(WireModel):
+    state_id: str
+    outputs: list[dict[str, str]]
+    lease_id: str | None = None
+
+
+class ExecutedManyRequest(WireModel):
+    """Additive: several results in one call (a runtime with many finished states at once)."""
+
+    results: list[ExecutedItem] = Field(min_length=1, max_length=500)
+
+
+class ErroredRequest(WireModel):
     error: str
     lease_id: str | None = None
 
 
-class PruneRequest(BaseModel):
+class PruneRequest(WireModel):
     data: dict[str, Any]
     lease_id: str | None = None
 
 
-class ReEnqueueAfterRequest(BaseModel):
-    enqueue_after: int = Field(gt=0, description="Relative delay in milliseconds")
+class ReEnqueueAfterRequest(WireModel):
+    enqueue_after: int = Field(gt=0, le=MAX_DELAY_MS, description="Relative delay in milliseconds")
     lease_id: str | None = None
 
 
-class ManualRetryRequest(BaseModel):
+class ManualRetryRequest(WireModel):
     fanout_id: str = Field(min_length=1)
 
 
-class HeartbeatRequest(BaseModel):
+class HeartbeatRequest(WireModel):
     lease_id: str
     lease_ms: int | None = Field(default=None, ge=1000, le=86_400_000)
 
 
-class ReleaseRequest(BaseModel):
+class ReleaseRequest(WireModel):
     lease_id: str
 
 
@@ -97,6 +150,6 @@ class NodeRegistration(BaseModel):
     secrets: list[str]
 
 
-class RegisterNodesRequest(BaseModel):
+class RegisterNodesRequest(WireModel):
     runtime_name: str
     nodes: list[NodeRegistration]

@@ -7,9 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from exosphere_server.api.deps import engine_context
+from exosphere_server.api.errors import status_code
 from exosphere_server.api.schemas import (
     EnqueueRequest,
     ErroredRequest,
+    ExecutedManyRequest,
     ExecutedRequest,
     HeartbeatRequest,
     ManualRetryRequest,
@@ -40,6 +42,21 @@ async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -
         "namespace": namespace_name,
         "status": "QUEUED",
         "states": [claimed_state_view(s) for s in claimed],
+    }
+
+
+@router.post("/namespace/{namespace_name}/states/executed")
+async def executed_many(namespace_name: str, body: ExecutedManyRequest, request: Request) -> dict[str, Any]:
+    """Additive: several results in one call and one transaction; each item answered on its own."""
+    reports = [transitions.ExecutedReport(r.state_id, r.outputs, r.lease_id) for r in body.results]
+    answers = await transitions.executed_many(engine_context(request), namespace_name, reports)
+    return {
+        "results": [
+            {"state_id": report.state_id, "status": "EXECUTED"}
+            if error is None
+            else {"state_id": report.state_id, "status_code": status_code(error), "detail": error.message}
+            for report, error in zip(reports, answers, strict=True)
+        ]
     }
 
 

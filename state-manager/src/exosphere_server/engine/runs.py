@@ -12,6 +12,7 @@ from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, NotFound
 from exosphere_server.engine.next_states import new_state
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
+from exosphere_server.engine.wakeups import run_key
 from exosphere_server.storage.base import Tx, now_ms
 from exosphere_server.storage.records import RunCounts, RunRecord, StateRecord
 
@@ -140,19 +141,18 @@ async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: 
     """A run's counts and status; with `wait_ms`, answer as soon as it has finished (or the bound passes)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
-    delay = 0.01
     while True:
-        async with ctx.storage.reader() as tx:
-            run = await tx.get_run(run_id)
-            if run is None or run.namespace != namespace:
-                raise NotFound(f"Run {run_id} not found in namespace {namespace}")
-            summary = RunSummary(run, (await tx.run_counts([run_id]))[run_id])
-        remaining = deadline - loop.time()
-        if summary.finished or remaining <= 0:
-            return summary
-        # Waiting for a run is rare and cheap to answer (one indexed count); back off to at most 0.5 s.
-        await asyncio.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.5)
+        with ctx.wakeups.watch([run_key(run_id)]) as waiter:
+            async with ctx.storage.reader() as tx:
+                run = await tx.get_run(run_id)
+                if run is None or run.namespace != namespace:
+                    raise NotFound(f"Run {run_id} not found in namespace {namespace}")
+                summary = RunSummary(run, (await tx.run_counts([run_id]))[run_id])
+            remaining = deadline - loop.time()
+            if summary.finished or remaining <= 0:
+                return summary
+            # Woken by this replica's transitions; the bound catches moves made on another replica.
+            await waiter.wait(min(remaining, 0.5))
 
 
 async def list_runs(

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import secrets as _random
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from exosphere_server.engine import metrics
 from exosphere_server.engine.context import EngineContext, PinnedGraph
-from exosphere_server.engine.errors import BadRequest, Conflict, LeaseLost, NotFound
+from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, LeaseLost, NotFound
 from exosphere_server.engine.fingerprint import unite_fingerprint
 from exosphere_server.engine.next_states import NextStateError, create_children, evaluate_unites
 from exosphere_server.engine.retry_policy import retry_delay_ms
@@ -84,7 +84,7 @@ async def claim(
         with ctx.wakeups.watch(keys) as waiter:
             if gone is not None and await gone():
                 return []
-            async with ctx.storage.transaction() as tx:
+            async with ctx.storage.transaction(durable=False) as tx:
                 claimed = await tx.claim_states(
                     namespace, list(dict.fromkeys(node_names)), batch_size, _random.token_hex(12), lease
                 )
@@ -98,12 +98,13 @@ async def claim(
 
 
 async def heartbeat(ctx: EngineContext, namespace: str, state_id: str, lease_id: str, lease_ms: int | None) -> int:
-    async with ctx.storage.transaction() as tx:
+    async with ctx.storage.transaction(durable=False) as tx:
         state = await load_state(tx, namespace, state_id)
         if state.status != "QUEUED" or state.lease_id != lease_id:
             raise LeaseLost(f"Lease lost: state {state_id} is {state.status} and no longer held under this lease")
         expires = now_ms() + (lease_ms or ctx.default_lease_ms)
         await tx.update_states([state.id], lease_expires_at=expires)
+        tx.note_lease(expires)
     return expires
 
 
@@ -115,9 +116,17 @@ async def release(ctx: EngineContext, namespace: str, state_id: str, lease_id: s
             return  # already released: a repeated call changes nothing
         _check_held(state, lease_id)
         await tx.requeue_state(state, now_ms(), lease_id=None, lease_expires_at=None, started_at=None)
+        tx.touch_run(state.run_id)
 
 
 # -- results -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExecutedReport:
+    state_id: str
+    outputs: list[dict[str, str]]
+    lease_id: str | None = None
 
 
 async def executed(
@@ -125,43 +134,68 @@ async def executed(
 ) -> None:
     """Record outputs (one per fan-out branch), create the children, mark success: one transaction."""
     async with ctx.storage.transaction() as tx:
-        state = await load_state(tx, namespace, state_id)
-        first = outputs[0] if outputs else {}
-        if (
-            state.status in ("SUCCESS", "NEXT_CREATED_ERROR")
-            and not state.lease_expired
-            and ((lease_id is not None and lease_id == state.lease_id) or (lease_id is None and state.outputs == first))
-        ):
-            return  # the same result again (a retry after a lost response): already applied
-        _check_held(state, lease_id)
-        run, graph = await run_and_graph(tx, ctx, state.run_id)
-        now = now_ms()
-        state.outputs = first
-        siblings = [
-            replace(
-                state,
-                id=new_id(),
-                outputs=extra,
-                fanout_id=_random.token_hex(12),
-                does_unites=False,
-                fingerprint=None,
-                created_at=now,
-                updated_at=now,
-            )
-            for extra in outputs[1:]
-        ]
-        branch = [state, *siblings]
-        try:
-            children = await create_children(tx, graph, run, branch)
-            status, error = "SUCCESS", None
-        except NextStateError as exc:
-            children, status, error = [], "NEXT_CREATED_ERROR", str(exc)
-        for s in branch:
-            s.status, s.error, s.finished_at = status, error, now
-        await tx.update_states([state.id], status=status, outputs=first, error=error, finished_at=now)
-        await tx.insert_states(siblings)
-        await tx.insert_states(children)
-        await evaluate_unites(tx, graph, run, branch)
+        await _apply_executed(tx, ctx, namespace, ExecutedReport(state_id, outputs, lease_id))
+
+
+async def executed_many(
+    ctx: EngineContext, namespace: str, reports: Sequence[ExecutedReport]
+) -> list[EngineError | None]:
+    """Apply several results in one transaction (one commit); each refusal is returned, not raised.
+
+    A refusal is always decided before that report writes anything, so the others still commit.
+    """
+    answers: list[EngineError | None] = []
+    async with ctx.storage.transaction() as tx:
+        for report in reports:
+            try:
+                await _apply_executed(tx, ctx, namespace, report)
+            except EngineError as exc:
+                answers.append(exc)
+            else:
+                answers.append(None)
+    return answers
+
+
+async def _apply_executed(tx: Tx, ctx: EngineContext, namespace: str, report: ExecutedReport) -> None:
+    state = await load_state(tx, namespace, report.state_id)
+    outputs, lease_id = report.outputs, report.lease_id
+    first = outputs[0] if outputs else {}
+    if (
+        state.status in ("SUCCESS", "NEXT_CREATED_ERROR")
+        and not state.lease_expired
+        and ((lease_id is not None and lease_id == state.lease_id) or (lease_id is None and state.outputs == first))
+    ):
+        return  # the same result again (a retry after a lost response): already applied
+    _check_held(state, lease_id)
+    run, graph = await run_and_graph(tx, ctx, state.run_id)
+    now = now_ms()
+    state.outputs = first
+    siblings = [
+        replace(
+            state,
+            id=new_id(),
+            outputs=extra,
+            fanout_id=_random.token_hex(12),
+            does_unites=False,
+            fingerprint=None,
+            created_at=now,
+            updated_at=now,
+        )
+        for extra in outputs[1:]
+    ]
+    branch = [state, *siblings]
+    try:
+        children = await create_children(tx, graph, run, branch)
+        status, error = "SUCCESS", None
+    except NextStateError as exc:
+        children, status, error = [], "NEXT_CREATED_ERROR", str(exc)
+    for s in branch:
+        s.status, s.error, s.finished_at = status, error, now
+    await tx.finish_state(state.id, status=status, outputs=first, error=error, finished_at=now)
+    await tx.insert_states(siblings)
+    await tx.insert_states(children)
+    await evaluate_unites(tx, graph, run, branch)
+    tx.touch_run(run.run_id)
     metrics.record_completion(state, status)
 
 
@@ -203,6 +237,7 @@ async def fail_state(
         retry.enqueue_after = now + retry_delay_ms(graph.retry_policy, retry.retry_count)
         await tx.insert_state_unless_duplicate(retry)
     state.status = "RETRY_CREATED" if retried else "ERRORED"
+    tx.touch_run(run.run_id)
     await tx.update_states([state.id], status=state.status, error=error, finished_at=now, lease_expired=lease_expired)
     if not retried:
         await evaluate_unites(tx, graph, run, [state])
@@ -252,6 +287,7 @@ async def prune(ctx: EngineContext, namespace: str, state_id: str, data: dict[st
         run, graph = await run_and_graph(tx, ctx, state.run_id)
         state.status = "PRUNED"
         await tx.update_states([state.id], status="PRUNED", data=data, finished_at=now_ms())
+        tx.touch_run(run.run_id)
         await evaluate_unites(tx, graph, run, [state])
     metrics.record_completion(state, "PRUNED")
     return state.enqueue_after
@@ -282,6 +318,7 @@ async def manual_retry(ctx: EngineContext, namespace: str, state_id: str, fanout
         if not await tx.insert_state_unless_duplicate(retry):
             raise Conflict("Duplicate retry state detected")
         await tx.update_states([state.id], status="RETRY_CREATED")
+        tx.touch_run(run.run_id)
     return retry
 
 
@@ -297,6 +334,8 @@ async def expire_leases(ctx: EngineContext, limit: int = 200) -> int:
             state.lease_expired = True
             await fail_state(tx, graph, run, state, error, lease_expired=True)
     metrics.LEASE_EXPIRIES.inc(len(expired))
+    for state in expired:
+        metrics.record_completion(state, state.status)
     return len(expired)
 
 

@@ -30,6 +30,12 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._checked_until = now_ms()
         self._next_retention = 0
+        self._wake_at = 0
+
+    def note_deadline(self, deadline_ms: int) -> None:
+        """A lease was granted or extended: wake earlier if it ends before the planned wake-up."""
+        if deadline_ms < self._wake_at:
+            self._poke.set()
 
     def poke(self) -> None:
         """Something changed the deadlines (a delayed state, a new lease, a schedule): look again."""
@@ -54,6 +60,7 @@ class Scheduler:
                 log.warning("scheduler_tick_failed", error=str(exc))
                 sleep_ms = 500
             self._poke.clear()
+            self._wake_at = now_ms() + sleep_ms
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), sleep_ms / 1000)
 

@@ -11,10 +11,10 @@ import abc
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, fields
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
@@ -30,7 +30,6 @@ from exosphere_server.storage.records import (
 )
 
 ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now
-OnReady = Callable[[set[ReadyKey]], None]
 R = TypeVar("R")
 
 PENDING_STATUSES = ("CREATED", "QUEUED", "EXECUTED")
@@ -63,6 +62,17 @@ GET_GRAPH_VERSION = sa.select(_V).where(
     _V.c.version == sa.bindparam("version"),
 )
 INSERT_STATES = sa.insert(_S)
+FINISH_STATE = (
+    sa.update(_S)
+    .where(_S.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        outputs=sa.bindparam("b_outputs", type_=sa.JSON),
+        error=sa.bindparam("b_error"),
+        finished_at=sa.bindparam("b_finished_at"),
+        updated_at=sa.bindparam("b_finished_at"),
+    )
+)
 INSERT_ANCESTORS = sa.insert(schema.state_ancestors)
 CLAIM_STATES = (
     sa.update(_S)
@@ -107,6 +117,8 @@ class Tx:
         self._storage = storage
         self.ready: set[ReadyKey] = set()
         self.schedule_changed = False
+        self.runs_changed: set[str] = set()
+        self.earliest_lease: int | None = None  # a new lease deadline this replica's scheduler must know
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -262,9 +274,17 @@ class Tx:
         self._announce([record])
         return True
 
+    def note_lease(self, deadline: int) -> None:
+        self.earliest_lease = deadline if self.earliest_lease is None else min(self.earliest_lease, deadline)
+
+    def touch_run(self, run_id: str) -> None:
+        """Someone may be waiting for this run to finish: tell them to look again after commit."""
+        self.runs_changed.add(run_id)
+
     def _announce(self, records: Iterable[StateRecord]) -> None:
         now = now_ms()
         for r in records:
+            self.runs_changed.add(r.run_id)
             if r.status == "CREATED":
                 if r.enqueue_after <= now:
                     self.ready.add((r.namespace, r.node_name))
@@ -284,6 +304,19 @@ class Tx:
         s = schema.states
         values.setdefault("updated_at", now_ms())
         await self.conn.execute(sa.update(s).where(s.c.id.in_(state_ids)).values(**values))
+
+    async def finish_state(
+        self, state_id: str, *, status: str, outputs: dict[str, Any], error: str | None, finished_at: int
+    ) -> None:
+        """The hot write of a completion, prebuilt: status, outputs, error and end time of one state."""
+        params = {
+            "b_id": state_id,
+            "b_status": status,
+            "b_outputs": outputs,
+            "b_error": error,
+            "b_finished_at": finished_at,
+        }
+        await self.conn.execute(FINISH_STATE, params)
 
     async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
         """Put a state back to CREATED: announced now if due, else handed to the scheduler."""
@@ -306,6 +339,8 @@ class Tx:
         }
         claimed = [_record(StateRecord, row) for row in await self.conn.execute(CLAIM_STATES, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
+        if claimed:
+            self.note_lease(now + lease_ms)
         return claimed
 
     async def count_descendants(
@@ -574,17 +609,33 @@ class Tx:
         return [other for other in found if other.parents == state.parents]
 
 
+class StorageListener(Protocol):
+    """What the engine wants to hear from storage after each commit."""
+
+    def states_ready(self, keys: set[ReadyKey]) -> None: ...
+    def wake_everyone(self) -> None: ...
+    def schedule_changed(self) -> None: ...
+    def runs_changed(self, run_ids: set[str]) -> None: ...
+    def lease_granted(self, deadline_ms: int) -> None: ...
+
+
+class _NoListener:
+    def states_ready(self, keys: set[ReadyKey]) -> None: ...
+    def wake_everyone(self) -> None: ...
+    def schedule_changed(self) -> None: ...
+    def runs_changed(self, run_ids: set[str]) -> None: ...
+    def lease_granted(self, deadline_ms: int) -> None: ...
+
+
 class Storage(abc.ABC):
     """A database the server keeps everything in. Subclasses: `SqliteStorage`, `PostgresStorage`."""
 
     def __init__(self) -> None:
-        self._on_ready: OnReady = lambda keys: None
-        self._on_schedule_change: Callable[[], None] = lambda: None
+        self.listener: StorageListener = _NoListener()
 
-    def subscribe(self, on_ready: OnReady, on_schedule_change: Callable[[], None]) -> None:
-        """Learn when states become claimable (here or, on PostgreSQL, on any replica)."""
-        self._on_ready = on_ready
-        self._on_schedule_change = on_schedule_change
+    def subscribe(self, listener: StorageListener) -> None:
+        """Hear what committed transactions did: here, and for ready work on PostgreSQL, on every replica."""
+        self.listener = listener
 
     @abc.abstractmethod
     def dialect_insert(self, table: sa.Table) -> Any:
@@ -607,9 +658,16 @@ class Storage(abc.ABC):
         """A connection for reads."""
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        """A write transaction: everything inside commits together or not at all."""
+    async def transaction(self, *, durable: bool = True) -> AsyncIterator[Tx]:
+        """A write transaction: everything inside commits together or not at all.
+
+        `durable=False` lets PostgreSQL acknowledge the commit before its WAL reaches disk. Only for
+        writes whose loss in a database crash is harmless: a claim or heartbeat that vanishes leaves
+        the state claimable again, which at-least-once delivery already allows.
+        """
         async with self._begin() as conn:
+            if not durable:
+                await self._relax_durability(conn)
             tx = Tx(conn, self)
             yield tx
             await self._before_commit(tx)
@@ -621,14 +679,23 @@ class Storage(abc.ABC):
         async with self._connect() as conn:
             yield Tx(conn, self)
 
+    async def _relax_durability(self, conn: Any) -> None:
+        return None
+
     async def _before_commit(self, tx: Tx) -> None:
         return None
 
     def _after_commit(self, tx: Tx) -> None:
         if tx.ready:
-            self._on_ready(tx.ready)
+            self.listener.states_ready(tx.ready)
         if tx.schedule_changed:
-            self._on_schedule_change()
+            self.listener.schedule_changed()
+        if tx.runs_changed:
+            self.listener.runs_changed(tx.runs_changed)
+        if tx.earliest_lease is not None:
+            # Only this replica's scheduler hears it: it expires the leases it granted; the others
+            # look again within their longest sleep should this replica die.
+            self.listener.lease_granted(tx.earliest_lease)
 
     async def ping(self) -> None:
         async with self.reader() as tx:

@@ -17,6 +17,8 @@ from exosphere_server.storage.migrate import upgrade_to_head
 
 CHANNEL = "exosphere_wakeup"
 SCHEDULE_PAYLOAD = "schedule"
+EVERYONE_PAYLOAD = "*"  # wake every claimer: for names too long for a NOTIFY payload (8000 bytes)
+MAX_PAYLOAD_BYTES = 7900
 log = structlog.get_logger("exosphere.storage")
 
 
@@ -63,9 +65,13 @@ class PostgresStorage(Storage):
                 await conn.execute(sa.text("SELECT pg_advisory_unlock(727274)"))
                 await conn.commit()
 
+    async def _relax_durability(self, conn: Any) -> None:
+        await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+
     async def _before_commit(self, tx: Tx) -> None:
         # NOTIFY is delivered at commit, to every replica (this one too), and dropped on rollback.
         payloads = [f"{ns}\x1f{node}" for ns, node in sorted(tx.ready)]
+        payloads = [p if len(p.encode()) <= MAX_PAYLOAD_BYTES else EVERYONE_PAYLOAD for p in payloads]
         if tx.schedule_changed:
             payloads.append(SCHEDULE_PAYLOAD)
         for payload in payloads:
@@ -75,10 +81,12 @@ class PostgresStorage(Storage):
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload == SCHEDULE_PAYLOAD:
-            self._on_schedule_change()
+            self.listener.schedule_changed()
+        elif payload == EVERYONE_PAYLOAD:
+            self.listener.wake_everyone()
         else:
             namespace, _, node = payload.partition("\x1f")
-            self._on_ready({(namespace, node)})
+            self.listener.states_ready({(namespace, node)})
 
     async def _listen(self, ready: asyncio.Event) -> None:
         """Hold one LISTEN connection; reconnect with backoff when the database goes away."""
@@ -91,7 +99,7 @@ class PostgresStorage(Storage):
                     ready.set()
                     delay = 0.2
                     # After a reconnect, wake everyone once: notifications sent meanwhile were lost.
-                    self._on_schedule_change()
+                    self.listener.schedule_changed()
                     while not conn.is_closed():
                         await asyncio.sleep(1)
                         await conn.execute("SELECT 1")

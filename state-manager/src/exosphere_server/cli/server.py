@@ -1,24 +1,15 @@
-"""The `exosphere` command line."""
+"""`exosphere server`: start the state manager."""
 
 from __future__ import annotations
 
 import os
 
 import typer
-import uvicorn
 
 from exosphere_server.config import ConfigError, load_settings
 from exosphere_server.logs import configure_logging
 
-app = typer.Typer(help="Exosphere: run and inspect background AI workflows.", no_args_is_help=True)
 
-
-@app.callback()
-def _root() -> None:
-    """Exosphere command line."""
-
-
-@app.command()
 def server(
     host: str = typer.Option("127.0.0.1", help="Address to listen on"),
     port: int = typer.Option(8000, help="Port to listen on"),
@@ -35,6 +26,9 @@ def server(
     except ConfigError as exc:
         typer.echo(f"exosphere server: {exc}", err=True)
         raise typer.Exit(2) from exc
+    # Imported here so that the client commands start without loading the server stack.
+    import uvicorn
+
     from exosphere_server.app import create_app
 
     uvicorn.run(
@@ -46,8 +40,5 @@ def server(
         loop="uvloop" if os.name == "posix" else "auto",
         http="httptools",
         timeout_graceful_shutdown=5,
+        log_config=None,  # keep our JSON handler (logs.py) instead of uvicorn's plain-text one
     )
-
-
-def main() -> None:
-    app()

@@ -1,0 +1,74 @@
+"""Delivering `executed` results together: results that finish while a call is in flight share the next call.
+
+One HTTP request and one server transaction then carry many results, which is what lets a busy
+runtime go past a few hundred states per second. A server without the batch endpoint (an older
+Exosphere or the original ExosphereHost) answers 404/405 once, and the runtime falls back to one call
+per result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ._http import ApiClient
+from .errors import ApiError, error_for_status
+
+MAX_BATCH = 200
+
+
+class BatchUnsupportedError(Exception):
+    """The server has no batch endpoint; deliver this result on its own."""
+
+
+class ResultBatcher:
+    def __init__(self, api: ApiClient, path: str) -> None:
+        self._api = api
+        self._path = path
+        self._pending: list[tuple[dict[str, Any], str, asyncio.Future[None]]] = []
+        self._sender: asyncio.Task[None] | None = None
+        self.supported = True
+
+    async def deliver(self, item: dict[str, Any], action: str) -> None:
+        """Deliver one result; raises the item's own ApiError (named by `action`), or BatchUnsupportedError."""
+        if not self.supported:
+            raise BatchUnsupportedError
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, action, future))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_all())
+        await future
+
+    async def _send_all(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            try:
+                answer = await self._api.request_with_retry(
+                    "POST",
+                    self._path,
+                    json={"results": [item for item, _, _ in batch]},
+                    action=f"Reporting {len(batch)} result(s)",
+                )
+            except ApiError as exc:
+                if exc.status_code in (404, 405):
+                    self.supported = False
+                for _, action, future in batch:
+                    if not future.done():
+                        unsupported = exc.status_code in (404, 405)
+                        future.set_exception(
+                            BatchUnsupportedError()
+                            if unsupported
+                            else error_for_status(exc.status_code or 0, exc.detail, action)
+                        )
+                continue
+            results = answer.get("results", []) if isinstance(answer, dict) else []
+            for (_, action, future), result in zip(batch, results, strict=False):
+                if future.done():
+                    continue
+                if "status_code" in result:
+                    future.set_exception(error_for_status(int(result["status_code"]), result.get("detail"), action))
+                else:
+                    future.set_result(None)
+            for _, _, future in batch[len(results) :]:
+                if not future.done():
+                    future.set_exception(BatchUnsupportedError())

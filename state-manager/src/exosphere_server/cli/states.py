@@ -1,0 +1,61 @@
+"""`exosphere state show | retry`: one state of a run."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+import typer
+
+from exosphere_server.cli import render
+from exosphere_server.cli.client import ApiError, CliError, segment
+from exosphere_server.cli.options import (
+    DEFAULT_SERVER,
+    JsonOption,
+    KeyOption,
+    NamespaceOption,
+    ServerOption,
+    connect,
+)
+
+app = typer.Typer(help="Inspect and retry states.", no_args_is_help=True)
+
+
+@app.command("show")
+def show(
+    state_id: Annotated[str, typer.Argument(help="State id (see `exosphere run show`)")],
+    server: ServerOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    namespace: NamespaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a state: inputs, outputs, error, attempts and timings (never secret values)."""
+    with connect(server, key, namespace) as client:
+        state = client.get(f"state/{segment(state_id.strip())}")
+    if as_json:
+        render.print_json(state)
+    else:
+        render.out.print(render.state_detail(state))
+
+
+@app.command("retry")
+def retry(
+    state_id: Annotated[str, typer.Argument(help="Id of an ERRORED or NEXT_CREATED_ERROR state")],
+    server: ServerOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    namespace: NamespaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a failed state again (a new state with the same inputs); prints the new state's id."""
+    fanout_id = str(uuid.uuid4())  # a fresh key: each `retry` asks for one more attempt
+    with connect(server, key, namespace) as client:
+        try:
+            answer = client.post(f"state/{segment(state_id.strip())}/manual-retry", {"fanout_id": fanout_id})
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+            raise CliError(f"cannot retry state {state_id.strip()}: {exc.message}") from exc
+    if as_json:
+        render.print_json({"retried_state_id": state_id.strip(), "state_id": answer["id"], "fanout_id": fanout_id})
+    else:
+        render.out.print(f"retry of {state_id.strip()} created: state {answer['id']}", markup=False)

@@ -1,0 +1,140 @@
+"""The dashboard's JSON and server-sent-event endpoints under `/dashboard/api`, behind the session cookie.
+
+The live run graph reads `GET .../runs/{run_id}/progress` (per template node: counts by status, one
+GROUP BY in the database) and follows `.../runs/{run_id}/events`, which sends the same payload each
+time it changes. Individual states are listed a page at a time, only when a node is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from exosphere_server.api.deps import engine_context
+from exosphere_server.dashboard import data, session
+from exosphere_server.dashboard.rendering import when
+from exosphere_server.engine import transitions
+from exosphere_server.engine.errors import NotFound
+from exosphere_server.engine.transitions import RETRYABLE_BY_HAND
+from exosphere_server.storage.records import StateRecord
+
+router = APIRouter(prefix="/api", dependencies=[Depends(session.require_api_session)])
+RUN = "/ns/{namespace}/runs/{run_id}"
+POLL_PENDING_S = 0.5
+POLL_FINISHED_S = 2.0
+KEEP_ALIVE_S = 15.0
+# A stream ends after this long and EventSource reconnects: no connection outlives a server shutdown by much.
+STREAM_LIFETIME_S = 30.0
+
+__all__ = ["RETRYABLE_BY_HAND", "router"]
+
+
+def state_row(namespace: str, state: StateRecord) -> dict[str, Any]:
+    """A state in a list: enough to pick one; the state page has the rest."""
+    return {
+        "id": state.id,
+        "identifier": state.identifier,
+        "node_name": state.node_name,
+        "status": state.status,
+        "phase": data.PHASE_OF_STATUS.get(state.status, "waiting"),
+        "retry_count": state.retry_count,
+        "attempts": state.claims,
+        "created_at": when(state.created_at),
+        "updated_at": when(state.updated_at),
+        "error": (state.error or "")[:200] or None,
+        "url": f"/dashboard/ns/{namespace}/states/{state.id}",
+    }
+
+
+@router.get(RUN + "/progress")
+async def run_progress(namespace: str, run_id: str, request: Request) -> dict[str, Any]:
+    return (await data.run_progress(engine_context(request), namespace, run_id)).view()
+
+
+@router.get(RUN + "/events")
+async def run_events(namespace: str, run_id: str, request: Request) -> StreamingResponse:
+    """Server-sent events: `progress` whenever the run's counts change, a comment now and then to keep alive."""
+    ctx = engine_context(request)
+    await data.run_progress(ctx, namespace, run_id)  # a 404 now, not inside the stream
+
+    async def stream() -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        started = last_sent = loop.time()
+        previous = None
+        yield "retry: 1000\n\n"
+        while loop.time() - started < STREAM_LIFETIME_S:
+            try:
+                view = (await data.run_progress(ctx, namespace, run_id)).view()
+            except NotFound:
+                yield "event: gone\ndata: {}\n\n"
+                return
+            payload = json.dumps(view, sort_keys=True)
+            if payload != previous:
+                previous, last_sent = payload, loop.time()
+                yield f"event: progress\ndata: {payload}\n\n"
+            elif loop.time() - last_sent > KEEP_ALIVE_S:
+                last_sent = loop.time()
+                yield ": keep-alive\n\n"
+            await asyncio.sleep(POLL_FINISHED_S if view["finished"] else POLL_PENDING_S)
+
+    return StreamingResponse(
+        stream(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(RUN + "/nodes/{identifier}/states")
+async def node_states(
+    namespace: str,
+    run_id: str,
+    identifier: str,
+    request: Request,
+    status: list[str] = Query(default_factory=list),
+    page: int = Query(default=1, ge=1, le=1_000_000),
+    size: int = Query(default=50, ge=1, le=500),
+) -> dict[str, Any]:
+    """One page of a node's states in the run, oldest first."""
+    wanted = [s for s in status if s]
+    total, states = await data.node_states(engine_context(request), namespace, run_id, identifier, wanted, page, size)
+    return {
+        "identifier": identifier,
+        "total": total,
+        "page": page,
+        "size": size,
+        "pages": max(1, -(-total // size)),
+        "states": [state_row(namespace, s) for s in states],
+    }
+
+
+@router.get("/ns/{namespace}/states/{state_id}/attempts")
+async def attempts(namespace: str, state_id: str, request: Request) -> dict[str, Any]:
+    """The states at the same place in the run as this one: its retries, manual retries and fan-out siblings."""
+    detail = await data.state_detail(engine_context(request), namespace, state_id)
+    return {
+        "state": state_row(namespace, detail.state),
+        "attempts": [state_row(namespace, s) for s in detail.same_position],
+    }
+
+
+class RetryRequest(BaseModel):
+    fanout_id: str = Field(min_length=8, max_length=64, description="Chosen by the page: a repeated click is harmless")
+
+
+@router.post("/ns/{namespace}/states/{state_id}/retry")
+async def retry(namespace: str, state_id: str, body: RetryRequest, request: Request) -> dict[str, Any]:
+    """Manual retry of an errored state (the same as `POST /v0/.../manual-retry`): a fresh attempt."""
+    ctx = engine_context(request)
+    detail = await data.state_detail(ctx, namespace, state_id)
+    created = await transitions.manual_retry(ctx, detail.state.namespace, state_id, body.fanout_id)
+    return {
+        "id": created.id,
+        "status": created.status,
+        "url": f"/dashboard/ns/{namespace}/states/{created.id}",
+    }

@@ -1,0 +1,77 @@
+"""Jinja2 environment of the dashboard and the headers every dashboard answer carries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import jinja2
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from exosphere_server import __version__
+from exosphere_server.dashboard import layout
+from exosphere_server.dashboard.data import PHASES
+
+# No inline script or style anywhere, and nothing from another origin (the machines may have no internet).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+def when(ms: int | None) -> str:
+    """Epoch ms as a UTC timestamp a person reads (the dashboard shows UTC throughout)."""
+    if ms is None:
+        return "—"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def duration(start: int | None, end: int | None) -> str:
+    if start is None or end is None:
+        return "—"
+    seconds = max(0, end - start) / 1000
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.2f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def bar_segments(phases: dict[str, int], width: float) -> list[tuple[str, float, float]]:
+    """(phase, x, width) of a node's stacked status bar; dashboard.js draws the same on updates."""
+    total = sum(phases.values())
+    segments, x = [], 0.0
+    for phase in PHASES:
+        share = width * phases.get(phase, 0) / total if total else 0.0
+        segments.append((phase, x, share))
+        x += share
+    return segments
+
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("exosphere_server.dashboard", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    extensions=["jinja2.ext.do"],
+)
+_env.filters["when"] = when
+_env.globals.update(
+    duration=duration,
+    bar_segments=bar_segments,
+    version=__version__,
+    PHASES=PHASES,
+    NODE_WIDTH=layout.NODE_WIDTH,
+    NODE_HEIGHT=layout.NODE_HEIGHT,
+)
+
+
+def render_page(request: Request, page_template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+    html = _env.get_template(page_template).render(request=request, **context)
+    return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)

@@ -1,0 +1,195 @@
+"""Dashboard pages under `/dashboard`: login, namespaces, graph templates, runs, a run, a state.
+
+Every page but the login form needs a session (`session.require_page_session`); the JSON and SSE
+endpoints the pages call live in `api.py` under `/dashboard/api`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+
+from exosphere_server.api.deps import engine_context
+from exosphere_server.dashboard import api, data, session
+from exosphere_server.dashboard.layout import layout_template
+from exosphere_server.dashboard.rendering import render_page
+from exosphere_server.engine.errors import NotFound
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+pages = APIRouter(dependencies=[Depends(session.require_page_session)])
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_FILES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+RUNS_PER_PAGE = 25
+
+
+# -- login -----------------------------------------------------------------------------------------
+
+
+@router.get("/login")
+async def login_form(request: Request, next: str | None = None) -> Response:
+    if session.is_logged_in(request):
+        return RedirectResponse(session.safe_next(next), status_code=303)
+    return render_page(request, "login.html", next=session.safe_next(next), error=None)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    # Parsed by hand: a url-encoded form with two fields does not need python-multipart.
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    given = (form.get("api_key") or [""])[0]
+    target = session.safe_next((form.get("next") or [""])[0])
+    if not session.key_matches(request.app.state.settings, given):
+        return render_page(request, "login.html", status_code=401, next=target, error="That API key is not valid.")
+    response = RedirectResponse(target, status_code=303)
+    session.set_session_cookie(request, response)
+    return response
+
+
+@router.post("/logout")
+async def logout() -> Response:
+    response = RedirectResponse("/dashboard/login", status_code=303)
+    session.clear_session_cookie(response)
+    return response
+
+
+@router.get("/static/{name}")
+async def static_file(name: str) -> Response:
+    if name not in STATIC_FILES:
+        return Response("Not found", status_code=404)
+    return FileResponse(STATIC_DIR / name, media_type=STATIC_FILES[name], headers={"Cache-Control": "no-cache"})
+
+
+@router.get("", include_in_schema=False)
+async def dashboard_root() -> Response:
+    return RedirectResponse("/dashboard/", status_code=307)
+
+
+# -- pages -----------------------------------------------------------------------------------------
+
+
+def _not_found(request: Request, exc: NotFound) -> Response:
+    return render_page(request, "error.html", status_code=404, message=exc.message)
+
+
+@pages.get("/")
+async def namespaces_page(request: Request) -> Response:
+    found = await data.namespaces(engine_context(request))
+    return render_page(request, "namespaces.html", namespaces=found)
+
+
+@pages.get("/ns/{namespace}")
+async def namespace_page(namespace: str, request: Request) -> Response:
+    templates = await data.templates(engine_context(request), namespace)
+    return render_page(request, "namespace.html", namespace=namespace, templates=templates)
+
+
+@pages.get("/ns/{namespace}/graphs/{graph_name}")
+async def graph_page(namespace: str, graph_name: str, request: Request) -> Response:
+    try:
+        template = await data.template(engine_context(request), namespace, graph_name)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    return render_page(
+        request, "graph.html", namespace=namespace, template=template, drawing=layout_template(template.nodes)
+    )
+
+
+def _utc_ms(value: str | None, problems: list[str], label: str) -> int | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        problems.append(f"'{label}' must be a date and time like 2024-05-01T10:00, got {value!r}")
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
+@pages.get("/ns/{namespace}/runs")
+async def runs_page(
+    namespace: str,
+    request: Request,
+    graph: str | None = None,
+    status: str | None = None,
+    created_from: str | None = Query(default=None, alias="from"),
+    created_to: str | None = Query(default=None, alias="to"),
+    page: int = Query(default=1, ge=1, le=1_000_000),
+) -> Response:
+    problems: list[str] = []
+    if status and status not in data.RUN_STATUSES:
+        problems.append(f"'status' must be one of {', '.join(data.RUN_STATUSES)}, got {status!r}")
+        status = None
+    start, end = _utc_ms(created_from, problems, "from"), _utc_ms(created_to, problems, "to")
+    ctx = engine_context(request)
+    found = await data.runs_page(
+        ctx,
+        namespace,
+        graph_name=graph or None,
+        status=status or None,
+        created_from=start,
+        created_to=end,
+        page=page,
+        size=RUNS_PER_PAGE,
+    )
+    filters = {"graph": graph or "", "status": status or "", "from": created_from or "", "to": created_to or ""}
+    kept = {k: v for k, v in filters.items() if v}
+    pages_total = max(1, -(-found.total // RUNS_PER_PAGE))
+    return render_page(
+        request,
+        "runs.html",
+        namespace=namespace,
+        found=found,
+        filters=filters,
+        problems=problems,
+        graph_names=[t.name for t in await data.templates(ctx, namespace)],
+        statuses=data.RUN_STATUSES,
+        page=page,
+        pages_total=pages_total,
+        page_link=lambda number: "?" + urlencode({**kept, "page": number}),
+    )
+
+
+@pages.get("/ns/{namespace}/runs/{run_id}")
+async def run_page(namespace: str, run_id: str, request: Request) -> Response:
+    ctx = engine_context(request)
+    try:
+        progress = await data.run_progress(ctx, namespace, run_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    nodes = await data.run_template_nodes(ctx, progress.run)
+    return render_page(
+        request,
+        "run.html",
+        namespace=namespace,
+        run=progress.run,
+        live=progress.view(),
+        drawing=layout_template(nodes),
+        statuses=data.ALL_STATUSES,
+    )
+
+
+@pages.get("/ns/{namespace}/states/{state_id}")
+async def state_page(namespace: str, state_id: str, request: Request) -> Response:
+    try:
+        detail = await data.state_detail(engine_context(request), namespace, state_id)
+    except NotFound as exc:
+        return _not_found(request, exc)
+    return render_page(
+        request,
+        "state.html",
+        namespace=namespace,
+        detail=detail,
+        state=detail.state,
+        retryable=detail.state.status in api.RETRYABLE_BY_HAND,
+        limit=data.SAME_POSITION_LIMIT,
+    )
+
+
+router.include_router(pages)
+router.include_router(api.router)

@@ -1,0 +1,190 @@
+// Exosphere dashboard: live run graph and state page. Plain ES module, no build step, no dependencies.
+// The server draws everything; this file only recolours nodes, lists states on demand and calls retry.
+
+const PHASES = ["success", "pruned", "running", "waiting", "errored", "retried"];
+const LABELS = { success: "done", running: "running", waiting: "waiting", errored: "failed", pruned: "pruned", retried: "retried" };
+const SUMMARY_ORDER = ["errored", "running", "waiting", "success", "pruned", "retried"]; // failures first: they must not be cut off
+const CSRF = { "x-exosphere-dashboard": "1" };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  return node;
+}
+
+async function getJSON(url, options = {}) {
+  const response = await fetch(url, { credentials: "same-origin", ...options });
+  if (response.status === 401) { window.location.assign("/dashboard/login?next=" + encodeURIComponent(location.pathname)); throw new Error("logged out"); }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(typeof body.detail === "string" ? body.detail : `HTTP ${response.status}`);
+  return body;
+}
+
+function summary(phases) {
+  const parts = SUMMARY_ORDER.filter((p) => phases[p]).map((p) => `${phases[p]} ${LABELS[p]}`);
+  return parts.length ? parts.slice(0, 3).join(" · ") : "no states yet";
+}
+
+function badge(status, prefix = "s") {
+  return el("span", { class: `badge ${prefix}-${status.toLowerCase()}` }, status);
+}
+
+// Follow a run over server-sent events; `onProgress` gets each new per-node count snapshot.
+function follow(url, liveEl, onProgress) {
+  const source = new EventSource(url);
+  const mark = (state, text) => { if (liveEl) { liveEl.dataset.live = state; liveEl.textContent = text; } };
+  source.addEventListener("open", () => mark("connected", "live"));
+  source.addEventListener("progress", (event) => { mark("connected", "live"); onProgress(JSON.parse(event.data)); });
+  source.addEventListener("gone", () => { source.close(); mark("lost", "run deleted"); });
+  source.addEventListener("error", () => mark(source.readyState === EventSource.CLOSED ? "lost" : "connecting",
+    source.readyState === EventSource.CLOSED ? "updates stopped (reload)" : "reconnecting…"));
+  window.addEventListener("pagehide", () => source.close());
+  return source;
+}
+
+// -- run page ------------------------------------------------------------------------------------
+
+function initRun(root) {
+  const svg = document.getElementById("graph");
+  const panel = document.getElementById("node-panel");
+  const statusSelect = document.getElementById("node-status");
+  const barWidth = Number(svg.querySelector(".track")?.getAttribute("width") || 194);
+  let selected = null, page = 1, pages = 1, lastSelectedCounts = "";
+
+  function applyNode(g, view) {
+    const phase = view ? view.phase : "none";
+    const phases = view ? view.phases : {};
+    const total = view ? view.total : 0;
+    g.dataset.phase = phase;
+    g.dataset.total = String(total);
+    for (const cls of [...g.classList]) if (cls.startsWith("phase-")) g.classList.remove(cls);
+    g.classList.add(`phase-${phase}`);
+    g.querySelector('[data-role="counts"]').textContent = view ? summary(phases) : "no states yet";
+    const fanout = total - (phases.retried || 0);
+    g.querySelector('[data-role="fanout"]').textContent = fanout > 1 ? `×${fanout}` : "";
+    let x = 0;
+    for (const p of PHASES) {
+      const width = total ? (barWidth * (phases[p] || 0)) / total : 0;
+      const seg = g.querySelector(`[data-seg="${p}"]`);
+      seg.setAttribute("x", x.toFixed(1));
+      seg.setAttribute("width", width.toFixed(1));
+      x += width;
+    }
+  }
+
+  function apply(view) {
+    const status = document.getElementById("run-status");
+    status.textContent = view.status;
+    status.dataset.status = view.status;
+    status.className = `badge r-${view.status.toLowerCase()}`;
+    for (const p of PHASES) root.querySelector(`[data-total="${p}"]`).textContent = view.phases[p];
+    root.querySelector('[data-total="all"]').textContent = view.total;
+    for (const g of svg.querySelectorAll("g.node")) applyNode(g, view.nodes[g.dataset.node]);
+    if (selected) {
+      const counts = JSON.stringify(view.nodes[selected]?.by_status || {});
+      if (counts !== lastSelectedCounts) { lastSelectedCounts = counts; loadStates(); }
+    }
+  }
+
+  async function loadStates() {
+    const params = new URLSearchParams({ page: String(page), size: "50" });
+    if (statusSelect.value) params.set("status", statusSelect.value);
+    const body = await getJSON(`${root.dataset.statesUrl}${encodeURIComponent(selected)}/states?${params}`);
+    pages = body.pages;
+    document.getElementById("node-panel-total").textContent = `${body.total} state${body.total === 1 ? "" : "s"}`;
+    document.getElementById("node-page").textContent = `page ${body.page} of ${body.pages}`;
+    document.getElementById("node-prev").disabled = body.page <= 1;
+    document.getElementById("node-next").disabled = body.page >= body.pages;
+    const rows = body.states.map((s) => el("tr", { "data-state": s.id, "data-status": s.status },
+      el("td", {}, el("a", { href: s.url }, el("code", {}, s.id))),
+      el("td", {}, badge(s.status)),
+      el("td", { class: "num" }, s.retry_count),
+      el("td", { class: "num" }, s.attempts),
+      el("td", {}, s.created_at),
+      el("td", {}, s.updated_at),
+      el("td", { class: "problem" }, s.error || "")));
+    panel.querySelector("tbody").replaceChildren(...rows);
+  }
+
+  function open(identifier) {
+    selected = identifier; page = 1; lastSelectedCounts = "";
+    for (const g of svg.querySelectorAll("g.node")) g.classList.toggle("selected", g.dataset.node === identifier);
+    document.getElementById("node-panel-title").textContent = identifier;
+    panel.hidden = false;
+    loadStates().catch((error) => { document.getElementById("node-panel-total").textContent = error.message; });
+  }
+
+  for (const g of svg.querySelectorAll("g.node")) {
+    g.addEventListener("click", () => open(g.dataset.node));
+    g.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") { event.preventDefault(); open(g.dataset.node); } });
+  }
+  statusSelect.addEventListener("change", () => { page = 1; loadStates(); });
+  document.getElementById("node-prev").addEventListener("click", () => { if (page > 1) { page -= 1; loadStates(); } });
+  document.getElementById("node-next").addEventListener("click", () => { if (page < pages) { page += 1; loadStates(); } });
+  follow(root.dataset.eventsUrl, document.getElementById("live"), apply);
+}
+
+// -- state page ----------------------------------------------------------------------------------
+
+function randomId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16)); // also works outside secure contexts
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function initState(root) {
+  const table = document.querySelector("#attempts tbody");
+  let pending = null;
+
+  async function refresh() {
+    const body = await getJSON(root.dataset.attemptsUrl);
+    const own = document.getElementById("state-status");
+    own.textContent = body.state.status;
+    own.dataset.status = body.state.status;
+    own.className = `badge s-${body.state.status.toLowerCase()}`;
+    const rows = body.attempts.map((a) => el("tr", { "data-state": a.id, "data-status": a.status, class: a.id === root.dataset.stateId ? "current" : "" },
+      el("td", {}, el("a", { href: a.url }, el("code", {}, a.id)), a.id === root.dataset.stateId ? " (this one)" : ""),
+      el("td", {}, badge(a.status)),
+      el("td", { class: "num" }, a.retry_count),
+      el("td", { class: "num" }, a.attempts),
+      el("td", {}, a.created_at),
+      el("td", {}, a.error || "")));
+    table.replaceChildren(...rows);
+    const retry = document.getElementById("retry");
+    if (retry && !["ERRORED", "NEXT_CREATED_ERROR"].includes(body.state.status)) retry.disabled = true;
+  }
+
+  // Coalesce bursts of progress events into one attempts request.
+  const refreshSoon = () => { if (!pending) pending = setTimeout(() => { pending = null; refresh().catch(() => {}); }, 150); };
+
+  const retry = document.getElementById("retry");
+  if (retry) {
+    const fanoutId = randomId(); // one id per page: a double click creates one retry, not two
+    retry.addEventListener("click", async () => {
+      const result = document.getElementById("retry-result");
+      retry.disabled = true;
+      result.textContent = "retrying…";
+      try {
+        const body = await getJSON(root.dataset.retryUrl, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...CSRF },
+          body: JSON.stringify({ fanout_id: fanoutId }),
+        });
+        result.replaceChildren("New attempt created: ", el("a", { href: body.url, id: "new-attempt", "data-state": body.id }, el("code", {}, body.id)), ` (${body.status})`);
+        await refresh();
+      } catch (error) {
+        result.textContent = `Retry refused: ${error.message}`;
+        result.className = "problem";
+      }
+    });
+  }
+  follow(root.dataset.eventsUrl, null, refreshSoon);
+}
+
+const run = document.querySelector("[data-run-live]");
+if (run) initRun(run);
+const state = document.querySelector("[data-state-page]");
+if (state) initState(state);

@@ -21,22 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from exosphere_server.testing import ServerProcess, fresh_postgres_url, sqlite_url
+from exosphere_server.testing import CHROMIUM_ARGS, ServerProcess, ensure_chromium, fresh_postgres_url, sqlite_url
 from playwright.sync_api import sync_playwright
 
 FANOUT = 5_000
 REPEAT = 20
 NS = "bench"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def schema(*names: str) -> dict[str, Any]:
@@ -107,7 +97,7 @@ def measure(label: str, database_url: str) -> None:
         page_url = f"/dashboard/ns/{NS}/runs/{run_id}"
         api_base = f"/dashboard/api/ns/{NS}/runs/{run_id}"
         with sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = driver.chromium.launch(executable_path=str(ensure_chromium()), args=CHROMIUM_ARGS)
             page = browser.new_page(base_url=server.url, viewport={"width": 1400, "height": 900})
             page.goto("/dashboard/login")
             page.fill("#api-key", server.api_key)

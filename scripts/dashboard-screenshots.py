@@ -13,21 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from exosphere_server.testing import ServerProcess, sqlite_url
+from exosphere_server.testing import CHROMIUM_ARGS, ServerProcess, ensure_chromium, sqlite_url
 from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "img"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NS = "demo"
 
 
@@ -134,7 +124,7 @@ def main() -> int:
         api = httpx.Client(base_url=f"{server.url}/v0/namespace/{NS}", headers={"x-api-key": server.api_key})
         run_id, failed_id = sample_data(api)
         with sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = driver.chromium.launch(executable_path=str(ensure_chromium()), args=CHROMIUM_ARGS)
             page = browser.new_page(base_url=server.url, viewport={"width": 1280, "height": 860})
             shoot(page, "/dashboard/login", "dashboard-login.png")
             page.fill("#api-key", server.api_key)

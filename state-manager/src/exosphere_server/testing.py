@@ -14,6 +14,7 @@ import asyncio
 import base64
 import concurrent.futures
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +28,33 @@ import httpx
 
 TEST_API_KEY = "exosphere-test-key"
 TEST_SECRETS_KEY = base64.urlsafe_b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+# Debian's Chromium, driven headless by Playwright (never a browser download); these flags keep it
+# from reaching for the network, which these machines do not have.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def ensure_chromium() -> Path:
+    """Debian's chromium package, installed now if missing (needs root, as on the project's machines)."""
+    if CHROMIUM.exists():
+        return CHROMIUM
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise RuntimeError("Chromium is missing: install Debian's `chromium` package (apt-get install -y chromium)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
+    return CHROMIUM
 
 
 def free_port() -> int:

@@ -9,6 +9,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, NotFound
@@ -25,6 +26,14 @@ def status_code(exc: EngineError) -> int:
 async def _engine_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, EngineError)
     return JSONResponse({"detail": exc.message}, status_code=status_code(exc))
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    if exc.connection_invalidated:
+        log.warning("database_connection_lost", error_type=type(exc.orig).__name__)
+        return JSONResponse({"detail": "Database connection lost; retry the request"}, status_code=503)
+    return await _unexpected(request, exc)
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -69,4 +78,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EngineError, _engine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

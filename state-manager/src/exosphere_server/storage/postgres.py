@@ -34,7 +34,8 @@ class PostgresStorage(Storage):
             "postgresql+asyncpg://" + self.dsn.split("://", 1)[1],
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No ping per checkout (a round trip per transaction): a connection found dead fails one
+            # request with a 503, which clients retry, and SQLAlchemy then renews the whole pool.
             connect_args={"server_settings": {"statement_timeout": "30000", "application_name": "exosphere"}},
         )
         self._listener: asyncio.Task[None] | None = None
@@ -91,6 +92,7 @@ class PostgresStorage(Storage):
     async def _listen(self, ready: asyncio.Event) -> None:
         """Hold one LISTEN connection; reconnect with backoff when the database goes away."""
         delay = 0.2
+        connected_before = False
         while True:
             try:
                 conn = await asyncpg.connect(self.dsn)
@@ -98,8 +100,13 @@ class PostgresStorage(Storage):
                     await conn.add_listener(CHANNEL, self._on_notification)
                     ready.set()
                     delay = 0.2
-                    # After a reconnect, wake everyone once: notifications sent meanwhile were lost.
-                    self.listener.schedule_changed()
+                    if connected_before:
+                        # The database went away: pooled connections are likely dead too, and
+                        # notifications sent meanwhile were lost, so renew the pool and wake everyone.
+                        await self.engine.dispose()
+                        self.listener.wake_everyone()
+                        self.listener.schedule_changed()
+                    connected_before = True
                     while not conn.is_closed():
                         await asyncio.sleep(1)
                         await conn.execute("SELECT 1")

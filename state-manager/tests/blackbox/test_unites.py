@@ -163,3 +163,29 @@ def test_join_without_unites_may_not_read_one_branch_only(api: httpx.Client, nam
     )
     assert response.status_code == 400  # D11: `l` is not an ancestor of `j` on every path
     assert "'l'" in response.json()["detail"]
+
+
+def test_an_outer_unite_waits_for_the_inner_unite_below_it(api: httpx.Client, namespace: str) -> None:
+    register(api, {"A": ((), ("v",)), "B": ((), ("v",)), "C": ((), ("v",)), "U1": ((), ("v",)), "U0": ((), ("v",))})
+    upsert(
+        api,
+        "nested",
+        [  # the outer unite is declared first: order must not matter
+            node("u0", "U0", namespace, {}, unites="a", strategy="ALL_DONE"),
+            node("a", "A", namespace, {}, ["b"]),
+            node("b", "B", namespace, {}, ["c"]),
+            node("c", "C", namespace, {}, ["u1"]),
+            node("u1", "U1", namespace, {}, ["u0"], unites="b", strategy="ALL_DONE"),
+        ],
+    )
+    run_id = trigger(api, "nested")
+    for name in ("A", "B", "C"):
+        [state] = claim_all(api, name, count=1)
+        executed(api, state, {"v": name})
+    assert claim(api, "U0") == []  # u1 still has to run below `a`
+    [u1] = claim_all(api, "U1", count=1)
+    executed(api, u1, {"v": "u1"})
+    [u0] = claim_all(api, "U0", count=1)
+    executed(api, u0, {"v": "u0"})
+    assert run(api, run_id)["status"] == "SUCCESS"
+    assert len(by_identifier(states(api, run_id), "u0")) == 1

@@ -143,7 +143,9 @@ async def _registration_status(tx: Tx, shape: GraphShape, secret_names: Any) -> 
 
 async def sync_cron_schedules(tx: Tx, graph: GraphRecord) -> None:
     """A valid graph has one schedule per distinct expression; any other graph has none (no orphans)."""
-    existing = {s.expression: s for s in await tx.cron_schedules_of(graph.namespace, graph.name)}
+    # Locked: a replica firing this schedule right now either finishes first (and we keep the
+    # advanced time) or waits for us; it never fires the same occurrence twice.
+    existing = {s.expression: s for s in await tx.cron_schedules_of(graph.namespace, graph.name, for_update=True)}
     schedules: list[CronScheduleRecord] = []
     if graph.validation_status == "VALID":
         now = datetime.now(UTC)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import secrets as _random
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from exosphere_server.engine.context import PinnedGraph
 from exosphere_server.engine.fingerprint import unite_fingerprint
@@ -129,30 +130,53 @@ def _resolve_inputs(
         raise NextStateError(f"Invalid input of node '{node_id}': {exc}") from exc
 
 
-async def evaluate_unites(tx: Tx, graph: PinnedGraph, run: RunRecord, finished: Iterable[StateRecord]) -> None:
+@dataclass(frozen=True)
+class Finished:
+    """States of one run that just reached a final status: what may complete a unite."""
+
+    graph: PinnedGraph
+    run: RunRecord
+    states: Sequence[StateRecord]
+
+
+async def evaluate_unites(tx: Tx, graph: PinnedGraph, run: RunRecord, finished: Sequence[StateRecord]) -> None:
     """Re-check every unite whose target lies on the lineage of a state that just reached a final status (D8)."""
-    targets: dict[tuple[str, str], None] = {}
-    for state in finished:
-        for unite_id in graph.shape.unite_nodes:
-            unites = graph.shape.nodes[unite_id].unites
-            assert unites is not None
-            target_state = state.id if state.identifier == unites.identifier else state.parents.get(unites.identifier)
-            if target_state is not None:
-                targets[(unite_id, target_state)] = None
-    for unite_id, target_state_id in targets:
-        await _fire_unite_if_ready(tx, graph, run, unite_id, target_state_id)
+    await evaluate_unites_of([Finished(graph, run, finished)], tx)
 
 
-async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite_id: str, target_state_id: str) -> None:
-    # Locking the target serialises every evaluation of its unites: two replicas finishing the last two
-    # descendants at once cannot both miss each other's commit (the second waits, then sees the first).
-    target = await tx.get_state(target_state_id, for_update=True)
-    if target is None or target.status != "SUCCESS":
+async def evaluate_unites_of(batches: Sequence[Finished], tx: Tx) -> None:
+    """Re-check the unites of several runs' finished states at once (one transaction, many results).
+
+    Every target state is locked first, in one statement ordered by id: the lock serialises each
+    target's checks (two replicas finishing its last two descendants cannot both miss the other's
+    commit), and one global order means two transactions never wait on each other's targets in a
+    cycle. Then the deepest targets are checked first, so an inner unite exists (and is waited on)
+    before the unite of an outer target counts what is left below it.
+    """
+    checks: dict[tuple[str, str], tuple[Finished, int]] = {}
+    for batch in batches:
+        shape = batch.graph.shape
+        for state in batch.states:
+            for unite_id in shape.unite_nodes:
+                unites = shape.nodes[unite_id].unites
+                assert unites is not None
+                target_id = state.id if state.identifier == unites.identifier else state.parents.get(unites.identifier)
+                if target_id is not None:
+                    checks[(unite_id, target_id)] = (batch, len(shape.ancestors[unites.identifier]))
+    if not checks:
         return
+    targets = await tx.lock_states(sorted({target_id for _, target_id in checks}))
+    for (unite_id, target_id), (batch, _depth) in sorted(checks.items(), key=lambda item: -item[1][1]):
+        found = targets.get(target_id)
+        if found is not None and found.status == "SUCCESS":
+            await _fire_unite_if_ready(tx, batch.graph, batch.run, unite_id, found)
+
+
+async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite_id: str, target: StateRecord) -> None:
     node = graph.shape.nodes[unite_id]
     assert node.unites is not None
     waiting_on = NOT_SUCCEEDED_YET if node.unites.strategy.value == "ALL_SUCCESS" else NOT_DONE_YET
-    if await tx.count_descendants(target.id, waiting_on) > 0:
+    if await tx.has_descendants(target.id, waiting_on):
         return
     parents = {**target.parents, target.identifier: target.id}
     fingerprint = unite_fingerprint(

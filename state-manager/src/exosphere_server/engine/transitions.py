@@ -17,7 +17,13 @@ from exosphere_server.engine import metrics
 from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, LeaseLost, NotFound
 from exosphere_server.engine.fingerprint import unite_fingerprint
-from exosphere_server.engine.next_states import NextStateError, create_children, evaluate_unites
+from exosphere_server.engine.next_states import (
+    Finished,
+    NextStateError,
+    create_children,
+    evaluate_unites,
+    evaluate_unites_of,
+)
 from exosphere_server.engine.retry_policy import retry_delay_ms
 from exosphere_server.storage.base import Tx, new_id, now_ms
 from exosphere_server.storage.records import RunRecord, StateRecord
@@ -134,7 +140,9 @@ async def executed(
 ) -> None:
     """Record outputs (one per fan-out branch), create the children, mark success: one transaction."""
     async with ctx.storage.transaction() as tx:
-        await _apply_executed(tx, ctx, namespace, ExecutedReport(state_id, outputs, lease_id))
+        finished: list[Finished] = []
+        await _apply_executed(tx, ctx, namespace, ExecutedReport(state_id, outputs, lease_id), finished)
+        await evaluate_unites_of(finished, tx)
 
 
 async def executed_many(
@@ -144,19 +152,25 @@ async def executed_many(
 
     A refusal is always decided before that report writes anything, so the others still commit.
     """
-    answers: list[EngineError | None] = []
+    answers: dict[int, EngineError | None] = {}
+    finished: list[Finished] = []
     async with ctx.storage.transaction() as tx:
-        for report in reports:
+        # States in id order, then unite targets in id order (evaluate_unites_of): one global lock
+        # order, so two batches finishing overlapping work never deadlock on PostgreSQL.
+        for index in sorted(range(len(reports)), key=lambda i: reports[i].state_id):
             try:
-                await _apply_executed(tx, ctx, namespace, report)
+                await _apply_executed(tx, ctx, namespace, reports[index], finished)
             except EngineError as exc:
-                answers.append(exc)
+                answers[index] = exc
             else:
-                answers.append(None)
-    return answers
+                answers[index] = None
+        await evaluate_unites_of(finished, tx)
+    return [answers[i] for i in range(len(reports))]
 
 
-async def _apply_executed(tx: Tx, ctx: EngineContext, namespace: str, report: ExecutedReport) -> None:
+async def _apply_executed(
+    tx: Tx, ctx: EngineContext, namespace: str, report: ExecutedReport, finished: list[Finished]
+) -> None:
     state = await load_state(tx, namespace, report.state_id)
     outputs, lease_id = report.outputs, report.lease_id
     first = outputs[0] if outputs else {}
@@ -194,7 +208,7 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, namespace: str, report: Ex
     await tx.finish_state(state.id, status=status, outputs=first, error=error, finished_at=now)
     await tx.insert_states(siblings)
     await tx.insert_states(children)
-    await evaluate_unites(tx, graph, run, branch)
+    finished.append(Finished(graph, run, branch))
     tx.touch_run(run.run_id)
     metrics.record_completion(state, status)
 
@@ -221,7 +235,14 @@ async def errored(ctx: EngineContext, namespace: str, state_id: str, error: str,
 
 
 async def fail_state(
-    tx: Tx, graph: PinnedGraph, run: RunRecord, state: StateRecord, error: str, *, lease_expired: bool = False
+    tx: Tx,
+    graph: PinnedGraph,
+    run: RunRecord,
+    state: StateRecord,
+    error: str,
+    *,
+    lease_expired: bool = False,
+    finished: list[Finished] | None = None,
 ) -> bool:
     """Apply the retry policy to a failed attempt: a delayed retry state, or ERRORED for good."""
     now = now_ms()
@@ -240,7 +261,10 @@ async def fail_state(
     tx.touch_run(run.run_id)
     await tx.update_states([state.id], status=state.status, error=error, finished_at=now, lease_expired=lease_expired)
     if not retried:
-        await evaluate_unites(tx, graph, run, [state])
+        if finished is None:
+            await evaluate_unites(tx, graph, run, [state])
+        else:
+            finished.append(Finished(graph, run, [state]))
     return retried
 
 
@@ -326,13 +350,23 @@ async def expire_leases(ctx: EngineContext, limit: int = 200) -> int:
     """Send every state whose lease ran out back through the retry policy. Returns how many."""
     async with ctx.storage.transaction() as tx:
         expired = await tx.expired_leases(now_ms(), limit)
+        finished: list[Finished] = []
         for state in expired:
-            run, graph = await run_and_graph(tx, ctx, state.run_id)
             assert state.lease_expires_at is not None
             when = datetime.fromtimestamp(state.lease_expires_at / 1000, UTC).isoformat(timespec="milliseconds")
             error = f"Lease expired at {when}: the runtime sent no result or heartbeat in time"
             state.lease_expired = True
-            await fail_state(tx, graph, run, state, error, lease_expired=True)
+            try:
+                run, graph = await run_and_graph(tx, ctx, state.run_id)
+            except NotFound as exc:
+                # Its run is gone (retention raced a retry): end the state rather than block every expiry.
+                state.status = "ERRORED"
+                await tx.update_states(
+                    [state.id], status="ERRORED", error=f"{error}; {exc.message}", lease_expired=True
+                )
+                continue
+            await fail_state(tx, graph, run, state, error, lease_expired=True, finished=finished)
+        await evaluate_unites_of(finished, tx)
     metrics.LEASE_EXPIRIES.inc(len(expired))
     for state in expired:
         metrics.record_completion(state, state.status)

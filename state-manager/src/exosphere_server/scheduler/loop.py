@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import structlog
@@ -20,6 +21,7 @@ from exosphere_server.storage.base import now_ms
 log = structlog.get_logger("exosphere.scheduler")
 MAX_SLEEP_MS = 30_000  # a safety net only: deadlines and pokes normally wake the loop
 RETENTION_EVERY_MS = 3_600_000
+LOOK_BACK_MS = 5_000
 
 
 class Scheduler:
@@ -52,6 +54,9 @@ class Scheduler:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before the tick, so a poke that arrives during it is not lost.
+            self._poke.clear()
+            self._wake_at = 0
             try:
                 sleep_ms = await self.tick()
             except asyncio.CancelledError:
@@ -59,7 +64,6 @@ class Scheduler:
             except Exception as exc:
                 log.warning("scheduler_tick_failed", error=str(exc))
                 sleep_ms = 500
-            self._poke.clear()
             self._wake_at = now_ms() + sleep_ms
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poke.wait(), sleep_ms / 1000)
@@ -67,11 +71,12 @@ class Scheduler:
     async def tick(self) -> int:
         """Do everything that is due; return how long to sleep (ms) before the next deadline."""
         now = now_ms()
-        while await expire_leases(self.ctx) > 0:
-            pass
-        await cron_firing.fire_due(self.ctx, datetime.now(UTC))
+        # Each duty on its own: a failure in one (logged) must not hold up the others.
+        await self._guarded("lease_expiry", self._expire_all)
+        await self._guarded("cron", lambda: cron_firing.fire_due(self.ctx, datetime.now(UTC)))
         async with self.ctx.storage.reader() as tx:
-            due = await tx.ready_keys_due_between(self._checked_until - 1, now)
+            # Looking back a little also catches delayed states whose transaction committed late.
+            due = await tx.ready_keys_due_between(self._checked_until - LOOK_BACK_MS, now)
         self._checked_until = now
         if due:
             self.ctx.wakeups.notify(due)
@@ -82,6 +87,18 @@ class Scheduler:
         upcoming = [d for d in deadlines if d is not None]
         next_deadline = min(upcoming, default=now + MAX_SLEEP_MS)
         return max(1, min(next_deadline - now_ms(), MAX_SLEEP_MS))
+
+    async def _expire_all(self) -> None:
+        while await expire_leases(self.ctx) > 0:
+            pass
+
+    async def _guarded(self, duty: str, work: Callable[[], Awaitable[object]]) -> None:
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("scheduler_duty_failed", duty=duty, error=str(exc))
 
     async def _apply_retention(self, now: int) -> None:
         self._next_retention = now + RETENTION_EVERY_MS

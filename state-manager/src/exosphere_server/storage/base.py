@@ -343,21 +343,24 @@ class Tx:
             self.note_lease(now + lease_ms)
         return claimed
 
-    async def count_descendants(
-        self, ancestor_id: str, statuses: Sequence[str] | None = None, *, exclude: Sequence[str] = ()
-    ) -> int:
-        """Descendants of one state, optionally only those in `statuses` or not in `exclude`."""
+    async def has_descendants(self, ancestor_id: str, statuses: Sequence[str]) -> bool:
+        """Whether any descendant of one state is in one of `statuses` (stops at the first found)."""
         s, a = schema.states, schema.state_ancestors
         query = (
-            sa.select(sa.func.count())
+            sa.select(sa.literal(1))
             .select_from(a.join(s, s.c.id == a.c.state_id))
-            .where(a.c.ancestor_id == ancestor_id)
+            .where(a.c.ancestor_id == ancestor_id, s.c.status.in_(statuses))
+            .limit(1)
         )
-        if statuses is not None:
-            query = query.where(s.c.status.in_(statuses))
-        if exclude:
-            query = query.where(s.c.status.not_in(exclude))
-        return int((await self.conn.execute(query)).scalar_one())
+        return (await self.conn.execute(query)).first() is not None
+
+    async def lock_states(self, state_ids: Sequence[str]) -> dict[str, StateRecord]:
+        """Read and lock (PostgreSQL: FOR UPDATE) several states, always in id order."""
+        if not state_ids:
+            return {}
+        s = schema.states
+        query = sa.select(s).where(s.c.id.in_(state_ids)).order_by(s.c.id).with_for_update()
+        return {r.id: r for r in await self._all(StateRecord, query)}
 
     async def states_of_run(self, run_id: str) -> list[StateRecord]:
         s = schema.states
@@ -430,9 +433,13 @@ class Tx:
             await self.conn.execute(sa.insert(c), [asdict(x) for x in schedules])
         self.schedule_changed = True
 
-    async def cron_schedules_of(self, namespace: str, graph_name: str) -> list[CronScheduleRecord]:
+    async def cron_schedules_of(
+        self, namespace: str, graph_name: str, *, for_update: bool = False
+    ) -> list[CronScheduleRecord]:
         c = schema.cron_schedules
         query = sa.select(c).where(c.c.namespace == namespace, c.c.graph_name == graph_name)
+        if for_update:
+            query = query.with_for_update()
         return await self._all(CronScheduleRecord, query)
 
     async def due_cron_schedules(self, now: int, limit: int) -> list[CronScheduleRecord]:

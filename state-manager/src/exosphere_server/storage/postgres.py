@@ -109,7 +109,7 @@ class PostgresStorage(Storage):
                     connected_before = True
                     while not conn.is_closed():
                         await asyncio.sleep(1)
-                        await conn.execute("SELECT 1")
+                        await conn.execute("SELECT 1", timeout=5)
                 finally:
                     with contextlib.suppress(Exception):
                         await conn.close()

@@ -33,6 +33,9 @@ class PinnedGraphs:
         self._cache: OrderedDict[tuple[str, str, int], PinnedGraph] = OrderedDict()
         self._capacity = capacity
 
+    def cached(self, namespace: str, name: str, version: int) -> PinnedGraph | None:
+        return self._cache.get((namespace, name, version))
+
     def get(self, record: GraphVersionRecord) -> PinnedGraph:
         key = (record.namespace, record.name, record.version)
         pinned = self._cache.get(key)

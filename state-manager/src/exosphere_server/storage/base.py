@@ -11,7 +11,7 @@ import abc
 import contextlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, fields
 from typing import Any, Protocol, TypeVar
@@ -207,6 +207,12 @@ class Tx:
     async def insert_run(self, record: RunRecord) -> None:
         await self.conn.execute(sa.insert(schema.runs).values(**asdict(record)))
 
+    async def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        if not run_ids:
+            return []
+        r = schema.runs
+        return await self._all(RunRecord, sa.select(r).where(r.c.run_id.in_(run_ids)))
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = (await self.conn.execute(GET_RUN, {"run_id": run_id})).first()
         return _record(RunRecord, row) if row is not None else None
@@ -305,18 +311,13 @@ class Tx:
         values.setdefault("updated_at", now_ms())
         await self.conn.execute(sa.update(s).where(s.c.id.in_(state_ids)).values(**values))
 
-    async def finish_state(
-        self, state_id: str, *, status: str, outputs: dict[str, Any], error: str | None, finished_at: int
-    ) -> None:
-        """The hot write of a completion, prebuilt: status, outputs, error and end time of one state."""
-        params = {
-            "b_id": state_id,
-            "b_status": status,
-            "b_outputs": outputs,
-            "b_error": error,
-            "b_finished_at": finished_at,
-        }
-        await self.conn.execute(FINISH_STATE, params)
+    async def finish_states(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The hot write of completions, prebuilt and sent as one batch: status, outputs, error, end time.
+
+        Each row: `id`, `status`, `outputs`, `error`, `finished_at`.
+        """
+        if rows:
+            await self.conn.execute(FINISH_STATE, [{f"b_{k}": v for k, v in row.items()} for row in rows])
 
     async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
         """Put a state back to CREATED: announced now if due, else handed to the scheduler."""

@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from exosphere_server import __version__
 from exosphere_server.api import graph_routes, inspect_routes, run_routes, state_routes
-from exosphere_server.api.auth import require_api_key
+from exosphere_server.api.auth import reject_nul_characters, require_api_key
 from exosphere_server.api.errors import install_error_handlers
 from exosphere_server.api.request_id import RequestIdMiddleware
 from exosphere_server.config import Settings
@@ -79,7 +79,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.ctx = ctx
     install_error_handlers(app)
 
-    v0 = APIRouter(prefix="/v0", dependencies=[Depends(require_api_key)])
+    # In this order: a request without the right key learns nothing about its parameters.
+    v0 = APIRouter(prefix="/v0", dependencies=[Depends(require_api_key), Depends(reject_nul_characters)])
     for module in (graph_routes, state_routes, run_routes, inspect_routes):
         v0.include_router(module.router)
     app.include_router(v0)

@@ -13,14 +13,16 @@ from exosphere_server.testing import CHROMIUM, CHROMIUM_ARGS, ServerProcess, ens
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread while
+# it lives, which would stop every later asyncio test of the suite.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     ensure_chromium()
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     yield launched

@@ -1,0 +1,46 @@
+"""Retention on a real SQLite file: finished runs older than the cut are deleted, live ones never."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from exosphere_server.engine import graphs, runs, transitions
+from exosphere_server.engine.context import EngineContext
+from exosphere_server.engine.secret_box import SecretBox
+from exosphere_server.storage.base import now_ms
+from exosphere_server.storage.sqlite import SqliteStorage
+from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
+
+SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
+
+
+async def test_only_finished_runs_older_than_the_cut_are_deleted(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "exosphere.db")
+    await storage.start()
+    ctx = EngineContext(storage=storage, box=SecretBox(b"k" * 32))
+    try:
+        await graphs.register_nodes(
+            ctx, "ns", "rt", [{"name": "Echo", "inputs_schema": SCHEMA, "outputs_schema": SCHEMA, "secrets": []}]
+        )
+        await graphs.upsert_graph(
+            ctx,
+            "ns",
+            "g",
+            nodes=[GraphNodeModel(node_name="Echo", namespace="ns", identifier="e", inputs={"x": "1"})],
+            secrets={},
+            retry_policy=RetryPolicyModel(),
+            store_config=StoreConfigModel(),
+            triggers=[],
+        )
+        done = await runs.trigger(ctx, "ns", "g", inputs={}, store={})
+        [state] = await transitions.claim(ctx, "ns", ["Echo"], 1)
+        await transitions.executed(ctx, "ns", state.id, [{"x": "1"}], state.lease_id)
+        live = await runs.trigger(ctx, "ns", "g", inputs={}, store={})
+        async with storage.transaction() as tx:
+            assert await tx.delete_finished_runs(older_than=now_ms() + 1000, limit=100) == 1
+        async with storage.reader() as tx:
+            assert await tx.get_run(done) is None
+            assert await tx.states_of_run(done) == []
+            assert await tx.get_run(live) is not None and len(await tx.states_of_run(live)) == 1
+    finally:
+        await storage.close()

@@ -8,7 +8,9 @@ per topic (in parallel on the runtime's workers), and `digest` waits for everyth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -128,16 +130,27 @@ async def main(server: ServerProcess) -> None:
         raise SystemExit(1)
 
 
+def where_to_look(server: ServerProcess, keep: bool) -> str:
+    url = server.url if keep else "http://127.0.0.1:8000"
+    command = f".venv/bin/exosphere server --database-url {sqlite_url(DATA)} --api-key {server.api_key}"
+    start = "" if keep else f"  start it again  {command}\n"
+    return (
+        f"\nWhere to look{' (Ctrl-C stops the server)' if keep else ''}:\n{start}"
+        f"  dashboard       {url}/dashboard  (API key {server.api_key})\n"
+        f"  command line    .venv/bin/exosphere runs --server {url} --key {server.api_key} --namespace {NAMESPACE}\n"
+        f"  API docs        {url}/docs\n"
+        f"  metrics         {url}/metrics"
+    )
+
+
 if __name__ == "__main__":
     DATA.mkdir(parents=True, exist_ok=True)
+    keep = os.environ.get("DEMO_KEEP") == "1"  # `DEMO_KEEP=1 make demo` leaves the server running
     port = int(os.environ.get("DEMO_PORT", free_port()))
     with ServerProcess(sqlite_url(DATA), port=port, log_path=DATA / "server.log") as server:
         print(f"state manager on {server.url} (SQLite file {DATA / 'exosphere.db'}, log {DATA / 'server.log'})")
         asyncio.run(main(server))
-        print(
-            "\nWhere to look:\n"
-            f"  API docs     {server.url}/docs\n"
-            f"  metrics      {server.url}/metrics\n"
-            f"  runs (JSON)  curl -H 'x-api-key: {server.api_key}' {server.url}/v0/namespace/{NAMESPACE}/runs/1/10\n"
-            f"  again        .venv/bin/exosphere server --database-url {sqlite_url(DATA)} --api-key {server.api_key}"
-        )
+        print(where_to_look(server, keep))
+        if keep:
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.pause()

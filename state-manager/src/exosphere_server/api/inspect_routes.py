@@ -44,7 +44,14 @@ async def list_runs_with_status(
     ctx: EngineContext, namespace: str, status: RunStatus, page: int, size: int, graph_name: str | None
 ) -> tuple[int, list[RunSummary]]:
     async with ctx.storage.reader() as tx:
-        total = await tx.count_runs_with_status(namespace, status, graph_name)
-        found = await tx.list_runs_with_status(namespace, status, (page - 1) * size, size, graph_name)
+        total, found = await tx.find_runs(
+            namespace,
+            graph_name=graph_name,
+            status=status,
+            created_from=None,
+            created_to=None,
+            offset=(page - 1) * size,
+            limit=size,
+        )
         counts = await tx.run_counts([r.run_id for r in found])
     return total, [RunSummary(r, counts[r.run_id]) for r in found]

@@ -167,7 +167,7 @@ async def runs_page(
     size: int,
 ) -> RunsPage:
     async with ctx.storage.reader() as tx:
-        total, runs = await tx.dashboard_runs(
+        total, runs = await tx.find_runs(
             namespace,
             graph_name=graph_name,
             status=status,

@@ -476,36 +476,6 @@ class Tx:
 
     # -- inspection (CLI) ------------------------------------------------------------------------
 
-    def _runs_with_status(self, namespace: str, graph_name: str | None, status: str) -> sa.Select[Any]:
-        """Runs whose summary status (PENDING, SUCCESS or FAILED, as `RunSummary.status`) is `status`."""
-        r, s = schema.runs, schema.states
-
-        def any_state(*statuses: str) -> sa.Exists:
-            query = sa.exists().where(s.c.run_id == r.c.run_id)
-            return query.where(s.c.status.in_(statuses)) if statuses else query
-
-        pending = any_state(*PENDING_STATUSES)
-        conditions = {
-            "PENDING": pending,
-            "FAILED": sa.and_(~pending, sa.or_(any_state(*ERRORED_STATUSES), ~any_state())),
-            "SUCCESS": sa.and_(~pending, ~any_state(*ERRORED_STATUSES), any_state()),
-        }
-        query = sa.select(r).where(r.c.namespace == namespace, conditions[status])
-        return query.where(r.c.graph_name == graph_name) if graph_name is not None else query
-
-    async def list_runs_with_status(
-        self, namespace: str, status: str, offset: int, limit: int, graph_name: str | None = None
-    ) -> list[RunRecord]:
-        r = schema.runs
-        query = self._runs_with_status(namespace, graph_name, status)
-        return await self._all(
-            RunRecord, query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).offset(offset).limit(limit)
-        )
-
-    async def count_runs_with_status(self, namespace: str, status: str, graph_name: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(self._runs_with_status(namespace, graph_name, status).subquery())
-        return int((await self.conn.execute(query)).scalar_one())
-
     async def run_progress(self, run_id: str) -> list[tuple[str, str, str, int]]:
         """(identifier, node name, status, count) of a run's states, nodes in the order they first appeared."""
         s = schema.states
@@ -533,7 +503,7 @@ class Tx:
                 found.setdefault(namespace, [0, 0, 0])[position] = int(count)
         return {ns: (c[0], c[1], c[2]) for ns, c in sorted(found.items()) if ns}
 
-    def _dashboard_runs_query(
+    def _runs_query(
         self,
         namespace: str,
         graph_name: str | None,
@@ -566,7 +536,7 @@ class Tx:
             )
         return query
 
-    async def dashboard_runs(
+    async def find_runs(
         self,
         namespace: str,
         *,
@@ -577,9 +547,9 @@ class Tx:
         offset: int,
         limit: int,
     ) -> tuple[int, list[RunRecord]]:
-        """One page of runs, newest first, and how many match in all."""
+        """One page of runs, newest first, and how many match in all (the CLI's and the dashboard's listing)."""
         r = schema.runs
-        query = self._dashboard_runs_query(namespace, graph_name, status, created_from, created_to)
+        query = self._runs_query(namespace, graph_name, status, created_from, created_to)
         total = (await self.conn.execute(sa.select(sa.func.count()).select_from(query.subquery()))).scalar_one()
         page = query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).offset(offset).limit(limit)
         return int(total), await self._all(RunRecord, page)

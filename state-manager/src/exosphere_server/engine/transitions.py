@@ -92,10 +92,9 @@ async def claim(
         with ctx.wakeups.watch(keys) as waiter:
             if gone is not None and await gone():
                 return []
-            async with ctx.storage.transaction(durable=False) as tx:
-                claimed = await tx.claim_states(
-                    namespace, list(dict.fromkeys(node_names)), batch_size, _random.token_hex(12), lease
-                )
+            claimed = await ctx.storage.claim(
+                namespace, list(dict.fromkeys(node_names)), batch_size, _random.token_hex(12), lease
+            )
             if claimed:
                 metrics.record_claims(claimed)
                 return claimed

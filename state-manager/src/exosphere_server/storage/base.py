@@ -657,6 +657,14 @@ class Storage(abc.ABC):
         async with self._connect() as conn:
             yield Tx(conn, self)
 
+    async def claim(
+        self, namespace: str, node_names: Sequence[str], limit: int, lease_id: str, lease_ms: int
+    ) -> list[StateRecord]:
+        """Claim ready states (one statement). Not durable: a claim lost in a database crash leaves the
+        state claimable again, which at-least-once delivery allows."""
+        async with self.transaction(durable=False) as tx:
+            return await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms)
+
     async def _relax_durability(self, conn: Any) -> None:
         return None
 

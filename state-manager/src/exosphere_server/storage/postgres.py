@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from exosphere_server.storage.base import Storage, Tx
 from exosphere_server.storage.migrate import upgrade_to_head
+from exosphere_server.storage.records import StateRecord
 
 CHANNEL = "exosphere_wakeup"
 SCHEDULE_PAYLOAD = "schedule"
@@ -37,6 +39,21 @@ class PostgresStorage(Storage):
             # No ping per checkout (a round trip per transaction): a connection found dead fails one
             # request with a 503, which clients retry, and SQLAlchemy then renews the whole pool.
             connect_args={"server_settings": {"statement_timeout": "30000", "application_name": "exosphere"}},
+        )
+        # Claims are one statement: run them in autocommit on their own small pool, without waiting for
+        # the WAL flush (Storage.claim says why that is safe). One round trip instead of four.
+        self._claims = create_async_engine(
+            "postgresql+asyncpg://" + self.dsn.split("://", 1)[1],
+            pool_size=max(2, pool_size // 2),
+            max_overflow=pool_size,
+            isolation_level="AUTOCOMMIT",
+            connect_args={
+                "server_settings": {
+                    "statement_timeout": "30000",
+                    "application_name": "exosphere-claims",
+                    "synchronous_commit": "off",
+                }
+            },
         )
         self._listener: asyncio.Task[None] | None = None
 
@@ -65,6 +82,15 @@ class PostgresStorage(Storage):
             finally:
                 await conn.execute(sa.text("SELECT pg_advisory_unlock(727274)"))
                 await conn.commit()
+
+    async def claim(
+        self, namespace: str, node_names: Sequence[str], limit: int, lease_id: str, lease_ms: int
+    ) -> list[StateRecord]:
+        async with self._claims.connect() as conn:
+            tx = Tx(conn, self)
+            claimed = await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms)
+        self._after_commit(tx)
+        return claimed
 
     async def _relax_durability(self, conn: Any) -> None:
         await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
@@ -104,6 +130,7 @@ class PostgresStorage(Storage):
                         # The database went away: pooled connections are likely dead too, and
                         # notifications sent meanwhile were lost, so renew the pool and wake everyone.
                         await self.engine.dispose()
+                        await self._claims.dispose()
                         self.listener.wake_everyone()
                         self.listener.schedule_changed()
                     connected_before = True
@@ -126,3 +153,4 @@ class PostgresStorage(Storage):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await self.engine.dispose()
+        await self._claims.dispose()

@@ -180,6 +180,7 @@ function initState(root) {
         result.className = "problem";
       }
     });
+    retry.disabled = false; // rendered disabled: clickable only once this handler is in place
   }
   follow(root.dataset.eventsUrl, null, refreshSoon);
 }

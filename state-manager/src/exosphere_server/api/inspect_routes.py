@@ -1,4 +1,4 @@
-"""Read-only views for people and scripts inspecting runs (the CLI): one state, a run's progress, runs by status."""
+"""Read-only views for people and scripts inspecting runs (the CLI): one state, a run's progress."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from fastapi import APIRouter, Request
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.views import run_view, state_view
 from exosphere_server.engine import runs
-from exosphere_server.engine.context import EngineContext
-from exosphere_server.engine.runs import RunSummary
 
 router = APIRouter()
 RunStatus = Literal["PENDING", "SUCCESS", "FAILED"]
@@ -39,19 +37,3 @@ async def run_progress(namespace_name: str, run_id: str, request: Request) -> di
         "nodes": list(nodes.values()),
     }
 
-
-async def list_runs_with_status(
-    ctx: EngineContext, namespace: str, status: RunStatus, page: int, size: int, graph_name: str | None
-) -> tuple[int, list[RunSummary]]:
-    async with ctx.storage.reader() as tx:
-        total, found = await tx.find_runs(
-            namespace,
-            graph_name=graph_name,
-            status=status,
-            created_from=None,
-            created_to=None,
-            offset=(page - 1) * size,
-            limit=size,
-        )
-        counts = await tx.run_counts([r.run_id for r in found])
-    return total, [RunSummary(r, counts[r.run_id]) for r in found]

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 
 from exosphere_server.api.deps import engine_context
-from exosphere_server.api.inspect_routes import RunStatus, list_runs_with_status
+from exosphere_server.api.inspect_routes import RunStatus
 from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerRequest
 from exosphere_server.api.views import run_view, state_view
 from exosphere_server.engine import runs
@@ -38,11 +38,9 @@ async def list_runs(
     graph_name: str | None = Query(default=None, description="Only runs of this graph"),
     status: RunStatus | None = Query(default=None, description="Only runs with this status (additive)"),
 ) -> dict[str, Any]:
-    ctx = engine_context(request)
-    if status is None:
-        total, summaries = await runs.list_runs(ctx, namespace_name, page, size, graph_name)
-    else:
-        total, summaries = await list_runs_with_status(ctx, namespace_name, status, page, size, graph_name)
+    total, summaries = await runs.list_runs(
+        engine_context(request), namespace_name, page, size, graph_name, status=status
+    )
     return {
         "namespace": namespace_name,
         "total": total,

@@ -10,7 +10,7 @@ from typing import Any
 
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.errors import NotFound
-from exosphere_server.engine.runs import RunSummary
+from exosphere_server.engine.runs import RunSummary, list_runs
 from exosphere_server.storage.base import ERRORED_STATUSES, PENDING_STATUSES, SUCCESS_STATUSES
 from exosphere_server.storage.records import GraphRecord, RunCounts, RunRecord, StateRecord
 
@@ -166,18 +166,10 @@ async def runs_page(
     page: int,
     size: int,
 ) -> RunsPage:
-    async with ctx.storage.reader() as tx:
-        total, runs = await tx.find_runs(
-            namespace,
-            graph_name=graph_name,
-            status=status,
-            created_from=created_from,
-            created_to=created_to,
-            offset=(page - 1) * size,
-            limit=size,
-        )
-        counts = await tx.run_counts([r.run_id for r in runs])
-    return RunsPage(total, [RunSummary(r, counts[r.run_id]) for r in runs])
+    total, summaries = await list_runs(
+        ctx, namespace, page, size, graph_name, status=status, created_from=created_from, created_to=created_to
+    )
+    return RunsPage(total, summaries)
 
 
 async def _run_in(ctx: EngineContext, namespace: str, run_id: str) -> RunRecord:

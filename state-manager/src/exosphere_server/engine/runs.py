@@ -156,11 +156,27 @@ async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: 
 
 
 async def list_runs(
-    ctx: EngineContext, namespace: str, page: int, size: int, graph_name: str | None = None
+    ctx: EngineContext,
+    namespace: str,
+    page: int,
+    size: int,
+    graph_name: str | None = None,
+    *,
+    status: str | None = None,
+    created_from: int | None = None,
+    created_to: int | None = None,
 ) -> tuple[int, list[RunSummary]]:
+    """One page of a namespace's runs, newest first, with how many match: for the API, CLI and dashboard."""
     async with ctx.storage.reader() as tx:
-        total = await tx.count_runs(namespace, graph_name)
-        runs = await tx.list_runs(namespace, (page - 1) * size, size, graph_name)
+        total, runs = await tx.find_runs(
+            namespace,
+            graph_name=graph_name,
+            status=status,
+            created_from=created_from,
+            created_to=created_to,
+            offset=(page - 1) * size,
+            limit=size,
+        )
         counts = await tx.run_counts([r.run_id for r in runs])
     return total, [RunSummary(r, counts[r.run_id]) for r in runs]
 

@@ -217,23 +217,6 @@ class Tx:
         row = (await self.conn.execute(GET_RUN, {"run_id": run_id})).first()
         return _record(RunRecord, row) if row is not None else None
 
-    async def list_runs(
-        self, namespace: str, offset: int, limit: int, graph_name: str | None = None
-    ) -> list[RunRecord]:
-        r = schema.runs
-        query = sa.select(r).where(r.c.namespace == namespace)
-        if graph_name is not None:
-            query = query.where(r.c.graph_name == graph_name)
-        query = query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).offset(offset).limit(limit)
-        return await self._all(RunRecord, query)
-
-    async def count_runs(self, namespace: str, graph_name: str | None = None) -> int:
-        r = schema.runs
-        query = sa.select(sa.func.count()).select_from(r).where(r.c.namespace == namespace)
-        if graph_name is not None:
-            query = query.where(r.c.graph_name == graph_name)
-        return int((await self.conn.execute(query)).scalar_one())
-
     async def run_counts(self, run_ids: Sequence[str]) -> dict[str, RunCounts]:
         counts = {run_id: RunCounts() for run_id in run_ids}
         if not run_ids:

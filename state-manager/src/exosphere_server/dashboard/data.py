@@ -11,7 +11,6 @@ from typing import Any
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.errors import NotFound
 from exosphere_server.engine.runs import RunSummary, list_runs
-from exosphere_server.storage.base import ERRORED_STATUSES, PENDING_STATUSES, SUCCESS_STATUSES
 from exosphere_server.storage.records import GraphRecord, RunCounts, RunRecord, StateRecord
 
 # How a state's status is drawn; a node takes the most urgent phase among its states (PHASE_PRIORITY).
@@ -68,14 +67,7 @@ class RunProgress:
         counts = RunCounts()
         for node in self.nodes.values():
             for status, count in node.by_status.items():
-                if status in PENDING_STATUSES:
-                    counts.pending += count
-                elif status in SUCCESS_STATUSES:
-                    counts.success += count
-                elif status in ERRORED_STATUSES:
-                    counts.errored += count
-                else:
-                    counts.retried += count
+                counts.add(status, count)
         return counts
 
     def view(self) -> dict[str, Any]:

@@ -20,6 +20,8 @@ import sqlalchemy as sa
 
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
+    ERRORED_STATUSES,
+    PENDING_STATUSES,
     CronScheduleRecord,
     GraphRecord,
     GraphVersionRecord,
@@ -31,10 +33,6 @@ from exosphere_server.storage.records import (
 
 ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now
 R = TypeVar("R")
-
-PENDING_STATUSES = ("CREATED", "QUEUED", "EXECUTED")
-SUCCESS_STATUSES = ("SUCCESS", "PRUNED")
-ERRORED_STATUSES = ("ERRORED", "NEXT_CREATED_ERROR")
 
 
 def now_ms() -> int:
@@ -228,15 +226,7 @@ class Tx:
             .group_by(s.c.run_id, s.c.status)
         )
         for run_id, status, count in await self.conn.execute(query):
-            group = counts[run_id]
-            if status in PENDING_STATUSES:
-                group.pending += count
-            elif status in SUCCESS_STATUSES:
-                group.success += count
-            elif status in ERRORED_STATUSES:
-                group.errored += count
-            else:
-                group.retried += count
+            counts[run_id].add(status, count)
         return counts
 
     # -- states ----------------------------------------------------------------------------------

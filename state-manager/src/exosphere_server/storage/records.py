@@ -86,6 +86,11 @@ class RunRecord:
     created_at: int
 
 
+PENDING_STATUSES = ("CREATED", "QUEUED", "EXECUTED")
+SUCCESS_STATUSES = ("SUCCESS", "PRUNED")
+ERRORED_STATUSES = ("ERRORED", "NEXT_CREATED_ERROR")
+
+
 @dataclass
 class RunCounts:
     """States of one run grouped as the runs listing reports them (PROTOCOL §3.1)."""
@@ -94,6 +99,17 @@ class RunCounts:
     pending: int = 0
     errored: int = 0
     retried: int = 0
+
+    def add(self, status: str, count: int) -> None:
+        """Count `count` states of `status` in their group (RETRY_CREATED is "retried")."""
+        if status in PENDING_STATUSES:
+            self.pending += count
+        elif status in SUCCESS_STATUSES:
+            self.success += count
+        elif status in ERRORED_STATUSES:
+            self.errored += count
+        else:
+            self.retried += count
 
     @property
     def total(self) -> int:

@@ -148,3 +148,32 @@ cron_schedules = sa.Table(
     sa.Column("next_fire_at", sa.BigInteger, nullable=False),
     sa.Index("ix_cron_next", "next_fire_at"),
 )
+
+# Which graphs use which registered node: a registration re-validates only these graphs, by index,
+# instead of reading every stored graph.
+graph_node_refs = sa.Table(
+    "graph_node_refs",
+    metadata,
+    sa.Column("node_namespace", sa.String, primary_key=True),
+    sa.Column("node_name", sa.String, primary_key=True),
+    sa.Column("graph_namespace", sa.String, primary_key=True),
+    sa.Column("graph_name", sa.String, primary_key=True),
+)
+
+# Facts about the installation itself, such as the check value of the secrets key (never the key).
+server_settings = sa.Table(
+    "server_settings",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.String, nullable=False),
+)
+
+# Dashboard sessions ended by a logout, kept until they would have expired anyway, so that every
+# replica refuses them.
+revoked_sessions = sa.Table(
+    "revoked_sessions",
+    metadata,
+    sa.Column("token_id", sa.String, primary_key=True),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_revoked_sessions_expiry", "expires_at"),
+)

@@ -14,16 +14,19 @@ from starlette.responses import Response
 from exosphere_server import __version__
 from exosphere_server.api import graph_routes, inspect_routes, run_routes, state_routes
 from exosphere_server.api.auth import reject_nul_characters, require_api_key
+from exosphere_server.api.body_limit import BodyLimitMiddleware
 from exosphere_server.api.errors import install_error_handlers
+from exosphere_server.api.json_response import SafeJSONResponse
 from exosphere_server.api.request_id import RequestIdMiddleware
-from exosphere_server.config import Settings
+from exosphere_server.config import Settings, write_new_key_file
 from exosphere_server.dashboard.routes import router as dashboard_router
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
+from exosphere_server.engine.secrets_key import verify_secrets_key
 from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.scheduler.loop import Scheduler
 from exosphere_server.storage import open_storage
-from exosphere_server.storage.base import now_ms
+from exosphere_server.storage.base import Storage, now_ms
 
 log = structlog.get_logger("exosphere.server")
 READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
@@ -51,6 +54,30 @@ class EngineListener:
         self.scheduler.note_deadline(deadline_ms)
 
 
+async def check_secrets_key(settings: Settings, storage: Storage, box: SecretBox) -> None:
+    """Refuse to serve with a key that cannot read the stored secrets (raises `SecretsKeyMismatch`)."""
+    missing = settings.new_secrets_key_file
+    outcome = await verify_secrets_key(
+        storage,
+        box,
+        [SecretBox(key) for key in settings.previous_secrets_keys],
+        missing_key_file=str(missing) if missing else None,
+    )
+    write_new_key_file(settings)
+    if outcome == "rotated":
+        log.warning("secrets_key_rotated", detail="every graph secret was re-encrypted with the current key")
+
+
+async def prepare_database(settings: Settings) -> None:
+    """Migrate and check the secrets key before serving, so that a refusal is one clear line."""
+    storage = open_storage(settings.database_url, settings.db_pool_size)
+    await storage.start()
+    try:
+        await check_secrets_key(settings, storage, SecretBox(settings.secrets_key))
+    finally:
+        await storage.close()
+
+
 def create_app(settings: Settings) -> FastAPI:
     storage = open_storage(settings.database_url, settings.db_pool_size)
     ctx = EngineContext(
@@ -65,6 +92,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await storage.start()
+        await check_secrets_key(settings, storage, ctx.box)
         scheduler.start()
         log.info("server_started", database="sqlite" if settings.is_sqlite else "postgresql", port=settings.port)
         try:
@@ -74,7 +102,12 @@ def create_app(settings: Settings) -> FastAPI:
             ctx.wakeups.notify_all()
             await storage.close()
 
-    app = FastAPI(title="Exosphere State Manager", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Exosphere State Manager",
+        version=__version__,
+        lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
+    )
     app.state.settings = settings
     app.state.ctx = ctx
     install_error_handlers(app)
@@ -99,7 +132,9 @@ def create_app(settings: Settings) -> FastAPI:
             READY_DEPTH.labels(namespace, node).set(depth)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    # Outermost first: CORS, then the request id (so every non-preflight answer carries it).
+    # Outermost first: CORS, then the request id (so every non-preflight answer carries it), then the
+    # body limit (so a refusal carries the request id too).
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(
         CORSMiddleware,

@@ -5,7 +5,9 @@
 | `EXOSPHERE_DATABASE_URL` | `sqlite:///<data dir>/exosphere.db` | `sqlite:///path` or `postgresql://user:pw@host/db` |
 | `EXOSPHERE_DATA_DIR` | `~/.exosphere` | where the embedded database and generated key live |
 | `STATE_MANAGER_SECRET` | none | the API key clients send in `x-api-key` |
-| `SECRETS_ENCRYPTION_KEY` | generated once beside the SQLite file | URL-safe base64 of 32 bytes (AES-256-GCM) |
+| `SECRETS_ENCRYPTION_KEY` | made once beside the SQLite file | base64 of 32 bytes (AES-256-GCM), checked at start |
+| `SECRETS_ENCRYPTION_KEY_PREVIOUS` | none | old keys, comma-separated: a start re-encrypts secrets to the current key |
+| `EXOSPHERE_MAX_REQUEST_BYTES` | `52428800` (50 MiB) | larger request bodies get 413, unread |
 | `EXOSPHERE_DEFAULT_LEASE_SECONDS` | `300` | lease of a claim whose request names none (the published client) |
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
 | `EXOSPHERE_RUN_RETENTION_DAYS` | `0` (keep) | finished runs older than this are deleted |
@@ -46,6 +48,11 @@ class Settings:
     run_retention_days: int = 0
     db_pool_size: int = 10
     cors_origins: tuple[str, ...] = field(default=DEFAULT_CORS_ORIGINS)
+    previous_secrets_keys: tuple[bytes, ...] = ()
+    # The embedded default's key file when it was missing and a key was made: written only once the
+    # database is known to hold no secrets under another key (engine/secrets_key.py).
+    new_secrets_key_file: Path | None = None
+    max_request_bytes: int = 50 * 1024 * 1024
 
     @property
     def is_sqlite(self) -> bool:
@@ -62,16 +69,22 @@ def decode_secrets_key(value: str) -> bytes:
     return key
 
 
-def _generated_key_beside(database_file: Path) -> bytes:
-    """On the embedded default the key is made once and kept, owner-only, next to the database."""
+def _key_beside(database_file: Path) -> tuple[bytes, Path | None]:
+    """The embedded default's key, kept owner-only next to the database; a new one if there is none
+    yet, with the file to write it to once the database agrees (see `Settings.new_secrets_key_file`)."""
     key_file = database_file.parent / "secrets.key"
     if key_file.exists():
-        return decode_secrets_key(key_file.read_text().strip())
-    value = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+        return decode_secrets_key(key_file.read_text().strip()), None
+    return secrets.token_bytes(32), key_file
+
+
+def write_new_key_file(settings: Settings) -> None:
+    key_file = settings.new_secrets_key_file
+    if key_file is None or key_file.exists():
+        return
     fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(value + "\n")
-    return decode_secrets_key(value)
+        handle.write(base64.urlsafe_b64encode(settings.secrets_key).decode() + "\n")
 
 
 def _int_env(name: str, default: int) -> int:
@@ -82,6 +95,10 @@ def _int_env(name: str, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _list_env(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
 
 
 def load_settings(
@@ -103,19 +120,20 @@ def load_settings(
         )
 
     raw_secrets_key = os.environ.get("SECRETS_ENCRYPTION_KEY")
+    new_key_file: Path | None = None
     if raw_secrets_key:
         secrets_key = decode_secrets_key(raw_secrets_key)
     elif url.startswith("sqlite:///"):
         database_file = Path(url.removeprefix("sqlite:///"))
         database_file.parent.mkdir(parents=True, exist_ok=True)
-        secrets_key = _generated_key_beside(database_file)
+        secrets_key, new_key_file = _key_beside(database_file)
     else:
         raise ConfigError("SECRETS_ENCRYPTION_KEY is required with PostgreSQL (URL-safe base64 of 32 bytes)")
 
     catch_up = os.environ.get("EXOSPHERE_CRON_CATCH_UP", "latest")
     if catch_up not in {"latest", "none"}:
         raise ConfigError("EXOSPHERE_CRON_CATCH_UP must be 'latest' or 'none'")
-    cors = tuple(o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip())
+    cors = _list_env("CORS_ORIGINS")
     return Settings(
         database_url=url,
         api_key=key,
@@ -127,4 +145,7 @@ def load_settings(
         run_retention_days=_int_env("EXOSPHERE_RUN_RETENTION_DAYS", 0),
         db_pool_size=_int_env("EXOSPHERE_DB_POOL_SIZE", 10),
         cors_origins=cors or DEFAULT_CORS_ORIGINS,
+        previous_secrets_keys=tuple(decode_secrets_key(k) for k in _list_env("SECRETS_ENCRYPTION_KEY_PREVIOUS")),
+        new_secrets_key_file=new_key_file,
+        max_request_bytes=_int_env("EXOSPHERE_MAX_REQUEST_BYTES", 50 * 1024 * 1024),
     )

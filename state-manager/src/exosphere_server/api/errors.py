@@ -8,11 +8,13 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
+from exosphere_server.api.json_response import SafeJSONResponse as JSONResponse
 from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, NotFound
+from exosphere_server.engine.storable import sendable
 
 log = structlog.get_logger("exosphere.api")
 
@@ -28,12 +30,36 @@ async def _engine_error(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": exc.message}, status_code=status_code(exc))
 
 
+RETRY_AFTER_SECONDS = "2"
+
+
+def database_unavailable(exc: Exception) -> bool:
+    """Whether an error means the database cannot be reached or written now, rather than a fault of ours.
+
+    Connection failures (refused, reset, a database that accepts no connections: raised while
+    connecting, so without a statement), operational errors (SQLite's locked, read-only, full or I/O
+    errors; PostgreSQL shutting down) and an exhausted pool all pass when the database is back.
+    """
+    if isinstance(exc, OSError | sa_exc.TimeoutError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return (
+            exc.connection_invalidated
+            or exc.statement is None
+            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+        )
+    return False
+
+
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DBAPIError)
-    if exc.connection_invalidated:
-        log.warning("database_connection_lost", error_type=type(exc.orig).__name__)
-        return JSONResponse({"detail": "Database connection lost; retry the request"}, status_code=503)
-    return await _unexpected(request, exc)
+    if not database_unavailable(exc):
+        return await _unexpected(request, exc)
+    log.warning("database_unavailable", error_type=type(exc).__name__)
+    return JSONResponse(
+        {"detail": "The database is unavailable; retry the request"},
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
 
 
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -50,7 +76,9 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
-    if value is None or isinstance(value, str | int | float):
+    if isinstance(value, str):
+        return sendable(value)  # the input echoed back may hold the very surrogate that was refused
+    if value is None or isinstance(value, int | float):
         return value
     return str(value)
 
@@ -62,7 +90,11 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         error = dict(error)
         # Exceptions inside `ctx` are not JSON; their text is what a client needs.
         if "ctx" in error:
-            error["ctx"] = {k: str(v) for k, v in error["ctx"].items()}
+            error["ctx"] = {k: sendable(str(v)) for k, v in error["ctx"].items()}
+        if "loc" in error:
+            error["loc"] = [sendable(part) if isinstance(part, str) else part for part in error["loc"]]
+        if "msg" in error:
+            error["msg"] = sendable(error["msg"])
         if "input" in error:
             error["input"] = _jsonable(error["input"])
         errors.append(error)
@@ -78,5 +110,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EngineError, _engine_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(DBAPIError, _database_error)
+    for kind in (DBAPIError, OSError, sa_exc.TimeoutError):
+        app.add_exception_handler(kind, _database_error)
     app.add_exception_handler(Exception, _unexpected)

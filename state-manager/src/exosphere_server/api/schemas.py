@@ -6,43 +6,17 @@ definition for both sides of the wire.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from exosphere_server.engine.cron import validate_expression
+from exosphere_server.engine.storable import unstorable_at
 
 MAX_WAIT_MS = 60_000
 # Delays beyond a century are refused (422): unbounded ones overflowed the epoch-ms columns into a 500 (D21).
 MAX_DELAY_MS = 100 * 365 * 86_400_000
-
-
-def unstorable_at(value: Any, where: str = "") -> str | None:
-    """Why a JSON value cannot be stored as sent, naming where (``nodes[0].inputs.x: ...``); else None.
-
-    PostgreSQL refuses text with NUL (U+0000) and JSON with NaN or Infinity (which Python's JSON
-    parser accepts, and `1e400` becomes): a 422 on every backend rather than a 500 on one (D21).
-    """
-    if isinstance(value, str):
-        return f"{where or 'value'}: text must not contain NUL (\\u0000) characters" if "\x00" in value else None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{where or 'value'}: numbers must be finite, got {value}"
-    if isinstance(value, dict):
-        for key, item in value.items():
-            inside = f"{where}.{key}" if where else str(key)
-            if isinstance(key, str) and "\x00" in key:
-                return f"{inside}: keys must not contain NUL (\\u0000) characters"
-            found = unstorable_at(item, inside)
-            if found is not None:
-                return found
-    if isinstance(value, list):
-        for index, item in enumerate(value):
-            found = unstorable_at(item, f"{where}[{index}]")
-            if found is not None:
-                return found
-    return None
 
 
 class WireModel(BaseModel):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import typer
 
 from exosphere_server.config import ConfigError, load_settings
@@ -27,18 +25,11 @@ def server(
         typer.echo(f"exosphere server: {exc}", err=True)
         raise typer.Exit(2) from exc
     # Imported here so that the client commands start without loading the server stack.
-    import uvicorn
+    from exosphere_server.engine.secrets_key import SecretsKeyMismatch
+    from exosphere_server.serve import serve
 
-    from exosphere_server.app import create_app
-
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        access_log=False,
-        loop="uvloop" if os.name == "posix" else "auto",
-        http="httptools",
-        timeout_graceful_shutdown=5,
-        log_config=None,  # keep our JSON handler (logs.py) instead of uvicorn's plain-text one
-    )
+    try:
+        serve(settings, log_level)
+    except SecretsKeyMismatch as exc:
+        typer.echo(f"exosphere server: {exc}", err=True)
+        raise typer.Exit(2) from exc

@@ -149,7 +149,7 @@ async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: 
                     raise NotFound(f"Run {run_id} not found in namespace {namespace}")
                 summary = RunSummary(run, (await tx.run_counts([run_id]))[run_id])
             remaining = deadline - loop.time()
-            if summary.finished or remaining <= 0:
+            if summary.finished or remaining <= 0 or ctx.wakeups.closing:
                 return summary
             # Woken by this replica's transitions; the bound catches moves made on another replica.
             await waiter.wait(min(remaining, 0.5))

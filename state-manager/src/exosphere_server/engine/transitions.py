@@ -25,6 +25,8 @@ from exosphere_server.engine.next_states import (
     evaluate_unites_of,
 )
 from exosphere_server.engine.retry_policy import retry_delay_ms
+from exosphere_server.engine.secret_box import SecretUnreadable
+from exosphere_server.engine.storable import unstorable_at
 from exosphere_server.storage.base import Tx, new_id, now_ms
 from exosphere_server.storage.records import RunRecord, StateRecord
 
@@ -97,11 +99,23 @@ async def claim(
             )
             if claimed:
                 metrics.record_claims(claimed)
-                return claimed
+                return await _drop_unsendable(ctx, namespace, claimed)
             remaining = deadline - loop.time()
-            if remaining <= 0:
+            if remaining <= 0 or ctx.wakeups.closing:
                 return []
             await waiter.wait(remaining)
+
+
+async def _drop_unsendable(ctx: EngineContext, namespace: str, claimed: list[StateRecord]) -> list[StateRecord]:
+    """Fail, alone and for good, a claimed state whose inputs cannot be sent (text stored before it was
+    refused at the door): it would fail the whole answer, and every retry of it the same way."""
+    problems = {s.id: unstorable_at(s.inputs, "inputs") for s in claimed}
+    bad = [s for s in claimed if problems[s.id] is not None]
+    if not bad:
+        return claimed
+    for state in bad:
+        await _fail_for_good(ctx, namespace, state.id, f"Its inputs cannot be sent to a runtime: {problems[state.id]}")
+    return [s for s in claimed if problems[s.id] is None]
 
 
 async def heartbeat(ctx: EngineContext, namespace: str, state_id: str, lease_id: str, lease_ms: int | None) -> int:
@@ -279,10 +293,14 @@ async def fail_state(
     *,
     lease_expired: bool = False,
     finished: list[Finished] | None = None,
+    retryable: bool = True,
 ) -> bool:
-    """Apply the retry policy to a failed attempt: a delayed retry state, or ERRORED for good."""
+    """Apply the retry policy to a failed attempt: a delayed retry state, or ERRORED for good.
+
+    `retryable=False` is for failures that no new attempt can mend (the state's own data is the fault).
+    """
     now = now_ms()
-    retried = state.retry_count < graph.retry_policy.max_retries
+    retried = retryable and state.retry_count < graph.retry_policy.max_retries
     if retried:
         retry = _copy_attempt(
             state,
@@ -410,7 +428,11 @@ async def expire_leases(ctx: EngineContext, limit: int = 200) -> int:
 
 
 async def secrets_for_state(ctx: EngineContext, namespace: str, state_id: str) -> dict[str, str]:
-    """Plaintext secrets of the state's graph, only for a state a runtime holds right now (D14, D15)."""
+    """Plaintext secrets of the state's graph, only for a state a runtime holds right now (D14, D15).
+
+    Secrets that this server's key cannot decrypt fail the state for good, with an error that says
+    so, instead of an answer the runtime would retry for ever.
+    """
     async with ctx.storage.reader() as tx:
         state = await load_state(tx, namespace, state_id, for_update=False)
         if state.status != "QUEUED":
@@ -419,4 +441,22 @@ async def secrets_for_state(ctx: EngineContext, namespace: str, state_id: str) -
         graph = await tx.get_graph(run.namespace, run.graph_name) if run else None
     if graph is None:
         raise NotFound("Graph template not found")
-    return {name: ctx.box.decrypt(token) for name, token in graph.secrets.items()}
+    try:
+        return {name: ctx.box.decrypt(token) for name, token in graph.secrets.items()}
+    except SecretUnreadable as exc:
+        error = (
+            f"Secrets of graph {graph.name} cannot be read: {exc}. Upsert the graph again with its secrets, "
+            "or start the server with the key they were stored under (see docs/operations.md, secrets key)"
+        )
+        await _fail_for_good(ctx, namespace, state_id, error)
+        raise Conflict(f"State {state_id} failed: {error}") from exc
+
+
+async def _fail_for_good(ctx: EngineContext, namespace: str, state_id: str, error: str) -> None:
+    async with ctx.storage.transaction() as tx:
+        state = await load_state(tx, namespace, state_id)
+        if state.status != "QUEUED":
+            return
+        run, graph = await run_and_graph(tx, ctx, state.run_id)
+        await fail_state(tx, graph, run, state, error, retryable=False)
+    metrics.record_completion(state, "ERRORED")

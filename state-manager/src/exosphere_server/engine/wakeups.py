@@ -35,6 +35,9 @@ class Waiter:
 class Wakeups:
     def __init__(self) -> None:
         self._waiters: defaultdict[ReadyKey, set[Waiter]] = defaultdict(set)
+        # Set when the server begins to stop: long-polls answer at once instead of holding the
+        # shutdown until their bound (which ended them with a 500 when the grace period ran out).
+        self.closing = False
 
     @contextlib.contextmanager
     def watch(self, keys: Iterable[ReadyKey]) -> Iterator[Waiter]:
@@ -60,6 +63,11 @@ class Wakeups:
 
     def notify_runs(self, run_ids: Iterable[str]) -> None:
         self.notify(run_key(run_id) for run_id in run_ids)
+
+    def close(self) -> None:
+        """The server is stopping: wake every waiter now and let none wait again."""
+        self.closing = True
+        self.notify_all()
 
     def notify_all(self) -> None:
         for waiters in list(self._waiters.values()):

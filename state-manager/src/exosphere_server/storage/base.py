@@ -200,6 +200,31 @@ class Tx:
         )
         return [row[0] for row in rows]
 
+    # -- server settings and graph secrets -------------------------------------------------------
+
+    async def get_server_setting(self, name: str) -> str | None:
+        t = schema.server_settings
+        row = (await self.conn.execute(sa.select(t.c.value).where(t.c.name == name))).first()
+        return None if row is None else str(row[0])
+
+    async def set_server_setting(self, name: str, value: str) -> None:
+        stmt = self._insert(schema.server_settings).values(name=name, value=value)
+        await self.conn.execute(stmt.on_conflict_do_update(index_elements=["name"], set_={"value": value}))
+
+    async def graph_secrets(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(namespace, name, encrypted secrets) of every graph that has any, locked for re-encryption."""
+        g = schema.graphs
+        rows = await self.conn.execute(
+            sa.select(g.c.namespace, g.c.name, g.c.secrets).order_by(g.c.namespace, g.c.name).with_for_update()
+        )
+        return [(namespace, name, dict(secrets)) for namespace, name, secrets in rows if secrets]
+
+    async def set_graph_secrets(self, namespace: str, name: str, secrets: Mapping[str, str]) -> None:
+        g = schema.graphs
+        await self.conn.execute(
+            sa.update(g).where(g.c.namespace == namespace, g.c.name == name).values(secrets=dict(secrets))
+        )
+
     # -- runs ------------------------------------------------------------------------------------
 
     async def insert_run(self, record: RunRecord) -> None:

@@ -1,0 +1,60 @@
+"""What text the server accepts, stores and sends back: valid Unicode, without NUL, finite numbers.
+
+JSON may carry a lone UTF-16 surrogate (`"\\ud800"`) and Python's parser turns it into a string that
+cannot be encoded as UTF-8. Stored, such a string later failed every answer that carried it (a
+claim among them, after its transaction had committed). PostgreSQL also refuses NUL (U+0000) in
+text and NaN or Infinity in JSON. So both are refused at the door, with the field named, on every
+backend alike (D21).
+
+Example::
+
+    unstorable_at({"store": {"k": "\\ud800"}})
+    # "store.k: text must be valid Unicode (lone surrogate \\ud800 at position 0)"
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+
+def text_problem(text: str) -> str | None:
+    """Why one string cannot be stored and sent back, or None. ASCII (the common case) costs one call."""
+    if text.isascii():
+        return "text must not contain NUL (\\u0000) characters" if "\x00" in text else None
+    if "\x00" in text:
+        return "text must not contain NUL (\\u0000) characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"text must be valid Unicode (lone surrogate {text[exc.start]!a} at position {exc.start})"
+    return None
+
+
+def unstorable_at(value: Any, where: str = "") -> str | None:
+    """Why a JSON value cannot be stored as sent, naming where (``nodes[0].inputs.x: ...``); else None."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return f"{where or 'value'}: {problem}" if problem else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where or 'value'}: numbers must be finite, got {value}"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inside = f"{where}.{sendable(str(key))}" if where else sendable(str(key))
+            problem = text_problem(key) if isinstance(key, str) else None
+            if problem is not None:
+                return f"{inside}: key {problem}"
+            found = unstorable_at(item, inside)
+            if found is not None:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = unstorable_at(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
+
+
+def sendable(text: str) -> str:
+    """Text safe to store and send, for messages the server writes itself from others' text."""
+    return text.replace("\x00", "\\u0000").encode("utf-8", "backslashreplace").decode("utf-8")

@@ -1,0 +1,50 @@
+"""Run the state manager under uvicorn: check the database first, drain long-polls on a stop signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from types import FrameType
+
+import uvicorn
+
+from exosphere_server.app import create_app, prepare_database
+from exosphere_server.config import Settings
+from exosphere_server.engine.wakeups import Wakeups
+
+
+def serve(settings: Settings, log_level: str = "INFO") -> None:
+    """Serve until SIGTERM or SIGINT. Raises `SecretsKeyMismatch` before listening when the key is wrong."""
+    asyncio.run(prepare_database(settings))  # a refusal is then one clear line, not a startup traceback
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level.lower(),
+        access_log=False,
+        loop="uvloop" if os.name == "posix" else "auto",
+        http="httptools",
+        timeout_graceful_shutdown=5,
+        log_config=None,  # keep our JSON handler (logs.py) instead of uvicorn's plain-text one
+    )
+    _DrainingServer(config, app.state.ctx.wakeups).run()
+
+
+class _DrainingServer(uvicorn.Server):
+    """On SIGTERM or SIGINT, answer the waiting long-polls at once, then stop as uvicorn does.
+
+    Without this, each held claim waited out its bound (or the grace period) and ended in a 500.
+    """
+
+    def __init__(self, config: uvicorn.Config, wakeups: Wakeups) -> None:
+        super().__init__(config)
+        self._wakeups = wakeups
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        # A signal handler runs between two bytecodes of the loop's own thread: hand the wake-up to
+        # the loop rather than touch its futures from here.
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_soon_threadsafe(self._wakeups.close)

@@ -30,6 +30,7 @@ from exosphere_server.storage.base import Storage, now_ms
 
 log = structlog.get_logger("exosphere.server")
 READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
+WAITING = Gauge("exosphere_waiting_requests", "Long-polls (claims, run waits) this replica holds open now")
 
 
 class EngineListener:
@@ -127,6 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def metrics(request: Request) -> Response:
         async with request.app.state.ctx.storage.reader() as tx:
             depths = await tx.ready_depths(now_ms())
+        WAITING.set(request.app.state.ctx.wakeups.waiting())
         READY_DEPTH.clear()
         for (namespace, node), depth in depths.items():
             READY_DEPTH.labels(namespace, node).set(depth)

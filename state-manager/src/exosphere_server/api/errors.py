@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 from typing import Any
 
 import structlog
@@ -31,6 +32,7 @@ async def _engine_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 RETRY_AFTER_SECONDS = "2"
+SQLITE_UNAVAILABLE = ("locked", "busy", "readonly", "disk", "full", "unable to open", "i/o")
 
 
 def database_unavailable(exc: Exception) -> bool:
@@ -42,6 +44,9 @@ def database_unavailable(exc: Exception) -> bool:
     """
     if isinstance(exc, OSError | sa_exc.TimeoutError):
         return True
+    if isinstance(exc, DBAPIError) and isinstance(exc.orig, sqlite3.Error):
+        # SQLite reports a missing table as an OperationalError too: only these mean "not now".
+        return any(word in str(exc.orig).lower() for word in SQLITE_UNAVAILABLE)
     if isinstance(exc, DBAPIError):
         return (
             exc.connection_invalidated

@@ -45,6 +45,16 @@ export class ConfigurationError extends ExosphereError {
 }
 
 /**
+ * A node's outputs (or its prune data) cannot be sent to the state manager: text that is not valid
+ * Unicode (a lone surrogate such as `'\ud800'`), text with NUL characters, or a value that is not
+ * JSON. The runtime reports the state as errored with this message, which names the node and the
+ * field, so the graph's retry policy applies.
+ */
+export class UnsendableOutputError extends ExosphereError {
+  override name = 'UnsendableOutputError';
+}
+
+/**
  * The state manager answered with an error, or could not be reached.
  *
  * `status` is the HTTP status (`undefined` when no answer arrived) and `detail` the server's

@@ -126,6 +126,9 @@ export class ApiClient {
     const url = new URL(this.baseUrl + path);
     for (const [name, value] of Object.entries(query ?? {})) url.searchParams.set(name, String(value));
 
+    // Serialised before the request, so a body that is not JSON (a bigint, a cycle) throws its own
+    // TypeError instead of passing for a network failure that would be retried for ever.
+    const body = json === undefined ? undefined : JSON.stringify(json);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new TimeoutMarker()), timeoutMs);
     const forward = () => controller.abort(signal?.reason);
@@ -133,8 +136,8 @@ export class ApiClient {
     try {
       if (signal?.aborted) throw signal.reason;
       const init: RequestInit = { method, headers: { ...this.headers }, signal: controller.signal };
-      if (json !== undefined) {
-        init.body = JSON.stringify(json);
+      if (body !== undefined) {
+        init.body = body;
         (init.headers as Record<string, string>)['content-type'] = 'application/json';
       }
       const response = await fetch(url, init);

@@ -52,6 +52,7 @@ export {
   NotFoundError,
   RunTimeoutError,
   ServerUnavailableError,
+  UnsendableOutputError,
 } from './errors.js';
 export { type Logger } from './log.js';
 export { VERSION } from './version.js';

@@ -19,7 +19,8 @@
  * @module
  */
 import { z } from 'zod';
-import { describeError } from './errors.js';
+import { UnsendableOutputError, describeError } from './errors.js';
+import { firstProblem, sendableText } from './sendable.js';
 import { PruneSignal, ReQueueAfterSignal } from './signals.js';
 
 /** Inputs, outputs and secrets of a node: strings only (v1). */
@@ -182,9 +183,12 @@ export type Outcome =
   | { endpoint: 'prune'; body: { data: Record<string, unknown> } }
   | { endpoint: 're-enqueue-after'; body: { enqueue_after: number } };
 
-/** The outcome of a failure: the error text is `${err.name}: ${err.message}`. */
+/**
+ * The outcome of a failure: the error text is `${err.name}: ${err.message}`, with lone surrogates
+ * and NUL characters escaped so that the failure report itself can always be sent.
+ */
 export function failed(err: unknown): Outcome {
-  return { endpoint: 'errored', body: { error: describeError(err) } };
+  return { endpoint: 'errored', body: { error: sendableText(describeError(err)) } };
 }
 
 /**
@@ -208,15 +212,39 @@ export async function runNode(
     instance.secrets = parseData(node, 'secrets', node.Secrets, secrets);
     instance.signal = signal;
     const result = await withTimeout(node, Promise.resolve().then(() => instance.execute()));
-    return { endpoint: 'executed', body: { outputs: dumpOutputs(node, result) } };
+    const outputs = dumpOutputs(node, result);
+    checkOutputsSendable(node, outputs);
+    return { endpoint: 'executed', body: { outputs } };
   } catch (err) {
     if (err instanceof PruneSignal || isNamed(err, 'PruneSignal')) {
-      return { endpoint: 'prune', body: { data: (err as PruneSignal).data ?? {} } };
+      return pruneOutcome(node, (err as PruneSignal).data ?? {});
     }
     if (err instanceof ReQueueAfterSignal || isNamed(err, 'ReQueueAfterSignal')) {
       return { endpoint: 're-enqueue-after', body: { enqueue_after: (err as ReQueueAfterSignal).delayMs } };
     }
     return failed(err);
+  }
+}
+
+function pruneOutcome(node: NodeClass, data: Record<string, unknown>): Outcome {
+  let problem: string | undefined;
+  try {
+    JSON.stringify(data); // throws on a cycle or a bigint, which the walk below must not meet
+    const found = firstProblem(data);
+    if (found) problem = `field '${found.where}' of node ${node.name} ${found.reason}`;
+  } catch (err) {
+    problem = `of node ${node.name} is not JSON (${describeError(err)})`;
+  }
+  return problem ? failed(new UnsendableOutputError(`Prune data ${problem}`)) : { endpoint: 'prune', body: { data } };
+}
+
+/** Throw an {@link UnsendableOutputError} naming the first output field the state manager cannot take. */
+export function checkOutputsSendable(node: NodeClass, outputs: NodeData[]): void {
+  for (const [index, output] of outputs.entries()) {
+    const problem = firstProblem(output);
+    if (!problem) continue;
+    const which = outputs.length > 1 ? ` (output ${index} of ${outputs.length})` : '';
+    throw new UnsendableOutputError(`Output field '${problem.where}' of node ${node.name}${which} ${problem.reason}`);
   }
 }
 

@@ -16,10 +16,12 @@
  */
 import {
   ApiError,
+  AuthenticationError,
   ConfigurationError,
   ConflictError,
   ExosphereError,
   NotFoundError,
+  ServerUnavailableError,
   describeError,
 } from './errors.js';
 import { ApiClient, Backoff, sleep } from './http.js';
@@ -29,6 +31,8 @@ import { type NodeClass, type Outcome, checkNodeClasses, failed, needsSecrets, n
 /** How long one claim request may wait on the server for work (the server caps it at 60 s). */
 export const CLAIM_WAIT_MS = 25_000;
 const DEFAULT_LEASE_MS = 60_000;
+// Attempts at reading secrets while the server answers 500 before the state is failed.
+const SECRETS_SERVER_ERROR_ATTEMPTS = 5;
 // Failing claims are logged at WARN on the first failure and then once every this many attempts.
 const LOG_EVERY_N_FAILURES = 10;
 
@@ -353,12 +357,13 @@ export class Runtime {
       claim.abort.signal.addEventListener('abort', () => resolve('given-up'), { once: true });
     });
     const outcome = await Promise.race([this.execute(claim), givenUp]);
-    if (outcome !== 'given-up') await this.deliver(claim, outcome);
+    if (outcome !== 'given-up' && outcome !== undefined) await this.deliver(claim, outcome);
     if (claim.abort.signal.aborted && !claim.lost) await this.release(claim);
     else this.finish(claim);
   }
 
-  private async execute(claim: Claim): Promise<Outcome> {
+  /** Run the node for one state; undefined when the state is given up without anything to report. */
+  private async execute(claim: Claim): Promise<Outcome | undefined> {
     const node = this.nodes.get(claim.nodeName);
     if (!node) return failed(new ExosphereError(`Runtime "${this.name}" has no node named "${claim.nodeName}"`));
     let secrets: Record<string, unknown> = {};
@@ -366,6 +371,12 @@ export class Runtime {
       try {
         secrets = await this.fetchSecrets(claim);
       } catch (err) {
+        if (err instanceof ConflictError || err instanceof NotFoundError) {
+          // The server already moved the state on: it marks it ERRORED itself when it cannot
+          // decrypt the graph's secrets, so there is nothing to run and nothing to report.
+          this.logger.error(`Giving up state ${claim.stateId} (${claim.nodeName}) without running it: ${err.message}`);
+          return undefined;
+        }
         return failed(err);
       }
     }
@@ -374,9 +385,18 @@ export class Runtime {
   }
 
   private async fetchSecrets(claim: Claim): Promise<Record<string, unknown>> {
+    let serverErrors = 0;
+    // An unreachable or restarting server is waited for while the lease holds; a server that keeps
+    // answering 500 (say, it cannot decrypt the secrets) would be waited for for ever.
+    const retryIf = (error: ApiError): boolean => {
+      if (error instanceof ServerUnavailableError || error.status === 408 || error.status === 429) return true;
+      serverErrors += 1;
+      return error.retryable && serverErrors < SECRETS_SERVER_ERROR_ATTEMPTS;
+    };
     const answer = await this.api.requestWithRetry<{ secrets?: unknown }>('GET', this.statePath(claim, 'secrets'), {
       action: `Reading secrets for state ${claim.stateId}`,
       signal: claim.abort.signal,
+      retryIf,
     });
     const secrets = answer?.secrets;
     return secrets !== null && typeof secrets === 'object' ? (secrets as Record<string, unknown>) : {};
@@ -397,10 +417,12 @@ export class Runtime {
       if (claim.abort.signal.aborted) return;
       if (err instanceof ConflictError || err instanceof NotFoundError) {
         this.logger.warn(`Result of ${what} discarded: ${err.message}`);
-      } else if (err instanceof ApiError && outcome.endpoint === 'executed' && !err.retryable) {
-        // The server refused the outputs: fail the state visibly instead.
+      } else if (err instanceof ApiError && outcome.endpoint !== 'errored' && !err.retryable && !(err instanceof AuthenticationError)) {
+        // The server refused this result for good (e.g. 422): fail the state visibly instead, so
+        // the graph's retry policy applies.
         await this.deliver(claim, failed(err));
       } else {
+        // Nothing else can be sent: the state's lease expires and the server retries it.
         this.logger.error(`Could not report ${what}: ${describeError(err)}`);
       }
       return;

@@ -30,6 +30,7 @@ from .errors import (
     NotFoundError,
     RunTimeoutError,
     ServerUnavailableError,
+    UnsendableOutputError,
 )
 from .models import (
     CronTrigger,
@@ -77,5 +78,6 @@ __all__ = [
     "TriggerState",
     "UnitesModel",
     "UnitesStrategyEnum",
+    "UnsendableOutputError",
     "__version__",
 ]

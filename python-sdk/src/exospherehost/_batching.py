@@ -12,7 +12,7 @@ import asyncio
 from typing import Any
 
 from ._http import ApiClient
-from .errors import ApiError, error_for_status
+from .errors import ApiError, AuthenticationError, error_for_status
 
 MAX_BATCH = 200
 
@@ -52,14 +52,19 @@ class ResultBatcher:
             except ApiError as exc:
                 if exc.status_code in (404, 405):
                     self.supported = False
+                # A refusal of the whole call (say a 422 for one bad item) must not fail the other
+                # results in it: each is then sent on its own and gets its own answer.
+                alone = not isinstance(exc, AuthenticationError)
                 for _, action, future in batch:
                     if not future.done():
-                        unsupported = exc.status_code in (404, 405)
-                        future.set_exception(
-                            BatchUnsupportedError()
-                            if unsupported
-                            else error_for_status(exc.status_code or 0, exc.detail, action)
-                        )
+                        refusal = error_for_status(exc.status_code or 0, exc.detail, action)
+                        future.set_exception(BatchUnsupportedError() if alone else refusal)
+                continue
+            except Exception as exc:
+                # Never leave a result waiting for an answer that will not come (the runtime would hang).
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
                 continue
             results = answer.get("results", []) if isinstance(answer, dict) else []
             for (_, action, future), result in zip(batch, results, strict=False):

@@ -33,6 +33,16 @@ class ConfigurationError(ExosphereError, ValueError):
         super().__init__(f"Invalid {what} ({len(self.problems)} problem(s)):\n{lines}")
 
 
+class UnsendableOutputError(ExosphereError, ValueError):
+    """A node's outputs (or its prune data) cannot be sent to the state manager.
+
+    Raised for text that is not valid Unicode (a lone surrogate such as ``"\\udcff"``, which
+    ``os.listdir`` returns for file names that are not UTF-8), text with NUL characters, non-finite
+    numbers and values that are not JSON. The runtime reports the state as errored with this
+    message, which names the node and the field, so the graph's retry policy applies.
+    """
+
+
 class ApiError(ExosphereError):
     """The state manager answered with an error, or could not be reached.
 
@@ -138,4 +148,5 @@ __all__ = [
     "NotFoundError",
     "RunTimeoutError",
     "ServerUnavailableError",
+    "UnsendableOutputError",
 ]

@@ -26,6 +26,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from ._sendable import first_problem, sendable_text
+from .errors import UnsendableOutputError
 from .signals import PruneSignal, ReQueueAfterSignal
 
 
@@ -152,8 +154,12 @@ class Outcome:
 
 
 def describe_error(exc: BaseException) -> str:
-    """The error text reported for a failed state, e.g. ``"ValueError: bad input"``."""
-    return f"{type(exc).__name__}: {exc}"
+    """The error text reported for a failed state, e.g. ``"ValueError: bad input"``.
+
+    Lone surrogates and NUL characters are escaped: an error about a file name that is not UTF-8
+    must still reach the server, or the state would wait for its lease to expire.
+    """
+    return sendable_text(f"{type(exc).__name__}: {exc}")
 
 
 async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[str, Any]) -> Outcome:
@@ -169,8 +175,14 @@ async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[s
         instance.inputs = node.Inputs(**inputs)
         instance.secrets = _parse_secrets(node, secrets)
         result = await _execute_with_timeout(instance, node.timeout)
-        return Outcome("executed", {"outputs": dump_outputs(node, result)})
+        outputs = dump_outputs(node, result)
+        check_outputs_sendable(node, outputs)
+        return Outcome("executed", {"outputs": outputs})
     except PruneSignal as signal:
+        problem = first_problem(signal.data)
+        if problem is not None:
+            where, reason = problem
+            return Outcome.failed(UnsendableOutputError(f"Prune data field {where!r} of node {node.__name__} {reason}"))
         return Outcome("prune", {"data": signal.data})
     except ReQueueAfterSignal as signal:
         return Outcome("re-enqueue-after", {"enqueue_after": signal.delay_ms})
@@ -208,6 +220,16 @@ async def _execute(instance: BaseNode) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
+
+
+def check_outputs_sendable(node: type[BaseNode], outputs: list[dict[str, Any]]) -> None:
+    """Raise :class:`UnsendableOutputError` naming the first output field the state manager cannot take."""
+    for index, output in enumerate(outputs):
+        problem = first_problem(output)
+        if problem is not None:
+            where, reason = problem
+            which = f" (output {index} of {len(outputs)})" if len(outputs) > 1 else ""
+            raise UnsendableOutputError(f"Output field {where!r} of node {node.__name__}{which} {reason}")
 
 
 def dump_outputs(node: type[BaseNode], result: Any) -> list[dict[str, Any]]:

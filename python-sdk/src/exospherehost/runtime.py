@@ -26,7 +26,14 @@ from urllib.parse import quote
 
 from ._batching import BatchUnsupportedError, ResultBatcher
 from ._http import ApiClient, Backoff
-from .errors import ApiError, ConfigurationError, ConflictError, NotFoundError
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    ServerUnavailableError,
+)
 from .node import BaseNode, Outcome, check_node_classes, node_schema, run_node
 
 logger = logging.getLogger("exospherehost")
@@ -34,6 +41,8 @@ logger = logging.getLogger("exospherehost")
 # How long one claim request may wait on the server for work (the server caps it at 60 s).
 CLAIM_WAIT_MS = 25_000
 DEFAULT_LEASE_SECONDS = 60.0
+# Attempts at reading secrets while the server answers 500 before the state is failed.
+_SECRETS_SERVER_ERROR_ATTEMPTS = 5
 # Failing claims are logged at WARNING on the first failure and then once every this many attempts.
 _LOG_EVERY_N_FAILURES = 10
 
@@ -47,7 +56,7 @@ class _Claim:
     inputs: dict[str, Any]
     lease_id: str | None
     lost: bool = False
-    execution: asyncio.Task[Outcome] | None = None
+    execution: asyncio.Task[Outcome | None] | None = None
 
 
 class Runtime:
@@ -325,10 +334,12 @@ class Runtime:
                 return
             raise
         claim.execution = None
-        await self._deliver(claim, outcome)
+        if outcome is not None:
+            await self._deliver(claim, outcome)
         self._finish(claim)
 
-    async def _execute(self, claim: _Claim) -> Outcome:
+    async def _execute(self, claim: _Claim) -> Outcome | None:
+        """Run the node for one state; None when the state is given up without anything to report."""
         node = self._nodes.get(claim.node_name)
         if node is None:
             return Outcome.failed(LookupError(f"Runtime {self._name!r} has no node named {claim.node_name!r}"))
@@ -336,15 +347,32 @@ class Runtime:
         if node.Secrets.model_fields:
             try:
                 secrets = await self._fetch_secrets(claim)
+            except (ConflictError, NotFoundError) as exc:
+                # The server already moved the state on: it marks it ERRORED itself when it cannot
+                # decrypt the graph's secrets, so there is nothing to run and nothing to report.
+                logger.error("Giving up state %s (%s) without running it: %s", claim.state_id, claim.node_name, exc)
+                return None
             except ApiError as exc:
                 return Outcome.failed(exc)
         return await run_node(node, claim.inputs, secrets)
 
     async def _fetch_secrets(self, claim: _Claim) -> dict[str, Any]:
+        server_errors = 0
+
+        def retry(error: ApiError) -> bool:
+            # An unreachable or restarting server is waited for while the lease holds; a server that
+            # keeps answering 500 (say, it cannot decrypt the secrets) would be waited for for ever.
+            nonlocal server_errors
+            if isinstance(error, ServerUnavailableError) or error.status_code in (408, 429):
+                return True
+            server_errors += 1
+            return error.retryable and server_errors < _SECRETS_SERVER_ERROR_ATTEMPTS
+
         answer = await self._api.request_with_retry(
             "GET",
             self._state_path(claim, "secrets"),
             action=f"Reading secrets for state {claim.state_id}",
+            retry_if=retry,
             give_up=lambda: claim.lost,
         )
         secrets = answer.get("secrets") if isinstance(answer, dict) else None
@@ -373,10 +401,12 @@ class Runtime:
             logger.warning("Result of state %s (%s) discarded: %s", claim.state_id, claim.node_name, exc)
             return
         except ApiError as exc:
-            if outcome.endpoint == "executed" and not exc.retryable:
-                # The server refused the outputs (e.g. not strings): fail the state visibly instead.
+            if outcome.endpoint != "errored" and not exc.retryable and not isinstance(exc, AuthenticationError):
+                # The server refused this result for good (e.g. 422): fail the state visibly instead,
+                # so the graph's retry policy applies.
                 await self._deliver(claim, Outcome.failed(exc))
             else:
+                # Nothing else can be sent: the state's lease expires and the server retries it.
                 logger.error("Could not report state %s (%s): %s", claim.state_id, claim.node_name, exc)
             return
         if outcome.endpoint == "errored":

@@ -238,3 +238,39 @@ async def test_timeout_must_be_positive() -> None:
     assert check_node_classes([BadTimeout]) == [
         "BadTimeout.timeout must be a positive number of seconds or None, got -1"
     ]
+
+
+class Paths(BaseNode):
+    class Outputs(BaseModel):
+        path: str
+
+    async def execute(self) -> list[Outputs]:
+        return [self.Outputs(path="fine"), self.Outputs(path="a\x00b")]
+
+
+class PruneWithNaN(BaseNode):
+    async def execute(self) -> None:
+        raise PruneSignal({"stats": [{"ratio": float("nan")}]})
+
+
+async def test_an_output_the_server_cannot_store_fails_the_state_naming_the_output_and_field() -> None:
+    outcome = await run_node(Paths, {}, {})
+    assert outcome.endpoint == "errored"
+    assert outcome.body["error"] == (
+        "UnsendableOutputError: Output field 'path' of node Paths (output 1 of 2) contains a NUL character (\\x00) "
+        "at position 1, which the state manager cannot store: 'a\\x00b'"
+    )
+
+
+async def test_prune_data_that_is_not_json_fails_the_state_naming_where() -> None:
+    outcome = await run_node(PruneWithNaN, {}, {})
+    assert outcome.endpoint == "errored"
+    assert outcome.body["error"] == (
+        "UnsendableOutputError: Prune data field 'stats[0].ratio' of node PruneWithNaN is not a finite number (nan)"
+    )
+
+
+async def test_an_error_text_with_lone_surrogates_or_nul_is_escaped_so_it_can_be_sent() -> None:
+    outcome = Outcome.failed(OSError("cannot open '/data/abc\udcff'\x00"))
+    assert outcome.body["error"] == "OSError: cannot open '/data/abc\\udcff'\\x00"
+    outcome.body["error"].encode("utf-8")  # would raise on a lone surrogate

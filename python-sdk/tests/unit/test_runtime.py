@@ -180,6 +180,67 @@ async def test_a_lost_lease_discards_the_result_and_the_runtime_goes_on(state_ma
     assert len(_result_calls(server, first)) == 1  # 409 is final
 
 
+class Failing(BaseNode):
+    async def execute(self) -> None:
+        raise ValueError("cannot read b'abc\\xff' as \udcff")
+
+
+def _logged(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in record.getMessage() for record in caplog.records)
+
+
+async def test_secrets_refused_with_409_give_the_state_up_without_running_it(
+    state_manager: Fake, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, server = state_manager
+    fake.faults["secrets"] = [Reply(409, {"detail": "Secrets of graph g cannot be decrypted; the state is ERRORED"})]
+    runtime = _runtime(server)
+    task = runtime.start()
+    state_id = fake.add_state("Secretive")
+    await wait_until(lambda: _logged(caplog, f"Giving up state {state_id}"), timeout=30)
+    echo_id = fake.add_state("Echo", {"text": "next"})
+    await wait_until(lambda: echo_id in fake.results, timeout=30)
+    await _stop(runtime, task)
+    assert _logged(caplog, "409 Secrets of graph g cannot be decrypted; the state is ERRORED")
+    assert len(server.calls(f"/state/{state_id}/secrets")) == 1
+    assert state_id not in fake.results and not _result_calls(server, state_id)
+    assert not server.calls(f"/state/{state_id}/errored") and state_id not in fake.released
+
+
+async def test_secrets_failing_with_500_again_and_again_fail_the_state_after_a_few_attempts(
+    state_manager: Fake,
+) -> None:
+    fake, server = state_manager
+    fake.faults["secrets"] = [Reply(500, {"detail": "internal server error"}) for _ in range(50)]
+    runtime = _runtime(server)
+    task = runtime.start()
+    state_id = fake.add_state("Secretive")
+    await wait_until(lambda: state_id in fake.results, timeout=30)
+    await _stop(runtime, task)
+    endpoint, body = fake.results[state_id]
+    assert endpoint == "errored"
+    assert body["error"] == f"ApiError: Reading secrets for state {state_id} failed: 500 internal server error"
+    assert len(server.calls(f"/state/{state_id}/secrets")) == 5
+
+
+async def test_an_error_report_the_server_refuses_is_dropped_with_a_logged_error(
+    state_manager: Fake, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, server = state_manager
+    fake.faults["errored"] = [Reply(422, {"detail": "error: text must not contain NUL"})]
+    runtime = _runtime(server, [Failing, Echo])
+    task = runtime.start()
+    state_id = fake.add_state("Failing")
+    await wait_until(lambda: _logged(caplog, f"Could not report state {state_id}"), timeout=30)
+    echo_id = fake.add_state("Echo", {"text": "next"})
+    await wait_until(lambda: echo_id in fake.results, timeout=30)
+    await _stop(runtime, task)
+    [report] = server.calls(f"/state/{state_id}/errored")  # refused once, not retried
+    # The lone surrogate in the node's error was escaped, or the report could not have been sent at all.
+    assert report.body["error"] == "ValueError: cannot read b'abc\\xff' as \\udcff"
+    assert _logged(caplog, "422 error: text must not contain NUL")
+
+
 async def test_heartbeats_keep_the_lease_while_execute_runs(state_manager: Fake) -> None:
     fake, server = state_manager
     runtime = _runtime(server, lease_seconds=3)
@@ -315,7 +376,8 @@ async def test_a_refused_api_key_fails_start_clearly(state_manager: Fake) -> Non
 
 async def test_outputs_the_server_refuses_are_reported_as_errored(state_manager: Fake) -> None:
     fake, server = state_manager
-    fake.faults["executed"] = [Reply(422, {"detail": "outputs must be strings"})]
+    # The batch call is refused as a whole, then the result sent on its own is refused too.
+    fake.faults["executed"] = [Reply(422, {"detail": "outputs must be strings"})] * 2
     runtime = _runtime(server)
     task = runtime.start()
     state_id = fake.add_state("Echo", {"text": "x"})

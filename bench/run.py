@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["server_bench.py", "sdk_bench.py", "dashboard_bench.py"]
+BENCHMARKS = ["server_bench.py", "sdk_bench.py", "dashboard_bench.py", "graph_validation_bench.py"]
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+from collections import Counter
 from enum import Enum
 
 from pydantic import BaseModel, Field, field_validator
@@ -126,7 +127,8 @@ class GraphNodeModel(BaseModel):
         if value is None:
             return None
         cleaned = [_non_empty(item, "Next node identifier") for item in value]
-        duplicates = sorted({item for item in cleaned if cleaned.count(item) > 1})
+        # Counted once each: `cleaned.count` per item was quadratic in a wide fan-out's next_nodes.
+        duplicates = sorted(item for item, count in Counter(cleaned).items() if count > 1)
         if duplicates:
             raise ValueError(f"Next node identifiers are not unique: {', '.join(duplicates)}")
         return cleaned

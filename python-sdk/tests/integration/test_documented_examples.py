@@ -157,8 +157,10 @@ async def test_the_documented_upsert_with_store_retry_policy_and_cron(env: str) 
         retry_policy=RetryPolicyModel(
             max_retries=3, strategy=RetryStrategyEnum.EXPONENTIAL, backoff_factor=2000, exponent=2
         ),
+        # A cron run has no caller to give the store: each required key needs a default.
         store_config=StoreConfigModel(
-            required_keys=["cursor", "batch_id"], default_values={"cursor": "0", "batch_size": "100"}
+            required_keys=["cursor", "batch_id"],
+            default_values={"cursor": "0", "batch_id": "scheduled", "batch_size": "100"},
         ),
         triggers=[CronTrigger(expression="0 9 * * 1-5"), CronTrigger(expression="0 */6 * * *")],
         validation_timeout=60,

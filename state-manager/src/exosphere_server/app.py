@@ -17,7 +17,9 @@ from exosphere_server.api.auth import reject_nul_characters, require_api_key
 from exosphere_server.api.body_limit import BodyLimitMiddleware
 from exosphere_server.api.errors import install_error_handlers
 from exosphere_server.api.json_response import SafeJSONResponse
+from exosphere_server.api.off_loop import install_body_schemas
 from exosphere_server.api.request_id import RequestIdMiddleware
+from exosphere_server.api.schemas import UpsertGraphRequest
 from exosphere_server.config import Settings, write_new_key_file
 from exosphere_server.dashboard.routes import router as dashboard_router
 from exosphere_server.engine.context import EngineContext
@@ -86,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
         box=SecretBox(settings.secrets_key),
         default_lease_ms=settings.default_lease_ms,
         cron_catch_up=settings.cron_catch_up,
+        max_graph_nodes=settings.max_graph_nodes,
     )
     scheduler = Scheduler(ctx, settings.run_retention_days)
     storage.subscribe(EngineListener(ctx.wakeups, scheduler))
@@ -119,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         v0.include_router(module.router)
     app.include_router(v0)
     app.include_router(dashboard_router)  # its own auth: a session cookie (dashboard/session.py)
+    install_body_schemas(app, UpsertGraphRequest)
 
     @app.get("/health")
     async def health() -> dict[str, str]:

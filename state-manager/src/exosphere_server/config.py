@@ -12,6 +12,7 @@
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
 | `EXOSPHERE_RUN_RETENTION_DAYS` | `0` (keep) | finished runs older than this are deleted |
 | `EXOSPHERE_DB_POOL_SIZE` | `10` | PostgreSQL connections per replica |
+| `EXOSPHERE_MAX_GRAPH_NODES` | `10000` | most nodes a graph template may have; larger upserts get a 422 |
 | `CORS_ORIGINS` | localhost:3000/3001 | comma-separated allowed origins |
 """
 
@@ -47,6 +48,7 @@ class Settings:
     cron_catch_up: str = "latest"
     run_retention_days: int = 0
     db_pool_size: int = 10
+    max_graph_nodes: int = 10_000
     cors_origins: tuple[str, ...] = field(default=DEFAULT_CORS_ORIGINS)
     previous_secrets_keys: tuple[bytes, ...] = ()
     # The embedded default's key file when it was missing and a key was made: written only once the
@@ -133,6 +135,9 @@ def load_settings(
     catch_up = os.environ.get("EXOSPHERE_CRON_CATCH_UP", "latest")
     if catch_up not in {"latest", "none"}:
         raise ConfigError("EXOSPHERE_CRON_CATCH_UP must be 'latest' or 'none'")
+    max_graph_nodes = _int_env("EXOSPHERE_MAX_GRAPH_NODES", 10_000)
+    if max_graph_nodes < 1:
+        raise ConfigError(f"EXOSPHERE_MAX_GRAPH_NODES must be at least 1, got {max_graph_nodes}")
     cors = _list_env("CORS_ORIGINS")
     return Settings(
         database_url=url,
@@ -144,6 +149,7 @@ def load_settings(
         cron_catch_up=catch_up,
         run_retention_days=_int_env("EXOSPHERE_RUN_RETENTION_DAYS", 0),
         db_pool_size=_int_env("EXOSPHERE_DB_POOL_SIZE", 10),
+        max_graph_nodes=max_graph_nodes,
         cors_origins=cors or DEFAULT_CORS_ORIGINS,
         previous_secrets_keys=tuple(decode_secrets_key(k) for k in _list_env("SECRETS_ENCRYPTION_KEY_PREVIOUS")),
         new_secrets_key_file=new_key_file,

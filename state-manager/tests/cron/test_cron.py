@@ -133,25 +133,36 @@ def test_a_trigger_store_satisfies_required_keys(api: httpx.Client, namespace: s
         assert root["inputs"] == {"name": "cron-user"}, root
 
 
-def test_a_trigger_without_the_required_store_fires_no_run(
+def test_a_trigger_that_cannot_supply_the_required_store_is_refused_at_upsert(
+    api: httpx.Client, namespace: str
+) -> None:
+    """Each firing of such a trigger would fail with only a server log line: refuse it when it is written."""
+    register(api, {"Greet": (("name",), ("y",))})
+    nodes = [node("greet", "Greet", namespace, {"name": "${{ store.who }}-${{ store.where }}"})]
+    store_config = {"required_keys": ["who", "where"], "default_values": {"where": "here"}}
+    response = api.put(
+        "/graph/greet",
+        json={"secrets": {}, "nodes": nodes, "store_config": store_config, "triggers": [cron("0 * * * *")]},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json() == {
+        "detail": "Error validating graph template: Cron trigger '0 * * * *' gives no value for required "
+        "store key(s) 'who': set them in the trigger's store or in store_config.default_values"
+    }
+    assert api.get("/graph/greet").status_code == 404
+
+
+def test_required_store_keys_may_come_from_the_trigger_or_the_defaults(
     api: httpx.Client, namespace: str, unschedule: list[str]
 ) -> None:
     register(api, {"Greet": (("name",), ("y",))})
     unschedule.append("greet")
-    upsert(
-        api,
-        "greet",
-        [node("greet", "Greet", namespace, {"name": "${{ store.who }}"})],
-        store_config={"required_keys": ["who"], "default_values": {}},
-        triggers=[cron()],
-    )
-    time.sleep(2.5)
-    assert runs_of(api, "greet") == []
-    # ...and the scheduler is still alive for other graphs.
-    register(api, {"Tick": ((), ("y",))})
-    unschedule.append("tick")
-    tick_graph(api, namespace, "tick", [cron()])
-    assert len(wait_for_runs(api, "tick", 1)) >= 1
+    nodes = [node("greet", "Greet", namespace, {"name": "${{ store.who }}-${{ store.where }}"})]
+    store_config = {"required_keys": ["who", "where"], "default_values": {"where": "here"}}
+    body = upsert(api, "greet", nodes, store_config=store_config, triggers=[cron("0 * * * *", store={"who": "me"})])
+    assert body["validation_status"] == "VALID", body
+    store_config["default_values"] = {"who": "you", "where": "here"}
+    assert upsert(api, "greet", nodes, store_config=store_config, triggers=[cron("0 * * * *")])["version"] == 2
 
 
 def test_invalid_expressions_are_refused(api: httpx.Client, namespace: str) -> None:

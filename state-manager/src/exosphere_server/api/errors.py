@@ -14,12 +14,17 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
 from exosphere_server.api.json_response import SafeJSONResponse as JSONResponse
-from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, NotFound
+from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, GraphTooLarge, NotFound
 from exosphere_server.engine.storable import sendable
 
 log = structlog.get_logger("exosphere.api")
 
-STATUS_BY_ERROR: list[tuple[type[EngineError], int]] = [(NotFound, 404), (Conflict, 409), (BadRequest, 400)]
+STATUS_BY_ERROR: list[tuple[type[EngineError], int]] = [
+    (NotFound, 404),
+    (Conflict, 409),
+    (BadRequest, 400),
+    (GraphTooLarge, 422),
+]
 
 
 def status_code(exc: EngineError) -> int:

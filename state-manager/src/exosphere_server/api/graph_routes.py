@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
+from exosphere_server.api.off_loop import documented_body, json_answer, parse_json, validate_body
 from exosphere_server.api.schemas import RegisterNodesRequest, UpsertGraphRequest
 from exosphere_server.api.views import graph_list_item, graph_view, registered_node_view
 from exosphere_server.engine import graphs
@@ -15,12 +17,18 @@ from exosphere_server.engine import graphs
 router = APIRouter()
 
 
-@router.put("/namespace/{namespace_name}/graph/{graph_name}", status_code=201)
-async def upsert_graph(
-    namespace_name: str, graph_name: str, body: UpsertGraphRequest, request: Request
-) -> JSONResponse:
+@router.put(
+    "/namespace/{namespace_name}/graph/{graph_name}", status_code=201, openapi_extra=documented_body(UpsertGraphRequest)
+)
+async def upsert_graph(namespace_name: str, graph_name: str, request: Request) -> Response:
+    # The body is read raw and parsed in a worker thread (see api/off_loop.py): it can be megabytes.
+    ctx = engine_context(request)
+    data = await asyncio.to_thread(parse_json, await request.body())
+    if isinstance(data, dict) and isinstance(data.get("nodes"), list):
+        graphs.ensure_graph_size(ctx, len(data["nodes"]))  # before the costly validation
+    body = await asyncio.to_thread(validate_body, data, UpsertGraphRequest)
     record = await graphs.upsert_graph(
-        engine_context(request),
+        ctx,
         namespace_name,
         graph_name.strip(),
         nodes=body.nodes,
@@ -29,12 +37,14 @@ async def upsert_graph(
         store_config=body.store_config,
         triggers=[t.model_dump(mode="json") for t in body.triggers],
     )
-    return JSONResponse(graph_view(record), status_code=201)
+    return await json_answer(graph_view(record), status_code=201)
 
 
-@router.get("/namespace/{namespace_name}/graph/{graph_name}")
-async def get_graph(namespace_name: str, graph_name: str, request: Request) -> dict[str, Any]:
-    return graph_view(await graphs.get_graph(engine_context(request), namespace_name, graph_name.strip()))
+@router.get("/namespace/{namespace_name}/graph/{graph_name}", response_model=dict[str, Any])
+async def get_graph(namespace_name: str, graph_name: str, request: Request) -> Response:
+    return await json_answer(
+        graph_view(await graphs.get_graph(engine_context(request), namespace_name, graph_name.strip()))
+    )
 
 
 @router.get("/namespace/{namespace_name}/graphs/")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -36,22 +37,29 @@ class PinnedGraphs:
     def cached(self, namespace: str, name: str, version: int) -> PinnedGraph | None:
         return self._cache.get((namespace, name, version))
 
-    def get(self, record: GraphVersionRecord) -> PinnedGraph:
+    async def get(self, record: GraphVersionRecord) -> PinnedGraph:
         key = (record.namespace, record.name, record.version)
         pinned = self._cache.get(key)
         if pinned is None:
-            store_config = StoreConfigModel.model_validate(record.store_config)
-            nodes = [GraphNodeModel.model_validate(n) for n in record.nodes]
-            pinned = PinnedGraph(
-                *key,
-                analyse_graph(nodes, store_config, {}),
-                RetryPolicyModel.model_validate(record.retry_policy),
-                store_config,
-            )
+            # In a worker thread: a large graph takes seconds to parse and analyse.
+            pinned = await asyncio.to_thread(_pin, record)
             self._cache[key] = pinned
             if len(self._cache) > self._capacity:
                 self._cache.popitem(last=False)
         return pinned
+
+
+def _pin(record: GraphVersionRecord) -> PinnedGraph:
+    store_config = StoreConfigModel.model_validate(record.store_config)
+    nodes = [GraphNodeModel.model_validate(n) for n in record.nodes]
+    return PinnedGraph(
+        record.namespace,
+        record.name,
+        record.version,
+        analyse_graph(nodes, store_config, {}),
+        RetryPolicyModel.model_validate(record.retry_policy),
+        store_config,
+    )
 
 
 class RunCache:
@@ -80,5 +88,6 @@ class EngineContext:
     wakeups: Wakeups = field(default_factory=Wakeups)
     default_lease_ms: int = 300_000
     cron_catch_up: str = "latest"
+    max_graph_nodes: int = 10_000
     pinned: PinnedGraphs = field(default_factory=lambda: PinnedGraphs())
     runs: RunCache = field(default_factory=lambda: RunCache())

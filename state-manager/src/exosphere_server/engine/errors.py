@@ -33,3 +33,13 @@ class GraphInvalid(BadRequest):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("Error validating graph template: " + "; ".join(errors))
         self.errors = errors
+
+
+class GraphTooLarge(EngineError):
+    """A graph template has more nodes than this server accepts (422)."""
+
+    def __init__(self, node_count: int, limit: int) -> None:
+        super().__init__(
+            f"The graph has {node_count} nodes but this server accepts at most {limit} nodes per graph; "
+            "raise the limit with the EXOSPHERE_MAX_GRAPH_NODES setting of the state manager"
+        )

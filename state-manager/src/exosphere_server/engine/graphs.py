@@ -1,8 +1,13 @@
-"""Graph templates: upsert with synchronous validation, versions, registrations, and their cron schedules."""
+"""Graph templates: upsert with synchronous validation, versions, registrations, and their cron schedules.
+
+Validation is CPU work that grows with the graph (a template may have tens of thousands of nodes),
+so it runs in a worker thread: the event loop keeps answering other requests meanwhile.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import asyncio
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +15,7 @@ from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigMo
 
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.cron import next_occurrence
-from exosphere_server.engine.errors import GraphInvalid, NotFound
+from exosphere_server.engine.errors import GraphInvalid, GraphTooLarge, NotFound
 from exosphere_server.engine.graph_shape import GraphShape, GraphStructureError, analyse_graph
 from exosphere_server.engine.node_checks import RegisteredNode, check_registrations
 from exosphere_server.storage.base import Tx, now_ms
@@ -24,6 +29,12 @@ from exosphere_server.storage.records import (
 
 def graph_not_found(namespace: str, graph_name: str) -> NotFound:
     return NotFound(f"Graph template {graph_name} not found in namespace {namespace}")
+
+
+def ensure_graph_size(ctx: EngineContext, node_count: int) -> None:
+    """Refuse a template with more nodes than this server accepts (the API checks before parsing it)."""
+    if node_count > ctx.max_graph_nodes:
+        raise GraphTooLarge(node_count, ctx.max_graph_nodes)
 
 
 async def upsert_graph(
@@ -42,20 +53,25 @@ async def upsert_graph(
     Structural problems raise `GraphInvalid` and write nothing. Problems that need registered nodes
     make the graph INVALID (stored, with every reason); unregistered nodes are listed as warnings.
     """
+    ensure_graph_size(ctx, len(nodes))
+    trigger_errors = cron_trigger_errors(triggers, store_config)
     try:
-        shape = analyse_graph(nodes, store_config, secrets)
+        shape = await asyncio.to_thread(analyse_graph, nodes, store_config, secrets)
     except GraphStructureError as exc:
-        raise GraphInvalid(exc.errors) from exc
+        raise GraphInvalid(exc.errors + trigger_errors) from exc
+    if trigger_errors:
+        raise GraphInvalid(trigger_errors)
     encrypted = {name: ctx.box.encrypt(value) for name, value in secrets.items()}
+    node_dicts = await asyncio.to_thread(lambda: [n.model_dump(mode="json") for n in nodes])
     now = now_ms()
     async with ctx.storage.transaction() as tx:
-        existing = await tx.get_graph(namespace, graph_name, for_update=True)
+        existing = await tx.lock_graph_version(namespace, graph_name)
         status, errors, warnings = await _registration_status(tx, shape, secrets.keys())
         record = GraphRecord(
             namespace=namespace,
             name=graph_name,
-            version=(existing.version + 1) if existing else 1,
-            nodes=[n.model_dump(mode="json") for n in nodes],
+            version=(existing[0] + 1) if existing else 1,
+            nodes=node_dicts,
             secrets=encrypted,
             retry_policy=retry_policy.model_dump(mode="json"),
             store_config=store_config.model_dump(mode="json"),
@@ -63,7 +79,7 @@ async def upsert_graph(
             validation_status=status,
             validation_errors=errors,
             validation_warnings=warnings,
-            created_at=existing.created_at if existing else now,
+            created_at=existing[1] if existing else now,
             updated_at=now,
         )
         await tx.save_graph(record)
@@ -78,8 +94,29 @@ async def upsert_graph(
                 created_at=now,
             )
         )
+        await tx.replace_graph_node_refs(namespace, graph_name, await asyncio.to_thread(_node_refs, shape))
         await sync_cron_schedules(tx, record)
     return record
+
+
+def cron_trigger_errors(triggers: Iterable[Mapping[str, Any]], store_config: StoreConfigModel) -> list[str]:
+    """A cron run has no caller to supply the store: each required key needs a value in the trigger or a default."""
+    errors: list[str] = []
+    for trigger in triggers:
+        value = trigger["value"]
+        provided = set(value.get("store") or {}) | set(store_config.default_values)
+        missing = [key for key in store_config.required_keys if key not in provided]
+        if missing:
+            keys = ", ".join(f"'{key}'" for key in missing)
+            errors.append(
+                f"Cron trigger '{value['expression']}' gives no value for required store key(s) {keys}: "
+                "set them in the trigger's store or in store_config.default_values"
+            )
+    return errors
+
+
+def _node_refs(shape: GraphShape) -> set[tuple[str, str]]:
+    return {(node.namespace, node.node_name) for node in shape.nodes.values()}
 
 
 async def get_graph(ctx: EngineContext, namespace: str, graph_name: str) -> GraphRecord:
@@ -97,11 +134,23 @@ async def list_graphs(ctx: EngineContext, namespace: str) -> list[GraphRecord]:
 
 async def register_nodes(
     ctx: EngineContext, namespace: str, runtime_name: str, nodes: Sequence[Mapping[str, Any]]
-) -> None:
-    """Upsert registrations (race-free across runtimes), then re-validate every graph that uses them."""
+) -> list[tuple[str, str]]:
+    """Upsert registrations (race-free across runtimes), then re-validate the graphs whose checks can change.
+
+    Only a new node or a changed schema (inputs, outputs, secrets) can change a graph's status, and
+    only for graphs that use that node (found through the graph-to-node index). Every runtime start
+    registers again, usually unchanged: that costs no re-validation at all. Returns the
+    (namespace, name) of every graph re-validated.
+    """
     now = now_ms()
     async with ctx.storage.transaction() as tx:
+        stored = await tx.get_registered_nodes({(namespace, node["name"]) for node in nodes})
+        changed: set[tuple[str, str]] = set()
         for node in nodes:
+            previous = stored.get((namespace, node["name"]))
+            schema = (node["inputs_schema"], node["outputs_schema"], list(node["secrets"]))
+            if previous is None or (previous.inputs_schema, previous.outputs_schema, previous.secrets) != schema:
+                changed.add((namespace, node["name"]))
             await tx.upsert_registered_node(
                 RegisteredNodeRecord(
                     namespace=namespace,
@@ -114,15 +163,14 @@ async def register_nodes(
                     updated_at=now,
                 )
             )
-        touched = {(namespace, node["name"]) for node in nodes}
-        for graph in await tx.list_graphs():
-            if any((n["namespace"], n["node_name"]) in touched for n in graph.nodes):
-                await _revalidate(tx, graph)
+        affected = await tx.graphs_using_nodes(changed)
+        for graph in await tx.get_graphs(affected):
+            await _revalidate(tx, graph)
+    return affected
 
 
 async def _revalidate(tx: Tx, graph: GraphRecord) -> None:
-    store_config = StoreConfigModel.model_validate(graph.store_config)
-    shape = analyse_graph([GraphNodeModel.model_validate(n) for n in graph.nodes], store_config, {})
+    shape = await asyncio.to_thread(_stored_shape, graph)
     status, errors, warnings = await _registration_status(tx, shape, graph.secrets.keys())
     if (status, errors, warnings) != (graph.validation_status, graph.validation_errors, graph.validation_warnings):
         await tx.set_graph_validation(graph.namespace, graph.name, status, errors, warnings)
@@ -130,14 +178,18 @@ async def _revalidate(tx: Tx, graph: GraphRecord) -> None:
         await sync_cron_schedules(tx, graph)
 
 
+def _stored_shape(graph: GraphRecord) -> GraphShape:
+    store_config = StoreConfigModel.model_validate(graph.store_config)
+    return analyse_graph([GraphNodeModel.model_validate(n) for n in graph.nodes], store_config, {})
+
+
 async def _registration_status(tx: Tx, shape: GraphShape, secret_names: Any) -> tuple[str, list[str], list[str]]:
-    pairs = {(node.namespace, node.node_name) for node in shape.nodes.values()}
-    found = await tx.get_registered_nodes(pairs)
+    found = await tx.get_registered_nodes(await asyncio.to_thread(_node_refs, shape))
     registered = {
         (r.name, r.namespace): RegisteredNode(r.name, r.namespace, r.inputs_schema, r.outputs_schema, r.secrets)
         for r in found.values()
     }
-    report = check_registrations(shape, registered, set(secret_names))
+    report = await asyncio.to_thread(check_registrations, shape, registered, set(secret_names))
     return ("INVALID" if report.errors else "VALID"), report.errors, report.warnings
 
 
@@ -146,15 +198,15 @@ async def sync_cron_schedules(tx: Tx, graph: GraphRecord) -> None:
     # Locked: a replica firing this schedule right now either finishes first (and we keep the
     # advanced time) or waits for us; it never fires the same occurrence twice.
     existing = {s.expression: s for s in await tx.cron_schedules_of(graph.namespace, graph.name, for_update=True)}
-    schedules: list[CronScheduleRecord] = []
+    schedules: dict[str, CronScheduleRecord] = {}
     if graph.validation_status == "VALID":
         now = datetime.now(UTC)
         for trigger in graph.triggers:
             expression = trigger["value"]["expression"]
-            if any(s.expression == expression for s in schedules):
+            if expression in schedules:
                 continue
             kept = existing.get(expression)
             next_fire_at = kept.next_fire_at if kept else int(next_occurrence(expression, now).timestamp() * 1000)
-            schedules.append(CronScheduleRecord(graph.namespace, graph.name, expression, trigger, next_fire_at))
+            schedules[expression] = CronScheduleRecord(graph.namespace, graph.name, expression, trigger, next_fire_at)
     if schedules or existing:
-        await tx.replace_cron_schedules(graph.namespace, graph.name, schedules)
+        await tx.replace_cron_schedules(graph.namespace, graph.name, list(schedules.values()))

@@ -162,7 +162,7 @@ async def evaluate_unites_of(batches: Sequence[Finished], tx: Tx) -> None:
                 assert unites is not None
                 target_id = state.id if state.identifier == unites.identifier else state.parents.get(unites.identifier)
                 if target_id is not None:
-                    checks[(unite_id, target_id)] = (batch, len(shape.ancestors[unites.identifier]))
+                    checks[(unite_id, target_id)] = (batch, shape.ancestors.count(unites.identifier))
     if not checks:
         return
     targets = await tx.lock_states(sorted({target_id for _, target_id in checks}))

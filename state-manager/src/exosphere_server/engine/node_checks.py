@@ -54,6 +54,7 @@ def check_registrations(
 ) -> RegistrationReport:
     """Compare every graph node with its registration, keyed by ``(node_name, namespace)``."""
     report = RegistrationReport()
+    warned: set[str] = set()  # a set beside the list: one membership test per node stays O(1)
     for ident, node in shape.nodes.items():
         registration = registered.get((node.node_name, node.namespace))
         if registration is None:
@@ -61,7 +62,8 @@ def check_registrations(
                 f"Node {node.node_name} in namespace {node.namespace} is not registered yet; "
                 "its states wait until a runtime registers it"
             )
-            if warning not in report.warnings:
+            if warning not in warned:
+                warned.add(warning)
                 report.warnings.append(warning)
         else:
             label = f"node '{ident}' ({node.node_name} in namespace {node.namespace})"

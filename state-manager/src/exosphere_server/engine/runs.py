@@ -76,9 +76,11 @@ async def start_run(
     if graph.validation_status != "VALID":
         reasons = "; ".join(graph.validation_errors)
         raise BadRequest("Graph template is not valid" + (f": {reasons}" if reasons else ""))
-    version = await tx.get_graph_version(namespace, graph_name, graph.version)
-    assert version is not None
-    pinned = ctx.pinned.get(version)
+    pinned = ctx.pinned.cached(namespace, graph_name, graph.version)
+    if pinned is None:
+        version = await tx.get_graph_version(namespace, graph_name, graph.version)
+        assert version is not None
+        pinned = await ctx.pinned.get(version)
     root = pinned.shape.nodes[pinned.shape.root]
     root_inputs = _root_inputs(root.inputs, inputs, store, pinned)
     satisfied = set(store) | (set(pinned.store_config.default_values) if defaults_satisfy_required else set())

@@ -53,7 +53,7 @@ async def run_and_graph(tx: Tx, ctx: EngineContext, run_id: str) -> tuple[RunRec
         version = await tx.get_graph_version(run.namespace, run.graph_name, run.graph_version)
         if version is None:
             raise NotFound(f"Graph template {run.graph_name} version {run.graph_version} not found")
-        pinned = ctx.pinned.get(version)
+        pinned = await ctx.pinned.get(version)
     ctx.runs.put(run, pinned)
     return run, pinned
 

@@ -8,7 +8,9 @@ how a row is locked, and how other replicas learn that work became ready.
 from __future__ import annotations
 
 import abc
+import asyncio
 import contextlib
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
@@ -102,6 +104,35 @@ CLAIM_STATES = (
 )
 
 
+class EncodedJson(str):
+    """JSON text encoded before the statement runs; `encode_json` (the engines' serializer) passes it through.
+
+    A graph's node list can be megabytes: encoding it inside SQLAlchemy's bind processing would run
+    on the event loop (PostgreSQL's driver is async; SQLite statements run on the loop), so
+    :meth:`Tx.save_graph` encodes it in a worker thread first.
+    """
+
+
+def encode_json(value: Any) -> str:
+    """The `json_serializer` of both engines."""
+    return value if isinstance(value, EncodedJson) else json.dumps(value)
+
+
+async def encoded_off_loop(value: Any) -> EncodedJson:
+    return EncodedJson(await asyncio.to_thread(json.dumps, value))
+
+
+def _decoded_nodes(rows: Sequence[Any]) -> list[GraphRecord]:
+    """Graph rows whose `nodes` column was read as text, decoded here (in a worker thread)."""
+    records = []
+    for row in rows:
+        mapping = dict(row._mapping)
+        nodes = mapping["nodes"]
+        mapping["nodes"] = json.loads(nodes) if isinstance(nodes, str) else nodes
+        records.append(GraphRecord(**{f.name: mapping[f.name] for f in fields(GraphRecord)}))
+    return records
+
+
 def _record(cls: type[R], row: Any) -> R:
     mapping = row._mapping
     return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
@@ -132,22 +163,51 @@ class Tx:
 
     # -- graphs ----------------------------------------------------------------------------------
 
-    async def get_graph(self, namespace: str, name: str, *, for_update: bool = False) -> GraphRecord | None:
+    def _graphs_query(self) -> sa.Select[Any]:
+        # `nodes` comes back as text and is decoded in a worker thread (see `_graphs`): a graph of
+        # 100,000 nodes is megabytes of JSON, too much to decode on the event loop.
         g = schema.graphs
-        query = sa.select(g).where(g.c.namespace == namespace, g.c.name == name)
-        if for_update:
-            query = query.with_for_update()
-        return await self._one(GraphRecord, query)
+        columns = [sa.cast(c, sa.Text).label(c.name) if c.name == "nodes" else c for c in g.c]
+        return sa.select(*columns)
+
+    async def _graphs(self, query: sa.Select[Any]) -> list[GraphRecord]:
+        rows = list(await self.conn.execute(query))
+        return await asyncio.to_thread(_decoded_nodes, rows) if rows else []
+
+    async def get_graph(self, namespace: str, name: str) -> GraphRecord | None:
+        g = schema.graphs
+        found = await self._graphs(self._graphs_query().where(g.c.namespace == namespace, g.c.name == name))
+        return found[0] if found else None
+
+    async def get_graphs(self, keys: Iterable[tuple[str, str]]) -> list[GraphRecord]:
+        """Several graphs by (namespace, name), in that order."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return []
+        g = schema.graphs
+        query = self._graphs_query().where(sa.tuple_(g.c.namespace, g.c.name).in_(wanted))
+        return sorted(await self._graphs(query), key=lambda r: (r.namespace, r.name))
+
+    async def lock_graph_version(self, namespace: str, name: str) -> tuple[int, int] | None:
+        """(version, created_at) of a graph, row locked until commit; the nodes are not read."""
+        g = schema.graphs
+        query = (
+            sa.select(g.c.version, g.c.created_at).where(g.c.namespace == namespace, g.c.name == name).with_for_update()
+        )
+        row = (await self.conn.execute(query)).first()
+        return (int(row[0]), int(row[1])) if row is not None else None
 
     async def list_graphs(self, namespace: str | None = None) -> list[GraphRecord]:
         g = schema.graphs
-        query = sa.select(g).order_by(g.c.namespace, g.c.name)
+        query = self._graphs_query().order_by(g.c.namespace, g.c.name)
         if namespace is not None:
             query = query.where(g.c.namespace == namespace)
-        return await self._all(GraphRecord, query)
+        return await self._graphs(query)
 
     async def save_graph(self, record: GraphRecord) -> None:
-        values = asdict(record)
+        # Not `asdict`: it would deep-copy the node list on the event loop.
+        values = {f.name: getattr(record, f.name) for f in fields(GraphRecord)}
+        values["nodes"] = await encoded_off_loop(record.nodes)
         stmt = self._insert(schema.graphs).values(**values)
         updates = {k: v for k, v in values.items() if k not in ("namespace", "name", "created_at")}
         await self.conn.execute(stmt.on_conflict_do_update(index_elements=["namespace", "name"], set_=updates))
@@ -163,7 +223,34 @@ class Tx:
         )
 
     async def insert_graph_version(self, record: GraphVersionRecord) -> None:
-        await self.conn.execute(sa.insert(schema.graph_versions).values(**asdict(record)))
+        values = {f.name: getattr(record, f.name) for f in fields(GraphVersionRecord)}
+        values["nodes"] = await encoded_off_loop(record.nodes)
+        await self.conn.execute(sa.insert(schema.graph_versions).values(**values))
+
+    async def replace_graph_node_refs(self, namespace: str, name: str, node_refs: Iterable[tuple[str, str]]) -> None:
+        """Record which registered nodes, as (node namespace, node name), a graph uses; replaces the old list."""
+        r = schema.graph_node_refs
+        await self.conn.execute(sa.delete(r).where(r.c.graph_namespace == namespace, r.c.graph_name == name))
+        rows = [
+            {"node_namespace": ns, "node_name": node, "graph_namespace": namespace, "graph_name": name}
+            for ns, node in sorted(set(node_refs))
+        ]
+        if rows:
+            await self.conn.execute(sa.insert(r), rows)
+
+    async def graphs_using_nodes(self, node_refs: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(namespace, name) of every graph that uses one of the nodes, found by the table's primary key."""
+        wanted = sorted(set(node_refs))
+        if not wanted:
+            return []
+        r = schema.graph_node_refs
+        query = (
+            sa.select(r.c.graph_namespace, r.c.graph_name)
+            .distinct()
+            .where(sa.tuple_(r.c.node_namespace, r.c.node_name).in_(wanted))
+            .order_by(r.c.graph_namespace, r.c.graph_name)
+        )
+        return [(ns, name) for ns, name in await self.conn.execute(query)]
 
     async def get_graph_version(self, namespace: str, name: str, version: int) -> GraphVersionRecord | None:
         params = {"namespace": namespace, "name": name, "version": version}

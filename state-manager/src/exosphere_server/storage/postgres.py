@@ -13,7 +13,7 @@ import structlog
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from exosphere_server.storage.base import Storage, Tx
+from exosphere_server.storage.base import Storage, Tx, encode_json
 from exosphere_server.storage.migrate import upgrade_to_head
 from exosphere_server.storage.records import StateRecord
 
@@ -36,6 +36,7 @@ class PostgresStorage(Storage):
             "postgresql+asyncpg://" + self.dsn.split("://", 1)[1],
             pool_size=pool_size,
             max_overflow=pool_size,
+            json_serializer=encode_json,
             # No ping per checkout (a round trip per transaction): a connection found dead fails one
             # request with a 503, which clients retry, and SQLAlchemy then renews the whole pool.
             connect_args={"server_settings": {"statement_timeout": "30000", "application_name": "exosphere"}},

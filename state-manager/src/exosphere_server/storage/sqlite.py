@@ -1,8 +1,10 @@
 """The embedded default: one SQLite file in WAL mode, written by one transaction at a time.
 
 SQLite answers from its page cache in microseconds, so statements run right on the event loop:
-a thread hop per statement (what an async driver does) costs more than the statement itself. A
-transaction therefore never yields to the loop midway, and the writer lock only documents that.
+a thread hop per statement (what an async driver does) costs more than the statement itself. Most
+transactions therefore never yield to the loop midway. The few that do (a graph upsert or a node
+registration validates, and encodes a large node list, in a worker thread) hold the writer lock,
+which keeps every other write transaction waiting until they commit.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from exosphere_server.storage.base import Storage
+from exosphere_server.storage.base import Storage, encode_json
 from exosphere_server.storage.migrate import upgrade_connection
 
 
@@ -51,7 +53,7 @@ class SqliteStorage(Storage):
         super().__init__()
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.engine = sa.create_engine(f"sqlite:///{path}", pool_size=4, max_overflow=8)
+        self.engine = sa.create_engine(f"sqlite:///{path}", pool_size=4, max_overflow=8, json_serializer=encode_json)
         sa.event.listen(self.engine, "connect", _pragmas)
         sa.event.listen(self.engine, "begin", _begin)
         self._writer = asyncio.Lock()

@@ -21,6 +21,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from exosphere_server.private_files import make_private_dir
+
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_CORS_ORIGINS = (
     "http://localhost:3000",
@@ -107,7 +109,7 @@ def load_settings(
         secrets_key = decode_secrets_key(raw_secrets_key)
     elif url.startswith("sqlite:///"):
         database_file = Path(url.removeprefix("sqlite:///"))
-        database_file.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(database_file.parent)
         secrets_key = _generated_key_beside(database_file)
     else:
         raise ConfigError("SECRETS_ENCRYPTION_KEY is required with PostgreSQL (URL-safe base64 of 32 bytes)")

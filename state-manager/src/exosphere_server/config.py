@@ -5,12 +5,17 @@
 | `EXOSPHERE_DATABASE_URL` | `sqlite:///<data dir>/exosphere.db` | `sqlite:///path` or `postgresql://user:pw@host/db` |
 | `EXOSPHERE_DATA_DIR` | `~/.exosphere` | where the embedded database and generated key live |
 | `STATE_MANAGER_SECRET` | none | the API key clients send in `x-api-key` |
+| `EXOSPHERE_METRICS_KEY` | none | a second key accepted by `/metrics` only (`x-api-key` or `Authorization: Bearer`) |
+| `EXOSPHERE_ALLOWED_HOSTS` | from `--host`, see `allowed_hosts_for` | comma-separated `Host` names served (`*`: any) |
+| `EXOSPHERE_AUTH_MAX_FAILURES` | `20` | wrong keys from one client address within the window before it is locked out |
+| `EXOSPHERE_AUTH_FAILURE_WINDOW_SECONDS` | `60` | the window in which failures are counted |
+| `EXOSPHERE_AUTH_LOCKOUT_SECONDS` | `60` | how long a locked-out address gets `429`, from its latest wrong key |
 | `SECRETS_ENCRYPTION_KEY` | generated once beside the SQLite file | URL-safe base64 of 32 bytes (AES-256-GCM) |
 | `EXOSPHERE_DEFAULT_LEASE_SECONDS` | `300` | lease of a claim whose request names none (the published client) |
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
 | `EXOSPHERE_RUN_RETENTION_DAYS` | `0` (keep) | finished runs older than this are deleted |
 | `EXOSPHERE_DB_POOL_SIZE` | `10` | PostgreSQL connections per replica |
-| `CORS_ORIGINS` | localhost:3000/3001 | comma-separated allowed origins |
+| `CORS_ORIGINS` | none | comma-separated origins allowed to call `/v0` and `/metrics` (never `/dashboard`) |
 """
 
 from __future__ import annotations
@@ -18,18 +23,15 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from exosphere_server.private_files import make_private_dir
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-DEFAULT_CORS_ORIGINS = (
-    "http://localhost:3000",
-    "http://localhost:3001",
-    "http://127.0.0.1:3000",
-    "http://127.0.0.1:3001",
-)
+# The names a browser puts in the Host header for a loopback server (IPv6 addresses in brackets).
+LOOPBACK_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
+ANY_HOST = "*"
 
 
 class ConfigError(Exception):
@@ -47,7 +49,12 @@ class Settings:
     cron_catch_up: str = "latest"
     run_retention_days: int = 0
     db_pool_size: int = 10
-    cors_origins: tuple[str, ...] = field(default=DEFAULT_CORS_ORIGINS)
+    cors_origins: tuple[str, ...] = ()
+    metrics_key: str | None = None
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOST_NAMES
+    auth_max_failures: int = 20
+    auth_failure_window_s: int = 60
+    auth_lockout_s: int = 60
 
     @property
     def is_sqlite(self) -> bool:
@@ -76,14 +83,40 @@ def _generated_key_beside(database_file: Path) -> bytes:
     return decode_secrets_key(value)
 
 
-def _int_env(name: str, default: int) -> int:
+def _int_env(name: str, default: int, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _list_env(name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+def allowed_hosts_for(listen_host: str, configured: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The Host header values the server answers, against DNS rebinding: a page on an attacker's domain
+    that resolves to this server sends that domain as Host, and is refused.
+
+    >>> allowed_hosts_for("127.0.0.1")
+    ('localhost', '127.0.0.1', '[::1]')
+    >>> allowed_hosts_for("10.0.0.5")
+    ('10.0.0.5', 'localhost', '127.0.0.1', '[::1]')
+    """
+    if configured:
+        return configured
+    if listen_host in LOOPBACK_HOSTS:
+        return LOOPBACK_HOST_NAMES
+    if listen_host in ("0.0.0.0", "::"):
+        # Reachable under any name, and then an API key is required, so the name proves nothing.
+        return (ANY_HOST,)
+    return (f"[{listen_host}]" if ":" in listen_host else listen_host, *LOOPBACK_HOST_NAMES)
 
 
 def load_settings(
@@ -117,7 +150,6 @@ def load_settings(
     catch_up = os.environ.get("EXOSPHERE_CRON_CATCH_UP", "latest")
     if catch_up not in {"latest", "none"}:
         raise ConfigError("EXOSPHERE_CRON_CATCH_UP must be 'latest' or 'none'")
-    cors = tuple(o.strip() for o in os.environ.get("CORS_ORIGINS", "").split(",") if o.strip())
     return Settings(
         database_url=url,
         api_key=key,
@@ -128,5 +160,10 @@ def load_settings(
         cron_catch_up=catch_up,
         run_retention_days=_int_env("EXOSPHERE_RUN_RETENTION_DAYS", 0),
         db_pool_size=_int_env("EXOSPHERE_DB_POOL_SIZE", 10),
-        cors_origins=cors or DEFAULT_CORS_ORIGINS,
+        cors_origins=_list_env("CORS_ORIGINS"),
+        metrics_key=os.environ.get("EXOSPHERE_METRICS_KEY") or None,
+        allowed_hosts=allowed_hosts_for(host, _list_env("EXOSPHERE_ALLOWED_HOSTS")),
+        auth_max_failures=_int_env("EXOSPHERE_AUTH_MAX_FAILURES", 20, minimum=1),
+        auth_failure_window_s=_int_env("EXOSPHERE_AUTH_FAILURE_WINDOW_SECONDS", 60, minimum=1),
+        auth_lockout_s=_int_env("EXOSPHERE_AUTH_LOCKOUT_SECONDS", 60, minimum=1),
     )

@@ -139,7 +139,7 @@ def where_to_look(server: ServerProcess, keep: bool) -> str:
         f"  dashboard       {url}/dashboard  (API key {server.api_key})\n"
         f"  command line    .venv/bin/exosphere runs --server {url} --key {server.api_key} --namespace {NAMESPACE}\n"
         f"  API docs        {url}/docs\n"
-        f"  metrics         {url}/metrics"
+        f"  metrics         curl -H 'x-api-key: {server.api_key}' {url}/metrics"
     )
 
 

@@ -7,16 +7,18 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
-from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.responses import Response
 
 from exosphere_server import __version__
 from exosphere_server.api import graph_routes, inspect_routes, run_routes, state_routes
-from exosphere_server.api.auth import reject_nul_characters, require_api_key
+from exosphere_server.api.auth import reject_nul_characters, require_api_key, require_metrics_key
 from exosphere_server.api.body_limit import BodyLimitMiddleware
+from exosphere_server.api.cors import ApiOnlyCORSMiddleware
 from exosphere_server.api.errors import install_error_handlers
+from exosphere_server.api.host_check import HostCheckMiddleware
 from exosphere_server.api.json_response import SafeJSONResponse
+from exosphere_server.api.lockout import Lockouts
 from exosphere_server.api.off_loop import install_body_schemas
 from exosphere_server.api.request_id import RequestIdMiddleware
 from exosphere_server.api.schemas import UpsertGraphRequest
@@ -114,6 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.ctx = ctx
+    app.state.lockouts = Lockouts(settings.auth_max_failures, settings.auth_failure_window_s, settings.auth_lockout_s)
     install_error_handlers(app)
 
     # In this order: a request without the right key learns nothing about its parameters.
@@ -128,7 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"message": "OK"}
 
-    @app.get("/metrics", include_in_schema=False)
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_key)])
     async def metrics(request: Request) -> Response:
         async with request.app.state.ctx.storage.reader() as tx:
             depths = await tx.ready_depths(now_ms())
@@ -138,25 +141,12 @@ def create_app(settings: Settings) -> FastAPI:
             READY_DEPTH.labels(namespace, node).set(depth)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    # Outermost first: CORS, then the request id (so every non-preflight answer carries it), then the
-    # body limit (so a refusal carries the request id too).
+    # Added innermost first: the body limit (inside the request id, so its refusal carries the id);
+    # the Host check wraps everything, so a rebound name is answered by nothing else; CORS only for
+    # the API (cors.py), then the request id on every answer that gets that far.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(
-        CORSMiddleware,
-        allow_origins=list(settings.cors_origins),
-        allow_credentials=True,
-        allow_methods=["GET", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"],
-        allow_headers=[
-            "Accept",
-            "Accept-Language",
-            "Content-Language",
-            "Content-Type",
-            "X-API-Key",
-            "Authorization",
-            "X-Requested-With",
-            "X-Exosphere-Request-ID",
-        ],
-        expose_headers=["X-Exosphere-Request-ID"],
-    )
+    if settings.cors_origins:
+        app.add_middleware(ApiOnlyCORSMiddleware, allow_origins=list(settings.cors_origins))
+    app.add_middleware(HostCheckMiddleware, allowed_hosts=settings.allowed_hosts)
     return app

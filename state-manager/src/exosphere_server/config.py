@@ -5,6 +5,11 @@
 | `EXOSPHERE_DATABASE_URL` | `sqlite:///<data dir>/exosphere.db` | `sqlite:///path` or `postgresql://user:pw@host/db` |
 | `EXOSPHERE_DATA_DIR` | `~/.exosphere` | where the embedded database and generated key live |
 | `STATE_MANAGER_SECRET` | none | the API key clients send in `x-api-key` |
+| `EXOSPHERE_METRICS_KEY` | none | a second key accepted by `/metrics` only (`x-api-key` or `Authorization: Bearer`) |
+| `EXOSPHERE_ALLOWED_HOSTS` | from `--host`, see `allowed_hosts_for` | comma-separated `Host` names served (`*`: any) |
+| `EXOSPHERE_AUTH_MAX_FAILURES` | `20` | wrong keys from one client address within the window before it is locked out |
+| `EXOSPHERE_AUTH_FAILURE_WINDOW_SECONDS` | `60` | the window in which failures are counted |
+| `EXOSPHERE_AUTH_LOCKOUT_SECONDS` | `60` | how long a locked-out address gets `429`, from its latest wrong key |
 | `SECRETS_ENCRYPTION_KEY` | made once beside the SQLite file | base64 of 32 bytes (AES-256-GCM), checked at start |
 | `SECRETS_ENCRYPTION_KEY_PREVIOUS` | none | old keys, comma-separated: a start re-encrypts secrets to the current key |
 | `EXOSPHERE_MAX_REQUEST_BYTES` | `52428800` (50 MiB) | larger request bodies get 413, unread |
@@ -13,7 +18,7 @@
 | `EXOSPHERE_RUN_RETENTION_DAYS` | `0` (keep) | finished runs older than this are deleted |
 | `EXOSPHERE_DB_POOL_SIZE` | `10` | PostgreSQL connections per replica |
 | `EXOSPHERE_MAX_GRAPH_NODES` | `10000` | most nodes a graph template may have; larger upserts get a 422 |
-| `CORS_ORIGINS` | localhost:3000/3001 | comma-separated allowed origins |
+| `CORS_ORIGINS` | none | comma-separated origins allowed to call `/v0` and `/metrics` (never `/dashboard`) |
 """
 
 from __future__ import annotations
@@ -21,16 +26,15 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from exosphere_server.private_files import make_private_dir
+
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-DEFAULT_CORS_ORIGINS = (
-    "http://localhost:3000",
-    "http://localhost:3001",
-    "http://127.0.0.1:3000",
-    "http://127.0.0.1:3001",
-)
+# The names a browser puts in the Host header for a loopback server (IPv6 addresses in brackets).
+LOOPBACK_HOST_NAMES = ("localhost", "127.0.0.1", "[::1]")
+ANY_HOST = "*"
 
 
 class ConfigError(Exception):
@@ -49,7 +53,12 @@ class Settings:
     run_retention_days: int = 0
     db_pool_size: int = 10
     max_graph_nodes: int = 10_000
-    cors_origins: tuple[str, ...] = field(default=DEFAULT_CORS_ORIGINS)
+    cors_origins: tuple[str, ...] = ()
+    metrics_key: str | None = None
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOST_NAMES
+    auth_max_failures: int = 20
+    auth_failure_window_s: int = 60
+    auth_lockout_s: int = 60
     previous_secrets_keys: tuple[bytes, ...] = ()
     # The embedded default's key file when it was missing and a key was made: written only once the
     # database is known to hold no secrets under another key (engine/secrets_key.py).
@@ -89,18 +98,40 @@ def write_new_key_file(settings: Settings) -> None:
         handle.write(base64.urlsafe_b64encode(settings.secrets_key).decode() + "\n")
 
 
-def _int_env(name: str, default: int) -> int:
+def _int_env(name: str, default: int, minimum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
 
 
 def _list_env(name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in os.environ.get(name, "").split(",") if item.strip())
+
+
+def allowed_hosts_for(listen_host: str, configured: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The Host header values the server answers, against DNS rebinding: a page on an attacker's domain
+    that resolves to this server sends that domain as Host, and is refused.
+
+    >>> allowed_hosts_for("127.0.0.1")
+    ('localhost', '127.0.0.1', '[::1]')
+    >>> allowed_hosts_for("10.0.0.5")
+    ('10.0.0.5', 'localhost', '127.0.0.1', '[::1]')
+    """
+    if configured:
+        return configured
+    if listen_host in LOOPBACK_HOSTS:
+        return LOOPBACK_HOST_NAMES
+    if listen_host in ("0.0.0.0", "::"):
+        # Reachable under any name, and then an API key is required, so the name proves nothing.
+        return (ANY_HOST,)
+    return (f"[{listen_host}]" if ":" in listen_host else listen_host, *LOOPBACK_HOST_NAMES)
 
 
 def load_settings(
@@ -127,7 +158,7 @@ def load_settings(
         secrets_key = decode_secrets_key(raw_secrets_key)
     elif url.startswith("sqlite:///"):
         database_file = Path(url.removeprefix("sqlite:///"))
-        database_file.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(database_file.parent)
         secrets_key, new_key_file = _key_beside(database_file)
     else:
         raise ConfigError("SECRETS_ENCRYPTION_KEY is required with PostgreSQL (URL-safe base64 of 32 bytes)")
@@ -138,7 +169,6 @@ def load_settings(
     max_graph_nodes = _int_env("EXOSPHERE_MAX_GRAPH_NODES", 10_000)
     if max_graph_nodes < 1:
         raise ConfigError(f"EXOSPHERE_MAX_GRAPH_NODES must be at least 1, got {max_graph_nodes}")
-    cors = _list_env("CORS_ORIGINS")
     return Settings(
         database_url=url,
         api_key=key,
@@ -150,7 +180,12 @@ def load_settings(
         run_retention_days=_int_env("EXOSPHERE_RUN_RETENTION_DAYS", 0),
         db_pool_size=_int_env("EXOSPHERE_DB_POOL_SIZE", 10),
         max_graph_nodes=max_graph_nodes,
-        cors_origins=cors or DEFAULT_CORS_ORIGINS,
+        cors_origins=_list_env("CORS_ORIGINS"),
+        metrics_key=os.environ.get("EXOSPHERE_METRICS_KEY") or None,
+        allowed_hosts=allowed_hosts_for(host, _list_env("EXOSPHERE_ALLOWED_HOSTS")),
+        auth_max_failures=_int_env("EXOSPHERE_AUTH_MAX_FAILURES", 20, minimum=1),
+        auth_failure_window_s=_int_env("EXOSPHERE_AUTH_FAILURE_WINDOW_SECONDS", 60, minimum=1),
+        auth_lockout_s=_int_env("EXOSPHERE_AUTH_LOCKOUT_SECONDS", 60, minimum=1),
         previous_secrets_keys=tuple(decode_secrets_key(k) for k in _list_env("SECRETS_ENCRYPTION_KEY_PREVIOUS")),
         new_secrets_key_file=new_key_file,
         max_request_bytes=_int_env("EXOSPHERE_MAX_REQUEST_BYTES", 50 * 1024 * 1024),

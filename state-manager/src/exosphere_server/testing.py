@@ -87,11 +87,11 @@ def fresh_postgres_url(admin_url: str) -> str:
 
 
 class ServerProcess:
-    """An `exosphere server` subprocess on a free loopback port."""
+    """An `exosphere server` subprocess on a free loopback port (`database_url=None`: the server's default)."""
 
     def __init__(
         self,
-        database_url: str,
+        database_url: str | None,
         *,
         port: int | None = None,
         api_key: str = TEST_API_KEY,
@@ -125,8 +125,7 @@ class ServerProcess:
             "server",
             "--port",
             str(self.port),
-            "--database-url",
-            self.database_url,
+            *(["--database-url", self.database_url] if self.database_url is not None else []),
             "--log-level",
             self.log_level,
         ]

@@ -37,7 +37,7 @@ def logged_api(logged_server: ServerProcess, namespace: str) -> Iterator[httpx.C
 
 
 def samples(server: ServerProcess) -> list[tuple[str, dict[str, str], float]]:
-    response = httpx.get(server.url + "/metrics")
+    response = httpx.get(server.url + "/metrics", headers={"authorization": f"Bearer {server.api_key}"})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain"), response.headers
     return [
@@ -68,8 +68,8 @@ def worker_graph(api: httpx.Client, namespace: str) -> str:
     return "work"
 
 
-def test_metrics_is_prometheus_text_without_a_key(server: ServerProcess) -> None:
-    response = httpx.get(server.url + "/metrics")
+def test_metrics_is_prometheus_text(server: ServerProcess) -> None:
+    response = httpx.get(server.url + "/metrics", headers={"x-api-key": server.api_key})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(response.text)}

@@ -1,4 +1,5 @@
-"""The dependencies of every `/v0` route: the API key (compared in constant time), then NUL-free parameters."""
+"""The dependencies of every `/v0` route: the API key (compared in constant time), then NUL-free parameters;
+and the key check of `/metrics`. Wrong keys count towards the client address's lock-out (`lockout.py`)."""
 
 from __future__ import annotations
 
@@ -7,17 +8,54 @@ import hmac
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
+from exosphere_server.api.lockout import note_failure, refuse_if_locked_out
+from exosphere_server.config import Settings
+
+
+def key_equals(given: str | None, expected: str) -> bool:
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
 
 def api_key_matches(request: Request, given: str | None) -> bool:
     expected: str | None = request.app.state.settings.api_key
     if expected is None:
         return True  # loopback without a configured key: a local development server
-    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+    return key_equals(given, expected)
+
+
+def _check(request: Request, given: str | None, matches: bool) -> None:
+    """Count a wrong key first, so that the failure which reaches the limit already answers 429."""
+    if not matches and given is not None:
+        note_failure(request)
+    refuse_if_locked_out(request)
+    if not matches:
+        raise HTTPException(status_code=401, detail="Invalid API key")
 
 
 async def require_api_key(request: Request) -> None:
-    if not api_key_matches(request, request.headers.get("x-api-key")):
-        raise HTTPException(status_code=401, detail="Invalid API key")
+    given = request.headers.get("x-api-key")
+    _check(request, given, api_key_matches(request, given))
+
+
+def _metrics_credential(request: Request) -> str | None:
+    """Prometheus sends `Authorization: Bearer <key>`; curl users tend to send `x-api-key`."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key")
+
+
+async def require_metrics_key(request: Request) -> None:
+    """`/metrics` names namespaces and nodes: it takes the API key or the separate metrics key, and is
+    open only on a server with neither (a loopback development server)."""
+    settings: Settings = request.app.state.settings
+    keys = [k for k in (settings.api_key, settings.metrics_key) if k is not None]
+    if not keys:
+        return
+    given = _metrics_credential(request)
+    # Every key compared, not the first match only: the time taken says nothing about which one was close.
+    matches = [key_equals(given, key) for key in keys]
+    _check(request, given, any(matches))
 
 
 def reject_nul_characters(request: Request) -> None:

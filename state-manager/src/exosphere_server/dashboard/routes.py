@@ -6,6 +6,7 @@ endpoints the pages call live in `api.py` under `/dashboard/api`.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from exosphere_server.api.deps import engine_context
+from exosphere_server.api.lockout import lockout_message, lockout_seconds_left, note_failure
 from exosphere_server.dashboard import api, data, session
 from exosphere_server.dashboard.layout import layout_template
 from exosphere_server.dashboard.rendering import render_page
@@ -29,11 +31,20 @@ RUNS_PER_PAGE = 25
 # -- login -----------------------------------------------------------------------------------------
 
 
+def _locked_out_form(request: Request, target: str, seconds_left: float) -> Response:
+    response = render_page(request, "login.html", status_code=429, next=target, error=lockout_message(seconds_left))
+    response.headers["Retry-After"] = str(math.ceil(seconds_left))
+    return response
+
+
 @router.get("/login")
 async def login_form(request: Request, next: str | None = None) -> Response:
-    if session.is_logged_in(request):
-        return RedirectResponse(session.safe_next(next), status_code=303)
-    return render_page(request, "login.html", next=session.safe_next(next), error=None)
+    target = session.safe_next(next)
+    if left := lockout_seconds_left(request):
+        return _locked_out_form(request, target, left)
+    if await session.is_logged_in(request):
+        return RedirectResponse(target, status_code=303)
+    return render_page(request, "login.html", next=target, error=None)
 
 
 @router.post("/login")
@@ -42,7 +53,12 @@ async def login(request: Request) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
     given = (form.get("api_key") or [""])[0]
     target = session.safe_next((form.get("next") or [""])[0])
-    if not session.key_matches(request.app.state.settings, given):
+    matches = session.key_matches(request.app.state.settings, given)
+    if not matches:
+        note_failure(request)  # counted first, so the failure that reaches the limit already says so
+    if left := lockout_seconds_left(request):
+        return _locked_out_form(request, target, left)
+    if not matches:
         return render_page(request, "login.html", status_code=401, next=target, error="That API key is not valid.")
     response = RedirectResponse(target, status_code=303)
     session.set_session_cookie(request, response)
@@ -50,7 +66,8 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout() -> Response:
+async def logout(request: Request) -> Response:
+    await session.end_session(request)
     response = RedirectResponse("/dashboard/login", status_code=303)
     session.clear_session_cookie(response)
     return response

@@ -2,13 +2,13 @@
 
 The cookie never holds the key itself. The token is `<issued ms>.<nonce>.<HMAC>` signed with a key
 derived from the secrets key *and* the API key, so rotating the API key ends every session. Tokens
-are stateless (any replica can check them) and expire after `SESSION_TTL_MS`; logging out deletes the
-cookie.
+expire after `SESSION_TTL_MS`; logging out deletes the cookie and revokes the token on every replica
+(`engine/sessions.py`: its nonce is recorded in storage until it would have expired).
 
 Example::
 
     token = issue_token(settings)
-    token_is_valid(settings, token)   # True for the next 12 hours
+    verified_token(settings, token)   # SessionToken(token_id=<nonce>, expires_at=...) for 12 hours
 """
 
 from __future__ import annotations
@@ -16,11 +16,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from fastapi import HTTPException, Request, Response
 
+from exosphere_server.api.deps import engine_context
+from exosphere_server.api.lockout import refuse_if_locked_out
 from exosphere_server.config import Settings
+from exosphere_server.engine.sessions import revoke_session, session_is_revoked
 from exosphere_server.storage.base import now_ms
 
 COOKIE_NAME = "exosphere_session"
@@ -44,14 +48,27 @@ def issue_token(settings: Settings, issued_ms: int | None = None) -> str:
     return f"{payload}.{_signature(settings, payload)}"
 
 
-def token_is_valid(settings: Settings, token: str | None) -> bool:
+@dataclass(frozen=True)
+class SessionToken:
+    token_id: str  # the random nonce: what a logout revokes
+    expires_at: int
+
+
+def verified_token(settings: Settings, token: str | None) -> SessionToken | None:
+    """The token's identity if it is signed by this installation and not expired (revocation aside)."""
     if not token or token.count(".") != 2:
-        return False
+        return None
     issued, nonce, signature = token.split(".")
     expected = _signature(settings, f"{issued}.{nonce}")
     if not hmac.compare_digest(signature.encode(), expected.encode()):
-        return False
-    return issued.isdigit() and 0 <= now_ms() - int(issued) < SESSION_TTL_MS
+        return None
+    if not (issued.isdigit() and 0 <= now_ms() - int(issued) < SESSION_TTL_MS):
+        return None
+    return SessionToken(token_id=nonce, expires_at=int(issued) + SESSION_TTL_MS)
+
+
+def token_is_valid(settings: Settings, token: str | None) -> bool:
+    return verified_token(settings, token) is not None
 
 
 def key_matches(settings: Settings, given: str) -> bool:
@@ -61,11 +78,19 @@ def key_matches(settings: Settings, given: str) -> bool:
     return hmac.compare_digest(given.encode(), settings.api_key.encode())
 
 
-def is_logged_in(request: Request) -> bool:
+async def is_logged_in(request: Request) -> bool:
     settings: Settings = request.app.state.settings
     if settings.api_key is None:
         return True  # like the API: a loopback server without a key is open
-    return token_is_valid(settings, request.cookies.get(COOKIE_NAME))
+    token = verified_token(settings, request.cookies.get(COOKIE_NAME))
+    return token is not None and not await session_is_revoked(engine_context(request), token.token_id)
+
+
+async def end_session(request: Request) -> None:
+    """Logout: the cookie's token stops working on every replica, even if a copy of it is replayed."""
+    token = verified_token(request.app.state.settings, request.cookies.get(COOKIE_NAME))
+    if token is not None:
+        await revoke_session(engine_context(request), token.token_id, token.expires_at)
 
 
 def set_session_cookie(request: Request, response: Response) -> None:
@@ -86,14 +111,16 @@ def clear_session_cookie(response: Response) -> None:
 
 async def require_page_session(request: Request) -> None:
     """Pages: without a session, send the browser to the login form (and back here afterwards)."""
-    if not is_logged_in(request):
+    refuse_if_locked_out(request)
+    if not await is_logged_in(request):
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise HTTPException(status_code=303, headers={"Location": f"/dashboard/login?next={quote(target)}"})
 
 
 async def require_api_session(request: Request) -> None:
     """`/dashboard/api/...`: a JSON 401 without a session; writes also need the CSRF header."""
-    if not is_logged_in(request):
+    refuse_if_locked_out(request)
+    if not await is_logged_in(request):
         raise HTTPException(status_code=401, detail="Not logged in to the dashboard")
     if request.method not in ("GET", "HEAD") and request.headers.get(CSRF_HEADER) != "1":
         raise HTTPException(status_code=403, detail=f"Missing the {CSRF_HEADER} header")

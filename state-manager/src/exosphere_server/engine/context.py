@@ -81,6 +81,24 @@ class RunCache:
             self._cache.popitem(last=False)
 
 
+class RevokedSessionCache:
+    """Dashboard session ids known to be revoked: a revocation is never undone, so this can only be stale
+    by missing an id (then storage is asked). Bounded, the least recently seen forgotten first."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def __contains__(self, token_id: str) -> bool:
+        return token_id in self._ids
+
+    def add(self, token_id: str) -> None:
+        self._ids[token_id] = None
+        self._ids.move_to_end(token_id)
+        if len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+
 @dataclass
 class EngineContext:
     storage: Storage
@@ -91,3 +109,4 @@ class EngineContext:
     max_graph_nodes: int = 10_000
     pinned: PinnedGraphs = field(default_factory=lambda: PinnedGraphs())
     runs: RunCache = field(default_factory=lambda: RunCache())
+    revoked_sessions: RevokedSessionCache = field(default_factory=lambda: RevokedSessionCache())

@@ -559,6 +559,23 @@ class Tx:
         value = (await self.conn.execute(sa.select(sa.func.min(c.c.next_fire_at)))).scalar_one()
         return int(value) if value is not None else None
 
+    # -- dashboard sessions ----------------------------------------------------------------------
+
+    async def revoke_session(self, token_id: str, expires_at: int) -> None:
+        """Record a logged-out session until it would have expired anyway; logging out twice is harmless."""
+        stmt = self._insert(schema.revoked_sessions).values(token_id=token_id, expires_at=expires_at)
+        await self.conn.execute(stmt.on_conflict_do_nothing())
+
+    async def session_is_revoked(self, token_id: str) -> bool:
+        rs = schema.revoked_sessions
+        query = sa.select(rs.c.token_id).where(rs.c.token_id == token_id)
+        return (await self.conn.execute(query)).first() is not None
+
+    async def delete_expired_session_revocations(self, now: int) -> int:
+        """An expired token is refused on its own, so its revocation row can go (by the expiry index)."""
+        rs = schema.revoked_sessions
+        return int((await self.conn.execute(sa.delete(rs).where(rs.c.expires_at <= now))).rowcount)
+
     # -- inspection (CLI) ------------------------------------------------------------------------
 
     async def run_progress(self, run_id: str) -> list[tuple[str, str, str, int]]:

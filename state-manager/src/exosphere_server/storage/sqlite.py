@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from exosphere_server.private_files import make_private_dir, tighten_database_file
 from exosphere_server.storage.base import Storage, encode_json
 from exosphere_server.storage.migrate import upgrade_connection
 
@@ -51,7 +52,8 @@ class _LoopConnection:
 class SqliteStorage(Storage):
     def __init__(self, path: Path) -> None:
         super().__init__()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
+        tighten_database_file(path)
         self.path = path
         self.engine = sa.create_engine(f"sqlite:///{path}", pool_size=4, max_overflow=8, json_serializer=encode_json)
         sa.event.listen(self.engine, "connect", _pragmas)

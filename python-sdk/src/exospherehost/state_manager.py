@@ -17,6 +17,8 @@ _READ_ATTEMPTS = 5
 _RUN_LONG_POLL_MS = 25_000
 
 
+_STATES_PAGE = 1000  # states per request when reading a run: the server pages them
+
 class StateManager:
     """Talks to the state manager on behalf of one namespace: graphs and runs.
 
@@ -182,9 +184,18 @@ class StateManager:
             for state in await sm.get_run_states(run_id):
                 print(state["identifier"], state["status"], state["outputs"])
         """
-        body = await self._read(f"{self._run_path(run_id)}/states", f"Reading states of run {run_id}")
-        states: list[dict[str, Any]] = body.get("states", [])
-        return states
+        states: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = await self._read(
+                f"{self._run_path(run_id)}/states?page={page}&size={_STATES_PAGE}", f"Reading states of run {run_id}"
+            )
+            found: list[dict[str, Any]] = body.get("states", [])
+            states += found
+            # Servers before pagination send every state at once, without `total`.
+            if "total" not in body or len(found) < _STATES_PAGE or len(states) >= int(body["total"]):
+                return states
+            page += 1
 
     async def wait_for_run(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait until a run has finished and return its summary (see :meth:`get_run`).

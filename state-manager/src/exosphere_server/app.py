@@ -23,6 +23,7 @@ from exosphere_server.api.off_loop import install_body_schemas
 from exosphere_server.api.request_id import RequestIdMiddleware
 from exosphere_server.api.schemas import UpsertGraphRequest
 from exosphere_server.config import Settings, write_new_key_file
+from exosphere_server.dashboard.api import LiveViews
 from exosphere_server.dashboard.routes import router as dashboard_router
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
@@ -116,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.ctx = ctx
+    app.state.live_views = LiveViews(settings.max_live_views_per_client)
     app.state.lockouts = Lockouts(settings.auth_max_failures, settings.auth_failure_window_s, settings.auth_lockout_s)
     install_error_handlers(app)
 

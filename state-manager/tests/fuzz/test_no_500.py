@@ -52,6 +52,47 @@ def cap_long_polls(case: schemathesis.Case) -> None:
         case.body["wait_ms"] = _capped(case.body["wait_ms"])
 
 
+# Text that is valid JSON but cannot be stored or sent back as is: lone surrogates (valid as `\ud800`
+# escapes in JSON, not as UTF-8) and NUL. Hypothesis never generates surrogates itself.
+POISONS = ["\ud800", "\udcff", "\x00", "a\x00b\udfff"]
+
+
+def _text_slots(value: Any) -> list[tuple[Any, Any, bool]]:
+    """Every (container, key, is_key) where a string sits in a JSON value, keys of objects included."""
+    slots: list[tuple[Any, Any, bool]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                slots.append((value, key, True))
+            if isinstance(item, str):
+                slots.append((value, key, False))
+            slots += _text_slots(item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, str):
+                slots.append((value, index, False))
+            slots += _text_slots(item)
+    return slots
+
+
+def poison(case: schemathesis.Case, poison_text: str | None, choice: int) -> None:
+    """Put one poison into one string of the body (a value or a key), or NUL into a query value."""
+    if poison_text is None:
+        return
+    slots = _text_slots(case.body)
+    if slots:
+        container, key, is_key = slots[choice % len(slots)]
+        if is_key:
+            container[key + poison_text] = container.pop(key)
+        else:
+            container[key] = container[key] + poison_text
+    elif isinstance(case.query, dict):
+        names = [name for name, value in case.query.items() if isinstance(value, str)]
+        if names:  # a URL cannot carry a lone surrogate, but it can carry %00
+            name = names[choice % len(names)]
+            case.query[name] = case.query[name] + "\x00"
+
+
 def assert_json_and_no_5xx(case: schemathesis.Case, response: schemathesis.Response) -> None:
     where = f"{case.method} {case.formatted_path} query={case.query!r} body={case.body!r}"
     assert response.status_code < 500, f"{response.status_code} for {where}: {response.text[:500]}"
@@ -82,7 +123,7 @@ def fuzz_operation(
         strategy = operation.as_strategy(generation_mode=mode)
     sent = 0
 
-    @given(case=strategy)
+    @given(case=strategy, poison_text=st.none() | st.sampled_from(POISONS), choice=st.integers(0, 10_000))
     @settings(
         max_examples=EXAMPLES_PER_OPERATION,
         deadline=None,
@@ -91,9 +132,10 @@ def fuzz_operation(
         suppress_health_check=list(HealthCheck),
         print_blob=True,
     )
-    def check(case: schemathesis.Case) -> None:
+    def check(case: schemathesis.Case, poison_text: str | None, choice: int) -> None:
         nonlocal sent
         cap_long_polls(case)
+        poison(case, poison_text, choice)
         response = case.call(
             base_url=server.url, session=session, headers={"x-api-key": server.api_key}, timeout=REQUEST_TIMEOUT_S
         )

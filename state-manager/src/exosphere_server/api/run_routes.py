@@ -13,6 +13,9 @@ from exosphere_server.api.views import run_view, state_view
 from exosphere_server.engine import runs
 
 router = APIRouter()
+# A run's states come a page at a time: a fan-out of 10,000 was one 10 MB answer.
+STATES_PAGE_SIZE = 1000
+MAX_STATES_PAGE_SIZE = 5000
 ALL_STATUSES = ("CREATED", "QUEUED", "EXECUTED", "ERRORED", "NEXT_CREATED_ERROR", "SUCCESS", "PRUNED", "RETRY_CREATED")
 
 
@@ -59,11 +62,23 @@ async def get_run(
 
 
 @router.get("/namespace/{namespace_name}/run/{run_id}/states")
-async def get_run_states(namespace_name: str, run_id: str, request: Request) -> dict[str, Any]:
-    run, states = await runs.run_states(engine_context(request), namespace_name, run_id)
-    if run is None:
-        await runs.run_summary(engine_context(request), namespace_name, run_id)  # raises the 404
-    return {"run_id": run_id, "count": len(states), "states": [state_view(s) for s in states]}
+async def get_run_states(
+    namespace_name: str,
+    run_id: str,
+    request: Request,
+    page: int = Query(default=1, ge=1, le=1_000_000, description="Page number, from 1 (additive)"),
+    size: int = Query(default=STATES_PAGE_SIZE, ge=1, le=MAX_STATES_PAGE_SIZE, description="States per page"),
+) -> dict[str, Any]:
+    """A page of a run's states, oldest first; `total` says how many there are in all."""
+    total, states = await runs.run_states_page(engine_context(request), namespace_name, run_id, page, size)
+    return {
+        "run_id": run_id,
+        "count": len(states),
+        "total": total,
+        "page": page,
+        "size": size,
+        "states": [state_view(s) for s in states],
+    }
 
 
 @router.get("/namespace/{namespace_name}/states/run/{run_id}/graph")

@@ -96,7 +96,7 @@ def follow_run(client: Client, run_id: str, limit: float | None, as_json: bool) 
             f"stopped waiting; run {run_id} goes on in the server (see `exosphere run show {run_id}`)", 130
         ) from None
     elapsed = time.monotonic() - started
-    states = client.get(f"run/{segment(run_id)}/states")["states"]
+    states = run_states(client, run_id)
     run = {key: value for key, value in progress.items() if key != "nodes"}
     if as_json:
         render.print_json({"run": run, "elapsed_seconds": round(elapsed, 3), "states": states})
@@ -121,6 +121,18 @@ def _poll_until_finished(
                 EXIT_TIMEOUT,
             )
         time.sleep(POLL_SECONDS if limit is None else max(0.0, min(POLL_SECONDS, limit - waited)))
+
+
+def run_states(client: Client, run_id: str, page_size: int = 1000) -> list[dict[str, Any]]:
+    """Every state of a run, oldest first, read a page at a time."""
+    states: list[dict[str, Any]] = []
+    page = 1
+    while True:
+        body = client.get(f"run/{segment(run_id)}/states", page=page, size=page_size)
+        states += body["states"]
+        if len(body["states"]) < page_size or len(states) >= body.get("total", 0):
+            return states
+        page += 1
 
 
 def _terminal_nodes(client: Client, graph_name: str) -> set[str] | None:
@@ -169,7 +181,7 @@ def show_run(
     """Show a run as a tree of states with status, attempts, durations and errors."""
     with connect(server, key, namespace) as client:
         run = client.get(f"run/{segment(run_id.strip())}")
-        states = client.get(f"run/{segment(run_id.strip())}/states")["states"]
+        states = run_states(client, run_id.strip())
     if as_json:
         render.print_json({"run": run, "states": states})
     else:

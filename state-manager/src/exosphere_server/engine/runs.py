@@ -191,6 +191,18 @@ async def run_states(ctx: EngineContext, namespace: str, run_id: str) -> tuple[R
         return run, await tx.states_of_run(run_id)
 
 
+async def run_states_page(
+    ctx: EngineContext, namespace: str, run_id: str, page: int, size: int
+) -> tuple[int, list[StateRecord]]:
+    """One page of a run's states, oldest first, and how many it has in all; a 404 for an unknown run."""
+    async with ctx.storage.reader() as tx:
+        run = await tx.get_run(run_id)
+        if run is None or run.namespace != namespace:
+            raise NotFound(f"Run {run_id} not found in namespace {namespace}")
+        total = (await tx.run_counts([run_id]))[run_id].total
+        return total, await tx.states_of_run(run_id, offset=(page - 1) * size, limit=size)
+
+
 async def state_in_run(ctx: EngineContext, namespace: str, graph_name: str, run_id: str, state_id: str) -> StateRecord:
     if not STATE_ID.match(state_id):
         raise BadRequest(f"Invalid node ID format: {state_id}")

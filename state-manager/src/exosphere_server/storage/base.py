@@ -448,9 +448,11 @@ class Tx:
         query = sa.select(s).where(s.c.id.in_(state_ids)).order_by(s.c.id).with_for_update()
         return {r.id: r for r in await self._all(StateRecord, query)}
 
-    async def states_of_run(self, run_id: str) -> list[StateRecord]:
+    async def states_of_run(self, run_id: str, offset: int = 0, limit: int | None = None) -> list[StateRecord]:
+        """A run's states, oldest first; a page of them with `offset` and `limit`."""
         s = schema.states
-        return await self._all(StateRecord, sa.select(s).where(s.c.run_id == run_id).order_by(s.c.created_at, s.c.id))
+        query = sa.select(s).where(s.c.run_id == run_id).order_by(s.c.created_at, s.c.id).offset(offset)
+        return await self._all(StateRecord, query if limit is None else query.limit(limit))
 
     async def expired_leases(self, now: int, limit: int) -> list[StateRecord]:
         s = schema.states

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from exospherehost.models import GraphNodeModel
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
-from exosphere_server.api.off_loop import documented_body, json_answer, parse_json, validate_body
+from exosphere_server.api.gc_pause import cycle_collector_paused
+from exosphere_server.api.off_loop import documented_body, json_answer, parse_json, validate_in_chunks
 from exosphere_server.api.schemas import RegisterNodesRequest, UpsertGraphRequest
 from exosphere_server.api.views import graph_list_item, graph_view, registered_node_view
 from exosphere_server.engine import graphs
+from exosphere_server.release import release_gradually
 
 router = APIRouter()
 
@@ -23,21 +26,26 @@ router = APIRouter()
 async def upsert_graph(namespace_name: str, graph_name: str, request: Request) -> Response:
     # The body is read raw and parsed in a worker thread (see api/off_loop.py): it can be megabytes.
     ctx = engine_context(request)
-    data = await asyncio.to_thread(parse_json, await request.body())
-    if isinstance(data, dict) and isinstance(data.get("nodes"), list):
-        graphs.ensure_graph_size(ctx, len(data["nodes"]))  # before the costly validation
-    body = await asyncio.to_thread(validate_body, data, UpsertGraphRequest)
-    record = await graphs.upsert_graph(
-        ctx,
-        namespace_name,
-        graph_name.strip(),
-        nodes=body.nodes,
-        secrets=body.secrets,
-        retry_policy=body.retry_policy,
-        store_config=body.store_config,
-        triggers=[t.model_dump(mode="json") for t in body.triggers],
-    )
-    return await json_answer(graph_view(record), status_code=201)
+    raw = await request.body()
+    with cycle_collector_paused(len(raw)):
+        data = await asyncio.to_thread(parse_json, raw)
+        if isinstance(data, dict) and isinstance(data.get("nodes"), list):
+            graphs.ensure_graph_size(ctx, len(data["nodes"]))  # before the costly validation
+        body = await asyncio.to_thread(validate_in_chunks, data, UpsertGraphRequest, "nodes", GraphNodeModel)
+        record = await graphs.upsert_graph(
+            ctx,
+            namespace_name,
+            graph_name.strip(),
+            nodes=body.nodes,
+            secrets=body.secrets,
+            retry_policy=body.retry_policy,
+            store_config=body.store_config,
+            triggers=[t.model_dump(mode="json") for t in body.triggers],
+        )
+        answer = await json_answer(graph_view(record), status_code=201)
+        # Freed here, gradually and off the loop, rather than all at once when the handler returns.
+        await asyncio.to_thread(release_gradually, data, body.nodes, record.nodes)
+    return answer
 
 
 @router.get("/namespace/{namespace_name}/graph/{graph_name}", response_model=dict[str, Any])

@@ -18,6 +18,7 @@ from exosphere_server.engine.cron import next_occurrence
 from exosphere_server.engine.errors import GraphInvalid, GraphTooLarge, NotFound
 from exosphere_server.engine.graph_shape import GraphShape, GraphStructureError, analyse_graph
 from exosphere_server.engine.node_checks import RegisteredNode, check_registrations
+from exosphere_server.release import release_gradually
 from exosphere_server.storage.base import Tx, now_ms
 from exosphere_server.storage.records import (
     CronScheduleRecord,
@@ -96,6 +97,7 @@ async def upsert_graph(
         )
         await tx.replace_graph_node_refs(namespace, graph_name, await asyncio.to_thread(_node_refs, shape))
         await sync_cron_schedules(tx, record)
+    await asyncio.to_thread(release_gradually, shape)  # not all at once on the loop (see release.py)
     return record
 
 

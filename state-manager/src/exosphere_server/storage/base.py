@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
+from exosphere_server.jsontext import dumps_in_pieces
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
     ERRORED_STATUSES,
@@ -119,7 +120,7 @@ def encode_json(value: Any) -> str:
 
 
 async def encoded_off_loop(value: Any) -> EncodedJson:
-    return EncodedJson(await asyncio.to_thread(json.dumps, value))
+    return EncodedJson(await asyncio.to_thread(dumps_in_pieces, value))
 
 
 def _decoded_nodes(rows: Sequence[Any]) -> list[GraphRecord]:

@@ -99,3 +99,21 @@ def test_stored_bad_text_fails_only_its_own_state(server: ServerProcess, api: ht
     assert run(api, bad_run)["status"] == "FAILED"
     # Listings that carry the stored text still answer, with the text escaped.
     assert api.get(f"/run/{bad_run}/states").json()["states"][0]["inputs"] == {"text": SURROGATE}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/ns/a%00b",
+        "/dashboard/ns/a%00b/runs",
+        "/dashboard/ns/x/states/a%00",
+        "/dashboard/ns/x/runs?graph=a%00",
+        "/dashboard/api/ns/x/runs/a%00/progress",
+    ],
+)
+def test_nul_in_a_dashboard_url_is_a_422_not_a_500(server: ServerProcess, path: str) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        assert browser.post("/dashboard/login", data={"api_key": server.api_key}).status_code == 303
+        response = browser.get(path)
+    assert response.status_code == 422, response.text
+    assert "NUL" in response.text

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from exosphere_server.api.auth import reject_nul_characters
 from exosphere_server.api.deps import engine_context
 from exosphere_server.dashboard import data, session
 from exosphere_server.dashboard.rendering import when
@@ -26,7 +27,9 @@ from exosphere_server.engine.transitions import RETRYABLE_BY_HAND
 from exosphere_server.engine.wakeups import run_key
 from exosphere_server.storage.records import StateRecord
 
-router = APIRouter(prefix="/api", dependencies=[Depends(session.require_api_session)])
+router = APIRouter(
+    prefix="/api", dependencies=[Depends(session.require_api_session), Depends(reject_nul_characters)]
+)
 RUN = "/ns/{namespace}/runs/{run_id}"
 POLL_PENDING_S = 2.0  # changes on other replicas are not announced here: look again this often
 POLL_FINISHED_S = 5.0

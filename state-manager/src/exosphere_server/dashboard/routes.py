@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from exosphere_server.api.auth import reject_nul_characters
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.lockout import lockout_message, lockout_seconds_left, note_failure
 from exosphere_server.dashboard import api, data, session
@@ -22,7 +23,9 @@ from exosphere_server.dashboard.rendering import render_page
 from exosphere_server.engine.errors import NotFound
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-pages = APIRouter(dependencies=[Depends(session.require_page_session)])
+# After the session: a visitor who is not logged in learns nothing about the parameters. NUL in a path
+# or query is a 422 here as on /v0 (PostgreSQL cannot compare such text).
+pages = APIRouter(dependencies=[Depends(session.require_page_session), Depends(reject_nul_characters)])
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 RUNS_PER_PAGE = 25

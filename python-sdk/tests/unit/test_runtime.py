@@ -401,6 +401,7 @@ class Sleepy(BaseNode):
         seconds: str
 
     async def execute(self) -> None:
+        print("running", flush=True)
         await asyncio.sleep(float(self.inputs.seconds))
 
 fake = FakeStateManager()
@@ -441,10 +442,11 @@ async def test_start_blocks_outside_an_event_loop_and_stops_gracefully_on_a_sign
         env={"EXOSPHERE_DISABLE_DEFAULT_LOGGING": "1", "PATH": ""},
     )
     assert process.stdout is not None
-    assert await asyncio.wait_for(process.stdout.readline(), 10) == b"started\n"
-    await asyncio.sleep(0.3)  # registered, claimed, and running the 0.5 s node
+    assert await asyncio.wait_for(process.stdout.readline(), 60) == b"started\n"
+    # The signal comes while the node runs: waited for as an event, not assumed after a fixed delay.
+    assert await asyncio.wait_for(process.stdout.readline(), 60) == b"running\n"
     process.send_signal(getattr(signal, signal_name))
-    output, _ = await asyncio.wait_for(process.communicate(), 10)
+    output, _ = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 0
     assert output.decode().strip() == "returned None ['s0']"  # the running node was allowed to finish
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,7 @@ from exosphere_server.api import graph_routes, inspect_routes, run_routes, state
 from exosphere_server.api.auth import reject_nul_characters, require_api_key, require_metrics_key
 from exosphere_server.api.body_limit import BodyLimitMiddleware
 from exosphere_server.api.cors import ApiOnlyCORSMiddleware
-from exosphere_server.api.errors import install_error_handlers
+from exosphere_server.api.errors import RETRY_AFTER_SECONDS, install_error_handlers
 from exosphere_server.api.host_check import HostCheckMiddleware
 from exosphere_server.api.json_response import SafeJSONResponse
 from exosphere_server.api.lockout import Lockouts
@@ -34,6 +35,7 @@ from exosphere_server.storage import open_storage
 from exosphere_server.storage.base import Storage, now_ms
 
 log = structlog.get_logger("exosphere.server")
+HEALTH_DATABASE_TIMEOUT_S = 2.0
 READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
 WAITING = Gauge("exosphere_waiting_requests", "Long-polls (claims, run waits) this replica holds open now")
 
@@ -130,8 +132,17 @@ def create_app(settings: Settings) -> FastAPI:
     install_body_schemas(app, UpsertGraphRequest)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"message": "OK"}
+    async def health() -> Response:
+        """`OK` only when the database answers a query: a load balancer then sends no traffic to a replica
+        that could only answer 503."""
+        try:
+            await asyncio.wait_for(storage.ping(), HEALTH_DATABASE_TIMEOUT_S)
+        except Exception as exc:  # any failure to answer is "not ready"; the reason is logged
+            log.warning("health_database_unavailable", error_type=type(exc).__name__)
+            return SafeJSONResponse(
+                {"message": "database unavailable"}, status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+            )
+        return SafeJSONResponse({"message": "OK"})
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_key)])
     async def metrics(request: Request) -> Response:

@@ -44,9 +44,12 @@ def test_a_stopped_database_is_a_503_with_retry_after_and_service_resumes(
             assert response.status_code == 503, response.text
             assert response.headers["retry-after"].isdigit()
             assert "database is unavailable" in response.json()["detail"]
+        health = httpx.get(server.url + "/health")
+        assert health.status_code == 503 and health.json() == {"message": "database unavailable"}
     finally:
         execute(admin_url, f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
     assert wait_for_status(lambda: api.get("/graphs/"), 200).status_code == 200
+    assert httpx.get(server.url + "/health").json() == {"message": "OK"}
 
 
 def test_a_locked_sqlite_file_counts_as_unavailable(tmp_path: Path) -> None:

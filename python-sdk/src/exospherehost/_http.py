@@ -79,9 +79,10 @@ def _detail(response: httpx.Response) -> Any:
     return body
 
 
-def _unavailable(exc: httpx.TransportError, action: str) -> ServerUnavailableError:
+def _unavailable(exc: httpx.RequestError, action: str) -> ServerUnavailableError:
     # A connect failure means the request never reached the server, so even a non-idempotent
-    # request may be sent again.
+    # request may be sent again. An answer that cannot be read (a corrupt compressed body, say) is
+    # treated like a lost answer: the request may have been applied, and is retried as such.
     sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
     error = ServerUnavailableError(None, f"{type(exc).__name__}: {exc or 'no answer'}", action)
     error.request_sent = sent
@@ -145,7 +146,7 @@ class ApiClient:
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
             response = await self._client.request(method, path, json=json, params=params, **extra)
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:
             raise _unavailable(exc, action) from exc
         if not response.is_success:
             raise error_from_response(response, action)

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -201,8 +201,8 @@ class Runtime:
             await self._api.aclose()
 
     async def _serve(self) -> None:
-        claimer = asyncio.create_task(self._claim_loop())
-        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        claimer = asyncio.create_task(_supervised("claim loop", self._claim_loop))
+        heartbeat = asyncio.create_task(_supervised("heartbeat loop", self._heartbeat_loop))
         workers = [asyncio.create_task(self._worker_loop()) for _ in range(self._workers)]
         cancelled = False
         try:
@@ -549,3 +549,20 @@ def _configure_default_logging() -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # httpx logs every request at INFO: thousands of lines a second on a busy runtime.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
+
+
+async def _supervised(name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    """Run one of the runtime's background loops for its whole life.
+
+    An unexpected error is logged with its traceback and the loop starts again after a backoff: a
+    loop that died silently left a process that looked alive and never claimed again.
+    """
+    backoff = Backoff(initial=0.5, maximum=30.0)
+    while True:
+        try:
+            await loop()
+            return
+        except Exception:
+            delay = backoff.next_delay()
+            logger.exception("The runtime's %s failed unexpectedly; starting it again in %.1f s", name, delay)
+            await asyncio.sleep(delay)

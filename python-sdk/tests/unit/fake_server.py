@@ -28,6 +28,9 @@ class Reply:
     status: int = 200
     body: Any = field(default_factory=dict)
     drop: bool = False  # close the connection without answering
+    raw: bytes | None = None  # send these bytes as the body instead of `body` as JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    truncated: bool = False  # announce more bytes than are sent, then close the connection
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
@@ -82,13 +85,17 @@ class FakeServer:
                 reply = await self.handler(request)
                 if reply.drop:
                     return
-                payload = json.dumps(reply.body).encode()
+                payload = reply.raw if reply.raw is not None else json.dumps(reply.body).encode()
+                length = len(payload) + (100 if reply.truncated else 0)
+                extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
                 head = (
-                    f"HTTP/1.1 {reply.status} X\r\ncontent-type: application/json\r\n"
-                    f"content-length: {len(payload)}\r\n\r\n"
+                    f"HTTP/1.1 {reply.status} X\r\ncontent-type: application/json\r\n{extra}"
+                    f"content-length: {length}\r\n\r\n"
                 )
                 writer.write(head.encode() + payload)
                 await writer.drain()
+                if reply.truncated:
+                    return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
             return
         finally:

@@ -43,7 +43,7 @@ class UnsendableOutputError(ExosphereError, ValueError):
     """
 
 
-class ApiError(ExosphereError):
+class ApiError(ExosphereError, RuntimeError):
     """The state manager answered with an error, or could not be reached.
 
     ``status_code`` is the HTTP status (``None`` when no answer arrived) and ``detail`` the

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,9 +27,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from ._sendable import first_problem, sendable_text
-from .errors import UnsendableOutputError
-from .signals import PruneSignal, ReQueueAfterSignal
+from .._sendable import first_problem, sendable_text
+from ..errors import UnsendableOutputError
+from ..signals import PruneSignal, ReQueueAfterSignal
 
 
 class BaseNode:
@@ -249,3 +250,17 @@ def dump_outputs(node: type[BaseNode], result: Any) -> list[dict[str, Any]]:
                 f"got {type(item).__name__}"
             )
     return outputs
+
+
+def _keep_the_class_under_the_original_module_path() -> None:
+    """Load `exospherehost.node.BaseNode` (the original SDK's module path) now, once.
+
+    Importing a submodule sets the package attribute of the same name to the module; done here, at
+    package import, the class is put back, so `from exospherehost.node import BaseNode` stays the class.
+    """
+    the_class = globals()["BaseNode"]
+    importlib.import_module(f"{__name__}.BaseNode")
+    globals()["BaseNode"] = the_class
+
+
+_keep_the_class_under_the_original_module_path()

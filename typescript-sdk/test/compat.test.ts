@@ -4,14 +4,20 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { describe, test } from 'node:test';
 import { promisify } from 'node:util';
+import { after, before, describe, test } from 'node:test';
 import {
+  BaseNode,
   GraphNodeModel,
+  GraphValidationError,
   RetryPolicyModel,
+  StateManager,
   StoreConfigModel,
   UnitesModel,
 } from 'exospherehost';
+import { z } from 'zod';
+import { useServer } from './helpers/env.js';
+import { FakeStateManager } from './helpers/fake-server.js';
 import { venvPython } from './helpers/server.js';
 
 const run = promisify(execFile);
@@ -98,5 +104,111 @@ describe('the models fill the defaults the Python SDK fills', () => {
     cases.forEach(([name, model, fields], index) => {
       assert.deepEqual(model.parse(fields), python[index], `${name} from ${JSON.stringify(fields)}`);
     });
+  });
+});
+
+class Greeting extends BaseNode {
+  static name = 'greeting';
+  static Inputs = z.object({ name: z.string() });
+  static Outputs = z.object({ greeting: z.string() });
+  async execute() {
+    return { greeting: `Hello, ${this.inputs.name}!` };
+  }
+}
+
+const harness = useServer();
+
+function greeter(namespace: string): GraphNodeModel[] {
+  return [{ node_name: 'greeting', namespace, identifier: 'greeter', inputs: { name: '${{ store.name }}' } }];
+}
+
+describe("upsertGraph takes the original SDK's call form", () => {
+  const fake = new FakeStateManager();
+  before(() => fake.start());
+  after(() => fake.stop());
+
+  const fakeClient = () => new StateManager('ns', { stateManagerUri: fake.url, key: 'k' });
+  const graphCalls = (graph: string) => fake.calls.filter((call) => call.path.endsWith(`/graph/${graph}`));
+  const graphReply = (graph: string, validation_status: string) => ({
+    status: 200,
+    body: { name: graph, nodes: [], secrets: {}, validation_status, validation_errors: [] },
+  });
+
+  test('(graphName, nodes, secrets, retryPolicy, storeConfig, validationTimeout, pollingInterval) upserts and validates', async () => {
+    const ns = harness.namespace();
+    await harness.runtime(ns, [Greeting]);
+    const sm = harness.stateManager(ns);
+    const graph = await sm.upsertGraph('greet', greeter(ns), {}, { max_retries: 1 }, { required_keys: ['name'] }, 60, 1);
+    assert.equal(graph.validation_status, 'VALID');
+    const stored = await sm.getGraph('greet');
+    assert.deepEqual(stored.retry_policy, { max_retries: 1, strategy: 'EXPONENTIAL', backoff_factor: 2000, exponent: 2, max_delay: null });
+    assert.deepEqual(stored.store_config, { required_keys: ['name'], default_values: {} });
+    const { run_id } = await sm.trigger('greet', {}, { name: 'World' });
+    assert.equal((await sm.waitForRun(run_id, 30_000)).status, 'SUCCESS');
+  });
+
+  test('our form (cron triggers, then options in ms) still works', async () => {
+    const ns = harness.namespace();
+    const sm = harness.stateManager(ns);
+    const graph = await sm.upsertGraph('greet', greeter(ns), {}, undefined, { required_keys: ['name'], default_values: { name: 'cron' } },
+      [{ expression: '0 9 * * 1-5' }], { validationTimeoutMs: 60_000, pollingIntervalMs: 1000 });
+    assert.equal(graph.validation_status, 'VALID');
+    const triggers = (await sm.getGraph('greet')).triggers ?? [];
+    assert.deepEqual(triggers.map((trigger) => [trigger.type, trigger.value.expression]), [['CRON', '0 9 * * 1-5']]);
+  });
+
+  test('it re-reads the graph while PENDING and resolves with the VALID graph', async () => {
+    fake.faults.set('polled', [graphReply('polled', 'PENDING'), graphReply('polled', 'PENDING'), graphReply('polled', 'VALID')]);
+    const graph = await fakeClient().upsertGraph('polled', greeter('ns'), {}, undefined, undefined, 60, 0.001);
+    assert.equal(graph.validation_status, 'VALID');
+    assert.deepEqual(graphCalls('polled').map((call) => call.method), ['PUT', 'GET', 'GET']);
+  });
+
+  test('validationTimeout is in seconds: a graph PENDING for good fails after it, as PENDING', async () => {
+    fake.standing.set('stuck', graphReply('stuck', 'PENDING'));
+    const started = Date.now();
+    await assert.rejects(
+      fakeClient().upsertGraph('stuck', greeter('ns'), {}, undefined, undefined, 0.3, 0.01),
+      (err: unknown) => err instanceof GraphValidationError && err.status === 'PENDING',
+    );
+    // A lower bound only: 0.3 read as milliseconds would fail almost at once.
+    assert.ok(Date.now() - started >= 300, `failed after ${Date.now() - started} ms`);
+    assert.ok(graphCalls('stuck').filter((call) => call.method === 'GET').length >= 1);
+  });
+
+  test('only pollingInterval may be given (validationTimeout undefined keeps its default)', async () => {
+    fake.faults.set('later', [graphReply('later', 'PENDING'), graphReply('later', 'VALID')]);
+    const graph = await fakeClient().upsertGraph('later', greeter('ns'), {}, undefined, undefined, undefined, 0.001);
+    assert.equal(graph.validation_status, 'VALID');
+  });
+
+  test('what is sent has the models\' defaults filled', async () => {
+    fake.faults.set('sent', [graphReply('sent', 'VALID')]);
+    await fakeClient().upsertGraph('sent', greeter('ns'), {}, { strategy: 'FIXED' }, {}, 60, 1);
+    const [put] = graphCalls('sent');
+    assert.deepEqual(put?.body, {
+      secrets: {},
+      nodes: [{ node_name: 'greeting', namespace: 'ns', identifier: 'greeter', inputs: { name: '${{ store.name }}' }, next_nodes: null, unites: null }],
+      retry_policy: { max_retries: 3, strategy: 'FIXED', backoff_factor: 2000, exponent: 2, max_delay: null },
+      store_config: { required_keys: [], default_values: {} },
+    });
+  });
+
+  test('a 6th argument of neither form is refused naming both forms, before anything is sent', async () => {
+    const sm = fakeClient();
+    const before = fake.calls.length;
+    for (const [sixth, seventh, pattern] of [
+      ['60', undefined, /triggers \(6th argument\) must be an array of CronTrigger, or a number of seconds/],
+      [-1, undefined, /validationTimeout \(6th argument\) must be a number of seconds >= 0/],
+      [60, { pollingIntervalMs: 5 }, /pollingInterval \(7th argument\) must be a number of seconds/],
+      [[], 5, /the 7th argument of upsertGraph must be UpsertOptions/],
+    ] as const) {
+      await assert.rejects(
+        (sm.upsertGraph as (...args: unknown[]) => Promise<unknown>)('bad', greeter('ns'), {}, undefined, undefined, sixth, seventh),
+        (err: unknown) => err instanceof GraphValidationError && pattern.test(err.message),
+        `upsertGraph(..., ${JSON.stringify(sixth)}, ${JSON.stringify(seventh)})`,
+      );
+    }
+    assert.equal(fake.calls.length, before);
   });
 });

@@ -5,11 +5,17 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { after, before, describe, test } from 'node:test';
+import { after, afterEach, before, describe, mock, test } from 'node:test';
 import {
   BaseNode,
   GraphNodeModel,
   GraphValidationError,
+  LogLevel,
+  Logger,
+  generateFlatSchema,
+  isZodObjectSchema,
+  isZodStringSchema,
+  logger,
   RetryPolicyModel,
   StateManager,
   StoreConfigModel,
@@ -210,5 +216,110 @@ describe("upsertGraph takes the original SDK's call form", () => {
       );
     }
     assert.equal(fake.calls.length, before);
+  });
+});
+
+describe("the original SDK's helpers are exported", () => {
+  test('isZodObjectSchema is true for zod objects only', () => {
+    assert.equal(isZodObjectSchema(z.object({ name: z.string() })), true);
+    for (const other of [z.string(), z.array(z.string()), { parse() {}, _def: {} }, {}, null, undefined, 'ZodObject']) {
+      assert.equal(isZodObjectSchema(other), false, String(other));
+    }
+  });
+
+  test('isZodStringSchema is true for plain zod strings (with checks), not wrapped ones', () => {
+    assert.equal(isZodStringSchema(z.string()), true);
+    assert.equal(isZodStringSchema(z.string().min(1)), true);
+    for (const other of [z.string().default('x'), z.string().optional(), z.number(), z.object({}), 'text', null]) {
+      assert.equal(isZodStringSchema(other), false, String(other));
+    }
+  });
+
+  test('generateFlatSchema gives the flat schema a runtime registers, with its title', () => {
+    const schema = generateFlatSchema(z.object({ name: z.string(), lang: z.string().default('en') }), 'Inputs');
+    assert.deepEqual(schema, {
+      type: 'object',
+      properties: { name: { type: 'string' }, lang: { type: 'string', default: 'en' } },
+      required: ['name'],
+      title: 'Inputs',
+    });
+  });
+});
+
+describe("the original SDK's logger is exported", () => {
+  const saved = { level: process.env.EXOSPHERE_LOG_LEVEL, disabled: process.env.EXOSPHERE_DISABLE_DEFAULT_LOGGING };
+  afterEach(() => {
+    mock.restoreAll();
+    for (const [name, value] of [['EXOSPHERE_LOG_LEVEL', saved.level], ['EXOSPHERE_DISABLE_DEFAULT_LOGGING', saved.disabled]] as const) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  });
+
+  /** The lines `logger` prints through console while `act` runs, by console method. */
+  function printed(act: () => void): Record<string, string[]> {
+    const lines: Record<string, string[]> = { debug: [], info: [], warn: [], error: [] };
+    for (const method of ['debug', 'info', 'warn', 'error'] as const) {
+      mock.method(console, method, (line: string) => lines[method]!.push(line));
+    }
+    act();
+    mock.restoreAll();
+    return lines;
+  }
+
+  test('LogLevel orders DEBUG < INFO < WARN < ERROR as numbers', () => {
+    assert.deepEqual([LogLevel.DEBUG, LogLevel.INFO, LogLevel.WARN, LogLevel.ERROR], [0, 1, 2, 3]);
+    assert.equal(LogLevel[LogLevel.WARN], 'WARN');
+  });
+
+  test('logger is the one Logger instance', () => {
+    assert.equal(Logger.getInstance(), logger);
+    assert.ok(logger instanceof Logger);
+  });
+
+  test("logger.level(name, message) prints 'date | LEVEL | name | message' at or above EXOSPHERE_LOG_LEVEL", () => {
+    process.env.EXOSPHERE_LOG_LEVEL = 'WARN';
+    delete process.env.EXOSPHERE_DISABLE_DEFAULT_LOGGING;
+    const lines = printed(() => {
+      logger.debug('MyNode', 'd');
+      logger.info('MyNode', 'i');
+      logger.warn('MyNode', 'w');
+      logger.error('MyNode', 'e');
+    });
+    assert.deepEqual(lines.debug, []);
+    assert.deepEqual(lines.info, []);
+    assert.match(lines.warn![0] ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| WARN \| MyNode \| w$/);
+    assert.match(lines.error![0] ?? '', /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| ERROR \| MyNode \| e$/);
+  });
+
+  test('INFO is the level by default and for an unknown name; one argument is the message', () => {
+    for (const level of [undefined, 'LOUD']) {
+      if (level === undefined) delete process.env.EXOSPHERE_LOG_LEVEL;
+      else process.env.EXOSPHERE_LOG_LEVEL = level;
+      const lines = printed(() => {
+        logger.debug('hidden');
+        logger.info('shown');
+      });
+      assert.deepEqual(lines.debug, []);
+      assert.match(lines.info![0] ?? '', / \| INFO \| exospherehost \| shown$/);
+    }
+  });
+
+  test('EXOSPHERE_DISABLE_DEFAULT_LOGGING=true silences it', () => {
+    process.env.EXOSPHERE_DISABLE_DEFAULT_LOGGING = 'true';
+    const lines = printed(() => logger.error('MyNode', 'e'));
+    assert.deepEqual(lines.error, []);
+  });
+
+  test('logger and console both fit where a Logger is asked for (a Runtime\'s logger)', async () => {
+    process.env.EXOSPHERE_LOG_LEVEL = 'DEBUG';
+    const ns = harness.namespace();
+    const lines: string[] = [];
+    mock.method(console, 'info', (line: string) => lines.push(line));
+    const runtime = await harness.runtime(ns, [Greeting], { logger });
+    await runtime.stop();
+    assert.ok(lines.some((line) => / \| INFO \| exospherehost \| .*stopped/.test(line)), lines.join('\n'));
+    const viaConsole: Logger = console;
+    assert.equal(typeof viaConsole.info, 'function');
   });
 });

@@ -21,7 +21,15 @@
  * ```
  * @packageDocumentation
  */
-export { BaseNode, type NodeClass, type NodeData, type NodeResult } from './node.js';
+export {
+  BaseNode,
+  generateFlatSchema,
+  isZodObjectSchema,
+  isZodStringSchema,
+  type NodeClass,
+  type NodeData,
+  type NodeResult,
+} from './node.js';
 export { Runtime, type RuntimeOptions } from './runtime.js';
 export { StateManager, type StateManagerConfig, type UpsertOptions } from './stateManager.js';
 export { PruneSignal, ReQueueAfterSignal } from './signals.js';
@@ -54,5 +62,5 @@ export {
   ServerUnavailableError,
   UnsendableOutputError,
 } from './errors.js';
-export { type Logger } from './log.js';
+export { Logger, LogLevel, logger } from './log.js';
 export { VERSION } from './version.js';

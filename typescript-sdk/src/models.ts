@@ -2,7 +2,9 @@
  * The graph models of the `v0` wire protocol, and the shapes the state manager answers with.
  *
  * Enums are plain objects, so both `RetryStrategyEnum.FIXED` and the string `'FIXED'` type-check.
- * Each model is both a zod schema (a value: `GraphNodeModel.parse(x)`) and a type.
+ * Each model is both a zod schema (a value: `RetryPolicyModel.parse({})` fills the defaults the Python
+ * SDK's pydantic models use, e.g. `{ max_retries: 3, strategy: 'EXPONENTIAL', ... }`) and a type
+ * (what you may write: fields with a default are optional).
  *
  * @example
  * ```ts
@@ -80,7 +82,7 @@ export const UnitesModel = z.object({
   /** Identifier of the node whose descendants are awaited. */
   identifier: nonEmpty('Unites identifier'),
   /** Default `ALL_SUCCESS`. */
-  strategy: z.enum(['ALL_SUCCESS', 'ALL_DONE']).optional(),
+  strategy: z.enum(['ALL_SUCCESS', 'ALL_DONE']).default(UnitesStrategyEnum.ALL_SUCCESS),
 });
 export type UnitesModel = z.input<typeof UnitesModel>;
 
@@ -105,13 +107,16 @@ export const GraphNodeModel = z.object({
   identifier: nonEmpty('Node identifier').refine((value) => value !== 'store', {
     message: "Node identifier cannot be reserved word 'store'",
   }),
-  inputs: z.record(z.string()).optional(),
-  /** Identifiers of the nodes that follow. */
+  /** Input values, possibly with placeholders (default `{}`). */
+  inputs: z.record(z.string()).default({}),
+  /** Identifiers of the nodes that follow (default `null`: none). */
   next_nodes: z
     .array(nonEmpty('Next node identifier'))
     .refine((items) => new Set(items).size === items.length, { message: 'Next node identifiers are not unique' })
-    .nullish(),
-  unites: UnitesModel.nullish(),
+    .nullish()
+    .transform((items) => items ?? null),
+  /** Wait for every descendant of another node first (default `null`). */
+  unites: UnitesModel.nullish().transform((unites) => unites ?? null),
 });
 export type GraphNodeModel = z.input<typeof GraphNodeModel>;
 
@@ -126,17 +131,42 @@ export type GraphNodeModel = z.input<typeof GraphNodeModel>;
  */
 export const RetryPolicyModel = z.object({
   /** Retries after the first attempt (default 3). */
-  max_retries: z.number().int().min(0).optional(),
+  max_retries: z.number().int().min(0).default(3),
   /** Default `EXPONENTIAL`. */
-  strategy: z.enum(Object.values(RetryStrategyEnum) as [RetryStrategyEnum, ...RetryStrategyEnum[]]).optional(),
+  strategy: z
+    .enum(Object.values(RetryStrategyEnum) as [RetryStrategyEnum, ...RetryStrategyEnum[]])
+    .default(RetryStrategyEnum.EXPONENTIAL),
   /** Base delay in milliseconds (default 2000). */
-  backoff_factor: z.number().int().positive().optional(),
+  backoff_factor: z.number().int().positive().default(2000),
   /** Default 2. */
-  exponent: z.number().int().positive().optional(),
-  /** Upper bound of a delay in milliseconds. */
-  max_delay: z.number().int().positive().nullish(),
+  exponent: z.number().int().positive().default(2),
+  /** Upper bound of a delay in milliseconds (default `null`: no bound). */
+  max_delay: z
+    .number()
+    .int()
+    .positive()
+    .nullish()
+    .transform((delay) => delay ?? null),
 });
 export type RetryPolicyModel = z.input<typeof RetryPolicyModel>;
+
+/**
+ * Store keys trimmed; each one empty, holding '.', or repeated is reported to zod under its path
+ * (the rules of the Python SDK, so both SDKs refuse the same store configs before sending them).
+ */
+function checkStoreKeys(keys: string[], paths: (string | number)[], context: z.RefinementCtx): string[] {
+  const seen = new Set<string>();
+  return keys.map((raw, index) => {
+    const key = raw.trim();
+    let message: string | undefined;
+    if (!key) message = 'Key cannot be empty';
+    else if (key.includes('.')) message = `Key '${key}' cannot contain '.'`;
+    else if (seen.has(key)) message = `Key '${key}' is duplicated`;
+    if (message) context.addIssue({ code: z.ZodIssueCode.custom, message, path: [paths[index]!] });
+    seen.add(key);
+    return key;
+  });
+}
 
 /**
  * The per-run key/value store of a graph: keys a trigger must give, and defaults.
@@ -148,8 +178,21 @@ export type RetryPolicyModel = z.input<typeof RetryPolicyModel>;
  * ```
  */
 export const StoreConfigModel = z.object({
-  required_keys: z.array(z.string()).optional(),
-  default_values: z.record(z.string()).optional(),
+  /** Keys every trigger must give (default `[]`); trimmed, unique, without '.'. */
+  required_keys: z
+    .array(z.string())
+    .default([])
+    .transform((keys, context) => checkStoreKeys(keys, keys.map((_, index) => index), context)),
+  /** Values of keys a trigger does not give (default `{}`); keys as for `required_keys`. */
+  default_values: z
+    .record(z.string())
+    .default({})
+    .transform((values, context) => {
+      const entries = Object.entries(values);
+      const raw = entries.map(([key]) => key);
+      const keys = checkStoreKeys(raw, raw, context);
+      return Object.fromEntries(entries.map(([, value], index) => [keys[index]!, value]));
+    }),
 });
 export type StoreConfigModel = z.input<typeof StoreConfigModel>;
 

@@ -160,6 +160,55 @@ export function jsonSchema(schema: z.AnyZodObject): Record<string, unknown> {
   return { type: 'object', properties, required };
 }
 
+/**
+ * Whether `value` is a zod object schema (`z.object({...})`), from whichever copy of zod.
+ * The original SDK's helper, kept for its users.
+ *
+ * @example
+ * ```ts
+ * isZodObjectSchema(z.object({ name: z.string() })); // true
+ * isZodObjectSchema(z.string()); // false
+ * ```
+ */
+export function isZodObjectSchema(value: unknown): value is z.AnyZodObject {
+  return isZodSchema(value) && zodKind(value) === 'object';
+}
+
+/**
+ * Whether `value` is a plain zod string schema (`z.string()`, with checks such as `.min(1)`).
+ * Wrapped strings (`z.string().default('')`, `.optional()`) are not. The original SDK's helper.
+ *
+ * @example
+ * ```ts
+ * isZodStringSchema(z.string().min(1)); // true
+ * isZodStringSchema(z.string().default('x')); // false
+ * ```
+ */
+export function isZodStringSchema(value: unknown): value is z.ZodString {
+  return isZodSchema(value) && zodKind(value) === 'string';
+}
+
+/**
+ * The flat JSON schema of a zod object, as a runtime registers it for a node, titled `title`:
+ * `{ type: 'object', properties, required, title }`. The original SDK's helper, kept for its users
+ * (it built the schema with zod-to-json-schema; this one describes the v1 field kinds, i.e. each
+ * field is a string, optional when it has a default, and anything else is described as a string too).
+ *
+ * @example
+ * ```ts
+ * generateFlatSchema(z.object({ name: z.string(), lang: z.string().default('en') }), 'Inputs');
+ * // { type: 'object', title: 'Inputs', required: ['name'],
+ * //   properties: { name: { type: 'string' }, lang: { type: 'string', default: 'en' } } }
+ * ```
+ */
+export function generateFlatSchema(zodSchema: z.AnyZodObject, title: string): Record<string, unknown> {
+  return { ...jsonSchema(zodSchema), title };
+}
+
+function isZodSchema(value: unknown): boolean {
+  return value !== null && typeof value === 'object' && typeof (value as { parse?: unknown }).parse === 'function';
+}
+
 /** The description of one node class sent to `PUT .../nodes/`. */
 export function nodeRegistration(node: NodeClass, namespace: string): Record<string, unknown> {
   return {

@@ -116,10 +116,15 @@ export class StateManager {
    * Create or replace a graph template and wait until the server has validated it. Resolves to the
    * validated graph. Throws {@link GraphValidationError} listing the server's errors (which nodes
    * and fields are wrong) when the graph is refused, `INVALID`, or still `PENDING` after
-   * `options.validationTimeoutMs`.
+   * `options.validationTimeoutMs`. The models are parsed first, so what is sent has their
+   * defaults filled (as the Python SDK sends them).
    *
    * Nodes no runtime has registered yet do not make the graph invalid: they are listed under
    * `validation_warnings`, and their states wait until a runtime registers them.
+   *
+   * The original SDK's call form also works: after `storeConfig` come `validationTimeout` and
+   * `pollingInterval`, both numbers in seconds (default 60 and 1); it takes no cron triggers.
+   * The form is told by the 6th argument: an array (or nothing) is ours, a number the original's.
    *
    * @example
    * ```ts
@@ -132,31 +137,47 @@ export class StateManager {
    *   { required_keys: ['name'] },
    *   [{ expression: '0 9 * * 1-5' }],                      // cron triggers (UTC)
    * );
+   * // The original SDK's form: wait up to 120 s, re-reading the graph every 2 s while PENDING.
+   * await sm.upsertGraph('my-graph', nodes, {}, undefined, undefined, 120, 2);
    * ```
    */
-  async upsertGraph(
+  upsertGraph(
     graphName: string,
     graphNodes: GraphNodeModel[],
     secrets: Record<string, string>,
     retryPolicy?: RetryPolicyModel,
     storeConfig?: StoreConfigModel,
     triggers?: CronTrigger[],
-    options: UpsertOptions = {},
+    options?: UpsertOptions,
+  ): Promise<GraphTemplate>;
+  /** The original SDK's form: `validationTimeout` and `pollingInterval` in seconds. */
+  upsertGraph(
+    graphName: string,
+    graphNodes: GraphNodeModel[],
+    secrets: Record<string, string>,
+    retryPolicy: RetryPolicyModel | undefined,
+    storeConfig: StoreConfigModel | undefined,
+    validationTimeout: number | undefined,
+    pollingInterval?: number,
+  ): Promise<GraphTemplate>;
+  async upsertGraph(
+    graphName: string,
+    graphNodes: GraphNodeModel[],
+    secrets: Record<string, string>,
+    retryPolicy?: RetryPolicyModel,
+    storeConfig?: StoreConfigModel,
+    triggersOrValidationTimeout?: CronTrigger[] | number,
+    optionsOrPollingInterval?: UpsertOptions | number,
   ): Promise<GraphTemplate> {
-    const problems = modelProblems(graphNodes, retryPolicy, storeConfig, triggers);
-    if (problems.length) throw new GraphValidationError(graphName, 'INVALID', problems);
-    const body: Record<string, unknown> = {
-      secrets: secrets ?? {},
-      nodes: graphNodes.map((node) => ({
-        ...node,
-        inputs: node.inputs ?? {},
-        next_nodes: node.next_nodes ?? null,
-        unites: node.unites ?? null,
-      })),
-    };
-    if (retryPolicy !== undefined) body.retry_policy = retryPolicy;
-    if (storeConfig !== undefined) body.store_config = storeConfig;
-    if (triggers !== undefined) body.triggers = triggers.map((t) => ({ type: 'CRON', value: { expression: t.expression } }));
+    const { triggers, options } = upsertTail(graphName, triggersOrValidationTimeout, optionsOrPollingInterval);
+    const parsed = parseModels(graphNodes, retryPolicy, storeConfig, triggers);
+    if (parsed.problems.length) throw new GraphValidationError(graphName, 'INVALID', parsed.problems);
+    const body: Record<string, unknown> = { secrets: secrets ?? {}, nodes: parsed.nodes };
+    if (parsed.retryPolicy !== undefined) body.retry_policy = parsed.retryPolicy;
+    if (parsed.storeConfig !== undefined) body.store_config = parsed.storeConfig;
+    if (parsed.triggers !== undefined) {
+      body.triggers = parsed.triggers.map((t) => ({ type: 'CRON', value: { expression: t.expression } }));
+    }
     let graph: GraphTemplate;
     try {
       graph = await this.api.requestWithRetry<GraphTemplate>('PUT', this.graphPath(graphName), {
@@ -283,30 +304,81 @@ function capped(delay: number, remaining: number | undefined): number {
   return remaining === undefined ? delay : Math.max(0, Math.min(delay, remaining));
 }
 
-/** Every problem the models find before anything is sent, naming the node and field. */
-function modelProblems(
-  nodes: unknown,
-  retryPolicy: unknown,
-  storeConfig: unknown,
-  triggers: unknown,
-): string[] {
-  if (!Array.isArray(nodes)) return ['graphNodes must be an array of GraphNodeModel'];
-  const problems: string[] = [];
-  const check = (schema: z.ZodTypeAny, value: unknown, where: string) => {
-    const parsed = schema.safeParse(value);
-    if (!parsed.success) {
-      for (const issue of parsed.error.issues) problems.push(`${[where, ...issue.path].join('.')}: ${issue.message}`);
+/**
+ * The triggers and wait options of an `upsertGraph` call, in either form: ours
+ * (`triggers?: CronTrigger[], options?: UpsertOptions`) or the original SDK's
+ * (`validationTimeout?: number, pollingInterval?: number`, in seconds).
+ */
+function upsertTail(
+  graphName: string,
+  sixth: unknown,
+  seventh: unknown,
+): { triggers: unknown; options: UpsertOptions } {
+  const absent = (value: unknown) => value === undefined || value === null;
+  const original = typeof sixth === 'number' || (absent(sixth) && typeof seventh === 'number');
+  if (!original) {
+    if (!absent(seventh) && typeof seventh !== 'object') {
+      throw new GraphValidationError(graphName, 'INVALID', [
+        `the 7th argument of upsertGraph must be UpsertOptions ({ validationTimeoutMs, pollingIntervalMs }), got ${describeArgument(seventh)}`,
+      ]);
     }
+    return { triggers: sixth ?? undefined, options: (seventh ?? {}) as UpsertOptions };
+  }
+  const problems: string[] = [];
+  const seconds = (value: unknown, name: string, fallback: number): number => {
+    if (absent(value)) return fallback;
+    if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value;
+    problems.push(`${name} must be a number of seconds >= 0 (the original SDK's form), got ${describeArgument(value)}`);
+    return fallback;
+  };
+  const validationTimeout = seconds(sixth, 'validationTimeout (6th argument)', 60);
+  const pollingInterval = seconds(seventh, 'pollingInterval (7th argument)', 1);
+  if (problems.length) throw new GraphValidationError(graphName, 'INVALID', problems);
+  return {
+    triggers: undefined,
+    options: { validationTimeoutMs: validationTimeout * 1000, pollingIntervalMs: pollingInterval * 1000 },
+  };
+}
+
+function describeArgument(value: unknown): string {
+  return Array.isArray(value) ? 'an array' : `${typeof value} ${JSON.stringify(value) ?? String(value)}`;
+}
+
+interface ParsedModels {
+  problems: string[];
+  nodes: z.output<typeof GraphNodeModel>[];
+  retryPolicy?: z.output<typeof RetryPolicyModel>;
+  storeConfig?: z.output<typeof StoreConfigModel>;
+  triggers?: z.output<typeof CronTrigger>[];
+}
+
+/**
+ * The models parsed (defaults filled, names trimmed), or every problem they have before anything
+ * is sent, naming the node and field.
+ */
+function parseModels(nodes: unknown, retryPolicy: unknown, storeConfig: unknown, triggers: unknown): ParsedModels {
+  const result: ParsedModels = { problems: [], nodes: [] };
+  if (!Array.isArray(nodes)) return { ...result, problems: ['graphNodes must be an array of GraphNodeModel'] };
+  const parse = <S extends z.ZodTypeAny>(schema: S, value: unknown, where: string): z.output<S> | undefined => {
+    const parsed = schema.safeParse(value);
+    if (parsed.success) return parsed.data as z.output<S>;
+    for (const issue of parsed.error.issues) result.problems.push(`${[where, ...issue.path].join('.')}: ${issue.message}`);
+    return undefined;
   };
   nodes.forEach((node: unknown, index) => {
     const identifier = (node as { identifier?: unknown } | null)?.identifier;
-    check(GraphNodeModel, node, typeof identifier === 'string' && identifier ? `node "${identifier}"` : `nodes[${index}]`);
+    const where = typeof identifier === 'string' && identifier ? `node "${identifier}"` : `nodes[${index}]`;
+    const parsed = parse(GraphNodeModel, node, where);
+    if (parsed) result.nodes.push(parsed);
   });
-  if (retryPolicy !== undefined) check(RetryPolicyModel, retryPolicy, 'retryPolicy');
-  if (storeConfig !== undefined) check(StoreConfigModel, storeConfig, 'storeConfig');
+  if (retryPolicy !== undefined) result.retryPolicy = parse(RetryPolicyModel, retryPolicy, 'retryPolicy');
+  if (storeConfig !== undefined) result.storeConfig = parse(StoreConfigModel, storeConfig, 'storeConfig');
   if (triggers !== undefined) {
-    if (!Array.isArray(triggers)) problems.push('triggers must be an array of CronTrigger');
-    else triggers.forEach((trigger: unknown, index) => check(CronTrigger, trigger, `triggers[${index}]`));
+    if (!Array.isArray(triggers)) {
+      result.problems.push(`triggers (6th argument) must be an array of CronTrigger, or a number of seconds (validationTimeout, the original SDK's form), got ${describeArgument(triggers)}`);
+    } else {
+      result.triggers = triggers.flatMap((trigger: unknown, index) => parse(CronTrigger, trigger, `triggers[${index}]`) ?? []);
+    }
   }
-  return problems;
+  return result;
 }

@@ -19,6 +19,8 @@ export class FakeStateManager {
   readonly calls: Call[] = [];
   /** Replies served, in order, to the calls whose path ends with the key (e.g. `secrets`). */
   readonly faults = new Map<string, Reply[]>();
+  /** The reply to every call whose path ends with the key, once its `faults` are used up. */
+  readonly standing = new Map<string, Reply>();
   private readonly ready: { state_id: string; node_name: string; inputs: Record<string, string> }[] = [];
   private server: Server | undefined;
   private ids = 0;
@@ -62,6 +64,8 @@ export class FakeStateManager {
     const endpoint = path.split('/').at(-1) ?? '';
     const fault = this.faults.get(endpoint)?.shift();
     if (fault) return fault;
+    const standing = this.standing.get(endpoint);
+    if (standing) return standing;
     if (endpoint === 'nodes') return { status: 200, body: { registered_nodes: [] } };
     if (endpoint === 'enqueue') {
       const states = this.ready.splice(0).map((state) => ({ ...state, lease_id: `lease-${state.state_id}` }));

@@ -20,6 +20,11 @@ function serverBinary(): string {
   return found;
 }
 
+/** The Python of the environment the server was installed in, which has the `exospherehost` Python SDK. */
+export function venvPython(): string {
+  return join(dirname(serverBinary()), 'python');
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
     const probe = createServer();

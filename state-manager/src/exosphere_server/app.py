@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,13 +25,15 @@ from exosphere_server.api.schemas import UpsertGraphRequest
 from exosphere_server.config import Settings, write_new_key_file
 from exosphere_server.dashboard.api import LiveViews
 from exosphere_server.dashboard.routes import router as dashboard_router
+from exosphere_server.engine import health as engine_health
+from exosphere_server.engine import metrics as engine_metrics
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.engine.secrets_key import verify_secrets_key
 from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.scheduler.loop import Scheduler
 from exosphere_server.storage import open_storage
-from exosphere_server.storage.base import Storage, now_ms
+from exosphere_server.storage.base import Storage
 
 log = structlog.get_logger("exosphere.server")
 HEALTH_DATABASE_TIMEOUT_S = 2.0
@@ -136,7 +137,7 @@ def create_app(settings: Settings) -> FastAPI:
         """`OK` only when the database answers a query: a load balancer then sends no traffic to a replica
         that could only answer 503."""
         try:
-            await asyncio.wait_for(storage.ping(), HEALTH_DATABASE_TIMEOUT_S)
+            await engine_health.check_database(ctx, HEALTH_DATABASE_TIMEOUT_S)
         except Exception as exc:  # any failure to answer is "not ready"; the reason is logged
             log.warning("health_database_unavailable", error_type=type(exc).__name__)
             return SafeJSONResponse(
@@ -146,8 +147,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_key)])
     async def metrics(request: Request) -> Response:
-        async with request.app.state.ctx.storage.reader() as tx:
-            depths = await tx.ready_depths(now_ms())
+        depths = await engine_metrics.ready_queue_depths(request.app.state.ctx)
         WAITING.set(request.app.state.ctx.wakeups.waiting())
         READY_DEPTH.clear()
         for (namespace, node), depth in depths.items():

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 
+from exosphere_server.clock import now_ms
 from exosphere_server.config import Settings
 from exosphere_server.dashboard import session
 from exosphere_server.dashboard.layout import NODE_HEIGHT, NODE_WIDTH, layout_template
-from exosphere_server.storage.base import now_ms
 
 
 def template_node(identifier: str, *next_nodes: str, unites: str | None = None) -> dict[str, object]:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from exosphere_server.clock import now_ms
 from exosphere_server.engine import graphs, runs, transitions
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
-from exosphere_server.storage.base import now_ms
 from exosphere_server.storage.sqlite import SqliteStorage
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 

@@ -70,13 +70,11 @@ async def register_nodes(namespace_name: str, body: RegisterNodesRequest, reques
 
 @router.get("/namespace/{namespace_name}/nodes/")
 async def list_nodes(namespace_name: str, request: Request) -> dict[str, Any]:
-    async with engine_context(request).storage.reader() as tx:
-        nodes = await tx.list_registered_nodes(namespace_name)
+    nodes = await graphs.list_registered_nodes(engine_context(request), namespace_name)
     return {"namespace": namespace_name, "count": len(nodes), "nodes": [registered_node_view(n) for n in nodes]}
 
 
 @router.get("/namespaces")
 async def list_namespaces(request: Request) -> dict[str, Any]:
-    async with engine_context(request).storage.reader() as tx:
-        names = await tx.list_namespaces()
+    names = await graphs.list_namespaces(engine_context(request))
     return {"namespaces": names, "count": len(names)}

@@ -20,16 +20,14 @@ from exosphere_server.api.auth import reject_nul_characters
 from exosphere_server.api.deps import engine_context
 from exosphere_server.dashboard import data, session
 from exosphere_server.dashboard.rendering import when
-from exosphere_server.engine import transitions
+from exosphere_server.engine import inspection, transitions
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.errors import NotFound
 from exosphere_server.engine.transitions import RETRYABLE_BY_HAND
 from exosphere_server.engine.wakeups import run_key
 from exosphere_server.storage.records import StateRecord
 
-router = APIRouter(
-    prefix="/api", dependencies=[Depends(session.require_api_session), Depends(reject_nul_characters)]
-)
+router = APIRouter(prefix="/api", dependencies=[Depends(session.require_api_session), Depends(reject_nul_characters)])
 RUN = "/ns/{namespace}/runs/{run_id}"
 POLL_PENDING_S = 2.0  # changes on other replicas are not announced here: look again this often
 POLL_FINISHED_S = 5.0
@@ -153,7 +151,8 @@ async def node_states(
 ) -> dict[str, Any]:
     """One page of a node's states in the run, oldest first."""
     wanted = [s for s in status if s]
-    total, states = await data.node_states(engine_context(request), namespace, run_id, identifier, wanted, page, size)
+    ctx = engine_context(request)
+    total, states = await inspection.node_states_page(ctx, namespace, run_id, identifier, wanted, page, size)
     return {
         "identifier": identifier,
         "total": total,

@@ -1,4 +1,4 @@
-"""What the dashboard shows, read from storage: per-node status counts, pages of states, a state's attempts.
+"""What the dashboard shows, read through the engine: per-node status counts, pages of states, a state's attempts.
 
 Nothing here returns a graph's secrets: templates are reduced to their drawing and secret *names*.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from exosphere_server.engine import graphs, inspection
 from exosphere_server.engine.context import EngineContext
-from exosphere_server.engine.errors import NotFound
 from exosphere_server.engine.runs import RunSummary, list_runs
-from exosphere_server.storage.records import GraphRecord, RunCounts, RunRecord, StateRecord
+from exosphere_server.storage.records import GraphRecord, RunCounts, RunRecord
 
 # How a state's status is drawn; a node takes the most urgent phase among its states (PHASE_PRIORITY).
 PHASE_OF_STATUS = {
@@ -123,22 +123,12 @@ class TemplateView:
         )
 
 
-async def namespaces(ctx: EngineContext) -> dict[str, tuple[int, int, int]]:
-    async with ctx.storage.reader() as tx:
-        return await tx.dashboard_namespaces()
-
-
 async def templates(ctx: EngineContext, namespace: str) -> list[TemplateView]:
-    async with ctx.storage.reader() as tx:
-        return [TemplateView.of(g) for g in await tx.list_graphs(namespace)]
+    return [TemplateView.of(g) for g in await graphs.list_graphs(ctx, namespace)]
 
 
 async def template(ctx: EngineContext, namespace: str, name: str) -> TemplateView:
-    async with ctx.storage.reader() as tx:
-        graph = await tx.get_graph(namespace, name)
-    if graph is None:
-        raise NotFound(f"Graph template {name} not found in namespace {namespace}")
-    return TemplateView.of(graph)
+    return TemplateView.of(await graphs.get_graph(ctx, namespace, name))
 
 
 @dataclass
@@ -164,53 +154,14 @@ async def runs_page(
     return RunsPage(total, summaries)
 
 
-async def _run_in(ctx: EngineContext, namespace: str, run_id: str) -> RunRecord:
-    async with ctx.storage.reader() as tx:
-        run = await tx.get_run(run_id)
-    if run is None or run.namespace != namespace:
-        raise NotFound(f"Run {run_id} not found in namespace {namespace}")
-    return run
-
-
 async def run_progress(ctx: EngineContext, namespace: str, run_id: str) -> RunProgress:
-    """A run's states counted per (template node, status): one GROUP BY, whatever the run's size."""
-    run = await _run_in(ctx, namespace, run_id)
-    async with ctx.storage.reader() as tx:
-        rows = await tx.dashboard_status_counts(run_id)
+    counted = await inspection.run_state_counts(ctx, namespace, run_id)
     nodes: dict[str, NodeProgress] = {}
-    for identifier, status, count in rows:
-        nodes.setdefault(identifier, NodeProgress()).by_status[status] = count
-    return RunProgress(run, nodes)
+    for c in counted.counts:
+        by_status = nodes.setdefault(c.identifier, NodeProgress()).by_status
+        by_status[c.status] = by_status.get(c.status, 0) + c.count
+    return RunProgress(counted.run, nodes)
 
 
-async def run_template_nodes(ctx: EngineContext, run: RunRecord) -> list[dict[str, Any]]:
-    """The template nodes of the version the run was triggered with (a later upsert never changes it)."""
-    async with ctx.storage.reader() as tx:
-        version = await tx.get_graph_version(run.namespace, run.graph_name, run.graph_version)
-    return version.nodes if version is not None else []
-
-
-async def node_states(
-    ctx: EngineContext, namespace: str, run_id: str, identifier: str, statuses: list[str], page: int, size: int
-) -> tuple[int, list[StateRecord]]:
-    await _run_in(ctx, namespace, run_id)
-    async with ctx.storage.reader() as tx:
-        return await tx.dashboard_node_states(run_id, identifier, statuses, (page - 1) * size, size)
-
-
-@dataclass
-class StateDetail:
-    state: StateRecord
-    run: RunRecord
-    same_position: list[StateRecord]
-
-
-async def state_detail(ctx: EngineContext, namespace: str, state_id: str) -> StateDetail:
-    """A state of a run of `namespace`, with the other attempts at the same place in the run."""
-    async with ctx.storage.reader() as tx:
-        state = await tx.get_state(state_id)
-        run = await tx.get_run(state.run_id) if state is not None else None
-        if state is None or run is None or run.namespace != namespace:
-            raise NotFound(f"State {state_id} not found in namespace {namespace}")
-        same_position = await tx.dashboard_same_position(state, SAME_POSITION_LIMIT)
-    return StateDetail(state, run, same_position)
+async def state_detail(ctx: EngineContext, namespace: str, state_id: str) -> inspection.StateDetail:
+    return await inspection.state_detail(ctx, namespace, state_id, SAME_POSITION_LIMIT)

@@ -20,6 +20,7 @@ from exosphere_server.api.lockout import lockout_message, lockout_seconds_left, 
 from exosphere_server.dashboard import api, data, session
 from exosphere_server.dashboard.layout import layout_template
 from exosphere_server.dashboard.rendering import render_page
+from exosphere_server.engine import inspection
 from exosphere_server.engine.errors import NotFound
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -97,7 +98,7 @@ def _not_found(request: Request, exc: NotFound) -> Response:
 
 @pages.get("/")
 async def namespaces_page(request: Request) -> Response:
-    found = await data.namespaces(engine_context(request))
+    found = await inspection.namespace_counts(engine_context(request))
     return render_page(request, "namespaces.html", namespaces=found)
 
 
@@ -182,7 +183,7 @@ async def run_page(namespace: str, run_id: str, request: Request) -> Response:
         progress = await data.run_progress(ctx, namespace, run_id)
     except NotFound as exc:
         return _not_found(request, exc)
-    nodes = await data.run_template_nodes(ctx, progress.run)
+    nodes = await inspection.run_template_nodes(ctx, progress.run)
     return render_page(
         request,
         "run.html",

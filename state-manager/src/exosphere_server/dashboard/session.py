@@ -23,9 +23,9 @@ from fastapi import HTTPException, Request, Response
 
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.lockout import refuse_if_locked_out
+from exosphere_server.clock import now_ms
 from exosphere_server.config import Settings
 from exosphere_server.engine.sessions import revoke_session, session_is_revoked
-from exosphere_server.storage.base import now_ms
 
 COOKIE_NAME = "exosphere_session"
 COOKIE_PATH = "/dashboard"

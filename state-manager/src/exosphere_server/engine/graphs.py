@@ -13,13 +13,14 @@ from typing import Any
 
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
+from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.cron import next_occurrence
 from exosphere_server.engine.errors import GraphInvalid, GraphTooLarge, NotFound
 from exosphere_server.engine.graph_shape import GraphShape, GraphStructureError, analyse_graph
 from exosphere_server.engine.node_checks import RegisteredNode, check_registrations
 from exosphere_server.release import release_gradually
-from exosphere_server.storage.base import Tx, now_ms
+from exosphere_server.storage.base import Tx
 from exosphere_server.storage.records import (
     CronScheduleRecord,
     GraphRecord,
@@ -132,6 +133,18 @@ async def get_graph(ctx: EngineContext, namespace: str, graph_name: str) -> Grap
 async def list_graphs(ctx: EngineContext, namespace: str) -> list[GraphRecord]:
     async with ctx.storage.reader() as tx:
         return await tx.list_graphs(namespace)
+
+
+async def list_registered_nodes(ctx: EngineContext, namespace: str) -> list[RegisteredNodeRecord]:
+    """The nodes registered in a namespace, by name."""
+    async with ctx.storage.reader() as tx:
+        return await tx.list_registered_nodes(namespace)
+
+
+async def list_namespaces(ctx: EngineContext) -> list[str]:
+    """Every namespace in which a runtime has registered nodes, by name."""
+    async with ctx.storage.reader() as tx:
+        return await tx.list_namespaces()
 
 
 async def register_nodes(

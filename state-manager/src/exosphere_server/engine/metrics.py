@@ -6,7 +6,8 @@ from collections.abc import Iterable
 
 from prometheus_client import Counter, Histogram
 
-from exosphere_server.storage.base import now_ms
+from exosphere_server.clock import now_ms
+from exosphere_server.engine.context import EngineContext
 from exosphere_server.storage.records import StateRecord
 
 CLAIMS = Counter("exosphere_claims_total", "States handed to runtimes", ["namespace", "node"])
@@ -31,3 +32,9 @@ def record_completion(state: StateRecord, status: str) -> None:
     COMPLETIONS.labels(state.namespace, state.node_name, status).inc()
     if status in ("ERRORED", "RETRY_CREATED"):
         ERRORS.labels(state.namespace, state.node_name).inc()
+
+
+async def ready_queue_depths(ctx: EngineContext) -> dict[tuple[str, str], int]:
+    """How many states wait for a runtime now, per (namespace, node): read at scrape time."""
+    async with ctx.storage.reader() as tx:
+        return await tx.ready_depths(now_ms())

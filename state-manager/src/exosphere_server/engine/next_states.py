@@ -11,10 +11,11 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import PinnedGraph
 from exosphere_server.engine.fingerprint import unite_fingerprint
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
-from exosphere_server.storage.base import Tx, new_id, now_ms
+from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
 
 FINAL_STATUSES = ("SUCCESS", "PRUNED", "ERRORED", "NEXT_CREATED_ERROR", "RETRY_CREATED")

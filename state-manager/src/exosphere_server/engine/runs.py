@@ -8,15 +8,20 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, NotFound
 from exosphere_server.engine.next_states import new_state
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
 from exosphere_server.engine.wakeups import run_key
-from exosphere_server.storage.base import Tx, now_ms
+from exosphere_server.storage.base import Tx
 from exosphere_server.storage.records import RunCounts, RunRecord, StateRecord
 
 STATE_ID = re.compile(r"^[0-9a-f]{24}$")
+
+
+def run_not_found(namespace: str, run_id: str) -> NotFound:
+    return NotFound(f"Run {run_id} not found in namespace {namespace}")
 
 
 @dataclass
@@ -148,7 +153,7 @@ async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: 
             async with ctx.storage.reader() as tx:
                 run = await tx.get_run(run_id)
                 if run is None or run.namespace != namespace:
-                    raise NotFound(f"Run {run_id} not found in namespace {namespace}")
+                    raise run_not_found(namespace, run_id)
                 summary = RunSummary(run, (await tx.run_counts([run_id]))[run_id])
             remaining = deadline - loop.time()
             if summary.finished or remaining <= 0 or ctx.wakeups.closing:
@@ -198,7 +203,7 @@ async def run_states_page(
     async with ctx.storage.reader() as tx:
         run = await tx.get_run(run_id)
         if run is None or run.namespace != namespace:
-            raise NotFound(f"Run {run_id} not found in namespace {namespace}")
+            raise run_not_found(namespace, run_id)
         total = (await tx.run_counts([run_id]))[run_id].total
         return total, await tx.states_of_run(run_id, offset=(page - 1) * size, limit=size)
 
@@ -227,3 +232,9 @@ async def get_state(ctx: EngineContext, namespace: str, state_id: str) -> StateR
     if state is None or run is None or (run.namespace != namespace and state.namespace != namespace):
         raise NotFound(f"State {state_id} not found in namespace {namespace}")
     return state
+
+
+async def delete_finished_runs(ctx: EngineContext, older_than_ms: int, limit: int) -> int:
+    """Retention: delete up to `limit` runs created before `older_than_ms` whose states are all final."""
+    async with ctx.storage.transaction() as tx:
+        return await tx.delete_finished_runs(older_than_ms, limit=limit)

@@ -13,8 +13,8 @@ Example::
 
 from __future__ import annotations
 
+from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import EngineContext
-from exosphere_server.storage.base import now_ms
 
 
 async def revoke_session(ctx: EngineContext, token_id: str, expires_at: int) -> None:

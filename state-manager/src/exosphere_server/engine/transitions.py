@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from exosphere_server.clock import now_ms
 from exosphere_server.engine import metrics
 from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, LeaseLost, NotFound
@@ -27,7 +28,7 @@ from exosphere_server.engine.next_states import (
 from exosphere_server.engine.retry_policy import retry_delay_ms
 from exosphere_server.engine.secret_box import SecretUnreadable
 from exosphere_server.engine.storable import unstorable_at
-from exosphere_server.storage.base import Tx, new_id, now_ms
+from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
 
 RETRYABLE_BY_HAND = ("ERRORED", "NEXT_CREATED_ERROR")

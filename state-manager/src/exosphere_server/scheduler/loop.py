@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 import structlog
 
-from exosphere_server.engine import cron_firing
+from exosphere_server.clock import now_ms
+from exosphere_server.engine import cron_firing, deadlines, runs
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.transitions import expire_leases
-from exosphere_server.storage.base import now_ms
 
 log = structlog.get_logger("exosphere.scheduler")
 MAX_SLEEP_MS = 30_000  # a safety net only: deadlines and pokes normally wake the loop
@@ -74,18 +74,14 @@ class Scheduler:
         # Each duty on its own: a failure in one (logged) must not hold up the others.
         await self._guarded("lease_expiry", self._expire_all)
         await self._guarded("cron", lambda: cron_firing.fire_due(self.ctx, datetime.now(UTC)))
-        async with self.ctx.storage.reader() as tx:
-            # Looking back a little also catches delayed states whose transaction committed late.
-            due = await tx.ready_keys_due_between(self._checked_until - LOOK_BACK_MS, now)
+        # Looking back a little also catches delayed states whose transaction committed late.
+        await deadlines.wake_states_due_between(self.ctx, self._checked_until - LOOK_BACK_MS, now)
         self._checked_until = now
-        if due:
-            self.ctx.wakeups.notify(due)
         if self.retention_ms and now >= self._next_retention:
             await self._apply_retention(now)
-        async with self.ctx.storage.reader() as tx:
-            deadlines = [await tx.next_due_after(now), await tx.next_lease_expiry(), await tx.next_cron_at()]
-        upcoming = [d for d in deadlines if d is not None]
-        next_deadline = min(upcoming, default=now + MAX_SLEEP_MS)
+        next_deadline = await deadlines.next_deadline(self.ctx, now)
+        if next_deadline is None:
+            next_deadline = now + MAX_SLEEP_MS
         return max(1, min(next_deadline - now_ms(), MAX_SLEEP_MS))
 
     async def _expire_all(self) -> None:
@@ -102,7 +98,6 @@ class Scheduler:
 
     async def _apply_retention(self, now: int) -> None:
         self._next_retention = now + RETENTION_EVERY_MS
-        async with self.ctx.storage.transaction() as tx:
-            deleted = await tx.delete_finished_runs(now - self.retention_ms, limit=1000)
+        deleted = await runs.delete_finished_runs(self.ctx, now - self.retention_ms, limit=1000)
         if deleted:
             log.info("runs_deleted_by_retention", count=deleted)

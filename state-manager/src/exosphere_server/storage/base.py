@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 
+from exosphere_server.clock import now_ms
 from exosphere_server.jsontext import dumps_in_pieces
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
@@ -36,10 +37,6 @@ from exosphere_server.storage.records import (
 
 ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now
 R = TypeVar("R")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def new_id() -> str:
@@ -579,10 +576,11 @@ class Tx:
         rs = schema.revoked_sessions
         return int((await self.conn.execute(sa.delete(rs).where(rs.c.expires_at <= now))).rowcount)
 
-    # -- inspection (CLI) ------------------------------------------------------------------------
+    # -- reading runs and namespaces ------------------------------------------------------------
 
-    async def run_progress(self, run_id: str) -> list[tuple[str, str, str, int]]:
-        """(identifier, node name, status, count) of a run's states, nodes in the order they first appeared."""
+    async def state_counts_by_node(self, run_id: str) -> list[tuple[str, str, str, int]]:
+        """(identifier, node name, status, count) of a run's states, aggregated in the database; nodes in
+        the order they first appeared, statuses sorted within a node."""
         s = schema.states
         query = (
             sa.select(s.c.identifier, s.c.node_name, s.c.status, sa.func.count(), sa.func.min(s.c.created_at))
@@ -596,9 +594,7 @@ class Tx:
         rows.sort(key=lambda row: (first_seen[row[0]], row[0], row[2]))
         return [(identifier, node, status, int(count)) for identifier, node, status, count, _ in rows]
 
-    # -- dashboard -------------------------------------------------------------------------------
-
-    async def dashboard_namespaces(self) -> dict[str, tuple[int, int, int]]:
+    async def namespace_counts(self) -> dict[str, tuple[int, int, int]]:
         """namespace -> (graph templates, runs, registered nodes), for every namespace holding any of them."""
         g, r, n = schema.graphs, schema.runs, schema.registered_nodes
         found: dict[str, list[int]] = {}
@@ -652,24 +648,14 @@ class Tx:
         offset: int,
         limit: int,
     ) -> tuple[int, list[RunRecord]]:
-        """One page of runs, newest first, and how many match in all (the CLI's and the dashboard's listing)."""
+        """One page of runs, newest first, and how many match in all."""
         r = schema.runs
         query = self._runs_query(namespace, graph_name, status, created_from, created_to)
         total = (await self.conn.execute(sa.select(sa.func.count()).select_from(query.subquery()))).scalar_one()
         page = query.order_by(r.c.created_at.desc(), r.c.run_id.desc()).offset(offset).limit(limit)
         return int(total), await self._all(RunRecord, page)
 
-    async def dashboard_status_counts(self, run_id: str) -> list[tuple[str, str, int]]:
-        """(identifier, status, count) of a run's states, aggregated in the database for the live graph."""
-        s = schema.states
-        query = (
-            sa.select(s.c.identifier, s.c.status, sa.func.count())
-            .where(s.c.run_id == run_id)
-            .group_by(s.c.identifier, s.c.status)
-        )
-        return [(identifier, status, int(count)) for identifier, status, count in await self.conn.execute(query)]
-
-    async def dashboard_node_states(
+    async def states_of_node(
         self, run_id: str, identifier: str, statuses: Sequence[str], offset: int, limit: int
     ) -> tuple[int, list[StateRecord]]:
         """One page of a template node's states in a run (oldest first), optionally only some statuses."""
@@ -681,7 +667,7 @@ class Tx:
         page = sa.select(s).where(*where).order_by(s.c.created_at, s.c.id).offset(offset).limit(limit)
         return int(total), await self._all(StateRecord, page)
 
-    async def dashboard_same_position(self, state: StateRecord, limit: int) -> list[StateRecord]:
+    async def states_at_same_position(self, state: StateRecord, limit: int) -> list[StateRecord]:
         """States of the same node under the same parent (retries, manual retries, fan-out siblings), oldest first."""
         s, a = schema.states, schema.state_ancestors
         query = sa.select(s).where(s.c.run_id == state.run_id, s.c.identifier == state.identifier)

@@ -117,3 +117,20 @@ def test_nul_in_a_dashboard_url_is_a_422_not_a_500(server: ServerProcess, path: 
         response = browser.get(path)
     assert response.status_code == 422, response.text
     assert "NUL" in response.text
+
+
+def test_a_graph_stored_with_bad_text_still_reads_back(server: ServerProcess, api: httpx.Client, echo: str) -> None:
+    """The graph listing (and a graph's own page) answered 500 until such a graph was overwritten."""
+    url = server.database_url
+    execute(
+        url,
+        f"UPDATE graphs SET validation_warnings = {placeholder(url, 1)} WHERE name = {placeholder(url, 2)}",
+        '["note \\ud800"]',
+        echo,
+    )
+    listing = api.get("/graphs/")
+    assert listing.status_code == 200, listing.text
+    assert listing.json()["templates"][0]["validation_warnings"] == [f"note {SURROGATE}"]
+    single = api.get(f"/graph/{echo}")
+    assert single.status_code == 200, single.text
+    assert single.json()["validation_warnings"] == [f"note {SURROGATE}"]

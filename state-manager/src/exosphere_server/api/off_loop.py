@@ -26,8 +26,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.responses import Response
 
+from exosphere_server.api.json_response import render_json
 from exosphere_server.engine.storable import unstorable_at
-from exosphere_server.jsontext import dumps_in_pieces
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -121,11 +121,7 @@ def install_body_schemas(app: FastAPI, *models: type[BaseModel]) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-def _render(content: Any) -> bytes:
-    return dumps_in_pieces(content, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-
-
 async def json_answer(content: Any, status_code: int = 200) -> Response:
     """A JSON response encoded in a worker thread (what `JSONResponse` does on the loop)."""
-    body = await asyncio.to_thread(_render, content)
+    body = await asyncio.to_thread(render_json, content)
     return Response(body, status_code=status_code, media_type="application/json")

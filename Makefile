@@ -22,7 +22,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check python-sdk state-manager bench examples
 	$(BIN)/mypy --strict python-sdk/src
-	$(BIN)/mypy state-manager/src
+	$(BIN)/mypy --strict state-manager/src
 	$(BIN)/lint-imports state-manager/pyproject.toml
 
 # Each part of the product brings its own test script; `make test` runs them all.

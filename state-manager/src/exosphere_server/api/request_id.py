@@ -20,7 +20,7 @@ access_log = structlog.get_logger("exosphere.access")
 def _request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", []):
         if name == HEADER:
-            text = value.decode("latin-1")
+            text: str = value.decode("latin-1")
             try:
                 uuid.UUID(text)
             except ValueError:

@@ -552,7 +552,8 @@ class Tx:
             )
             .values(next_fire_at=next_fire_at)
         )
-        return (await self.conn.execute(stmt)).rowcount == 1
+        updated: int = (await self.conn.execute(stmt)).rowcount
+        return updated == 1
 
     async def next_cron_at(self) -> int | None:
         c = schema.cron_schedules

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import asyncpg
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 from .test_crash import _graph, _states, _wait_for
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 from .test_crash import _graph, _states, _wait_for
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..blackbox.helpers import claim, claim_all, errored, executed, node, register, states, trigger, upsert

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 
 import httpx
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 SESSION_COOKIE = "exosphere_session"
 

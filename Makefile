@@ -20,8 +20,8 @@ demo: setup
 	$(BIN)/python examples/demo.py
 
 lint: setup
-	$(BIN)/ruff check python-sdk state-manager bench examples
-	$(BIN)/mypy --strict python-sdk/src
+	$(BIN)/ruff check python-sdk state-manager bench examples testing
+	$(BIN)/mypy --strict python-sdk/src testing/src
 	$(BIN)/mypy --strict state-manager/src
 	$(BIN)/lint-imports state-manager/pyproject.toml
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from exosphere_server.testing import CHROMIUM_ARGS, ServerProcess, ensure_chromium, fresh_postgres_url, sqlite_url
+from exosphere_testing import CHROMIUM_ARGS, ServerProcess, ensure_chromium, fresh_postgres_url, sqlite_url
 from playwright.sync_api import sync_playwright
 
 FANOUT = 5_000

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from exosphere_server.testing import ServerProcess, fresh_postgres_url, sqlite_url
+from exosphere_testing import ServerProcess, fresh_postgres_url, sqlite_url
 
 NAMESPACE = "bench"
 JSON = {"content-type": "application/json"}

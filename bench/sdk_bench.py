@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from exosphere_server.testing import ServerProcess, fresh_postgres_url, sqlite_url
+from exosphere_testing import ServerProcess, fresh_postgres_url, sqlite_url
 
 HERE = Path(__file__).parent
 REPO = HERE.parent

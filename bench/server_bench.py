@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-from exosphere_server.testing import ServerProcess, fresh_postgres_url, sqlite_url
+from exosphere_testing import ServerProcess, fresh_postgres_url, sqlite_url
 
 NAMESPACE = "bench"
 SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}

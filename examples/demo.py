@@ -14,7 +14,7 @@ import signal
 import time
 from pathlib import Path
 
-from exosphere_server.testing import ServerProcess, free_port, sqlite_url
+from exosphere_testing import ServerProcess, free_port, sqlite_url
 from exospherehost import BaseNode, GraphNodeModel, Runtime, StateManager, StoreConfigModel, UnitesModel
 from pydantic import BaseModel
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from exosphere_server.testing import CHROMIUM_ARGS, ServerProcess, ensure_chromium, sqlite_url
+from exosphere_testing import CHROMIUM_ARGS, ServerProcess, ensure_chromium, sqlite_url
 from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess, fresh_postgres_url, sqlite_url
+from exosphere_testing import ServerProcess, fresh_postgres_url, sqlite_url
 
 BACKENDS = [b.strip() for b in os.environ.get("EXOSPHERE_TEST_BACKENDS", "sqlite,postgres").split(",") if b.strip()]
 

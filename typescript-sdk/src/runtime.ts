@@ -1,7 +1,8 @@
 /**
  * The runtime: registers node classes, claims states, runs them, and reports every result.
  *
- * How work flows (each an async loop that never rejects):
+ * How work flows (each an async loop, supervised: an unexpected error is logged with its stack and
+ * the loop starts again after a backoff, so no loop ever ends quietly):
  *
  * * the *claimer* long-polls `states/enqueue` for at most as many states as there are free slots
  *   (workers plus a small prefetch), so states are never hoarded and the local queue is bounded;
@@ -11,7 +12,8 @@
  *
  * On SIGINT/SIGTERM (or `stop()`) the runtime stops claiming, hands unstarted states back, gives
  * running nodes `shutdownGraceMs` to finish, then hands back what is still running. A second signal
- * stops at once.
+ * stops at once. A runtime whose claims the server refuses for good (a revoked key, say) stops the
+ * same way, logs why, and `done` rejects with the server's refusal.
  * @module
  */
 import {
@@ -35,6 +37,8 @@ const DEFAULT_LEASE_MS = 60_000;
 const SECRETS_SERVER_ERROR_ATTEMPTS = 5;
 // Failing claims are logged at WARN on the first failure and then once every this many attempts.
 const LOG_EVERY_N_FAILURES = 10;
+// How long a background loop that failed unexpectedly waits before it starts again (first, most).
+const RESTART_BACKOFF_MS = [500, 30_000] as const;
 
 /** Settings of a {@link Runtime}. Every field is optional. */
 export interface RuntimeOptions {
@@ -76,7 +80,8 @@ interface Claim {
  * Serves node classes for one namespace: registers them, then runs the states the server hands out.
  *
  * `start()` resolves once the runtime is registered and working; the runtime then runs until
- * `stop()`, SIGINT or SIGTERM. `done` (or `join()`) resolves when it has stopped.
+ * `stop()`, SIGINT or SIGTERM. `done` (or `join()`) resolves when it has stopped, and rejects when
+ * it stopped because it could not go on (see {@link Runtime.done}).
  * Configuration problems are all reported at once in one {@link ConfigurationError}.
  *
  * @example
@@ -93,7 +98,19 @@ interface Claim {
 export class Runtime {
   readonly namespace: string;
   readonly name: string;
-  /** Resolves when the runtime has stopped (never rejects). */
+  /**
+   * Resolves when the runtime has stopped. Rejects, with the server's refusal (e.g. an
+   * {@link AuthenticationError} for a revoked key), when the runtime stopped because it could not go
+   * on: every further claim would be refused the same way. Left unhandled, that rejection ends the
+   * process with a non-zero exit code, as it should for a worker whose runtime is its main task;
+   * a program that must outlive its runtime handles it:
+   *
+   * @example
+   * ```ts
+   * await runtime.start();
+   * runtime.done.catch((err) => alertOperators(`runtime stopped: ${err.message}`));
+   * ```
+   */
   readonly done: Promise<void>;
 
   private readonly nodes = new Map<string, NodeClass>();
@@ -118,6 +135,9 @@ export class Runtime {
   private readonly stopping = new AbortController();
   private readonly stopNow = new AbortController();
   private resolveDone!: () => void;
+  private rejectDone!: (reason: Error) => void;
+  /** Why the runtime could not go on; `done` rejects with it. */
+  private failure: Error | undefined;
   private stopSignal: 'SIGINT' | 'SIGTERM' | undefined;
 
   constructor(namespace: string, name: string, nodes: readonly NodeClass[], options: RuntimeOptions = {}) {
@@ -140,13 +160,17 @@ export class Runtime {
     // Claimed states never exceed the workers plus a small prefetch, so a busy runtime does not
     // sit on work another runtime could start now.
     this.capacity = this.workers + Math.min(this.batchSize, Math.max(1, Math.floor(this.workers / 2)));
-    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+    this.done = new Promise((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
   }
 
   /**
    * Register the nodes and start working. Resolves once the runtime is registered and claiming;
    * while the server is unreachable it keeps retrying. Rejects (and the runtime stops) when the
-   * server refuses the registration, e.g. with a wrong key.
+   * server refuses the registration, e.g. with a wrong key: awaited at the top of a program, that
+   * ends it with a non-zero exit code. A refusal that comes later rejects {@link Runtime.done}.
    *
    * @example
    * ```ts
@@ -169,22 +193,24 @@ export class Runtime {
     if (this.stopping.signal.aborted) return this.finishStop();
     this.phase = 'running';
     this.serve().catch((err: unknown) => {
-      // Not expected (every loop handles its errors), but never leave an unhandled rejection behind.
-      this.logger.error(`Runtime "${this.name}" stopped on an unexpected error: ${describeError(err)}`);
+      // Not expected (the loops are supervised), but a runtime that stops must say why.
+      this.failure ??= err instanceof Error ? err : new ExosphereError(describeError(err));
+      this.logger.error(`Runtime "${this.name}" stopped on an unexpected error: ${withStack(err)}`);
       this.finishStop();
     });
   }
 
   /**
-   * Stop gracefully, as SIGTERM does; resolves when stopped. Calling it again stops at once,
-   * without waiting for running nodes.
+   * Stop gracefully, as SIGTERM does; resolves when stopped (also after the runtime stopped on
+   * its own because it could not go on). Calling it again stops at once, without waiting for
+   * running nodes.
    */
   stop(): Promise<void> {
     this.requestStop('stop() called');
-    return this.done;
+    return this.done.catch(() => undefined);
   }
 
-  /** Wait until the runtime has stopped; the same as awaiting {@link Runtime.done}. */
+  /** Wait until the runtime has stopped; the same as awaiting {@link Runtime.done} (which may reject). */
   join(): Promise<void> {
     return this.done;
   }
@@ -207,11 +233,19 @@ export class Runtime {
     }
   }
 
+  /** The runtime cannot go on: say why, stop gracefully, and let `done` reject with the reason. */
+  private giveUp(reason: Error): void {
+    this.failure ??= reason;
+    this.logger.error(`Runtime "${this.name}" cannot go on and stops: ${describeError(reason)}`);
+    if (!this.stopping.signal.aborted) this.stopping.abort();
+  }
+
   private finishStop(): void {
     if (this.phase === 'stopped') return;
     this.phase = 'stopped';
     signalHub.remove(this, this.stopSignal);
-    this.resolveDone();
+    if (this.failure) this.rejectDone(this.failure);
+    else this.resolveDone();
   }
 
   // -- registration -------------------------------------------------------------------------------
@@ -236,9 +270,13 @@ export class Runtime {
   // -- the loops ----------------------------------------------------------------------------------
 
   private async serve(): Promise<void> {
-    const claimer = this.claimLoop();
-    const heartbeat = this.heartbeatLoop();
-    const workers = Array.from({ length: this.workers }, () => this.workerLoop());
+    const claimer = this.supervised('claim loop', () => this.claimLoop(), this.stopping.signal);
+    // Workers and heartbeats go on through a graceful shutdown: running nodes still report, and
+    // their leases are still kept.
+    const heartbeat = this.supervised('heartbeat loop', () => this.heartbeatLoop(), this.stopNow.signal);
+    const workers = Array.from({ length: this.workers }, (_, i) =>
+      this.supervised(`worker ${i + 1}`, () => this.workerLoop(), this.stopNow.signal),
+    );
     await new Promise<void>((resolve) => this.stopping.signal.addEventListener('abort', () => resolve(), { once: true }));
     this.phase = 'stopping';
     await claimer;
@@ -263,6 +301,16 @@ export class Runtime {
     this.finishStop();
   }
 
+  /**
+   * Run one background loop for the runtime's whole life. An unexpected error is logged with its
+   * stack and the loop starts again after a backoff: a loop that died silently would leave a
+   * process that looks alive and never claims again. Ends when the loop returns, or when `stop`
+   * aborts while it waits to start the loop again.
+   */
+  private supervised(name: string, loop: () => Promise<void>, stop: AbortSignal): Promise<void> {
+    return supervise(`Runtime "${this.name}": the ${name}`, loop, this.logger, stop);
+  }
+
   private async claimLoop(): Promise<void> {
     const backoff = new Backoff();
     const stop = this.stopping.signal;
@@ -281,6 +329,15 @@ export class Runtime {
         states = await this.claim(Math.min(this.batchSize, free));
       } catch (err) {
         if (stop.aborted) break;
+        // Not an answer of the server but a bug: the supervisor logs it with its stack.
+        if (!(err instanceof ApiError)) throw err;
+        if (!err.retryable) {
+          // Refused for good (a wrong key, a request the server cannot take): every further claim
+          // would be refused the same way, and a runtime that only retried would look alive but
+          // never work.
+          this.giveUp(err);
+          break;
+        }
         const delay = backoff.nextDelay();
         const line = `${describeError(err)}; retrying in ${Math.round(delay)} ms`;
         if (backoff.attempts % LOG_EVERY_N_FAILURES === 1) this.logger.warn(line);
@@ -301,13 +358,20 @@ export class Runtime {
   }
 
   private async claim(count: number): Promise<unknown[]> {
-    const answer = await this.api.request<{ states?: unknown }>('POST', `${this.namespacePath}/states/enqueue`, {
+    const action = 'Claiming states';
+    const answer = await this.api.request<unknown>('POST', `${this.namespacePath}/states/enqueue`, {
       json: { nodes: [...this.nodes.keys()], batch_size: count, wait_ms: CLAIM_WAIT_MS, lease_ms: this.leaseMs },
       timeoutMs: CLAIM_WAIT_MS + 30_000,
-      action: 'Claiming states',
+      action,
       signal: this.stopping.signal,
     });
-    return Array.isArray(answer?.states) ? answer.states : [];
+    const states = answer !== null && typeof answer === 'object' ? (answer as { states?: unknown }).states : undefined;
+    if (!Array.isArray(states)) {
+      // A proxy's error page, or a body mangled on the way: treated like a lost answer and retried.
+      // States the server did hand out in it come back to the queue when their lease expires.
+      throw new ServerUnavailableError(undefined, `the answer is not a list of states: ${preview(answer)}`, action);
+    }
+    return states;
   }
 
   private accept(raw: unknown): void {
@@ -343,7 +407,7 @@ export class Runtime {
         await this.process(claim);
       } catch (err) {
         // A bug here must cost one state, never the worker.
-        this.logger.error(`Unexpected error while handling state ${claim.stateId} (${claim.nodeName}): ${describeError(err)}`);
+        this.logger.error(`Unexpected error while handling state ${claim.stateId} (${claim.nodeName}): ${withStack(err)}`);
         this.finish(claim);
       }
     }
@@ -516,6 +580,46 @@ export class Runtime {
   private statePath(claim: Claim, action: string): string {
     return `${this.namespacePath}/state/${encodeURIComponent(claim.stateId)}/${action}`;
   }
+}
+
+/**
+ * @internal Run `loop` until it returns; when it throws, log the error with its stack and run it
+ * again after a capped, growing backoff. Gives up only when `stop` aborts while it waits to start again.
+ *
+ * @example
+ * ```ts
+ * await supervise('the claim loop', () => claimLoop(), logger, stopping.signal);
+ * ```
+ */
+export async function supervise(what: string, loop: () => Promise<void>, logger: Logger, stop: AbortSignal): Promise<void> {
+  const backoff = new Backoff(...RESTART_BACKOFF_MS);
+  for (;;) {
+    try {
+      await loop();
+      return;
+    } catch (err) {
+      const delay = backoff.nextDelay();
+      logger.error(`${what} failed unexpectedly; starting it again in ${Math.round(delay)} ms: ${withStack(err)}`);
+      await sleep(delay, stop);
+      if (stop.aborted) return;
+    }
+  }
+}
+
+/** An unexpected error as an operator needs it: name, message and stack frames, and its cause's. */
+function withStack(err: unknown): string {
+  if (!(err instanceof Error)) return describeError(err);
+  // `stack` starts with the name the error had when it was made (a subclass's own `name` field is
+  // set later), so the header is written anew and only the frames are taken from it.
+  const frames = (err.stack ?? '').split('\n').filter((line) => /^\s+at /.test(line));
+  const cause = err.cause === undefined ? '' : `\nCaused by: ${withStack(err.cause)}`;
+  return [describeError(err), ...frames].join('\n') + cause;
+}
+
+/** The start of an unexpected answer, for a log line. */
+function preview(answer: unknown): string {
+  const text = answer === undefined ? 'an empty body' : JSON.stringify(answer);
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
 }
 
 /**

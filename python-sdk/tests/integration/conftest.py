@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from exosphere_server.testing import ServerProcess, sqlite_url
+from exosphere_testing import ServerProcess, sqlite_url
 
 API_KEY = "integration-secret"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 from .helpers import node, register, upsert
 

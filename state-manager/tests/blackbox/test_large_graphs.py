@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 
 def chain(namespace: str, count: int) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
-from exosphere_server.testing import free_port
+from exosphere_testing import free_port
 
 
 def _server(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 RUNTIME_APP = Path(__file__).parent / "runtime_app.py"
 SECRET_VALUE = "hunter2-never-shown"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from exosphere_server.testing import free_port
+from exosphere_testing import free_port
 
 from .conftest import Cli, Result, fan_graph
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 HERE = Path(__file__).parent
 REPO = HERE.parents[2]

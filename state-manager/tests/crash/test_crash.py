@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess, wait_until
 
 from ..blackbox.helpers import node, upsert
 
@@ -31,13 +31,6 @@ def _graph(api: httpx.Client, namespace: str) -> None:
     )
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.05)
-
-
 def _states(api: httpx.Client, run_id: str) -> list[dict[str, object]]:
     return list(api.get(f"/run/{run_id}/states").json()["states"])
 
@@ -46,11 +39,11 @@ def test_server_killed_mid_fan_out_loses_nothing_and_applies_each_result_once(
     server: ServerProcess, api: httpx.Client, namespace: str, runtimes: Callable[..., subprocess.Popen[bytes]]
 ) -> None:
     runtimes(server, namespace)
-    _wait_for(lambda: api.get("/nodes/").json()["count"] == 4)
+    wait_until(lambda: api.get("/nodes/").json()["count"] == 4)
     _graph(api, namespace)
     width = 40
     run_id = api.post("/graph/crash/trigger", json={"store": {"width": str(width)}}).json()["run_id"]
-    _wait_for(lambda: sum(s["identifier"] == "work" and s["status"] == "SUCCESS" for s in _states(api, run_id)) >= 5)
+    wait_until(lambda: sum(s["identifier"] == "work" and s["status"] == "SUCCESS" for s in _states(api, run_id)) >= 5)
     server.kill()  # mid fan-out: some branches done, some running, some waiting
     time.sleep(0.5)
     server.start()
@@ -70,11 +63,11 @@ def test_runtime_killed_mid_execute_state_runs_again_after_its_lease(
     tmp_path: Path,
 ) -> None:
     doomed = runtimes(server, namespace, "slow")
-    _wait_for(lambda: api.get("/nodes/").json()["count"] == 4)
+    wait_until(lambda: api.get("/nodes/").json()["count"] == 4)
     _graph(api, namespace)
     run_id = api.post("/graph/crash/trigger", json={"store": {"width": "1"}}).json()["run_id"]
     log = tmp_path / "executions.log"
-    _wait_for(lambda: log.exists() and "work 0" in log.read_text())
+    wait_until(lambda: log.exists() and "work 0" in log.read_text())
     doomed.kill()  # SIGKILL in the middle of `execute`
     doomed.wait()
     runtimes(server, namespace)

@@ -11,9 +11,9 @@ from collections.abc import Callable
 import asyncpg
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess, wait_until
 
-from .test_crash import _graph, _states, _wait_for
+from .test_crash import _graph, _states
 
 
 async def _terminate_connections(database: str) -> int:
@@ -38,11 +38,11 @@ def test_cutting_every_database_connection_mid_run_loses_nothing(
     if backend != "postgres":
         pytest.skip("SQLite has no connections to cut")
     runtimes(server, namespace)
-    _wait_for(lambda: api.get("/nodes/").json()["count"] == 4)
+    wait_until(lambda: api.get("/nodes/").json()["count"] == 4)
     _graph(api, namespace)
     width = 40
     run_id = api.post("/graph/crash/trigger", json={"store": {"width": str(width)}}).json()["run_id"]
-    _wait_for(lambda: sum(s["identifier"] == "work" and s["status"] == "SUCCESS" for s in _states(api, run_id)) >= 5)
+    wait_until(lambda: sum(s["identifier"] == "work" and s["status"] == "SUCCESS" for s in _states(api, run_id)) >= 5)
     database = server.database_url.rsplit("/", 1)[1]
     assert asyncio.run(_terminate_connections(database)) > 0
     # A request that meets a cut connection is answered 503 ("retry"), as clients are told to.

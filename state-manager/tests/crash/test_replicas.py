@@ -9,9 +9,9 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess, wait_until
 
-from .test_crash import _graph, _states, _wait_for
+from .test_crash import _graph, _states
 
 
 def test_two_replicas_share_one_database_and_survive_losing_one(
@@ -27,11 +27,11 @@ def test_two_replicas_share_one_database_and_survive_losing_one(
     api = httpx.Client(base_url=f"{second.url}/v0/namespace/{namespace}", headers={"x-api-key": second.api_key})
     runtimes(first, namespace)
     runtimes(second, namespace)
-    _wait_for(lambda: api.get("/nodes/").json()["count"] == 4)
+    wait_until(lambda: api.get("/nodes/").json()["count"] == 4)
     _graph(api, namespace)
     width = 60
     run_id = api.post("/graph/crash/trigger", json={"store": {"width": str(width)}}).json()["run_id"]
-    _wait_for(lambda: sum(s["identifier"] == "work" and s["status"] == "SUCCESS" for s in _states(api, run_id)) >= 5)
+    wait_until(lambda: sum(s["identifier"] == "work" and s["status"] == "SUCCESS" for s in _states(api, run_id)) >= 5)
     first.kill()  # one replica dies mid-run; its runtime retries until it is back
     time.sleep(1)
     first.start()

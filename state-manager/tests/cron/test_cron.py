@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 from ..blackbox.helpers import node, register, states, upsert
 

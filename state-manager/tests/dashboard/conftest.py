@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from exosphere_server.testing import CHROMIUM, CHROMIUM_ARGS, ServerProcess, ensure_chromium
+from exosphere_testing import CHROMIUM, CHROMIUM_ARGS, ServerProcess, ensure_chromium
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 from playwright.sync_api import BrowserContext, Page, Response, expect
 
 from ..blackbox.helpers import claim_all, errored, executed, node, register, states, trigger, upsert

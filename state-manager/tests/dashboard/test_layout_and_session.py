@@ -47,14 +47,14 @@ def settings(api_key: str | None = "the-key") -> Settings:
 
 def test_a_session_token_is_signed_expires_and_ends_with_the_api_key() -> None:
     token = session.issue_token(settings())
-    assert session.token_is_valid(settings(), token)
+    assert session.verified_token(settings(), token)
     assert "the-key" not in token
     issued, nonce, signature = token.split(".")
-    assert not session.token_is_valid(settings(), f"{int(issued) + 1}.{nonce}.{signature}")  # tampered
-    assert not session.token_is_valid(settings("rotated-key"), token)  # a new API key ends old sessions
+    assert session.verified_token(settings(), f"{int(issued) + 1}.{nonce}.{signature}") is None  # tampered
+    assert session.verified_token(settings("rotated-key"), token) is None  # a new API key ends old sessions
     stale = session.issue_token(settings(), issued_ms=now_ms() - session.SESSION_TTL_MS - 1)
-    assert not session.token_is_valid(settings(), stale)
-    assert not session.token_is_valid(settings(), None) and not session.token_is_valid(settings(), "garbage")
+    assert session.verified_token(settings(), stale) is None
+    assert session.verified_token(settings(), None) is None and session.verified_token(settings(), "garbage") is None
 
 
 def test_login_only_redirects_inside_the_dashboard() -> None:

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from exosphere_server.storage import schema
 from exosphere_server.storage.migrate import upgrade_connection
-from exosphere_server.testing import fresh_postgres_url
+from exosphere_testing import fresh_postgres_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 

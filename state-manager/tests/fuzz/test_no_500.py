@@ -15,7 +15,7 @@ import httpx
 import pytest
 import requests
 import schemathesis
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable

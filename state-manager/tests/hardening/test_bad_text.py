@@ -7,7 +7,7 @@ import json
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 from ..blackbox.helpers import claim_all, executed, node, register, run, states, trigger, upsert
 from .database import execute, placeholder

@@ -7,7 +7,7 @@ import contextlib
 import time
 
 import httpx
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 from exospherehost import StateManager
 
 from ..blackbox.helpers import claim_all, executed, node, register, trigger, upsert

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import httpx
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 SIXTY_MB = 60 * 1024 * 1024
 

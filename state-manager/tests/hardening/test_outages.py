@@ -14,7 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from exosphere_server.api.errors import database_unavailable
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 from .database import execute
 

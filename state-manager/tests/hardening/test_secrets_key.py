@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from exosphere_server.testing import TEST_SECRETS_KEY, ServerProcess
+from exosphere_testing import TEST_SECRETS_KEY, ServerProcess
 
 from ..blackbox.helpers import claim_all, node, register, run, states, trigger
 from .database import execute, placeholder

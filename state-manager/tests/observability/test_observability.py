@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..blackbox.helpers import claim, claim_all, errored, executed, node, register, states, trigger, upsert
@@ -50,15 +50,6 @@ def samples(server: ServerProcess) -> list[tuple[str, dict[str, str], float]]:
 def value(server: ServerProcess, name: str, **labels: str) -> float:
     """Sum of the samples called `name` whose labels include `labels` (0 when there are none)."""
     return sum(v for n, got, v in samples(server) if n == name and labels.items() <= got.items())
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 10) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
 
 
 @pytest.fixture
@@ -117,7 +108,7 @@ def expire_a_lease(api: httpx.Client, graph: str) -> dict[str, Any]:
         found[:] = [s for s in states(api, run_id) if s["state_id"] == state["state_id"] and s["status"] != "QUEUED"]
         return bool(found)
 
-    assert wait_until(expired), "the lapsed lease was not expired"
+    wait_until(expired, what="the lapsed lease to be expired")
     return found[0]
 
 
@@ -141,7 +132,8 @@ def test_a_lapsed_lease_is_noticed_without_other_activity(api: httpx.Client, wor
     trigger(api, worker_graph, start_delay=3_600_000)
     time.sleep(0.3)
     [state] = claim(api, "Work", batch_size=1, wait_ms=5000, lease_ms=1000)
-    assert wait_until(lambda: states(api, run_id)[0]["status"] != "QUEUED", timeout_s=6), state
+    # Well before the scheduler's 30 s safety net: the lease's own deadline woke it.
+    wait_until(lambda: states(api, run_id)[0]["status"] != "QUEUED", timeout_s=6, what=f"the lapsed lease of {state}")
 
 
 # ---- logs --------------------------------------------------------------------------------------
@@ -167,7 +159,7 @@ def wait_for_event(server: ServerProcess, match: Callable[[dict[str, Any]], bool
         found[:] = [e for e in json_events(server) if match(e)]
         return bool(found)
 
-    assert wait_until(check, 5), "no such log event"
+    wait_until(check, what="the log event")
     return found[0]
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 
 import httpx
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 SESSION_COOKIE = "exosphere_session"
 
@@ -41,11 +39,3 @@ def with_session(token: str, **headers: str) -> dict[str, str]:
     return {"cookie": f"{SESSION_COOKIE}={token}", **headers}
 
 
-def wait_for(check: Callable[[], bool], timeout_s: float = 60) -> bool:
-    """Poll until `check` holds; the timeout only stops a broken test, it is not what is tested."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 from .helpers import session_token, with_session
 

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import httpx
-from exosphere_server.testing import ServerProcess, sqlite_url
+from exosphere_testing import ServerProcess, sqlite_url
 
 
 def mode(path: Path) -> int:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 PATHS = ("/health", "/v0/namespaces", "/metrics", "/dashboard/login")
 

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess, wait_until
 
-from .helpers import as_client, log_in, new_client_address, session_token, wait_for, with_session
+from .helpers import as_client, log_in, new_client_address, session_token, with_session
 
 MAX_FAILURES = 20  # the default
 LOCKOUT_S = 3
@@ -57,7 +57,7 @@ def test_300_wrong_keys_then_the_right_key_is_refused_until_the_lockout_ends(
     assert_locked_out(graphs(http, server.api_key, address))
     assert graphs(http, server.api_key, new_client_address()).status_code == 200  # other addresses are served
 
-    assert wait_for(lambda: graphs(http, server.api_key, address).status_code == 200)
+    wait_until(lambda: graphs(http, server.api_key, address).status_code == 200, what="the lockout to end")
 
 
 def test_requests_without_a_key_do_not_count_as_guesses(
@@ -92,5 +92,5 @@ def test_dashboard_login_locks_out_after_repeated_wrong_keys(
     assert_locked_out(graphs(http, server.api_key, address))  # one lock-out per address, API included
     assert log_in(server, server.api_key, as_client(new_client_address())).status_code == 303
 
-    assert wait_for(lambda: log_in(server, server.api_key, as_client(address)).status_code == 303)
+    wait_until(lambda: log_in(server, server.api_key, as_client(address)).status_code == 303, what="the lockout to end")
     assert http.get("/dashboard/", headers=as_client(address, **with_session(token))).status_code == 200

@@ -1,7 +1,7 @@
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from exosphere_server.engine.cron import CronExpressionError, latest_missed, next_occurrence, validate_expression
+from exosphere_server.engine.cron import CronExpressionError, next_occurrence, validate_expression
 
 
 def at(hour: int, minute: int = 0, second: int = 0, day: int = 1) -> datetime:
@@ -50,21 +50,3 @@ def test_naive_datetimes_are_refused():
 def test_next_occurrence_of_impossible_date_raises():
     with pytest.raises(CronExpressionError):
         next_occurrence("0 0 31 2 *", at(0))
-
-
-def test_latest_missed_fires_only_the_latest_occurrence_after_downtime():
-    assert latest_missed("0 * * * *", last_due=at(0), now=at(3, 30)) == at(3)
-
-
-def test_latest_missed_includes_an_occurrence_exactly_now():
-    assert latest_missed("0 * * * *", last_due=at(0), now=at(3)) == at(3)
-
-
-def test_latest_missed_is_none_when_nothing_was_missed():
-    assert latest_missed("0 * * * *", last_due=at(3), now=at(3, 59)) is None
-    assert latest_missed("0 * * * *", last_due=at(3), now=at(3)) is None
-    assert latest_missed("0 * * * *", last_due=at(4), now=at(3)) is None
-
-
-def test_latest_missed_of_never_firing_expression_is_none():
-    assert latest_missed("0 0 31 2 *", last_due=at(0), now=at(5)) is None

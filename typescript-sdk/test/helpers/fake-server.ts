@@ -1,12 +1,25 @@
 /**
  * A scripted state manager on a local port, for faults a real server cannot be made to show
  * (yet): it hands out the states it is given and answers each endpoint from a list of replies.
+ * A reply may also be broken on the wire: a corrupt or truncated body, a reset connection, or
+ * no answer at all.
  */
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 
 export interface Reply {
-  status: number;
-  body: unknown;
+  /** Default 200. */
+  status?: number;
+  /** Sent as JSON (default `{}`). */
+  body?: unknown;
+  /** Sent as the body instead of `body` as JSON. */
+  raw?: string | Buffer;
+  headers?: Record<string, string>;
+  /** Announce more bytes than are sent, then close the connection. */
+  truncated?: boolean;
+  /** Reset the connection (TCP RST) instead of answering. */
+  reset?: boolean;
+  /** Never answer: send nothing, or only the status line and headers. The connection stays open until the server stops. */
+  stall?: 'silent' | 'after-headers';
 }
 
 export interface Call {
@@ -55,9 +68,24 @@ export class FakeStateManager {
     const text = Buffer.concat(chunks).toString('utf8');
     const path = (request.url ?? '').split('?')[0]!.replace(/\/+$/, '');
     this.calls.push({ method: request.method ?? '', path, body: text ? JSON.parse(text) : undefined });
-    const reply = this.reply(path);
-    response.writeHead(reply.status, { 'content-type': 'application/json' });
-    response.end(JSON.stringify(reply.body));
+    this.send(response, this.reply(path));
+  }
+
+  private send(response: ServerResponse, reply: Reply): void {
+    if (reply.reset) {
+      response.socket?.resetAndDestroy();
+      return;
+    }
+    if (reply.stall === 'silent') return;
+    const payload = Buffer.from(reply.raw ?? JSON.stringify(reply.body ?? {}));
+    const length = payload.length + (reply.truncated ? 100 : 0);
+    response.writeHead(reply.status ?? 200, { 'content-type': 'application/json', 'content-length': String(length), ...reply.headers });
+    if (reply.stall === 'after-headers') {
+      response.flushHeaders();
+      return;
+    }
+    if (reply.truncated) response.write(payload, () => response.socket?.destroy());
+    else response.end(payload);
   }
 
   private reply(path: string): Reply {

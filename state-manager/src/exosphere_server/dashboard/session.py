@@ -67,10 +67,6 @@ def verified_token(settings: Settings, token: str | None) -> SessionToken | None
     return SessionToken(token_id=nonce, expires_at=int(issued) + SESSION_TTL_MS)
 
 
-def token_is_valid(settings: Settings, token: str | None) -> bool:
-    return verified_token(settings, token) is not None
-
-
 def key_matches(settings: Settings, given: str) -> bool:
     """The login check: the same constant-time comparison as the API's `x-api-key`."""
     if settings.api_key is None:

@@ -9,8 +9,6 @@ on every occurrence, since an occurrence's time is part of the key that makes it
 Example::
 
     next_occurrence("*/5 * * * *", datetime(2025, 1, 1, 0, 2, tzinfo=UTC))   # 00:05 UTC
-    latest_missed("0 * * * *", last_due=datetime(2025, 1, 1, 0, tzinfo=UTC),
-                  now=datetime(2025, 1, 1, 3, 30, tzinfo=UTC))              # 03:00 UTC, fired once
 """
 
 from __future__ import annotations
@@ -51,27 +49,6 @@ def next_occurrence(expr: str, after: datetime) -> datetime:
         return _next(expr, _as_utc(after))
     except CroniterError as exc:
         raise CronExpressionError(f"Cron expression '{expr}' has no occurrence after {after.isoformat()}") from exc
-
-
-def latest_missed(expr: str, last_due: datetime, now: datetime) -> datetime | None:
-    """The latest occurrence in ``(last_due, now]``, or None.
-
-    After downtime the scheduler fires this one occurrence instead of every missed one (no
-    catch-up burst, D18).
-    """
-    last_due, now = _as_utc(last_due), _as_utc(now)
-    if now <= last_due:
-        return None
-    try:
-        latest = croniter(expr, now).get_prev(datetime)
-        # get_prev is strictly before its start, but an occurrence exactly at ``now`` counts.
-        following = _next(expr, latest)
-    except CroniterError:
-        return None
-    if following <= now:
-        latest = following
-    latest = latest.astimezone(UTC)
-    return latest if latest > last_due else None
 
 
 def _next(expr: str, after: datetime) -> datetime:

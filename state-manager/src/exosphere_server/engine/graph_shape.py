@@ -42,25 +42,12 @@ class GraphStructureError(ValueError):
 
 @dataclass(frozen=True)
 class GraphShape:
-    """The derived structure of a valid template: root, ancestor sets, predecessors and order."""
+    """The derived structure of a valid template: its root, nodes by identifier, ancestor sets and unite nodes."""
 
     root: str
     nodes: dict[str, GraphNodeModel]
     ancestors: LineageTree
-    predecessors: dict[str, frozenset[str]]
-    topological_order: tuple[str, ...]
     unite_nodes: tuple[str, ...]
-
-    def descendants_of(self, identifier: str) -> frozenset[str]:
-        """Every node reachable from ``identifier`` through ``next_nodes`` (not the node itself)."""
-        seen: set[str] = set()
-        pending = list(self.nodes[identifier].next_nodes or [])
-        while pending:
-            current = pending.pop()
-            if current not in seen:
-                seen.add(current)
-                pending.extend(self.nodes[current].next_nodes or [])
-        return frozenset(seen)
 
 
 def analyse_graph(
@@ -101,8 +88,6 @@ def analyse_graph(
         root=roots[0],
         nodes=by_id,
         ancestors=ancestors,
-        predecessors=predecessors,
-        topological_order=tuple(order),
         unite_nodes=tuple(ident for ident, node in by_id.items() if node.unites is not None),
     )
 

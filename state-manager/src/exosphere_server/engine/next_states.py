@@ -18,7 +18,6 @@ from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Re
 from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
 
-FINAL_STATUSES = ("SUCCESS", "PRUNED", "ERRORED", "NEXT_CREATED_ERROR", "RETRY_CREATED")
 # A unite waits on these; `RETRY_CREATED` is done because its retry is itself a descendant.
 NOT_SUCCEEDED_YET = ("CREATED", "QUEUED", "EXECUTED", "ERRORED", "NEXT_CREATED_ERROR", "PRUNED")
 NOT_DONE_YET = ("CREATED", "QUEUED", "EXECUTED")

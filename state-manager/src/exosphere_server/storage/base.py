@@ -149,10 +149,6 @@ class Tx:
 
     # -- helpers ---------------------------------------------------------------------------------
 
-    async def _one(self, cls: type[R], query: sa.Select[Any]) -> R | None:
-        row = (await self.conn.execute(query)).first()
-        return _record(cls, row) if row is not None else None
-
     async def _all(self, cls: type[R], query: sa.Select[Any]) -> list[R]:
         return [_record(cls, row) for row in await self.conn.execute(query)]
 

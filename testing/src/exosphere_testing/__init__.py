@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -55,6 +56,22 @@ def ensure_chromium() -> Path:
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, env=env)
     return CHROMIUM
+
+
+def wait_until(check: Callable[[], object], timeout_s: float = 60, what: str = "the condition") -> None:
+    """Poll ``check`` until it returns something true; fail the test after ``timeout_s``.
+
+    The bound only stops a broken test on a loaded machine; it is not what is tested, so it is generous.
+
+    Example::
+
+        wait_until(lambda: api.get("/nodes/").json()["count"] == 4, what="the runtime to register")
+    """
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from exosphere_testing import ServerProcess, free_port, sqlite_url
-from exospherehost import BaseNode, GraphNodeModel, Runtime, StateManager, StoreConfigModel, UnitesModel
+from exospherehost import BaseNode, GraphNodeModel, RunStatus, Runtime, StateManager, StoreConfigModel, UnitesModel
 from pydantic import BaseModel
 
 NAMESPACE = "demo"
@@ -126,7 +126,7 @@ async def main(server: ServerProcess) -> None:
         print(f"  {state['identifier']:<10} {state['status']:<8} {state['outputs']}")
     worker.cancel()
     await asyncio.gather(worker, return_exceptions=True)
-    if result["status"] != "SUCCESS":
+    if result["status"] != RunStatus.SUCCESS:
         raise SystemExit(1)
 
 

@@ -63,4 +63,14 @@ export {
   UnsendableOutputError,
 } from './errors.js';
 export { Logger, LogLevel, logger } from './log.js';
+export {
+  ALLOWED_MOVES,
+  canMove,
+  PHASE,
+  Phase,
+  RunStatus,
+  StateStatus,
+  type StateStatusGroup,
+  StateStatusGroups,
+} from './generated/stateMachine.js';
 export { VERSION } from './version.js';

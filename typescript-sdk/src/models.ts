@@ -23,6 +23,7 @@
  * @module
  */
 import { z } from 'zod';
+import { RunStatus, StateStatus } from './generated/stateMachine.js';
 
 /** When a `unites` node fires: after every descendant of its target succeeded, or after all are done. */
 export const UnitesStrategyEnum = {
@@ -45,18 +46,12 @@ export const RetryStrategyEnum = {
 } as const;
 export type RetryStrategyEnum = (typeof RetryStrategyEnum)[keyof typeof RetryStrategyEnum];
 
-/** Status of one node execution (a *state*). */
-export const StateStatusEnum = {
-  CREATED: 'CREATED',
-  QUEUED: 'QUEUED',
-  EXECUTED: 'EXECUTED',
-  ERRORED: 'ERRORED',
-  NEXT_CREATED_ERROR: 'NEXT_CREATED_ERROR',
-  SUCCESS: 'SUCCESS',
-  PRUNED: 'PRUNED',
-  RETRY_CREATED: 'RETRY_CREATED',
-} as const;
-export type StateStatusEnum = (typeof StateStatusEnum)[keyof typeof StateStatusEnum];
+/**
+ * Status of one node execution (a *state*): {@link StateStatus} under the name earlier releases gave it.
+ * Statuses, their groups and moves are generated from the Python SDK (`src/generated/stateMachine.ts`).
+ */
+export const StateStatusEnum = StateStatus;
+export type StateStatusEnum = StateStatus;
 
 /** Validation status of a graph template. */
 export const GraphValidationStatus = {
@@ -247,7 +242,7 @@ export interface RunSummary {
   run_id: string;
   namespace: string;
   graph_name: string;
-  status: 'PENDING' | 'SUCCESS' | 'FAILED';
+  status: RunStatus;
   success_count: number;
   pending_count: number;
   errored_count: number;

@@ -15,6 +15,7 @@ import {
   StoreConfigModel,
   type TriggerResult,
 } from './models.js';
+import { RunStatus } from './generated/stateMachine.js';
 
 // Idempotent reads and PUTs are repeated this many times on network errors and 5xx.
 const READ_ATTEMPTS = 5;
@@ -297,7 +298,7 @@ export class StateManager {
 function isFinished(run: RunSummary | undefined): run is RunSummary {
   if (!run) return false;
   if (typeof run.finished === 'boolean') return run.finished;
-  return run.status !== undefined && run.status !== 'PENDING';
+  return run.status !== undefined && run.status !== RunStatus.PENDING;
 }
 
 function capped(delay: number, remaining: number | undefined): number {

@@ -48,6 +48,7 @@ from .node import BaseNode
 from .runtime import Runtime
 from .signals import PruneSignal, ReQueueAfterSignal
 from .state_manager import StateManager
+from .statuses import RunStatus, StateStatus
 
 __version__ = VERSION
 
@@ -69,10 +70,12 @@ __all__ = [
     "ReQueueAfterSignal",
     "RetryPolicyModel",
     "RetryStrategyEnum",
+    "RunStatus",
     "RunTimeoutError",
     "Runtime",
     "ServerUnavailableError",
     "StateManager",
+    "StateStatus",
     "StateStatusEnum",
     "StoreConfigModel",
     "TriggerState",

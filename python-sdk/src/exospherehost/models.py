@@ -24,18 +24,10 @@ from enum import Enum
 
 from pydantic import BaseModel, Field, field_validator
 
+from .statuses import StateStatus
 
-class StateStatusEnum(str, Enum):
-    """Status of one node execution (a *state*)."""
-
-    CREATED = "CREATED"
-    QUEUED = "QUEUED"
-    EXECUTED = "EXECUTED"
-    ERRORED = "ERRORED"
-    NEXT_CREATED_ERROR = "NEXT_CREATED_ERROR"
-    SUCCESS = "SUCCESS"
-    PRUNED = "PRUNED"
-    RETRY_CREATED = "RETRY_CREATED"
+# The same class under its original name: statuses, their groups and moves live in `statuses.py`.
+StateStatusEnum = StateStatus
 
 
 class GraphValidationStatusEnum(str, Enum):

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from ._http import ApiClient, Backoff
 from .errors import ApiError, ConfigurationError, GraphValidationError, RunTimeoutError
 from .models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
+from .statuses import RunStatus
 
 # Idempotent reads and PUTs are repeated this many times on network errors and 5xx.
 _READ_ATTEMPTS = 5
@@ -276,7 +277,7 @@ class StateManager:
 def _is_finished(run: dict[str, Any]) -> bool:
     if "finished" in run:
         return bool(run["finished"])
-    return run.get("status") not in (None, "PENDING")
+    return run.get("status") not in (None, RunStatus.PENDING)
 
 
 def _capped(delay: float, remaining: float | None) -> float:

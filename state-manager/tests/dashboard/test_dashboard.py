@@ -14,6 +14,13 @@ from ..blackbox.helpers import claim_all, errored, executed, node, register, sta
 from .conftest import log_in
 
 SECRET_VALUE = "s3cr3t-value-7f1d9c2b"
+# Badge colours of dashboard.css, one per phase of `exospherehost.statuses`, as the browser computes them.
+PHASE_COLOUR = {
+    "errored": "rgb(251, 227, 225)",
+    "retried": "rgb(238, 230, 247)",
+    "waiting": "rgb(251, 240, 214)",
+    "success": "rgb(223, 243, 231)",
+}
 NODES = {"Split": (("text",), ("part",)), "Work": (("part",), ("out",)), "Join": (("x",), ("all",))}
 
 
@@ -150,6 +157,7 @@ def test_retry_an_errored_state_from_its_page_and_see_the_new_attempt_succeed(
     node_box(dashboard, "work").click()
     dashboard.click(f'#node-states tr[data-state="{work["state_id"]}"] a')
     expect(dashboard.locator("#state-status")).to_have_text("ERRORED")
+    expect(dashboard.locator("#state-status")).to_have_css("background-color", PHASE_COLOUR["errored"])
     expect(dashboard.locator("#state-error")).to_contain_text("kaput: the disk is full")
     expect(dashboard.locator("#state-inputs")).to_contain_text('"part": "only"')
     expect(dashboard.locator("#state-claims")).to_have_text("1")
@@ -159,7 +167,10 @@ def test_retry_an_errored_state_from_its_page_and_see_the_new_attempt_succeed(
     new_id = dashboard.locator("#new-attempt").get_attribute("data-state")
     assert new_id and new_id != work["state_id"]
     expect(dashboard.locator("#state-status")).to_have_text("RETRY_CREATED")
+    expect(dashboard.locator("#state-status")).to_have_css("background-color", PHASE_COLOUR["retried"])
     expect(dashboard.locator(f'#attempts tr[data-state="{new_id}"]')).to_have_attribute("data-status", "CREATED")
+    new_badge = dashboard.locator(f'#attempts tr[data-state="{new_id}"] .badge')
+    expect(new_badge).to_have_css("background-color", PHASE_COLOUR["waiting"])
     expect(dashboard.locator("#retry")).to_be_disabled()
 
     [again] = claim_all(api, "Work", count=1)
@@ -168,6 +179,7 @@ def test_retry_an_errored_state_from_its_page_and_see_the_new_attempt_succeed(
     expect(dashboard.locator(f'#attempts tr[data-state="{new_id}"]')).to_have_attribute("data-status", "SUCCESS")
     dashboard.click("#new-attempt")
     expect(dashboard.locator("#state-status")).to_have_text("SUCCESS")
+    expect(dashboard.locator("#state-status")).to_have_css("background-color", PHASE_COLOUR["success"])
     expect(dashboard.locator("#state-outputs")).to_contain_text('"out": "fine"')
     assert {s["state_id"]: s["status"] for s in states(api, run_id)}[new_id] == "SUCCESS"
 

@@ -11,6 +11,8 @@ from exosphere_server.api.views import run_view, state_view
 from exosphere_server.engine import inspection, runs
 
 router = APIRouter()
+# A Literal, not `exospherehost.statuses.RunStatus`, so that /openapi.json keeps its inline enum; a test
+# holds the two equal.
 RunStatus = Literal["PENDING", "SUCCESS", "FAILED"]
 
 

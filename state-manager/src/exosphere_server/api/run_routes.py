@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from exospherehost.statuses import StateStatus
 from fastapi import APIRouter, Path, Query, Request
 
 from exosphere_server.api.deps import engine_context
@@ -16,7 +17,6 @@ router = APIRouter()
 # A run's states come a page at a time: a fan-out of 10,000 was one 10 MB answer.
 STATES_PAGE_SIZE = 1000
 MAX_STATES_PAGE_SIZE = 5000
-ALL_STATUSES = ("CREATED", "QUEUED", "EXECUTED", "ERRORED", "NEXT_CREATED_ERROR", "SUCCESS", "PRUNED", "RETRY_CREATED")
 
 
 @router.post("/namespace/{namespace_name}/graph/{graph_name}/trigger")
@@ -29,7 +29,7 @@ async def trigger(namespace_name: str, graph_name: str, body: TriggerRequest, re
         store=body.store,
         start_delay_ms=body.start_delay,
     )
-    return {"status": "CREATED", "run_id": run_id}
+    return {"status": StateStatus.CREATED, "run_id": run_id}
 
 
 @router.get("/namespace/{namespace_name}/runs/{page}/{size}")
@@ -94,7 +94,7 @@ async def run_graph(namespace_name: str, run_id: str, request: Request) -> dict[
         for s in states
         if s.parents and list(s.parents.values())[-1] in ids
     ]
-    summary = dict.fromkeys(ALL_STATUSES, 0)
+    summary: dict[str, int] = {status: 0 for status in StateStatus}  # every status, in the enum's order (§4.17)
     for s in states:
         summary[s.status] = summary.get(s.status, 0) + 1
     return {

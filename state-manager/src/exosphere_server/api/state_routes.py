@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from exospherehost.statuses import StateStatus
 from fastapi import APIRouter, Request
 
 from exosphere_server.api.deps import engine_context
@@ -40,7 +41,7 @@ async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -
     return {
         "count": len(claimed),
         "namespace": namespace_name,
-        "status": "QUEUED",
+        "status": StateStatus.QUEUED,
         "states": [claimed_state_view(s) for s in claimed],
     }
 
@@ -52,7 +53,7 @@ async def executed_many(namespace_name: str, body: ExecutedManyRequest, request:
     answers = await transitions.executed_many(engine_context(request), namespace_name, reports)
     return {
         "results": [
-            {"state_id": report.state_id, "status": "EXECUTED"}
+            {"state_id": report.state_id, "status": StateStatus.EXECUTED}
             if error is None
             else {"state_id": report.state_id, "status_code": status_code(error), "detail": error.message}
             for report, error in zip(reports, answers, strict=True)
@@ -63,19 +64,19 @@ async def executed_many(namespace_name: str, body: ExecutedManyRequest, request:
 @router.post(STATE + "/executed")
 async def executed(namespace_name: str, state_id: str, body: ExecutedRequest, request: Request) -> dict[str, Any]:
     await transitions.executed(engine_context(request), namespace_name, state_id, body.outputs, body.lease_id)
-    return {"status": "EXECUTED"}
+    return {"status": StateStatus.EXECUTED}
 
 
 @router.post(STATE + "/errored")
 async def errored(namespace_name: str, state_id: str, body: ErroredRequest, request: Request) -> dict[str, Any]:
     retried = await transitions.errored(engine_context(request), namespace_name, state_id, body.error, body.lease_id)
-    return {"status": "ERRORED", "retry_created": retried}
+    return {"status": StateStatus.ERRORED, "retry_created": retried}
 
 
 @router.post(STATE + "/prune")
 async def prune(namespace_name: str, state_id: str, body: PruneRequest, request: Request) -> dict[str, Any]:
     enqueue_after = await transitions.prune(engine_context(request), namespace_name, state_id, body.data, body.lease_id)
-    return {"enqueue_after": enqueue_after, "status": "PRUNED"}
+    return {"enqueue_after": enqueue_after, "status": StateStatus.PRUNED}
 
 
 @router.post(STATE + "/re-enqueue-after")
@@ -85,7 +86,7 @@ async def re_enqueue_after(
     enqueue_after = await transitions.requeue_after(
         engine_context(request), namespace_name, state_id, body.enqueue_after, body.lease_id
     )
-    return {"enqueue_after": enqueue_after, "status": "CREATED"}
+    return {"enqueue_after": enqueue_after, "status": StateStatus.CREATED}
 
 
 @router.post(STATE + "/manual-retry")
@@ -93,7 +94,7 @@ async def manual_retry(
     namespace_name: str, state_id: str, body: ManualRetryRequest, request: Request
 ) -> dict[str, Any]:
     retry = await transitions.manual_retry(engine_context(request), namespace_name, state_id, body.fanout_id)
-    return {"id": retry.id, "status": "CREATED"}
+    return {"id": retry.id, "status": StateStatus.CREATED}
 
 
 @router.get(STATE + "/secrets")
@@ -112,4 +113,4 @@ async def heartbeat(namespace_name: str, state_id: str, body: HeartbeatRequest, 
 @router.post(STATE + "/release")
 async def release(namespace_name: str, state_id: str, body: ReleaseRequest, request: Request) -> dict[str, Any]:
     await transitions.release(engine_context(request), namespace_name, state_id, body.lease_id)
-    return {"status": "CREATED"}
+    return {"status": StateStatus.CREATED}

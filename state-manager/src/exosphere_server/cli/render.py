@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from exospherehost.statuses import FAILED, PHASE, Phase, RunStatus, StateStatus
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -24,29 +25,31 @@ def _console() -> Console:
 
 out = _console()
 
-STATUS_STYLE = {
-    "CREATED": "dim",
-    "QUEUED": "cyan",
-    "EXECUTED": "cyan",
-    "SUCCESS": "green",
-    "PRUNED": "yellow",
-    "RETRY_CREATED": "magenta",
-    "ERRORED": "bold red",
-    "NEXT_CREATED_ERROR": "bold red",
-    "PENDING": "cyan",
-    "FAILED": "bold red",
+# A state's status is shown in the style of its phase (`exospherehost.statuses.PHASE`).
+PHASE_STYLE = {
+    Phase.WAITING: "dim",
+    Phase.RUNNING: "cyan",
+    Phase.SUCCESS: "green",
+    Phase.PRUNED: "yellow",
+    Phase.RETRIED: "magenta",
+    Phase.ERRORED: "bold red",
+}
+STATUS_STYLE: dict[str, str] = {
+    **{status: PHASE_STYLE[PHASE[status]] for status in StateStatus},
+    RunStatus.PENDING: "cyan",
+    RunStatus.SUCCESS: "green",
+    RunStatus.FAILED: "bold red",
     "VALID": "green",
     "INVALID": "bold red",
 }
-ERRORED = ("ERRORED", "NEXT_CREATED_ERROR")
-# Progress columns: (heading, statuses counted in it).
+# Progress columns: (heading, the phase whose states it counts).
 PROGRESS_COLUMNS = (
-    ("waiting", ("CREATED",)),
-    ("running", ("QUEUED", "EXECUTED")),
-    ("succeeded", ("SUCCESS",)),
-    ("pruned", ("PRUNED",)),
-    ("retried", ("RETRY_CREATED",)),
-    ("errored", ERRORED),
+    ("waiting", Phase.WAITING),
+    ("running", Phase.RUNNING),
+    ("succeeded", Phase.SUCCESS),
+    ("pruned", Phase.PRUNED),
+    ("retried", Phase.RETRIED),
+    ("errored", Phase.ERRORED),
 )
 FANOUT_SHOWN = 5  # siblings of one node shown under a parent before the rest are summarised
 
@@ -183,7 +186,7 @@ def run_list(runs: list[dict[str, Any]], total: int) -> RenderableType:
 
 def run_header(run: Mapping[str, Any], elapsed: float | None = None) -> Text:
     text = Text.assemble("run ", (run["run_id"], "bold"), " of graph ", (run["graph_name"], "bold"), "  ")
-    text.append_text(status_text("RUNNING" if run["status"] == "PENDING" else run["status"]))
+    text.append_text(status_text("RUNNING" if run["status"] == RunStatus.PENDING else run["status"]))
     counts = f"  {run['total_count']} states: {run['success_count']} succeeded, {run['pending_count']} pending, "
     text.append(counts + f"{run['errored_count']} errored, {run['retried_count']} retried")
     if elapsed is not None:
@@ -196,10 +199,11 @@ def progress_view(progress: Mapping[str, Any], elapsed: float) -> RenderableType
     table = Table("node", *(heading for heading, _ in PROGRESS_COLUMNS), "total")
     for node in progress.get("nodes") or []:
         counts: dict[str, int] = node["counts"]
-        cells = [sum(counts.get(s, 0) for s in statuses) for _, statuses in PROGRESS_COLUMNS]
+        # A status this CLI does not know (a newer server's) has no phase: it counts only in the total.
+        cells = [sum(n for s, n in counts.items() if PHASE.get(s) == phase) for _, phase in PROGRESS_COLUMNS]
         styled = [
-            Text(str(n) if n else "", style=STATUS_STYLE.get(statuses[0], "") if n else "")
-            for n, (_, statuses) in zip(cells, PROGRESS_COLUMNS, strict=True)
+            Text(str(n) if n else "", style=PHASE_STYLE[phase] if n else "")
+            for n, (_, phase) in zip(cells, PROGRESS_COLUMNS, strict=True)
         ]
         table.add_row(f"{node['identifier']} ({node['node_name']})", *styled, str(sum(counts.values())))
     return Group(run_header(progress, elapsed), table)
@@ -212,7 +216,9 @@ def run_result(
     parts: list[RenderableType] = [
         Text.assemble("run ", (run["run_id"], "bold"), " ", status_text(run["status"]), f" after {duration(elapsed)}")
     ]
-    finals = [s for s in states if s["status"] == "SUCCESS" and (terminal is None or s["identifier"] in terminal)]
+    finals = [
+        s for s in states if s["status"] == StateStatus.SUCCESS and (terminal is None or s["identifier"] in terminal)
+    ]
     if terminal is None:  # graph unreadable: the last states are those no other state descends from
         parents = {direct_parent(s) for s in states}
         finals = [s for s in finals if s["state_id"] not in parents]
@@ -221,7 +227,7 @@ def run_result(
         for state in finals:
             table.add_row(state["identifier"], state["state_id"], compact(state.get("outputs") or {}))
         parts.append(table)
-    failed = [s for s in states if s["status"] in ERRORED]
+    failed = [s for s in states if s["status"] in FAILED]
     if failed:
         table = Table("node", "state id", "status", "error", title="Errors", title_justify="left")
         for state in failed:
@@ -292,7 +298,7 @@ def _worth_showing(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Everything that did not succeed, then successes up to FANOUT_SHOWN in all."""
     if len(group) <= FANOUT_SHOWN:
         return group
-    keep = {id(s) for s in group if s["status"] != "SUCCESS"}
+    keep = {id(s) for s in group if s["status"] != StateStatus.SUCCESS}
     for state in group:
         if len(keep) >= FANOUT_SHOWN:
             break

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
+from exospherehost.statuses import RunStatus
 from rich.live import Live
 from rich.text import Text
 
@@ -24,7 +25,7 @@ from exosphere_server.cli.options import (
 )
 
 run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
-RUN_STATUSES = ("PENDING", "SUCCESS", "FAILED")
+RUN_STATUSES = tuple(RunStatus)
 POLL_SECONDS = 0.5
 
 
@@ -102,7 +103,7 @@ def follow_run(client: Client, run_id: str, limit: float | None, as_json: bool) 
         render.print_json({"run": run, "elapsed_seconds": round(elapsed, 3), "states": states})
     else:
         render.out.print(render.run_result(run, states, _terminal_nodes(client, run["graph_name"]), elapsed))
-    return bool(run["status"] == "SUCCESS")
+    return bool(run["status"] == RunStatus.SUCCESS)
 
 
 def _poll_until_finished(
@@ -146,7 +147,9 @@ def _terminal_nodes(client: Client, graph_name: str) -> set[str] | None:
 
 def list_runs(
     graph: Annotated[str | None, typer.Option("--graph", "-g", help="Only runs of this graph")] = None,
-    status: Annotated[str | None, typer.Option("--status", help="Only PENDING, SUCCESS or FAILED runs")] = None,
+    status: Annotated[
+        str | None, typer.Option("--status", help=f"Only {', '.join(RUN_STATUSES[:-1])} or {RUN_STATUSES[-1]} runs")
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="How many runs, newest first (1..1000)")] = 20,
     server: ServerOption = DEFAULT_SERVER,
     key: KeyOption = None,
@@ -156,7 +159,7 @@ def list_runs(
     """List the namespace's runs, newest first."""
     wanted = status.strip().upper() if status is not None else None
     if wanted == "RUNNING":
-        wanted = "PENDING"
+        wanted = RunStatus.PENDING
     if wanted is not None and wanted not in RUN_STATUSES:
         raise CliError(f"invalid --status {status!r}: use one of {', '.join(RUN_STATUSES)}", EXIT_USAGE)
     if not 1 <= limit <= 1000:

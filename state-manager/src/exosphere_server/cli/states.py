@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated
 
 import typer
+from exospherehost.statuses import RETRYABLE_BY_HAND
 
 from exosphere_server.cli import render
 from exosphere_server.cli.client import ApiError, CliError, segment
@@ -40,7 +41,7 @@ def show(
 
 @app.command("retry")
 def retry(
-    state_id: Annotated[str, typer.Argument(help="Id of an ERRORED or NEXT_CREATED_ERROR state")],
+    state_id: Annotated[str, typer.Argument(help=f"Id of an {' or '.join(sorted(RETRYABLE_BY_HAND))} state")],
     server: ServerOption = DEFAULT_SERVER,
     key: KeyOption = None,
     namespace: NamespaceOption = None,

@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from exospherehost.statuses import PHASE
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
@@ -23,7 +24,6 @@ from exosphere_server.dashboard.rendering import when
 from exosphere_server.engine import inspection, transitions
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.errors import NotFound
-from exosphere_server.engine.transitions import RETRYABLE_BY_HAND
 from exosphere_server.engine.wakeups import run_key
 from exosphere_server.storage.records import StateRecord
 
@@ -35,8 +35,6 @@ MIN_INTERVAL_S = 0.25
 KEEP_ALIVE_S = 15.0
 # A stream ends after this long and EventSource reconnects: no connection outlives a server shutdown by much.
 STREAM_LIFETIME_S = 30.0
-
-__all__ = ["RETRYABLE_BY_HAND", "router"]
 
 
 class LiveViews:
@@ -92,7 +90,7 @@ def state_row(namespace: str, state: StateRecord) -> dict[str, Any]:
         "identifier": state.identifier,
         "node_name": state.node_name,
         "status": state.status,
-        "phase": data.PHASE_OF_STATUS.get(state.status, "waiting"),
+        "phase": PHASE[state.status],
         "retry_count": state.retry_count,
         "attempts": state.claims,
         "created_at": when(state.created_at),

@@ -8,26 +8,36 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from exospherehost.statuses import PHASE, RETRYABLE_BY_HAND, Phase, RunStatus, StateStatus
+
 from exosphere_server.engine import graphs, inspection
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.runs import RunSummary, list_runs
 from exosphere_server.storage.records import GraphRecord, RunCounts, RunRecord
 
-# How a state's status is drawn; a node takes the most urgent phase among its states (PHASE_PRIORITY).
-PHASE_OF_STATUS = {
-    "CREATED": "waiting",
-    "QUEUED": "running",
-    "EXECUTED": "running",
-    "SUCCESS": "success",
-    "PRUNED": "pruned",
-    "ERRORED": "errored",
-    "NEXT_CREATED_ERROR": "errored",
-    "RETRY_CREATED": "retried",
+# A state is drawn in the colour of its phase (`exospherehost.statuses.PHASE`; dashboard.css has one
+# colour per phase). PHASES is the order of the stacked bars; a node takes the most urgent phase among
+# its states (PHASE_PRIORITY), which is also the order of its summary line. Each names every phase.
+PHASES = (Phase.SUCCESS, Phase.PRUNED, Phase.RUNNING, Phase.WAITING, Phase.ERRORED, Phase.RETRIED)
+PHASE_PRIORITY = (Phase.ERRORED, Phase.RUNNING, Phase.WAITING, Phase.SUCCESS, Phase.PRUNED, Phase.RETRIED)
+PHASE_LABELS = {
+    Phase.SUCCESS: "done",
+    Phase.RUNNING: "running",
+    Phase.WAITING: "waiting",
+    Phase.ERRORED: "failed",
+    Phase.PRUNED: "pruned",
+    Phase.RETRIED: "retried",
 }
-PHASES = ("success", "pruned", "running", "waiting", "errored", "retried")
-PHASE_PRIORITY = ("errored", "running", "waiting", "success", "pruned", "retried")
-ALL_STATUSES = tuple(PHASE_OF_STATUS)
-RUN_STATUSES = ("PENDING", "SUCCESS", "FAILED")
+# The status filter lists statuses in the order of a state's life (the order of `Phase`).
+ALL_STATUSES = tuple(sorted(StateStatus, key=lambda status: list(Phase).index(PHASE[status])))
+RUN_STATUSES = tuple(RunStatus)
+# What dashboard.js knows of statuses, rendered into every page (base.html): never a hand-written copy.
+PAGE_STATUSES = {
+    "phases": list(PHASES),
+    "priority": list(PHASE_PRIORITY),
+    "labels": PHASE_LABELS,
+    "retryable_by_hand": sorted(RETRYABLE_BY_HAND),
+}
 SAME_POSITION_LIMIT = 100
 
 
@@ -42,10 +52,10 @@ class NodeProgress:
         return sum(self.by_status.values())
 
     @property
-    def phases(self) -> dict[str, int]:
+    def phases(self) -> dict[Phase, int]:
         counts = dict.fromkeys(PHASES, 0)
         for status, count in self.by_status.items():
-            counts[PHASE_OF_STATUS.get(status, "waiting")] += count
+            counts[PHASE[status]] += count
         return counts
 
     @property

@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
+from exospherehost.statuses import PHASE, Phase
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from exosphere_server import __version__
 from exosphere_server.dashboard import layout
-from exosphere_server.dashboard.data import PHASES
+from exosphere_server.dashboard.data import PAGE_STATUSES, PHASES
 
 # No inline script or style anywhere, and nothing from another origin (the machines may have no internet).
 SECURITY_HEADERS = {
@@ -42,7 +43,7 @@ def duration(start: int | None, end: int | None) -> str:
     return f"{seconds:.2f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def bar_segments(phases: dict[str, int], width: float) -> list[tuple[str, float, float]]:
+def bar_segments(phases: dict[Phase, int], width: float) -> list[tuple[Phase, float, float]]:
     """(phase, x, width) of a node's stacked status bar; dashboard.js draws the same on updates."""
     total = sum(phases.values())
     segments, x = [], 0.0
@@ -67,6 +68,8 @@ _env.globals.update(
     bar_segments=bar_segments,
     version=__version__,
     PHASES=PHASES,
+    PHASE=PHASE,
+    PAGE_STATUSES=PAGE_STATUSES,
     NODE_WIDTH=layout.NODE_WIDTH,
     NODE_HEIGHT=layout.NODE_HEIGHT,
 )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
+from exospherehost.statuses import RETRYABLE_BY_HAND
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
@@ -207,7 +208,7 @@ async def state_page(namespace: str, state_id: str, request: Request) -> Respons
         namespace=namespace,
         detail=detail,
         state=detail.state,
-        retryable=detail.state.status in api.RETRYABLE_BY_HAND,
+        retryable=detail.state.status in RETRYABLE_BY_HAND,
         limit=data.SAME_POSITION_LIMIT,
     )
 

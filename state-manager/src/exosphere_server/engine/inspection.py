@@ -6,7 +6,7 @@ Every read checks that the run or state belongs to the namespace asked about (a 
 Example::
 
     progress = await run_state_counts(ctx, "prod", run_id)
-    progress.summary.status                      # "PENDING", "SUCCESS" or "FAILED"
+    progress.summary.status                      # a RunStatus: PENDING, SUCCESS or FAILED
     [(c.identifier, c.status, c.count) for c in progress.counts]
 """
 

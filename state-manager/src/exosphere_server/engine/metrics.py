@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from exospherehost.statuses import AFTER_ERRORED
 from prometheus_client import Counter, Histogram
 
 from exosphere_server.clock import now_ms
@@ -29,8 +30,9 @@ def record_claims(states: Iterable[StateRecord]) -> None:
 
 
 def record_completion(state: StateRecord, status: str) -> None:
+    """Count a state that reached `status` through a runtime's report or an expired lease."""
     COMPLETIONS.labels(state.namespace, state.node_name, status).inc()
-    if status in ("ERRORED", "RETRY_CREATED"):
+    if status in AFTER_ERRORED:
         ERRORS.labels(state.namespace, state.node_name).inc()
 
 

@@ -11,16 +11,15 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from exospherehost.models import UnitesStrategyEnum
+from exospherehost.statuses import UNITE_ALL_DONE_WAITS_ON, UNITE_ALL_SUCCESS_WAITS_ON, StateStatus
+
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import PinnedGraph
 from exosphere_server.engine.fingerprint import unite_fingerprint
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
 from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
-
-# A unite waits on these; `RETRY_CREATED` is done because its retry is itself a descendant.
-NOT_SUCCEEDED_YET = ("CREATED", "QUEUED", "EXECUTED", "ERRORED", "NEXT_CREATED_ERROR", "PRUNED")
-NOT_DONE_YET = ("CREATED", "QUEUED", "EXECUTED")
 
 
 class NextStateError(Exception):
@@ -46,7 +45,7 @@ def new_state(
         identifier=identifier,
         graph_name=run.graph_name,
         run_id=run.run_id,
-        status="CREATED",
+        status=StateStatus.CREATED.value,
         inputs=inputs,
         outputs={},
         parents=parents,
@@ -168,14 +167,15 @@ async def evaluate_unites_of(batches: Sequence[Finished], tx: Tx) -> None:
     targets = await tx.lock_states(sorted({target_id for _, target_id in checks}))
     for (unite_id, target_id), (batch, _depth) in sorted(checks.items(), key=lambda item: -item[1][1]):
         found = targets.get(target_id)
-        if found is not None and found.status == "SUCCESS":
+        if found is not None and found.status == StateStatus.SUCCESS:
             await _fire_unite_if_ready(tx, batch.graph, batch.run, unite_id, found)
 
 
 async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite_id: str, target: StateRecord) -> None:
     node = graph.shape.nodes[unite_id]
     assert node.unites is not None
-    waiting_on = NOT_SUCCEEDED_YET if node.unites.strategy.value == "ALL_SUCCESS" else NOT_DONE_YET
+    all_success = node.unites.strategy == UnitesStrategyEnum.ALL_SUCCESS
+    waiting_on = UNITE_ALL_SUCCESS_WAITS_ON if all_success else UNITE_ALL_DONE_WAITS_ON
     if await tx.has_descendants(target.id, waiting_on):
         return
     parents = {**target.parents, target.identifier: target.id}
@@ -208,5 +208,5 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
         fanout_id=f"unite-{_random.token_hex(8)}",
     )
     if error is not None:
-        state.status, state.error, state.finished_at = "NEXT_CREATED_ERROR", error, now_ms()
+        state.status, state.error, state.finished_at = StateStatus.NEXT_CREATED_ERROR.value, error, now_ms()
     await tx.insert_state_unless_duplicate(state)

@@ -8,6 +8,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from exospherehost.statuses import RunStatus, run_status
+
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, NotFound
@@ -30,10 +32,8 @@ class RunSummary:
     counts: RunCounts
 
     @property
-    def status(self) -> str:
-        if self.counts.pending > 0:
-            return "PENDING"
-        return "FAILED" if self.counts.errored > 0 or self.counts.total == 0 else "SUCCESS"
+    def status(self) -> RunStatus:
+        return run_status(pending=self.counts.pending, failed=self.counts.errored, total=self.counts.total)
 
     @property
     def finished(self) -> bool:

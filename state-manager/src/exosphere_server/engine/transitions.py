@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from exospherehost.statuses import AFTER_ERRORED, AFTER_EXECUTED, RETRYABLE_BY_HAND, StateStatus
+
 from exosphere_server.clock import now_ms
 from exosphere_server.engine import metrics
 from exosphere_server.engine.context import EngineContext, PinnedGraph
@@ -31,7 +33,7 @@ from exosphere_server.engine.storable import unstorable_at
 from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
 
-RETRYABLE_BY_HAND = ("ERRORED", "NEXT_CREATED_ERROR")
+_S = StateStatus
 
 
 async def load_state(tx: Tx, namespace: str, state_id: str, *, for_update: bool = True) -> StateRecord:
@@ -61,7 +63,7 @@ async def run_and_graph(tx: Tx, ctx: EngineContext, run_id: str) -> tuple[RunRec
 
 def _check_held(state: StateRecord, lease_id: str | None, *, not_held: str = "State is not queued") -> None:
     """Refuse a report on a state the caller does not hold: a lost lease is 409, a wrong status 400."""
-    if state.status == "QUEUED" and (lease_id is None or lease_id == state.lease_id):
+    if state.status == _S.QUEUED and (lease_id is None or lease_id == state.lease_id):
         return
     if state.lease_expired or (lease_id is not None and lease_id != state.lease_id):
         raise LeaseLost(
@@ -122,7 +124,7 @@ async def _drop_unsendable(ctx: EngineContext, namespace: str, claimed: list[Sta
 async def heartbeat(ctx: EngineContext, namespace: str, state_id: str, lease_id: str, lease_ms: int | None) -> int:
     async with ctx.storage.transaction(durable=False) as tx:
         state = await load_state(tx, namespace, state_id)
-        if state.status != "QUEUED" or state.lease_id != lease_id:
+        if state.status != _S.QUEUED or state.lease_id != lease_id:
             raise LeaseLost(f"Lease lost: state {state_id} is {state.status} and no longer held under this lease")
         expires = now_ms() + (lease_ms or ctx.default_lease_ms)
         await tx.update_states([state.id], lease_expires_at=expires)
@@ -134,7 +136,7 @@ async def release(ctx: EngineContext, namespace: str, state_id: str, lease_id: s
     """Hand a claimed, never started state back: claimable again at once, its attempt not spent."""
     async with ctx.storage.transaction() as tx:
         state = await load_state(tx, namespace, state_id)
-        if state.status == "CREATED" and state.lease_id is None:
+        if state.status == _S.CREATED and state.lease_id is None:
             return  # already released: a repeated call changes nothing
         _check_held(state, lease_id)
         await tx.requeue_state(state, now_ms(), lease_id=None, lease_expires_at=None, started_at=None)
@@ -191,6 +193,7 @@ async def executed_many(
             [
                 {
                     "id": c.state.id,
+                    "was": c.was,
                     "status": c.status,
                     "outputs": c.state.outputs,
                     "error": c.error,
@@ -218,6 +221,7 @@ async def preload_runs(tx: Tx, ctx: EngineContext, run_ids: set[str]) -> None:
 @dataclass
 class _Completed:
     state: StateRecord
+    was: str  # the status the state had when locked: the move is checked from it
     status: str
     error: str | None
     finished_at: int
@@ -230,7 +234,7 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
     outputs, lease_id = report.outputs, report.lease_id
     first = outputs[0] if outputs else {}
     if (
-        state.status in ("SUCCESS", "NEXT_CREATED_ERROR")
+        state.status in AFTER_EXECUTED
         and not state.lease_expired
         and ((lease_id is not None and lease_id == state.lease_id) or (lease_id is None and state.outputs == first))
     ):
@@ -238,6 +242,7 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
     _check_held(state, lease_id)
     run, graph = await run_and_graph(tx, ctx, state.run_id)
     now = now_ms()
+    was = state.status
     state.outputs = first
     siblings = [
         replace(
@@ -255,13 +260,13 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
     branch = [state, *siblings]
     try:
         children = await create_children(tx, graph, run, branch)
-        status, error = "SUCCESS", None
+        status, error = _S.SUCCESS.value, None
     except NextStateError as exc:
-        children, status, error = [], "NEXT_CREATED_ERROR", str(exc)
+        children, status, error = [], _S.NEXT_CREATED_ERROR.value, str(exc)
     for s in branch:
         s.status, s.error, s.finished_at = status, error, now
     tx.touch_run(run.run_id)
-    return _Completed(state, status, error, now, siblings, children, Finished(graph, run, branch))
+    return _Completed(state, was, status, error, now, siblings, children, Finished(graph, run, branch))
 
 
 async def errored(ctx: EngineContext, namespace: str, state_id: str, error: str, lease_id: str | None) -> bool:
@@ -269,19 +274,17 @@ async def errored(ctx: EngineContext, namespace: str, state_id: str, error: str,
     async with ctx.storage.transaction() as tx:
         state = await load_state(tx, namespace, state_id)
         if (
-            state.status in ("RETRY_CREATED", "ERRORED")
+            state.status in AFTER_ERRORED
             and not state.lease_expired
             and ((lease_id is not None and lease_id == state.lease_id) or (lease_id is None and state.error == error))
         ):
-            return state.status == "RETRY_CREATED"
-        if state.status == "EXECUTED" or (
-            state.status in ("SUCCESS", "NEXT_CREATED_ERROR") and lease_id == state.lease_id
-        ):
+            return state.status == _S.RETRY_CREATED
+        if state.status == _S.EXECUTED or (state.status in AFTER_EXECUTED and lease_id == state.lease_id):
             raise BadRequest("State is already executed")
         _check_held(state, lease_id, not_held="State is not queued or executed")
         run, graph = await run_and_graph(tx, ctx, state.run_id)
         retried = await fail_state(tx, graph, run, state, error)
-    metrics.record_completion(state, "RETRY_CREATED" if retried else "ERRORED")
+    metrics.record_completion(state, state.status)
     return retried
 
 
@@ -312,9 +315,10 @@ async def fail_state(
         )
         retry.enqueue_after = now + retry_delay_ms(graph.retry_policy, retry.retry_count)
         await tx.insert_state_unless_duplicate(retry)
-    state.status = "RETRY_CREATED" if retried else "ERRORED"
     tx.touch_run(run.run_id)
-    await tx.update_states([state.id], status=state.status, error=error, finished_at=now, lease_expired=lease_expired)
+    await tx.move_states(
+        [state], _S.RETRY_CREATED if retried else _S.ERRORED, error=error, finished_at=now, lease_expired=lease_expired
+    )
     if not retried:
         if finished is None:
             await evaluate_unites(tx, graph, run, [state])
@@ -328,7 +332,7 @@ def _copy_attempt(state: StateRecord, run: RunRecord, **changes: Any) -> StateRe
     copy = replace(
         state,
         id=new_id(),
-        status="CREATED",
+        status=_S.CREATED.value,
         outputs={},
         data={},
         error=None,
@@ -360,15 +364,14 @@ def _copy_attempt(state: StateRecord, run: RunRecord, **changes: Any) -> StateRe
 async def prune(ctx: EngineContext, namespace: str, state_id: str, data: dict[str, Any], lease_id: str | None) -> int:
     async with ctx.storage.transaction() as tx:
         state = await load_state(tx, namespace, state_id)
-        if state.status == "PRUNED" and lease_id is not None and lease_id == state.lease_id:
+        if state.status == _S.PRUNED and lease_id is not None and lease_id == state.lease_id:
             return state.enqueue_after
         _check_held(state, lease_id)
         run, graph = await run_and_graph(tx, ctx, state.run_id)
-        state.status = "PRUNED"
-        await tx.update_states([state.id], status="PRUNED", data=data, finished_at=now_ms())
+        await tx.move_states([state], _S.PRUNED, data=data, finished_at=now_ms())
         tx.touch_run(run.run_id)
         await evaluate_unites(tx, graph, run, [state])
-    metrics.record_completion(state, "PRUNED")
+    metrics.record_completion(state, state.status)
     return state.enqueue_after
 
 
@@ -387,16 +390,15 @@ async def manual_retry(ctx: EngineContext, namespace: str, state_id: str, fanout
     async with ctx.storage.transaction() as tx:
         state = await load_state(tx, namespace, state_id)
         if state.status not in RETRYABLE_BY_HAND:
-            if state.status == "RETRY_CREATED":
+            if state.status == _S.RETRY_CREATED:
                 raise Conflict("Duplicate retry state detected")
-            raise Conflict(
-                f"State {state_id} is {state.status}: only ERRORED or NEXT_CREATED_ERROR states can be retried"
-            )
+            retryable = " or ".join(sorted(RETRYABLE_BY_HAND))
+            raise Conflict(f"State {state_id} is {state.status}: only {retryable} states can be retried")
         run, _graph = await run_and_graph(tx, ctx, state.run_id)
         retry = _copy_attempt(state, run, retry_count=0, fanout_id=fanout_id, manual_retry_fanout_id=fanout_id)
         if not await tx.insert_state_unless_duplicate(retry):
             raise Conflict("Duplicate retry state detected")
-        await tx.update_states([state.id], status="RETRY_CREATED")
+        await tx.move_states([state], _S.RETRY_CREATED)
         tx.touch_run(run.run_id)
     return retry
 
@@ -415,10 +417,7 @@ async def expire_leases(ctx: EngineContext, limit: int = 200) -> int:
                 run, graph = await run_and_graph(tx, ctx, state.run_id)
             except NotFound as exc:
                 # Its run is gone (retention raced a retry): end the state rather than block every expiry.
-                state.status = "ERRORED"
-                await tx.update_states(
-                    [state.id], status="ERRORED", error=f"{error}; {exc.message}", lease_expired=True
-                )
+                await tx.move_states([state], _S.ERRORED, error=f"{error}; {exc.message}", lease_expired=True)
                 continue
             await fail_state(tx, graph, run, state, error, lease_expired=True, finished=finished)
         await evaluate_unites_of(finished, tx)
@@ -436,7 +435,7 @@ async def secrets_for_state(ctx: EngineContext, namespace: str, state_id: str) -
     """
     async with ctx.storage.reader() as tx:
         state = await load_state(tx, namespace, state_id, for_update=False)
-        if state.status != "QUEUED":
+        if state.status != _S.QUEUED:
             raise Conflict(f"State {state_id} is {state.status}: secrets are given only to the runtime holding it")
         run = await tx.get_run(state.run_id)
         graph = await tx.get_graph(run.namespace, run.graph_name) if run else None
@@ -456,8 +455,8 @@ async def secrets_for_state(ctx: EngineContext, namespace: str, state_id: str) -
 async def _fail_for_good(ctx: EngineContext, namespace: str, state_id: str, error: str) -> None:
     async with ctx.storage.transaction() as tx:
         state = await load_state(tx, namespace, state_id)
-        if state.status != "QUEUED":
+        if state.status != _S.QUEUED:
             return
         run, graph = await run_and_graph(tx, ctx, state.run_id)
         await fail_state(tx, graph, run, state, error, retryable=False)
-    metrics.record_completion(state, "ERRORED")
+    metrics.record_completion(state, state.status)

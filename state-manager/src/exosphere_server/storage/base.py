@@ -13,19 +13,25 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, fields
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
+from exospherehost.statuses import (
+    FAILED,
+    PENDING,
+    RunStatus,
+    StateStatus,
+    check_initial,
+    check_move,
+)
 
 from exosphere_server.clock import now_ms
 from exosphere_server.jsontext import dumps_in_pieces
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
-    ERRORED_STATUSES,
-    PENDING_STATUSES,
     CronScheduleRecord,
     GraphRecord,
     GraphVersionRecord,
@@ -39,6 +45,11 @@ ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be clai
 R = TypeVar("R")
 
 
+def status_values(group: Iterable[str]) -> list[str]:
+    """A group of statuses as plain strings in a fixed order, for `IN (...)`."""
+    return sorted(str(status) for status in group)
+
+
 def new_id() -> str:
     """A 24-hex id shaped like the original's ObjectIds: seconds first, so ids sort by creation."""
     return f"{int(time.time()):08x}{secrets.token_hex(8)}"
@@ -48,8 +59,8 @@ def new_id() -> str:
 # matters on a path taken several times per hop. Status tests are literal SQL so that the planner can
 # match them to the partial indexes (a bound parameter cannot prove `status = 'CREATED'`).
 _S = schema.states
-IS_CREATED = sa.text("states.status = 'CREATED'")
-IS_QUEUED = sa.text("states.status = 'QUEUED'")
+IS_CREATED = sa.text(schema.status_is(StateStatus.CREATED, "states"))
+IS_QUEUED = sa.text(schema.status_is(StateStatus.QUEUED, "states"))
 GET_STATE = sa.select(_S).where(_S.c.id == sa.bindparam("state_id"))
 GET_STATE_FOR_UPDATE = GET_STATE.with_for_update()
 GET_RUN = sa.select(schema.runs).where(schema.runs.c.run_id == sa.bindparam("run_id"))
@@ -90,7 +101,7 @@ CLAIM_STATES = (
         )
     )
     .values(
-        status="QUEUED",
+        status=StateStatus.QUEUED.value,
         lease_id=sa.bindparam("b_lease_id"),
         lease_expires_at=sa.bindparam("b_lease_expires_at"),
         lease_expired=False,
@@ -100,6 +111,7 @@ CLAIM_STATES = (
     )
     .returning(*_S.c)
 )
+check_move(StateStatus.CREATED, StateStatus.QUEUED)  # the move CLAIM_STATES makes, checked once here
 
 
 class EncodedJson(str):
@@ -341,6 +353,8 @@ class Tx:
         """Insert states with their ancestry; ready ones are announced to claimers after commit."""
         if not records:
             return
+        for record in records:
+            check_initial(record.status)
         await self.conn.execute(INSERT_STATES, [asdict(r) for r in records])
         links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
         if links:
@@ -349,6 +363,7 @@ class Tx:
 
     async def insert_state_unless_duplicate(self, record: StateRecord) -> bool:
         """Insert one state unless its attempt key or unite fingerprint exists; True when inserted."""
+        check_initial(record.status)
         stmt = self._insert(schema.states).values(**asdict(record)).on_conflict_do_nothing()
         result = await self.conn.execute(stmt)
         if result.rowcount == 0:
@@ -370,7 +385,7 @@ class Tx:
         now = now_ms()
         for r in records:
             self.runs_changed.add(r.run_id)
-            if r.status == "CREATED":
+            if r.status == StateStatus.CREATED:
                 if r.enqueue_after <= now:
                     self.ready.add((r.namespace, r.node_name))
                 else:
@@ -386,22 +401,45 @@ class Tx:
         return await self._all(StateRecord, sa.select(s).where(s.c.id.in_(state_ids)))
 
     async def update_states(self, state_ids: Sequence[str], **values: Any) -> None:
+        """Write columns of states other than their status (statuses change through `move_states`)."""
+        if "status" in values:
+            raise TypeError("update_states cannot change a status: use move_states, which checks the move")
+        await self._update(state_ids, values)
+
+    async def _update(self, state_ids: Sequence[str], values: dict[str, Any]) -> None:
         s = schema.states
         values.setdefault("updated_at", now_ms())
         await self.conn.execute(sa.update(s).where(s.c.id.in_(state_ids)).values(**values))
 
+    async def move_states(self, states: Sequence[StateRecord], to: StateStatus, **values: Any) -> None:
+        """Move states, as read in this transaction, to status `to` and write `values` with it.
+
+        Every move is checked against `exospherehost.statuses.ALLOWED_MOVES` first (an
+        `IllegalMoveError` otherwise); the records are updated to match.
+        """
+        for state in states:
+            check_move(state.status, to)
+        await self._update([state.id for state in states], {**values, "status": to.value})
+        for state in states:
+            state.status = to.value
+
     async def finish_states(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """The hot write of completions, prebuilt and sent as one batch: status, outputs, error, end time.
 
-        Each row: `id`, `status`, `outputs`, `error`, `finished_at`.
+        Each row: `id`, `was` (the status read under lock, for the move check), `status`, `outputs`,
+        `error`, `finished_at`.
         """
+        for row in rows:
+            check_move(row["was"], row["status"])
         if rows:
-            await self.conn.execute(FINISH_STATE, [{f"b_{k}": v for k, v in row.items()} for row in rows])
+            await self.conn.execute(
+                FINISH_STATE, [{f"b_{k}": v for k, v in row.items() if k != "was"} for row in rows]
+            )
 
     async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
         """Put a state back to CREATED: announced now if due, else handed to the scheduler."""
-        await self.update_states([state.id], status="CREATED", enqueue_after=enqueue_after, **values)
-        state.status, state.enqueue_after = "CREATED", enqueue_after
+        await self.move_states([state], StateStatus.CREATED, enqueue_after=enqueue_after, **values)
+        state.enqueue_after = enqueue_after
         self._announce([state])
 
     async def claim_states(
@@ -423,13 +461,13 @@ class Tx:
             self.note_lease(now + lease_ms)
         return claimed
 
-    async def has_descendants(self, ancestor_id: str, statuses: Sequence[str]) -> bool:
+    async def has_descendants(self, ancestor_id: str, statuses: Iterable[str]) -> bool:
         """Whether any descendant of one state is in one of `statuses` (stops at the first found)."""
         s, a = schema.states, schema.state_ancestors
         query = (
             sa.select(sa.literal(1))
             .select_from(a.join(s, s.c.id == a.c.state_id))
-            .where(a.c.ancestor_id == ancestor_id, s.c.status.in_(statuses))
+            .where(a.c.ancestor_id == ancestor_id, s.c.status.in_(status_values(statuses)))
             .limit(1)
         )
         return (await self.conn.execute(query)).first() is not None
@@ -493,7 +531,7 @@ class Tx:
     async def delete_finished_runs(self, older_than: int, limit: int) -> int:
         """Retention: drop runs created before `older_than` whose states are all final."""
         r, s, a = schema.runs, schema.states, schema.state_ancestors
-        live = sa.select(s.c.run_id).where(s.c.status.in_(PENDING_STATUSES))
+        live = sa.select(s.c.run_id).where(s.c.status.in_(status_values(PENDING)))
         victims = sa.select(r.c.run_id).where(r.c.created_at < older_than, r.c.run_id.not_in(live)).limit(limit)
         run_ids = [row[0] for row in await self.conn.execute(victims)]
         if not run_ids:
@@ -620,17 +658,18 @@ class Tx:
             query = query.where(r.c.created_at < created_to)
         if status:
 
-            def any_state(*statuses: str) -> sa.Exists:
+            def any_state(statuses: Collection[str] = ()) -> sa.Exists:
                 exists = sa.exists().where(s.c.run_id == r.c.run_id)
-                return exists.where(s.c.status.in_(statuses)) if statuses else exists
+                return exists.where(s.c.status.in_(status_values(statuses))) if statuses else exists
 
-            pending = any_state(*PENDING_STATUSES)
+            # `exospherehost.statuses.run_status` in SQL.
+            pending = any_state(PENDING)
             query = query.where(
                 {
-                    "PENDING": pending,
-                    "FAILED": sa.and_(~pending, sa.or_(any_state(*ERRORED_STATUSES), ~any_state())),
-                    "SUCCESS": sa.and_(~pending, ~any_state(*ERRORED_STATUSES), any_state()),
-                }[status]
+                    RunStatus.PENDING: pending,
+                    RunStatus.FAILED: sa.and_(~pending, sa.or_(any_state(FAILED), ~any_state())),
+                    RunStatus.SUCCESS: sa.and_(~pending, ~any_state(FAILED), any_state()),
+                }[RunStatus(status)]
             )
         return query
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from exospherehost import statuses
+
 
 @dataclass
 class StateRecord:
@@ -86,14 +88,12 @@ class RunRecord:
     created_at: int
 
 
-PENDING_STATUSES = ("CREATED", "QUEUED", "EXECUTED")
-SUCCESS_STATUSES = ("SUCCESS", "PRUNED")
-ERRORED_STATUSES = ("ERRORED", "NEXT_CREATED_ERROR")
-
-
 @dataclass
 class RunCounts:
-    """States of one run grouped as the runs listing reports them (PROTOCOL §3.1)."""
+    """States of one run grouped as the runs listing reports them (PROTOCOL §3.1).
+
+    The groups are `exospherehost.statuses`' PENDING, SUCCEEDED, FAILED and RETRIED.
+    """
 
     success: int = 0
     pending: int = 0
@@ -101,15 +101,17 @@ class RunCounts:
     retried: int = 0
 
     def add(self, status: str, count: int) -> None:
-        """Count `count` states of `status` in their group (RETRY_CREATED is "retried")."""
-        if status in PENDING_STATUSES:
+        """Count `count` states of `status` in their group; a status in none of them is a programming error."""
+        if status in statuses.PENDING:
             self.pending += count
-        elif status in SUCCESS_STATUSES:
+        elif status in statuses.SUCCEEDED:
             self.success += count
-        elif status in ERRORED_STATUSES:
+        elif status in statuses.FAILED:
             self.errored += count
-        else:
+        elif status in statuses.RETRIED:
             self.retried += count
+        else:
+            raise ValueError(f"State status {status!r} is in no run count group (exospherehost.statuses)")
 
     @property
     def total(self) -> int:

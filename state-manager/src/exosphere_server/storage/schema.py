@@ -8,8 +8,20 @@ against.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from exospherehost.statuses import StateStatus
 
 metadata = sa.MetaData()
+
+
+def status_is(status: StateStatus, table: str | None = None) -> str:
+    """SQL text that tests a state's status literally, as the partial indexes below and the queries that
+    use them must (a bound parameter cannot prove `status = 'CREATED'` to the planner)."""
+    column = f"{table}.status" if table else "status"
+    return f"{column} = '{status.value}'"
+
+
+READY = status_is(StateStatus.CREATED)  # claimable, now or once enqueue_after has passed
+LEASED = status_is(StateStatus.QUEUED)  # held by a runtime under a lease
 
 graphs = sa.Table(
     "graphs",
@@ -112,20 +124,20 @@ states = sa.Table(
         "namespace",
         "node_name",
         "enqueue_after",
-        sqlite_where=sa.text("status = 'CREATED'"),
-        postgresql_where=sa.text("status = 'CREATED'"),
+        sqlite_where=sa.text(READY),
+        postgresql_where=sa.text(READY),
     ),
     sa.Index(
         "ix_states_due",
         "enqueue_after",
-        sqlite_where=sa.text("status = 'CREATED'"),
-        postgresql_where=sa.text("status = 'CREATED'"),
+        sqlite_where=sa.text(READY),
+        postgresql_where=sa.text(READY),
     ),
     sa.Index(
         "ix_states_lease",
         "lease_expires_at",
-        sqlite_where=sa.text("status = 'QUEUED'"),
-        postgresql_where=sa.text("status = 'QUEUED'"),
+        sqlite_where=sa.text(LEASED),
+        postgresql_where=sa.text(LEASED),
     ),
     sa.Index("ix_states_run", "run_id", "created_at"),
 )

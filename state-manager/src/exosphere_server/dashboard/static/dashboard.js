@@ -1,9 +1,12 @@
 // Exosphere dashboard: live run graph and state page. Plain ES module, no build step, no dependencies.
 // The server draws everything; this file only recolours nodes, lists states on demand and calls retry.
 
-const PHASES = ["success", "pruned", "running", "waiting", "errored", "retried"];
-const LABELS = { success: "done", running: "running", waiting: "waiting", errored: "failed", pruned: "pruned", retried: "retried" };
-const SUMMARY_ORDER = ["errored", "running", "waiting", "success", "pruned", "retried"]; // failures first: they must not be cut off
+// Phases, their labels and order, and which statuses a person may retry come from the server's state
+// machine (exospherehost.statuses), rendered into the page by base.html: this file lists no status.
+const STATUSES = JSON.parse(document.getElementById("statuses").textContent);
+const PHASES = STATUSES.phases; // the order of a node's stacked bar
+const LABELS = STATUSES.labels;
+const SUMMARY_ORDER = STATUSES.priority; // failures first: they must not be cut off
 const CSRF = { "x-exosphere-dashboard": "1" };
 
 function el(tag, attrs = {}, ...children) {
@@ -29,8 +32,8 @@ function summary(phases) {
   return parts.length ? parts.slice(0, 3).join(" · ") : "no states yet";
 }
 
-function badge(status, prefix = "s") {
-  return el("span", { class: `badge ${prefix}-${status.toLowerCase()}` }, status);
+function badge(status, phase) {
+  return el("span", { class: `badge p-${phase}` }, status);
 }
 
 // Follow a run over server-sent events; `onProgress` gets each new per-node count snapshot.
@@ -101,7 +104,7 @@ function initRun(root) {
     document.getElementById("node-next").disabled = body.page >= body.pages;
     const rows = body.states.map((s) => el("tr", { "data-state": s.id, "data-status": s.status },
       el("td", {}, el("a", { href: s.url }, el("code", {}, s.id))),
-      el("td", {}, badge(s.status)),
+      el("td", {}, badge(s.status, s.phase)),
       el("td", { class: "num" }, s.retry_count),
       el("td", { class: "num" }, s.attempts),
       el("td", {}, s.created_at),
@@ -144,17 +147,17 @@ function initState(root) {
     const own = document.getElementById("state-status");
     own.textContent = body.state.status;
     own.dataset.status = body.state.status;
-    own.className = `badge s-${body.state.status.toLowerCase()}`;
+    own.className = `badge p-${body.state.phase}`;
     const rows = body.attempts.map((a) => el("tr", { "data-state": a.id, "data-status": a.status, class: a.id === root.dataset.stateId ? "current" : "" },
       el("td", {}, el("a", { href: a.url }, el("code", {}, a.id)), a.id === root.dataset.stateId ? " (this one)" : ""),
-      el("td", {}, badge(a.status)),
+      el("td", {}, badge(a.status, a.phase)),
       el("td", { class: "num" }, a.retry_count),
       el("td", { class: "num" }, a.attempts),
       el("td", {}, a.created_at),
       el("td", {}, a.error || "")));
     table.replaceChildren(...rows);
     const retry = document.getElementById("retry");
-    if (retry && !["ERRORED", "NEXT_CREATED_ERROR"].includes(body.state.status)) retry.disabled = true;
+    if (retry && !STATUSES.retryable_by_hand.includes(body.state.status)) retry.disabled = true;
   }
 
   // Coalesce bursts of progress events into one attempts request.

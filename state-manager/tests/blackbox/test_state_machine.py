@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 from exospherehost.statuses import (
     ALLOWED_MOVES,
     FAILED,

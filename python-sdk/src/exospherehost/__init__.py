@@ -30,6 +30,7 @@ from .errors import (
     NotFoundError,
     RunTimeoutError,
     ServerUnavailableError,
+    UnexpectedAnswerError,
     UnsendableOutputError,
 )
 from .models import (
@@ -76,6 +77,7 @@ __all__ = [
     "StateStatusEnum",
     "StoreConfigModel",
     "TriggerState",
+    "UnexpectedAnswerError",
     "UnitesModel",
     "UnitesStrategyEnum",
     "UnsendableOutputError",

@@ -27,7 +27,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -452,7 +452,8 @@ class ExecutedItemRefused(Answer):
 class ExecutedManyResponse(Answer):
     """``POST /v0/namespace/{ns}/states/executed``: one answer per result, in order."""
 
-    results: list[ExecutedItemAccepted | ExecutedItemRefused]
+    # Tried in order: most items are accepted, and a refused one has no `status` to match.
+    results: list[Annotated[ExecutedItemAccepted | ExecutedItemRefused, Field(union_mode="left_to_right")]]
 
 
 class ErroredResponse(Answer):

@@ -9,5 +9,16 @@ export EXOSPHERE_SERVER_BIN="${EXOSPHERE_SERVER_BIN:-$REPO/.venv/bin/exosphere}"
 command -v npm >/dev/null || { echo "npm not found: the TypeScript SDK needs Node >= 20 and npm" >&2; exit 1; }
 cd "$REPO/typescript-sdk"
 npm ci --no-audit --no-fund --prefer-offline
+
+# The wire types must be what openapi-typescript makes of the committed contract/openapi.json (whose
+# own freshness state-manager/tests/unit/test_contract_drift.py checks).
+generated="$(mktemp -d)"
+trap 'rm -rf "$generated"' EXIT
+node_modules/.bin/openapi-typescript ../contract/openapi.json -o "$generated/openapi.ts" >/dev/null 2>&1
+if ! diff -u src/generated/openapi.ts "$generated/openapi.ts"; then
+  echo "typescript-sdk/src/generated/openapi.ts is stale: run scripts/generate-contract.sh and commit both files it writes" >&2
+  exit 1
+fi
+
 npm run build
 npm test

@@ -1,5 +1,6 @@
 /**
- * The graph models of the `v0` wire protocol, and the shapes the state manager answers with.
+ * The graph models of the `v0` wire protocol, and the shapes the state manager answers with (the
+ * latter generated from the server's OpenAPI document, see `wire.ts`).
  *
  * Enums are plain objects, so both `RetryStrategyEnum.FIXED` and the string `'FIXED'` type-check.
  * Each model is both a zod schema (a value: `RetryPolicyModel.parse({})` fills the defaults the Python
@@ -23,7 +24,8 @@
  * @module
  */
 import { z } from 'zod';
-import { RunStatus, StateStatus } from './generated/stateMachine.js';
+import { StateStatus } from './generated/stateMachine.js';
+import type { GraphResponse, RunResponse, StateResponse, TriggerResponse } from './wire.js';
 
 /** When a `unites` node fires: after every descendant of its target succeeded, or after all are done. */
 export const UnitesStrategyEnum = {
@@ -192,16 +194,22 @@ export const StoreConfigModel = z.object({
 export type StoreConfigModel = z.input<typeof StoreConfigModel>;
 
 /**
- * Runs a graph on a cron schedule, evaluated in UTC. A zod schema and its type.
+ * Runs a graph on a cron schedule, evaluated in UTC; each run starts with `inputs` and `store` as a
+ * trigger's would (a graph with required store keys needs them here). A zod schema and its type.
  *
  * @example
  * ```ts
  * const weekdays: CronTrigger = { expression: '0 9 * * 1-5' }; // every weekday at 09:00 UTC
+ * const hourly: CronTrigger = { expression: '0 * * * *', store: { cursor: '0' } };
  * ```
  */
 export const CronTrigger = z.object({
   /** Standard 5-field cron expression (UTC). */
   expression: nonEmpty('Cron expression'),
+  /** Override the first node's template inputs (default `{}`). */
+  inputs: z.record(z.string()).default({}),
+  /** The key/value store each run starts with (default `{}`). */
+  store: z.record(z.string()).default({}),
 });
 export type CronTrigger = z.input<typeof CronTrigger>;
 
@@ -211,61 +219,14 @@ export interface TriggerState {
   inputs?: Record<string, string>;
 }
 
-/** A graph template as the state manager returns it (secret values are never returned). */
-export interface GraphTemplate {
-  name?: string;
-  namespace?: string;
-  nodes: GraphNodeModel[];
-  /** Secret name → `true`. */
-  secrets: Record<string, boolean>;
-  retry_policy?: RetryPolicyModel;
-  store_config?: StoreConfigModel;
-  triggers?: { type: 'CRON'; value: CronTrigger }[];
-  validation_status: GraphValidationStatus;
-  validation_errors: string[];
-  /** Additive: problems that do not block runs, e.g. nodes no runtime has registered yet. */
-  validation_warnings?: string[];
-  created_at?: string;
-  updated_at?: string;
-  [key: string]: unknown;
-}
+/** A graph template as the state manager returns it (secret values are never returned: each name maps to `true`). */
+export type GraphTemplate = GraphResponse;
 
-/** The answer to a trigger. */
-export interface TriggerResult {
-  status: string;
-  run_id: string;
-  [key: string]: unknown;
-}
+/** The answer to a trigger: `{ status: 'CREATED', run_id }`. */
+export type TriggerResult = TriggerResponse;
 
-/** A run's summary (`GET .../run/{run_id}`). */
-export interface RunSummary {
-  run_id: string;
-  namespace: string;
-  graph_name: string;
-  status: RunStatus;
-  success_count: number;
-  pending_count: number;
-  errored_count: number;
-  retried_count: number;
-  total_count: number;
-  created_at: string;
-  finished: boolean;
-  [key: string]: unknown;
-}
+/** A run's summary (`GET .../run/{run_id}`): status, counts and `finished`. */
+export type RunSummary = RunResponse;
 
 /** One state of a run (`GET .../run/{run_id}/states`). */
-export interface RunState {
-  state_id: string;
-  node_name: string;
-  identifier: string;
-  namespace: string;
-  status: StateStatusEnum;
-  inputs: Record<string, string>;
-  outputs: Record<string, string>;
-  error: string | null;
-  parents: Record<string, string>;
-  retry_count: number;
-  created_at: string;
-  updated_at: string;
-  [key: string]: unknown;
-}
+export type RunState = StateResponse;

@@ -22,6 +22,7 @@ import { z } from 'zod';
 import { UnsendableOutputError, describeError } from './errors.js';
 import { firstProblem, sendableText } from './sendable.js';
 import { PruneSignal, ReQueueAfterSignal } from './signals.js';
+import type { NodeRegistration } from './wire.js';
 
 /** Inputs, outputs and secrets of a node: strings only (v1). */
 export type NodeData = Record<string, string>;
@@ -210,7 +211,7 @@ function isZodSchema(value: unknown): boolean {
 }
 
 /** The description of one node class sent to `PUT .../nodes/`. */
-export function nodeRegistration(node: NodeClass, namespace: string): Record<string, unknown> {
+export function nodeRegistration(node: NodeClass, namespace: string): NodeRegistration & { namespace: string } {
   return {
     name: node.name,
     namespace,

@@ -29,6 +29,7 @@ import {
 import { ApiClient, Backoff, sleep } from './http.js';
 import { type Logger, defaultLogger } from './log.js';
 import { type NodeClass, type Outcome, checkNodeClasses, failed, needsSecrets, nodeRegistration, runNode } from './node.js';
+import type { ClaimedState, EnqueueRequest, EnqueueResponse, RegisterNodesRequest, SecretsResponse } from './wire.js';
 
 /** How long one claim request may wait on the server for work (the server caps it at 60 s). */
 export const CLAIM_WAIT_MS = 25_000;
@@ -251,7 +252,8 @@ export class Runtime {
   // -- registration -------------------------------------------------------------------------------
 
   private async register(): Promise<void> {
-    const body = {
+    // `runtime_namespace` (and each node's `namespace`) as the original SDK sends them; the server reads the path's.
+    const body: RegisterNodesRequest & { runtime_namespace: string } = {
       runtime_name: this.name,
       runtime_namespace: this.namespace,
       nodes: [...this.nodes.values()].map((node) => nodeRegistration(node, this.namespace)),
@@ -324,7 +326,7 @@ export class Runtime {
         continue;
       }
       const started = Date.now();
-      let states: unknown[];
+      let states: ClaimedState[];
       try {
         states = await this.claim(Math.min(this.batchSize, free));
       } catch (err) {
@@ -349,7 +351,7 @@ export class Runtime {
         this.logger.info(`Claiming states works again after ${backoff.attempts} failed attempt(s)`);
         backoff.reset();
       }
-      for (const raw of states) this.accept(raw);
+      for (const state of states) this.accept(state);
       if (states.length === 0 && Date.now() - started < CLAIM_WAIT_MS / 2) {
         // An empty answer that came back at once: the server does not long-poll.
         await sleep(this.pollInterval, stop);
@@ -357,10 +359,11 @@ export class Runtime {
     }
   }
 
-  private async claim(count: number): Promise<unknown[]> {
+  private async claim(count: number): Promise<ClaimedState[]> {
     const action = 'Claiming states';
-    const answer = await this.api.request<unknown>('POST', `${this.namespacePath}/states/enqueue`, {
-      json: { nodes: [...this.nodes.keys()], batch_size: count, wait_ms: CLAIM_WAIT_MS, lease_ms: this.leaseMs },
+    const body: EnqueueRequest = { nodes: [...this.nodes.keys()], batch_size: count, wait_ms: CLAIM_WAIT_MS, lease_ms: this.leaseMs };
+    const answer = await this.api.request<EnqueueResponse | null>('POST', `${this.namespacePath}/states/enqueue`, {
+      json: body,
       timeoutMs: CLAIM_WAIT_MS + 30_000,
       action,
       signal: this.stopping.signal,
@@ -371,20 +374,19 @@ export class Runtime {
       // States the server did hand out in it come back to the queue when their lease expires.
       throw new ServerUnavailableError(undefined, `the answer is not a list of states: ${preview(answer)}`, action);
     }
-    return states;
+    return states as ClaimedState[];
   }
 
-  private accept(raw: unknown): void {
-    const item = raw as { state_id?: unknown; node_name?: unknown; inputs?: unknown; lease_id?: unknown } | null;
-    if (typeof item?.state_id !== 'string' || typeof item.node_name !== 'string') {
-      this.logger.error(`Ignoring a malformed state in the claim answer: ${JSON.stringify(raw)}`);
+  private accept(state: ClaimedState): void {
+    if (typeof state?.state_id !== 'string' || typeof state.node_name !== 'string') {
+      this.logger.error(`Ignoring a malformed state in the claim answer: ${JSON.stringify(state)}`);
       return;
     }
     const claim: Claim = {
-      stateId: item.state_id,
-      nodeName: item.node_name,
-      inputs: item.inputs !== null && typeof item.inputs === 'object' ? (item.inputs as Record<string, unknown>) : {},
-      leaseId: typeof item.lease_id === 'string' ? item.lease_id : undefined,
+      stateId: state.state_id,
+      nodeName: state.node_name,
+      inputs: state.inputs !== null && typeof state.inputs === 'object' ? state.inputs : {},
+      leaseId: typeof state.lease_id === 'string' ? state.lease_id : undefined,
       lost: false,
       abort: new AbortController(),
     };
@@ -457,13 +459,13 @@ export class Runtime {
       serverErrors += 1;
       return error.retryable && serverErrors < SECRETS_SERVER_ERROR_ATTEMPTS;
     };
-    const answer = await this.api.requestWithRetry<{ secrets?: unknown }>('GET', this.statePath(claim, 'secrets'), {
+    const answer = await this.api.requestWithRetry<SecretsResponse | null>('GET', this.statePath(claim, 'secrets'), {
       action: `Reading secrets for state ${claim.stateId}`,
       signal: claim.abort.signal,
       retryIf,
     });
     const secrets = answer?.secrets;
-    return secrets !== null && typeof secrets === 'object' ? (secrets as Record<string, unknown>) : {};
+    return secrets !== null && typeof secrets === 'object' ? secrets : {};
   }
 
   /** Report an outcome, retrying until the server accepts it or the lease is lost. */

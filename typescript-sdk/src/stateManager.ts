@@ -15,12 +15,14 @@ import {
   StoreConfigModel,
   type TriggerResult,
 } from './models.js';
-import { RunStatus } from './generated/stateMachine.js';
+import type { GraphTrigger, RunStatesResponse } from './wire.js';
 
 // Idempotent reads and PUTs are repeated this many times on network errors and 5xx.
 const READ_ATTEMPTS = 5;
 // The longest single long-poll on a run; the server accepts up to 60 s.
 const RUN_LONG_POLL_MS = 25_000;
+// States per request when reading a run: the server pages them.
+const STATES_PAGE = 1000;
 
 /** Settings of a {@link StateManager}. */
 export interface StateManagerConfig {
@@ -136,7 +138,7 @@ export class StateManager {
    *   {},                                                   // secrets
    *   { max_retries: 2, strategy: 'FIXED', backoff_factor: 1000 },
    *   { required_keys: ['name'] },
-   *   [{ expression: '0 9 * * 1-5' }],                      // cron triggers (UTC)
+   *   [{ expression: '0 9 * * 1-5', store: { name: 'cron' } }], // cron triggers (UTC)
    * );
    * // The original SDK's form: wait up to 120 s, re-reading the graph every 2 s while PENDING.
    * await sm.upsertGraph('my-graph', nodes, {}, undefined, undefined, 120, 2);
@@ -176,9 +178,7 @@ export class StateManager {
     const body: Record<string, unknown> = { secrets: secrets ?? {}, nodes: parsed.nodes };
     if (parsed.retryPolicy !== undefined) body.retry_policy = parsed.retryPolicy;
     if (parsed.storeConfig !== undefined) body.store_config = parsed.storeConfig;
-    if (parsed.triggers !== undefined) {
-      body.triggers = parsed.triggers.map((t) => ({ type: 'CRON', value: { expression: t.expression } }));
-    }
+    if (parsed.triggers !== undefined) body.triggers = parsed.triggers.map(graphTrigger);
     let graph: GraphTemplate;
     try {
       graph = await this.api.requestWithRetry<GraphTemplate>('PUT', this.graphPath(graphName), {
@@ -237,8 +237,15 @@ export class StateManager {
    * ```
    */
   async getRunStates(runId: string): Promise<RunState[]> {
-    const body = await this.read<{ states?: RunState[] }>(`${this.runPath(runId)}/states`, `Reading states of run ${runId}`);
-    return body?.states ?? [];
+    const states: RunState[] = [];
+    for (let page = 1; ; page += 1) {
+      const body = await this.read<RunStatesResponse>(
+        `${this.runPath(runId)}/states?page=${page}&size=${STATES_PAGE}`,
+        `Reading states of run ${runId}`,
+      );
+      states.push(...body.states);
+      if (body.states.length < STATES_PAGE || states.length >= body.total) return states;
+    }
   }
 
   /**
@@ -296,9 +303,15 @@ export class StateManager {
 }
 
 function isFinished(run: RunSummary | undefined): run is RunSummary {
-  if (!run) return false;
-  if (typeof run.finished === 'boolean') return run.finished;
-  return run.status !== undefined && run.status !== RunStatus.PENDING;
+  return run?.finished === true;
+}
+
+/** A parsed cron trigger as the wire's trigger; `inputs` and `store` only when given, as before they existed. */
+function graphTrigger(trigger: z.output<typeof CronTrigger>): GraphTrigger {
+  const value: GraphTrigger['value'] = { expression: trigger.expression };
+  if (Object.keys(trigger.inputs).length) value.inputs = trigger.inputs;
+  if (Object.keys(trigger.store).length) value.store = trigger.store;
+  return { type: 'CRON', value };
 }
 
 function capped(delay: number, remaining: number | undefined): number {

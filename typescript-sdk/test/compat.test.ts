@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { after, afterEach, before, describe, mock, test } from 'node:test';
 import {
   BaseNode,
+  CronTrigger,
   GraphNodeModel,
   GraphValidationError,
   LogLevel,
@@ -103,6 +104,8 @@ describe('the models fill the defaults the Python SDK fills', () => {
     ['UnitesModel', UnitesModel, { identifier: 'split' }],
     ['GraphNodeModel', GraphNodeModel, { node_name: 'N', namespace: 'ns', identifier: 'i' }],
     ['GraphNodeModel', GraphNodeModel, { node_name: 'N', namespace: 'ns', identifier: 'i', unites: { identifier: 'u' } }],
+    ['CronTrigger', CronTrigger, { expression: '0 * * * *' }],
+    ['CronTrigger', CronTrigger, { expression: '0 * * * *', inputs: { a: '1' }, store: { cursor: '0' } }],
   ];
 
   test('each model parses a payload exactly as the Python SDK\'s model does', async () => {

@@ -235,3 +235,21 @@ describe('upsert errors name the problem', () => {
     );
   });
 });
+
+describe('cron triggers', () => {
+  test('a cron trigger sends its inputs and store, and the graph keeps them', async () => {
+    const ns = harness.namespace();
+    const sm = harness.stateManager(ns);
+    const nodes = [{ node_name: 'Start', namespace: ns, identifier: 'start', inputs: { text: '${{ store.text }}' } }];
+    // `text` is required without a default: only the trigger's store lets cron runs start.
+    const trigger = { expression: '0 6 * * *', inputs: { text: 'ignored by the template' }, store: { text: 'from cron' } };
+    const graph = await sm.upsertGraph('daily', nodes, {}, undefined, { required_keys: ['text'] }, [trigger]);
+    const expected = [{ type: 'CRON', value: trigger }];
+    assert.deepEqual(graph.triggers, expected);
+    assert.deepEqual((await sm.getGraph('daily')).triggers, expected);
+    await assert.rejects(
+      sm.upsertGraph('daily', nodes, {}, undefined, { required_keys: ['text'] }, [{ expression: '0 6 * * *' }]),
+      (err: unknown) => err instanceof GraphValidationError && err.errors.some((e) => /required store key/.test(e)),
+    );
+  });
+});

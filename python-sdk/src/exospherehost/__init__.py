@@ -30,6 +30,7 @@ from .errors import (
     NotFoundError,
     RunTimeoutError,
     ServerUnavailableError,
+    UnexpectedAnswerError,
     UnsendableOutputError,
 )
 from .models import (
@@ -79,6 +80,7 @@ __all__ = [
     "StateStatusEnum",
     "StoreConfigModel",
     "TriggerState",
+    "UnexpectedAnswerError",
     "UnitesModel",
     "UnitesStrategyEnum",
     "UnsendableOutputError",

@@ -9,10 +9,14 @@ per result.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from ._http import ApiClient
-from .errors import ApiError, AuthenticationError, error_for_status
+from .contract import ExecutedItemRefused, ExecutedManyResponse
+from .errors import ApiError, AuthenticationError, UnexpectedAnswerError, error_for_status
+
+logger = logging.getLogger("exospherehost")
 
 MAX_BATCH = 200
 
@@ -46,9 +50,18 @@ class ResultBatcher:
                 answer = await self._api.request_with_retry(
                     "POST",
                     self._path,
+                    answer=ExecutedManyResponse,
                     json={"results": [item for item, _, _ in batch]},
                     action=f"Reporting {len(batch)} result(s)",
                 )
+            except UnexpectedAnswerError as exc:
+                # The results may well have been applied; sent again one by one, each gets its own
+                # answer (a repeated result is answered as the first time).
+                logger.warning("%s; reporting each result on its own", exc)
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(BatchUnsupportedError())
+                continue
             except ApiError as exc:
                 if exc.status_code in (404, 405):
                     self.supported = False
@@ -66,12 +79,12 @@ class ResultBatcher:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            results = answer.get("results", []) if isinstance(answer, dict) else []
+            results = answer.results
             for (_, action, future), result in zip(batch, results, strict=False):
                 if future.done():
                     continue
-                if "status_code" in result:
-                    future.set_exception(error_for_status(int(result["status_code"]), result.get("detail"), action))
+                if isinstance(result, ExecutedItemRefused):
+                    future.set_exception(error_for_status(result.status_code, result.detail, action))
                 else:
                     future.set_result(None)
             for _, _, future in batch[len(results) :]:

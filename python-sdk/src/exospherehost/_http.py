@@ -15,18 +15,23 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar, overload
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
 from ._version import VERSION
-from .errors import ApiError, ServerUnavailableError, error_for_status
+from .errors import ApiError, ServerUnavailableError, UnexpectedAnswerError, error_for_status
 
 logger = logging.getLogger("exospherehost")
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
 # Failures are logged at WARNING on the first attempt and then once every this many attempts.
 _LOG_EVERY_N_ATTEMPTS = 10
+# How many of an unexpected answer's problems its error names.
+_PROBLEMS_SHOWN = 5
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -79,6 +84,24 @@ def _detail(response: httpx.Response) -> Any:
     return body
 
 
+def parse_answer(model: type[M], response: httpx.Response, action: str) -> M:
+    """A success answer as the contract's ``model``; :class:`UnexpectedAnswerError` naming what does not fit."""
+    try:
+        body = response.json()
+    except ValueError:
+        shown = response.text[:200] if response.content else "an empty body"
+        raise UnexpectedAnswerError(response.status_code, f"the answer is not JSON: {shown!r}", action) from None
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'the answer'}: {error['msg']}"
+            for error in exc.errors(include_url=False)[:_PROBLEMS_SHOWN]
+        ]
+        detail = f"the answer does not fit {model.__name__}: {'; '.join(problems)}"
+        raise UnexpectedAnswerError(response.status_code, detail, action) from None
+
+
 def _unavailable(exc: httpx.RequestError, action: str) -> ServerUnavailableError:
     # A connect failure means the request never reached the server, so even a non-idempotent
     # request may be sent again. An answer that cannot be read (a corrupt compressed body, say) is
@@ -128,20 +151,49 @@ class ApiClient:
     async def aclose(self) -> None:
         await self._client.aclose()
 
+    @overload
     async def request(
         self,
         method: str,
         path: str,
         *,
+        answer: type[M],
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        action: str = "",
+    ) -> M: ...
+
+    @overload
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        answer: None = None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        action: str = "",
+    ) -> Any: ...
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        answer: type[M] | None = None,
         json: Any = None,
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
         action: str = "",
     ) -> Any:
-        """Send one request and return the decoded JSON body (``None`` when empty).
+        """Send one request and return its answer: parsed as the contract's ``answer`` model when given,
+        else the decoded JSON body (``None`` when empty).
 
-        Raises an :class:`ApiError` subclass for any status outside 2xx and
-        :class:`ServerUnavailableError` when no answer arrived.
+        Raises an :class:`ApiError` subclass for any status outside 2xx,
+        :class:`ServerUnavailableError` when no answer arrived and :class:`UnexpectedAnswerError` when
+        a success answer is not an ``answer``.
         """
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         try:
@@ -150,6 +202,8 @@ class ApiClient:
             raise _unavailable(exc, action) from exc
         if not response.is_success:
             raise error_from_response(response, action)
+        if answer is not None:
+            return parse_answer(answer, response, action)
         if not response.content:
             return None
         try:
@@ -157,11 +211,46 @@ class ApiClient:
         except ValueError:
             return response.text
 
+    @overload
     async def request_with_retry(
         self,
         method: str,
         path: str,
         *,
+        answer: type[M],
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        action: str = "",
+        backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+        retry_if: Callable[[ApiError], bool] | None = None,
+        give_up: Callable[[], bool] | None = None,
+    ) -> M: ...
+
+    @overload
+    async def request_with_retry(
+        self,
+        method: str,
+        path: str,
+        *,
+        answer: None = None,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout: float | None = None,
+        action: str = "",
+        backoff: Backoff | None = None,
+        max_attempts: int | None = None,
+        retry_if: Callable[[ApiError], bool] | None = None,
+        give_up: Callable[[], bool] | None = None,
+    ) -> Any: ...
+
+    async def request_with_retry(
+        self,
+        method: str,
+        path: str,
+        *,
+        answer: type[M] | None = None,
         json: Any = None,
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
@@ -183,7 +272,9 @@ class ApiClient:
         while True:
             attempt += 1
             try:
-                result = await self.request(method, path, json=json, params=params, timeout=timeout, action=action)
+                result = await self.request(
+                    method, path, answer=answer, json=json, params=params, timeout=timeout, action=action
+                )
             except ApiError as error:
                 out_of_attempts = max_attempts is not None and attempt >= max_attempts
                 if not should_retry(error) or out_of_attempts or (give_up is not None and give_up()):

@@ -94,6 +94,18 @@ class LeaseLostError(ConflictError):
     """
 
 
+class UnexpectedAnswerError(ApiError):
+    """The state manager answered with success, but not in the shape of :mod:`exospherehost.contract`.
+
+    Usually a server of another version, or something between the SDK and the server (a proxy's
+    HTML page). ``detail`` says what did not fit. Repeating the request would not help.
+    """
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
 class GraphValidationError(ExosphereError):
     """A graph template was rejected, or its validation did not finish in time.
 
@@ -148,5 +160,6 @@ __all__ = [
     "NotFoundError",
     "RunTimeoutError",
     "ServerUnavailableError",
+    "UnexpectedAnswerError",
     "UnsendableOutputError",
 ]

@@ -182,14 +182,18 @@ def _check_store_keys(keys: list[str]) -> list[str]:
 
 
 class CronTrigger(BaseModel):
-    """Runs a graph on a cron schedule, evaluated in UTC.
+    """Runs a graph on a cron schedule, evaluated in UTC; each run starts with ``inputs`` and ``store``
+    as a trigger's would (a graph with required store keys needs them here).
 
     Example::
 
         CronTrigger(expression="0 9 * * 1-5")  # every weekday at 09:00 UTC
+        CronTrigger(expression="*/15 * * * *", store={"cursor": "0"})
     """
 
     expression: str = Field(..., description="Standard 5-field cron expression (UTC)")
+    inputs: dict[str, str] = Field(default_factory=dict, description="Override the first node's template inputs")
+    store: dict[str, str] = Field(default_factory=dict, description="The key/value store each run starts with")
 
 
 class TriggerState(BaseModel):

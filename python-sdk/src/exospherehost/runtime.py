@@ -26,6 +26,7 @@ from urllib.parse import quote
 
 from ._batching import BatchUnsupportedError, ResultBatcher
 from ._http import ApiClient, Backoff
+from .contract import ClaimedState, EnqueueResponse, SecretsResponse
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -269,40 +270,32 @@ class Runtime:
             if backoff.attempts:
                 logger.info("Claiming states works again after %d failed attempt(s)", backoff.attempts)
                 backoff.reset()
-            for raw in states:
-                self._accept(raw)
+            for state in states:
+                self._accept(state)
             if not states and loop.time() - started < CLAIM_WAIT_MS / 2000:
                 # An empty answer that came back at once: the server does not long-poll.
                 await asyncio.sleep(self._poll_interval)
 
-    async def _claim(self, count: int) -> list[Any]:
+    async def _claim(self, count: int) -> list[ClaimedState]:
         body = {
             "nodes": list(self._nodes),
             "batch_size": count,
             "wait_ms": CLAIM_WAIT_MS,
             "lease_ms": self._lease_ms,
         }
+        # An answer of another shape raises UnexpectedAnswerError: logged, and claiming goes on with backoff.
         answer = await self._api.request(
             "POST",
             f"{self._namespace_path}/states/enqueue",
+            answer=EnqueueResponse,
             json=body,
             timeout=CLAIM_WAIT_MS / 1000 + 30,
             action="Claiming states",
         )
-        states = answer.get("states") if isinstance(answer, dict) else None
-        return states if isinstance(states, list) else []
+        return answer.states
 
-    def _accept(self, raw: Any) -> None:
-        try:
-            claim = _Claim(
-                state_id=str(raw["state_id"]),
-                node_name=str(raw["node_name"]),
-                inputs=dict(raw.get("inputs") or {}),
-                lease_id=raw.get("lease_id"),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError):
-            logger.error("Ignoring a malformed state in the claim answer: %r", raw)
-            return
+    def _accept(self, state: ClaimedState) -> None:
+        claim = _Claim(state.state_id, state.node_name, dict(state.inputs), state.lease_id)
         self._held[claim.state_id] = claim
         self._queue.put_nowait(claim)
 
@@ -371,12 +364,12 @@ class Runtime:
         answer = await self._api.request_with_retry(
             "GET",
             self._state_path(claim, "secrets"),
+            answer=SecretsResponse,
             action=f"Reading secrets for state {claim.state_id}",
             retry_if=retry,
             give_up=lambda: claim.lost,
         )
-        secrets = answer.get("secrets") if isinstance(answer, dict) else None
-        return secrets if isinstance(secrets, dict) else {}
+        return dict(answer.secrets)
 
     async def _deliver(self, claim: _Claim, outcome: Outcome) -> None:
         """Report an outcome, retrying until the server accepts it or the lease is lost."""

@@ -1,4 +1,8 @@
-"""Client for managing graphs and runs: upsert a graph, trigger a run, follow it to the end."""
+"""Client for managing graphs and runs: upsert a graph, trigger a run, follow it to the end.
+
+Answers are parsed as the models of :mod:`exospherehost.contract` and handed back as plain mappings
+with the keys the server sent (``graph["validation_status"]``), as the original SDK returned them.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,12 @@ import os
 from typing import Any, Self
 from urllib.parse import quote
 
-from ._http import ApiClient, Backoff
+from pydantic import BaseModel
+
+from ._http import ApiClient, Backoff, M
+from .contract import GraphResponse, GraphTrigger, RunResponse, RunStatesResponse, TriggerResponse
 from .errors import ApiError, ConfigurationError, GraphValidationError, RunTimeoutError
-from .models import CronTrigger, GraphNodeModel, RetryPolicyModel, StoreConfigModel
-from .statuses import RunStatus
+from .models import CronTrigger, GraphNodeModel, GraphValidationStatusEnum, RetryPolicyModel, StoreConfigModel
 
 # Idempotent reads and PUTs are repeated this many times on network errors and 5xx.
 _READ_ATTEMPTS = 5
@@ -19,6 +25,7 @@ _RUN_LONG_POLL_MS = 25_000
 
 
 _STATES_PAGE = 1000  # states per request when reading a run: the server pages them
+
 
 class StateManager:
     """Talks to the state manager on behalf of one namespace: graphs and runs.
@@ -82,16 +89,17 @@ class StateManager:
             run = await sm.trigger("my-graph", inputs={"user_id": "42"}, store={"cursor": "0"})
         """
         body = {"start_delay": start_delay, "inputs": inputs or {}, "store": store or {}}
-        result: dict[str, Any] = await self._client().request_with_retry(
+        result = await self._client().request_with_retry(
             "POST",
             f"{self._graph_path(graph_name)}/trigger",
+            answer=TriggerResponse,
             json=body,
             action=f"Triggering graph {graph_name!r}",
             max_attempts=_READ_ATTEMPTS,
             # A trigger creates a run: only resend it when the first one surely never left.
             retry_if=lambda error: not error.request_sent,
         )
-        return result
+        return _as_sent(result)
 
     async def get_graph(self, graph_name: str) -> dict[str, Any]:
         """Read a graph template, including ``validation_status`` and ``validation_errors``.
@@ -101,7 +109,7 @@ class StateManager:
             graph = await sm.get_graph("my-graph")
             print(graph["validation_status"])  # VALID
         """
-        return await self._read(self._graph_path(graph_name), f"Reading graph {graph_name!r}")
+        return _as_sent(await self._read_graph(graph_name))
 
     async def upsert_graph(
         self,
@@ -126,7 +134,7 @@ class StateManager:
                 [GraphNodeModel(node_name="Greet", namespace="MyProject", identifier="greet",
                                 inputs={"name": "world"}, next_nodes=[])],
                 secrets={},
-                triggers=[CronTrigger(expression="0 9 * * 1-5")],
+                triggers=[CronTrigger(expression="0 9 * * 1-5", store={"cursor": "0"})],
             )
         """
         body: dict[str, Any] = {"secrets": secrets, "nodes": [node.model_dump(mode="json") for node in graph_nodes]}
@@ -135,11 +143,15 @@ class StateManager:
         if store_config is not None:
             body["store_config"] = store_config.model_dump(mode="json")
         if triggers is not None:
-            body["triggers"] = [{"type": "CRON", "value": {"expression": t.expression}} for t in triggers]
+            # `inputs` and `store` are left out when empty: the same body as before they existed.
+            body["triggers"] = [
+                GraphTrigger(type="CRON", value=t).model_dump(mode="json", exclude_defaults=True) for t in triggers
+            ]
         try:
-            graph: dict[str, Any] = await self._client().request_with_retry(
+            graph = await self._client().request_with_retry(
                 "PUT",
                 self._graph_path(graph_name),
+                answer=GraphResponse,
                 json=body,
                 action=f"Upserting graph {graph_name!r}",
                 max_attempts=_READ_ATTEMPTS,
@@ -148,24 +160,26 @@ class StateManager:
             if exc.status_code in (400, 422):
                 raise GraphValidationError(graph_name, "INVALID", _error_messages(exc.detail)) from exc
             raise
-        return await self._await_validation(graph_name, graph, validation_timeout, polling_interval)
+        return _as_sent(await self._await_validation(graph_name, graph, validation_timeout, polling_interval))
 
     async def _await_validation(
-        self, graph_name: str, graph: dict[str, Any], validation_timeout: float, polling_interval: float
-    ) -> dict[str, Any]:
+        self, graph_name: str, graph: GraphResponse, validation_timeout: float, polling_interval: float
+    ) -> GraphResponse:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + validation_timeout
         # Only PENDING means "still validating"; any other status is final.
-        while graph.get("validation_status") == "PENDING":
+        while graph.validation_status is GraphValidationStatusEnum.PENDING:
             if loop.time() >= deadline:
                 message = f"validation did not finish within {validation_timeout:g} s"
                 raise GraphValidationError(graph_name, "PENDING", [message])
             await asyncio.sleep(polling_interval)
-            graph = await self.get_graph(graph_name)
-        status = str(graph.get("validation_status"))
-        if status != "VALID":
-            raise GraphValidationError(graph_name, status, _error_messages(graph.get("validation_errors") or []))
+            graph = await self._read_graph(graph_name)
+        if graph.validation_status is not GraphValidationStatusEnum.VALID:
+            raise GraphValidationError(graph_name, graph.validation_status.value, graph.validation_errors)
         return graph
+
+    async def _read_graph(self, graph_name: str) -> GraphResponse:
+        return await self._read(self._graph_path(graph_name), GraphResponse, f"Reading graph {graph_name!r}")
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         """Read a run's summary: ``status`` (PENDING, SUCCESS, FAILED), counts and ``finished``.
@@ -175,7 +189,7 @@ class StateManager:
             run = await sm.get_run(run_id)
             print(run["status"], run["success_count"], run["errored_count"])
         """
-        return await self._read(self._run_path(run_id), f"Reading run {run_id}")
+        return _as_sent(await self._read(self._run_path(run_id), RunResponse, f"Reading run {run_id}"))
 
     async def get_run_states(self, run_id: str) -> list[dict[str, Any]]:
         """Every state of a run, oldest first, with status, inputs, outputs and error.
@@ -189,12 +203,12 @@ class StateManager:
         page = 1
         while True:
             body = await self._read(
-                f"{self._run_path(run_id)}/states?page={page}&size={_STATES_PAGE}", f"Reading states of run {run_id}"
+                f"{self._run_path(run_id)}/states?page={page}&size={_STATES_PAGE}",
+                RunStatesResponse,
+                f"Reading states of run {run_id}",
             )
-            found: list[dict[str, Any]] = body.get("states", [])
-            states += found
-            # Servers before pagination send every state at once, without `total`.
-            if "total" not in body or len(found) < _STATES_PAGE or len(states) >= int(body["total"]):
+            states += [_as_sent(state) for state in body.states]
+            if len(body.states) < _STATES_PAGE or len(states) >= body.total:
                 return states
             page += 1
 
@@ -213,17 +227,18 @@ class StateManager:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         backoff = Backoff()
-        run: dict[str, Any] | None = None
+        run: RunResponse | None = None
         while True:
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
-                raise RunTimeoutError(run_id, timeout or 0.0, run)
+                raise RunTimeoutError(run_id, timeout or 0.0, None if run is None else _as_sent(run))
             wait_ms = _RUN_LONG_POLL_MS if remaining is None else min(_RUN_LONG_POLL_MS, int(remaining * 1000))
             started = loop.time()
             try:
                 run = await self._client().request(
                     "GET",
                     self._run_path(run_id),
+                    answer=RunResponse,
                     params={"wait_ms": wait_ms},
                     timeout=wait_ms / 1000 + self._timeout,
                     action=f"Waiting for run {run_id}",
@@ -234,17 +249,16 @@ class StateManager:
                 await asyncio.sleep(_capped(backoff.next_delay(), remaining))
                 continue
             backoff.reset()
-            if run is not None and _is_finished(run):
-                return run
+            if run.finished:
+                return _as_sent(run)
             if loop.time() - started < wait_ms / 2000:
                 # The server answered at once without waiting (no long-poll): do not spin.
                 await asyncio.sleep(_capped(0.5, remaining))
 
-    async def _read(self, path: str, action: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._client().request_with_retry(
-            "GET", path, action=action, max_attempts=_READ_ATTEMPTS
+    async def _read(self, path: str, answer: type[M], action: str) -> M:
+        return await self._client().request_with_retry(
+            "GET", path, answer=answer, action=action, max_attempts=_READ_ATTEMPTS
         )
-        return result
 
     def _client(self) -> ApiClient:
         # An httpx client is bound to the event loop it was first used on; callers commonly use a
@@ -274,10 +288,9 @@ class StateManager:
         return f"/namespace/{quote(self._namespace, safe='')}/run/{quote(run_id, safe='')}"
 
 
-def _is_finished(run: dict[str, Any]) -> bool:
-    if "finished" in run:
-        return bool(run["finished"])
-    return run.get("status") not in (None, RunStatus.PENDING)
+def _as_sent(answer: BaseModel) -> dict[str, Any]:
+    """A parsed answer as the mapping the server sent: the same keys (unknown ones too), JSON values."""
+    return answer.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _capped(delay: float, remaining: float | None) -> float:

@@ -74,11 +74,18 @@ class FakeStateManager:
             self.ready.remove(state)
             state.lease_id = f"lease-{state.state_id}-{time.monotonic_ns()}" if self.leases else None
             self.held[state.state_id] = state
-            item: dict[str, Any] = {"state_id": state.state_id, "node_name": state.node_name, "inputs": state.inputs}
-            if self.leases:
+            item: dict[str, Any] = {
+                "state_id": state.state_id,
+                "node_name": state.node_name,
+                "identifier": state.node_name.lower(),
+                "inputs": state.inputs,
+                "created_at": "2025-09-04T10:15:31.004000",
+            }
+            if self.leases:  # a server that predates leases sends neither
                 item["lease_id"] = state.lease_id
+                item["lease_expires_at"] = int(time.time() * 1000) + body.get("lease_ms", 300_000)
             items.append(item)
-        return Reply(200, {"count": len(items), "status": "QUEUED", "states": items})
+        return Reply(200, {"count": len(items), "namespace": "ns", "status": "QUEUED", "states": items})
 
     def _claimable(self, body: dict[str, Any]) -> bool:
         return any(state.node_name in body["nodes"] for state in self.ready)

@@ -30,10 +30,13 @@ class Echo(BaseNode):
 
 
 class Sleepy(BaseNode):
+    started = 0  # how many executions began: tests wait for it rather than for a time
+
     class Inputs(BaseModel):
         seconds: str
 
     async def execute(self) -> None:
+        Sleepy.started += 1
         await asyncio.sleep(float(self.inputs.seconds))
 
 
@@ -313,9 +316,11 @@ async def test_cancelling_the_task_also_hands_work_back(state_manager: Fake) -> 
     fake, server = state_manager
     state_id = fake.add_state("Sleepy", {"seconds": "30"})
     runtime = _runtime(server, shutdown_grace_seconds=0.1)
+    started = Sleepy.started
     task = runtime.start()
     assert task is not None
-    await wait_until(lambda: state_id in fake.held)
+    # Running, not merely handed out: a claim cancelled in flight never reaches the runtime to be handed back.
+    await wait_until(lambda: Sleepy.started > started)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

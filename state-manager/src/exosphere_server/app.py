@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
+from exospherehost.contract import HealthResponse
 from fastapi import APIRouter, Depends, FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.responses import Response
@@ -15,7 +16,7 @@ from exosphere_server.api import graph_routes, inspect_routes, run_routes, state
 from exosphere_server.api.auth import reject_nul_characters, require_api_key, require_metrics_key
 from exosphere_server.api.body_limit import BodyLimitMiddleware
 from exosphere_server.api.cors import ApiOnlyCORSMiddleware
-from exosphere_server.api.errors import RETRY_AFTER_SECONDS, install_error_handlers
+from exosphere_server.api.errors import REFUSALS, RETRY_AFTER_SECONDS, install_error_handlers
 from exosphere_server.api.host_check import HostCheckMiddleware
 from exosphere_server.api.json_response import SafeJSONResponse
 from exosphere_server.api.lockout import Lockouts
@@ -125,14 +126,20 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
 
     # In this order: a request without the right key learns nothing about its parameters.
-    v0 = APIRouter(prefix="/v0", dependencies=[Depends(require_api_key), Depends(reject_nul_characters)])
+    v0 = APIRouter(
+        prefix="/v0", dependencies=[Depends(require_api_key), Depends(reject_nul_characters)], responses=REFUSALS
+    )
     for module in (graph_routes, state_routes, run_routes, inspect_routes):
         v0.include_router(module.router)
     app.include_router(v0)
     app.include_router(dashboard_router)  # its own auth: a session cookie (dashboard/session.py)
     install_body_schemas(app, UpsertGraphRequest)
 
-    @app.get("/health")
+    @app.get(
+        "/health",
+        response_model=HealthResponse,
+        responses={503: {"model": HealthResponse, "description": "The database does not answer"}},
+    )
     async def health() -> Response:
         """`OK` only when the database answers a query: a load balancer then sends no traffic to a replica
         that could only answer 503."""

@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 import structlog
+from exospherehost.contract import ErrorResponse
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
@@ -18,6 +19,14 @@ from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, Gr
 from exosphere_server.engine.storable import sendable
 
 log = structlog.get_logger("exosphere.api")
+
+# The refusals every `/v0` route may give (docs/wire-extensions.md), for the OpenAPI document.
+REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "The API key is missing or wrong"},
+    413: {"model": ErrorResponse, "description": "The body is over the server's size limit"},
+    429: {"model": ErrorResponse, "description": "Locked out after repeated wrong keys; see Retry-After"},
+    503: {"model": ErrorResponse, "description": "The database is unavailable; retry after Retry-After"},
+}
 
 STATUS_BY_ERROR: list[tuple[type[EngineError], int]] = [
     (NotFound, 404),

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
+from exospherehost.contract import (
+    GraphResponse,
+    ListGraphsResponse,
+    ListNodesResponse,
+    NamespacesResponse,
+    RegisterNodesResponse,
+)
 from exospherehost.models import GraphNodeModel
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.gc_pause import cycle_collector_paused
+from exosphere_server.api.json_response import SafeJSONResponse
 from exosphere_server.api.off_loop import documented_body, json_answer, parse_json, validate_in_chunks
 from exosphere_server.api.schemas import RegisterNodesRequest, UpsertGraphRequest
 from exosphere_server.api.views import graph_list_item, graph_view, registered_node_view
@@ -21,7 +28,10 @@ router = APIRouter()
 
 
 @router.put(
-    "/namespace/{namespace_name}/graph/{graph_name}", status_code=201, openapi_extra=documented_body(UpsertGraphRequest)
+    "/namespace/{namespace_name}/graph/{graph_name}",
+    status_code=201,
+    response_model=GraphResponse,
+    openapi_extra=documented_body(UpsertGraphRequest),
 )
 async def upsert_graph(namespace_name: str, graph_name: str, request: Request) -> Response:
     # The body is read raw and parsed in a worker thread (see api/off_loop.py): it can be megabytes.
@@ -48,33 +58,37 @@ async def upsert_graph(namespace_name: str, graph_name: str, request: Request) -
     return answer
 
 
-@router.get("/namespace/{namespace_name}/graph/{graph_name}", response_model=dict[str, Any])
+@router.get("/namespace/{namespace_name}/graph/{graph_name}", response_model=GraphResponse)
 async def get_graph(namespace_name: str, graph_name: str, request: Request) -> Response:
     return await json_answer(
         graph_view(await graphs.get_graph(engine_context(request), namespace_name, graph_name.strip()))
     )
 
 
-@router.get("/namespace/{namespace_name}/graphs/")
-async def list_graphs(namespace_name: str, request: Request) -> dict[str, Any]:
+@router.get("/namespace/{namespace_name}/graphs/", response_model=ListGraphsResponse)
+async def list_graphs(namespace_name: str, request: Request) -> Response:
     templates = await graphs.list_graphs(engine_context(request), namespace_name)
-    return {"namespace": namespace_name, "count": len(templates), "templates": [graph_list_item(g) for g in templates]}
+    return SafeJSONResponse(
+        {"namespace": namespace_name, "count": len(templates), "templates": [graph_list_item(g) for g in templates]}
+    )
 
 
-@router.put("/namespace/{namespace_name}/nodes/")
-async def register_nodes(namespace_name: str, body: RegisterNodesRequest, request: Request) -> dict[str, Any]:
+@router.put("/namespace/{namespace_name}/nodes/", response_model=RegisterNodesResponse)
+async def register_nodes(namespace_name: str, body: RegisterNodesRequest, request: Request) -> Response:
     nodes = [n.model_dump() for n in body.nodes]
     await graphs.register_nodes(engine_context(request), namespace_name, body.runtime_name, nodes)
-    return {"runtime_name": body.runtime_name, "registered_nodes": nodes}
+    return SafeJSONResponse({"runtime_name": body.runtime_name, "registered_nodes": nodes})
 
 
-@router.get("/namespace/{namespace_name}/nodes/")
-async def list_nodes(namespace_name: str, request: Request) -> dict[str, Any]:
+@router.get("/namespace/{namespace_name}/nodes/", response_model=ListNodesResponse)
+async def list_nodes(namespace_name: str, request: Request) -> Response:
     nodes = await graphs.list_registered_nodes(engine_context(request), namespace_name)
-    return {"namespace": namespace_name, "count": len(nodes), "nodes": [registered_node_view(n) for n in nodes]}
+    return SafeJSONResponse(
+        {"namespace": namespace_name, "count": len(nodes), "nodes": [registered_node_view(n) for n in nodes]}
+    )
 
 
-@router.get("/namespaces")
-async def list_namespaces(request: Request) -> dict[str, Any]:
+@router.get("/namespaces", response_model=NamespacesResponse)
+async def list_namespaces(request: Request) -> Response:
     names = await graphs.list_namespaces(engine_context(request))
-    return {"namespaces": names, "count": len(names)}
+    return SafeJSONResponse({"namespaces": names, "count": len(names)})

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
+from exospherehost.contract import RunProgressResponse, StateResponse
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
+from exosphere_server.api.json_response import SafeJSONResponse
 from exosphere_server.api.views import run_view, state_view
 from exosphere_server.engine import inspection, runs
 
 router = APIRouter()
-# A Literal, not `exospherehost.statuses.RunStatus`, so that /openapi.json keeps its inline enum; a test
-# holds the two equal.
-RunStatus = Literal["PENDING", "SUCCESS", "FAILED"]
 
 
-@router.get("/namespace/{namespace_name}/state/{state_id}")
-async def get_state(namespace_name: str, state_id: str, request: Request) -> dict[str, Any]:
-    return state_view(await runs.get_state(engine_context(request), namespace_name, state_id))
+@router.get("/namespace/{namespace_name}/state/{state_id}", response_model=StateResponse)
+async def get_state(namespace_name: str, state_id: str, request: Request) -> Response:
+    return SafeJSONResponse(state_view(await runs.get_state(engine_context(request), namespace_name, state_id)))
 
 
-@router.get("/namespace/{namespace_name}/run/{run_id}/progress")
-async def run_progress(namespace_name: str, run_id: str, request: Request) -> dict[str, Any]:
+@router.get("/namespace/{namespace_name}/run/{run_id}/progress", response_model=RunProgressResponse)
+async def run_progress(namespace_name: str, run_id: str, request: Request) -> Response:
     """The run's summary plus, per node identifier, how many of its states are in each status."""
     progress = await inspection.run_state_counts(engine_context(request), namespace_name, run_id)
     summary = progress.summary
@@ -30,9 +30,11 @@ async def run_progress(namespace_name: str, run_id: str, request: Request) -> di
     for c in progress.counts:
         entry = nodes.setdefault(c.identifier, {"identifier": c.identifier, "node_name": c.node_name, "counts": {}})
         entry["counts"][c.status] = c.count
-    return {
-        **run_view(summary),
-        "namespace": summary.run.namespace,
-        "finished": summary.finished,
-        "nodes": list(nodes.values()),
-    }
+    return SafeJSONResponse(
+        {
+            **run_view(summary),
+            "namespace": summary.run.namespace,
+            "finished": summary.finished,
+            "nodes": list(nodes.values()),
+        }
+    )

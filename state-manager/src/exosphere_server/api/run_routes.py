@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from exospherehost.contract import (
+    ListRunsResponse,
+    NodeDetailsResponse,
+    RunGraphResponse,
+    RunResponse,
+    RunStatesResponse,
+    RunStatus,
+    TriggerResponse,
+)
 from exospherehost.statuses import StateStatus
 from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
-from exosphere_server.api.inspect_routes import RunStatus
+from exosphere_server.api.json_response import SafeJSONResponse
 from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerRequest
 from exosphere_server.api.views import run_view, state_view
 from exosphere_server.engine import runs
@@ -19,8 +27,8 @@ STATES_PAGE_SIZE = 1000
 MAX_STATES_PAGE_SIZE = 5000
 
 
-@router.post("/namespace/{namespace_name}/graph/{graph_name}/trigger")
-async def trigger(namespace_name: str, graph_name: str, body: TriggerRequest, request: Request) -> dict[str, Any]:
+@router.post("/namespace/{namespace_name}/graph/{graph_name}/trigger", response_model=TriggerResponse)
+async def trigger(namespace_name: str, graph_name: str, body: TriggerRequest, request: Request) -> Response:
     run_id = await runs.trigger(
         engine_context(request),
         namespace_name,
@@ -29,10 +37,10 @@ async def trigger(namespace_name: str, graph_name: str, body: TriggerRequest, re
         store=body.store,
         start_delay_ms=body.start_delay,
     )
-    return {"status": StateStatus.CREATED, "run_id": run_id}
+    return SafeJSONResponse({"status": StateStatus.CREATED, "run_id": run_id})
 
 
-@router.get("/namespace/{namespace_name}/runs/{page}/{size}")
+@router.get("/namespace/{namespace_name}/runs/{page}/{size}", response_model=ListRunsResponse)
 async def list_runs(
     namespace_name: str,
     request: Request,
@@ -40,49 +48,46 @@ async def list_runs(
     size: int = Path(ge=1, le=1000),
     graph_name: str | None = Query(default=None, description="Only runs of this graph"),
     status: RunStatus | None = Query(default=None, description="Only runs with this status (additive)"),
-) -> dict[str, Any]:
+) -> Response:
     total, summaries = await runs.list_runs(
         engine_context(request), namespace_name, page, size, graph_name, status=status
     )
-    return {
-        "namespace": namespace_name,
-        "total": total,
-        "page": page,
-        "size": size,
-        "runs": [run_view(s) for s in summaries],
-    }
+    listed = [run_view(s) for s in summaries]
+    return SafeJSONResponse({"namespace": namespace_name, "total": total, "page": page, "size": size, "runs": listed})
 
 
-@router.get("/namespace/{namespace_name}/run/{run_id}")
+@router.get("/namespace/{namespace_name}/run/{run_id}", response_model=RunResponse)
 async def get_run(
     namespace_name: str, run_id: str, request: Request, wait_ms: int = Query(default=0, ge=0, le=MAX_WAIT_MS)
-) -> dict[str, Any]:
+) -> Response:
     summary = await runs.run_summary(engine_context(request), namespace_name, run_id, wait_ms)
-    return {**run_view(summary), "namespace": summary.run.namespace, "finished": summary.finished}
+    return SafeJSONResponse({**run_view(summary), "namespace": summary.run.namespace, "finished": summary.finished})
 
 
-@router.get("/namespace/{namespace_name}/run/{run_id}/states")
+@router.get("/namespace/{namespace_name}/run/{run_id}/states", response_model=RunStatesResponse)
 async def get_run_states(
     namespace_name: str,
     run_id: str,
     request: Request,
     page: int = Query(default=1, ge=1, le=1_000_000, description="Page number, from 1 (additive)"),
     size: int = Query(default=STATES_PAGE_SIZE, ge=1, le=MAX_STATES_PAGE_SIZE, description="States per page"),
-) -> dict[str, Any]:
+) -> Response:
     """A page of a run's states, oldest first; `total` says how many there are in all."""
     total, states = await runs.run_states_page(engine_context(request), namespace_name, run_id, page, size)
-    return {
-        "run_id": run_id,
-        "count": len(states),
-        "total": total,
-        "page": page,
-        "size": size,
-        "states": [state_view(s) for s in states],
-    }
+    return SafeJSONResponse(
+        {
+            "run_id": run_id,
+            "count": len(states),
+            "total": total,
+            "page": page,
+            "size": size,
+            "states": [state_view(s) for s in states],
+        }
+    )
 
 
-@router.get("/namespace/{namespace_name}/states/run/{run_id}/graph")
-async def run_graph(namespace_name: str, run_id: str, request: Request) -> dict[str, Any]:
+@router.get("/namespace/{namespace_name}/states/run/{run_id}/graph", response_model=RunGraphResponse)
+async def run_graph(namespace_name: str, run_id: str, request: Request) -> Response:
     run, states = await runs.run_states(engine_context(request), namespace_name, run_id)
     ids = {s.id for s in states}
     nodes = [
@@ -97,41 +102,24 @@ async def run_graph(namespace_name: str, run_id: str, request: Request) -> dict[
     summary: dict[str, int] = {status: 0 for status in StateStatus}  # every status, in the enum's order (§4.17)
     for s in states:
         summary[s.status] = summary.get(s.status, 0) + 1
-    return {
-        "graph_name": run.graph_name if run else "",
-        "root_states": [n for n, s in zip(nodes, states, strict=True) if not s.parents],
-        "nodes": nodes,
-        "edges": edges,
-        "node_count": len(nodes),
-        "edge_count": len(edges),
-        "execution_summary": summary,
-    }
+    return SafeJSONResponse(
+        {
+            "graph_name": run.graph_name if run else "",
+            "root_states": [n for n, s in zip(nodes, states, strict=True) if not s.parents],
+            "nodes": nodes,
+            "edges": edges,
+            "node_count": len(nodes),
+            "edge_count": len(edges),
+            "execution_summary": summary,
+        }
+    )
 
 
-@router.get("/namespace/{namespace_name}/graph/{graph_name}/run/{run_id}/node/{node_id}")
-async def node_details(
-    namespace_name: str, graph_name: str, run_id: str, node_id: str, request: Request
-) -> dict[str, Any]:
+@router.get(
+    "/namespace/{namespace_name}/graph/{graph_name}/run/{run_id}/node/{node_id}", response_model=NodeDetailsResponse
+)
+async def node_details(namespace_name: str, graph_name: str, run_id: str, node_id: str, request: Request) -> Response:
     state = await runs.state_in_run(engine_context(request), namespace_name, graph_name, run_id, node_id)
     view = state_view(state)
-    return {
-        key: view[key]
-        for key in (
-            "id",
-            "node_name",
-            "identifier",
-            "graph_name",
-            "run_id",
-            "status",
-            "inputs",
-            "outputs",
-            "error",
-            "parents",
-            "created_at",
-            "updated_at",
-            "retry_count",
-            "attempts",
-            "started_at",
-            "finished_at",
-        )
-    }
+    # The contract's fields, in its order: the model is the list of keys.
+    return SafeJSONResponse({key: view[key] for key in NodeDetailsResponse.model_fields})

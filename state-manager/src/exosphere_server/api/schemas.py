@@ -1,25 +1,41 @@
-"""Request bodies of the `v0` API (PROTOCOL §4) plus the additive fields of docs/wire-extensions.md.
+"""Request bodies as the server validates them: the contract's models plus the checks only the server makes.
 
-Graph node, retry policy and store models come from the SDK (`exospherehost.models`): one
-definition for both sides of the wire.
+The fields live in `exospherehost.contract` (one definition for the server, both SDKs and
+`/openapi.json`). Each class here adds what the SDK cannot check: that everything in the body can be
+stored on every backend (`unstorable_at`), and for graphs that each cron expression fires (croniter).
+The classes keep the contract's names and descriptions, so the OpenAPI document shows the contract.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
-from pydantic import BaseModel, Field, field_validator, model_validator
+from exospherehost import contract
+from exospherehost.contract import MAX_WAIT_MS, GraphTrigger
+from pydantic import BaseModel, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails
 
 from exosphere_server.engine.cron import validate_expression
 from exosphere_server.engine.storable import unstorable_at
 
-MAX_WAIT_MS = 60_000
-# Delays beyond a century are refused (422): unbounded ones overflowed the epoch-ms columns into a 500 (D21).
-MAX_DELAY_MS = 100 * 365 * 86_400_000
+__all__ = [
+    "MAX_WAIT_MS",
+    "EnqueueRequest",
+    "ErroredRequest",
+    "ExecutedManyRequest",
+    "ExecutedRequest",
+    "HeartbeatRequest",
+    "ManualRetryRequest",
+    "PruneRequest",
+    "ReEnqueueAfterRequest",
+    "RegisterNodesRequest",
+    "ReleaseRequest",
+    "TriggerRequest",
+    "UpsertGraphRequest",
+]
 
 
-class WireModel(BaseModel):
+class StorableBody(BaseModel):
     """A request body: everything in it must be storable on every backend (see `unstorable_at`)."""
 
     @model_validator(mode="before")
@@ -31,99 +47,67 @@ class WireModel(BaseModel):
         return data
 
 
-class CronValue(BaseModel):
-    expression: str
-    # Additive: what a cron run starts with, so graphs with required store keys can be scheduled (D20).
-    inputs: dict[str, str] = Field(default_factory=dict)
-    store: dict[str, str] = Field(default_factory=dict)
+class UpsertGraphRequest(StorableBody, contract.UpsertGraphRequest):
+    __doc__ = contract.UpsertGraphRequest.__doc__
 
-    @field_validator("expression")
+    @field_validator("triggers")
     @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        problem = validate_expression(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+    def _cron_fires(cls, triggers: list[GraphTrigger]) -> list[GraphTrigger]:
+        # Raised as a ValidationError so that each problem keeps its place (`triggers.0.value.expression`).
+        problems = [
+            InitErrorDetails(
+                type="value_error",
+                loc=(index, "value", "expression"),
+                input=trigger.value.expression,
+                ctx={"error": problem},
+            )
+            for index, trigger in enumerate(triggers)
+            if (problem := validate_expression(trigger.value.expression)) is not None
+        ]
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return triggers
 
 
-class TriggerModel(BaseModel):
-    type: Literal["CRON"]
-    value: CronValue
+class TriggerRequest(StorableBody, contract.TriggerRequest):
+    __doc__ = contract.TriggerRequest.__doc__
 
 
-class UpsertGraphRequest(WireModel):
-    secrets: dict[str, str]
-    nodes: list[GraphNodeModel]
-    retry_policy: RetryPolicyModel = Field(default_factory=RetryPolicyModel)
-    store_config: StoreConfigModel = Field(default_factory=StoreConfigModel)
-    triggers: list[TriggerModel] = Field(default_factory=list)
+class EnqueueRequest(StorableBody, contract.EnqueueRequest):
+    __doc__ = contract.EnqueueRequest.__doc__
 
 
-class TriggerRequest(WireModel):
-    inputs: dict[str, str] = Field(default_factory=dict)
-    store: dict[str, str] = Field(default_factory=dict)
-    start_delay: int = Field(default=0, ge=0, le=MAX_DELAY_MS, description="Milliseconds before the root state may run")
+class ExecutedRequest(StorableBody, contract.ExecutedRequest):
+    __doc__ = contract.ExecutedRequest.__doc__
 
 
-class EnqueueRequest(WireModel):
-    nodes: list[str]
-    batch_size: int = Field(ge=1, le=1000)
-    wait_ms: int = Field(default=0, ge=0, le=MAX_WAIT_MS, description="Long-poll bound in milliseconds")
-    lease_ms: int | None = Field(default=None, ge=1000, le=86_400_000, description="Lease of each claim")
+class ExecutedManyRequest(StorableBody, contract.ExecutedManyRequest):
+    __doc__ = contract.ExecutedManyRequest.__doc__
 
 
-class ExecutedRequest(WireModel):
-    outputs: list[dict[str, str]]
-    lease_id: str | None = None
+class ErroredRequest(StorableBody, contract.ErroredRequest):
+    __doc__ = contract.ErroredRequest.__doc__
 
 
-class ExecutedItem(WireModel):
-    state_id: str
-    outputs: list[dict[str, str]]
-    lease_id: str | None = None
+class PruneRequest(StorableBody, contract.PruneRequest):
+    __doc__ = contract.PruneRequest.__doc__
 
 
-class ExecutedManyRequest(WireModel):
-    """Additive: several results in one call (a runtime with many finished states at once)."""
-
-    results: list[ExecutedItem] = Field(min_length=1, max_length=500)
+class ReEnqueueAfterRequest(StorableBody, contract.ReEnqueueAfterRequest):
+    __doc__ = contract.ReEnqueueAfterRequest.__doc__
 
 
-class ErroredRequest(WireModel):
-    error: str
-    lease_id: str | None = None
+class ManualRetryRequest(StorableBody, contract.ManualRetryRequest):
+    __doc__ = contract.ManualRetryRequest.__doc__
 
 
-class PruneRequest(WireModel):
-    data: dict[str, Any]
-    lease_id: str | None = None
+class HeartbeatRequest(StorableBody, contract.HeartbeatRequest):
+    __doc__ = contract.HeartbeatRequest.__doc__
 
 
-class ReEnqueueAfterRequest(WireModel):
-    enqueue_after: int = Field(gt=0, le=MAX_DELAY_MS, description="Relative delay in milliseconds")
-    lease_id: str | None = None
+class ReleaseRequest(StorableBody, contract.ReleaseRequest):
+    __doc__ = contract.ReleaseRequest.__doc__
 
 
-class ManualRetryRequest(WireModel):
-    fanout_id: str = Field(min_length=1)
-
-
-class HeartbeatRequest(WireModel):
-    lease_id: str
-    lease_ms: int | None = Field(default=None, ge=1000, le=86_400_000)
-
-
-class ReleaseRequest(WireModel):
-    lease_id: str
-
-
-class NodeRegistration(BaseModel):
-    name: str = Field(min_length=1)
-    inputs_schema: dict[str, Any]
-    outputs_schema: dict[str, Any]
-    secrets: list[str]
-
-
-class RegisterNodesRequest(WireModel):
-    runtime_name: str
-    nodes: list[NodeRegistration]
+class RegisterNodesRequest(StorableBody, contract.RegisterNodesRequest):
+    __doc__ = contract.RegisterNodesRequest.__doc__

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from exospherehost.contract import (
+    EnqueueResponse,
+    ErroredResponse,
+    ExecutedManyResponse,
+    ExecutedResponse,
+    HeartbeatResponse,
+    ManualRetryResponse,
+    PruneResponse,
+    ReEnqueueAfterResponse,
+    ReleaseResponse,
+    SecretsResponse,
+)
 from exospherehost.statuses import StateStatus
 from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.errors import status_code
+from exosphere_server.api.json_response import SafeJSONResponse
 from exosphere_server.api.schemas import (
     EnqueueRequest,
     ErroredRequest,
@@ -27,8 +39,8 @@ router = APIRouter()
 STATE = "/namespace/{namespace_name}/state/{state_id}"
 
 
-@router.post("/namespace/{namespace_name}/states/enqueue")
-async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -> dict[str, Any]:
+@router.post("/namespace/{namespace_name}/states/enqueue", response_model=EnqueueResponse)
+async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -> Response:
     claimed = await transitions.claim(
         engine_context(request),
         namespace_name,
@@ -38,79 +50,83 @@ async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -
         lease_ms=body.lease_ms,
         gone=request.is_disconnected,
     )
-    return {
-        "count": len(claimed),
-        "namespace": namespace_name,
-        "status": StateStatus.QUEUED,
-        "states": [claimed_state_view(s) for s in claimed],
-    }
+    return SafeJSONResponse(
+        {
+            "count": len(claimed),
+            "namespace": namespace_name,
+            "status": StateStatus.QUEUED,
+            "states": [claimed_state_view(s) for s in claimed],
+        }
+    )
 
 
-@router.post("/namespace/{namespace_name}/states/executed")
-async def executed_many(namespace_name: str, body: ExecutedManyRequest, request: Request) -> dict[str, Any]:
+@router.post("/namespace/{namespace_name}/states/executed", response_model=ExecutedManyResponse)
+async def executed_many(namespace_name: str, body: ExecutedManyRequest, request: Request) -> Response:
     """Additive: several results in one call and one transaction; each item answered on its own."""
     reports = [transitions.ExecutedReport(r.state_id, r.outputs, r.lease_id) for r in body.results]
     answers = await transitions.executed_many(engine_context(request), namespace_name, reports)
-    return {
-        "results": [
-            {"state_id": report.state_id, "status": StateStatus.EXECUTED}
-            if error is None
-            else {"state_id": report.state_id, "status_code": status_code(error), "detail": error.message}
-            for report, error in zip(reports, answers, strict=True)
-        ]
-    }
+    return SafeJSONResponse(
+        {
+            "results": [
+                {"state_id": report.state_id, "status": StateStatus.EXECUTED}
+                if error is None
+                else {"state_id": report.state_id, "status_code": status_code(error), "detail": error.message}
+                for report, error in zip(reports, answers, strict=True)
+            ]
+        }
+    )
 
 
-@router.post(STATE + "/executed")
-async def executed(namespace_name: str, state_id: str, body: ExecutedRequest, request: Request) -> dict[str, Any]:
+@router.post(STATE + "/executed", response_model=ExecutedResponse)
+async def executed(namespace_name: str, state_id: str, body: ExecutedRequest, request: Request) -> Response:
     await transitions.executed(engine_context(request), namespace_name, state_id, body.outputs, body.lease_id)
-    return {"status": StateStatus.EXECUTED}
+    return SafeJSONResponse({"status": StateStatus.EXECUTED})
 
 
-@router.post(STATE + "/errored")
-async def errored(namespace_name: str, state_id: str, body: ErroredRequest, request: Request) -> dict[str, Any]:
+@router.post(STATE + "/errored", response_model=ErroredResponse)
+async def errored(namespace_name: str, state_id: str, body: ErroredRequest, request: Request) -> Response:
     retried = await transitions.errored(engine_context(request), namespace_name, state_id, body.error, body.lease_id)
-    return {"status": StateStatus.ERRORED, "retry_created": retried}
+    return SafeJSONResponse({"status": StateStatus.ERRORED, "retry_created": retried})
 
 
-@router.post(STATE + "/prune")
-async def prune(namespace_name: str, state_id: str, body: PruneRequest, request: Request) -> dict[str, Any]:
+@router.post(STATE + "/prune", response_model=PruneResponse)
+async def prune(namespace_name: str, state_id: str, body: PruneRequest, request: Request) -> Response:
     enqueue_after = await transitions.prune(engine_context(request), namespace_name, state_id, body.data, body.lease_id)
-    return {"enqueue_after": enqueue_after, "status": StateStatus.PRUNED}
+    return SafeJSONResponse({"enqueue_after": enqueue_after, "status": StateStatus.PRUNED})
 
 
-@router.post(STATE + "/re-enqueue-after")
+@router.post(STATE + "/re-enqueue-after", response_model=ReEnqueueAfterResponse)
 async def re_enqueue_after(
     namespace_name: str, state_id: str, body: ReEnqueueAfterRequest, request: Request
-) -> dict[str, Any]:
+) -> Response:
     enqueue_after = await transitions.requeue_after(
         engine_context(request), namespace_name, state_id, body.enqueue_after, body.lease_id
     )
-    return {"enqueue_after": enqueue_after, "status": StateStatus.CREATED}
+    return SafeJSONResponse({"enqueue_after": enqueue_after, "status": StateStatus.CREATED})
 
 
-@router.post(STATE + "/manual-retry")
-async def manual_retry(
-    namespace_name: str, state_id: str, body: ManualRetryRequest, request: Request
-) -> dict[str, Any]:
+@router.post(STATE + "/manual-retry", response_model=ManualRetryResponse)
+async def manual_retry(namespace_name: str, state_id: str, body: ManualRetryRequest, request: Request) -> Response:
     retry = await transitions.manual_retry(engine_context(request), namespace_name, state_id, body.fanout_id)
-    return {"id": retry.id, "status": StateStatus.CREATED}
+    return SafeJSONResponse({"id": retry.id, "status": StateStatus.CREATED})
 
 
-@router.get(STATE + "/secrets")
-async def secrets(namespace_name: str, state_id: str, request: Request) -> dict[str, Any]:
-    return {"secrets": await transitions.secrets_for_state(engine_context(request), namespace_name, state_id)}
+@router.get(STATE + "/secrets", response_model=SecretsResponse)
+async def secrets(namespace_name: str, state_id: str, request: Request) -> Response:
+    return SafeJSONResponse(
+        {"secrets": await transitions.secrets_for_state(engine_context(request), namespace_name, state_id)}
+    )
 
 
-@router.post(STATE + "/heartbeat")
-async def heartbeat(namespace_name: str, state_id: str, body: HeartbeatRequest, request: Request) -> dict[str, Any]:
+@router.post(STATE + "/heartbeat", response_model=HeartbeatResponse)
+async def heartbeat(namespace_name: str, state_id: str, body: HeartbeatRequest, request: Request) -> Response:
     expires = await transitions.heartbeat(
         engine_context(request), namespace_name, state_id, body.lease_id, body.lease_ms
     )
-    return {"lease_expires_at": expires}
+    return SafeJSONResponse({"lease_expires_at": expires})
 
 
-@router.post(STATE + "/release")
-async def release(namespace_name: str, state_id: str, body: ReleaseRequest, request: Request) -> dict[str, Any]:
+@router.post(STATE + "/release", response_model=ReleaseResponse)
+async def release(namespace_name: str, state_id: str, body: ReleaseRequest, request: Request) -> Response:
     await transitions.release(engine_context(request), namespace_name, state_id, body.lease_id)
-    return {"status": StateStatus.CREATED}
+    return SafeJSONResponse({"status": StateStatus.CREATED})

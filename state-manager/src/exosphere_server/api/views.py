@@ -1,10 +1,18 @@
-"""How records look on the wire (PROTOCOL §4): timestamps, secrets as `true`, run summaries."""
+"""How records look on the wire (PROTOCOL §4): timestamps, secrets as `true`, run summaries.
+
+Each view builds the answer its route declares in `exospherehost.contract` (`GraphResponse`,
+`StateResponse`, ...), key for key; `tests/blackbox/test_contract.py` holds every route's real
+answers to its model. They stay plain dicts because answers of thousands of states are encoded in
+pieces (`jsontext.py`) and pydantic would only add a second pass over them.
+"""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
+
+from exospherehost.contract import GraphTrigger
 
 from exosphere_server.engine.runs import RunSummary
 from exosphere_server.storage.records import GraphRecord, RegisteredNodeRecord, StateRecord
@@ -30,7 +38,8 @@ def graph_view(graph: GraphRecord) -> dict[str, Any]:
         "secrets": {name: True for name in graph.secrets},
         "retry_policy": graph.retry_policy,
         "store_config": graph.store_config,
-        "triggers": graph.triggers,
+        # Triggers stored before `inputs`/`store` existed are answered with them, as the contract says.
+        "triggers": [GraphTrigger.model_validate(t).model_dump(mode="json") for t in graph.triggers],
         "created_at": iso(graph.created_at),
         "updated_at": iso(graph.updated_at),
         "validation_status": graph.validation_status,

@@ -1,0 +1,31 @@
+/**
+ * The state manager's requests and answers, by their names in the contract (`exospherehost.contract`
+ * in the Python SDK). The types come from `./generated/openapi.ts`, which `scripts/generate-contract.sh`
+ * generates from the server's OpenAPI document; nothing here is written by hand, so the SDK's view
+ * of the wire cannot drift from the server's.
+ *
+ * Answers may carry keys a newer server added (`[key: string]: unknown`).
+ *
+ * @example
+ * ```ts
+ * import type { RunResponse } from './wire.js';
+ * const finished = (run: RunResponse) => run.finished && run.status === 'SUCCESS';
+ * ```
+ * @module
+ */
+import type { components } from './generated/openapi.js';
+
+type Schemas = components['schemas'];
+
+export type GraphResponse = Schemas['GraphResponse'];
+export type GraphTrigger = Schemas['GraphTrigger'];
+export type TriggerResponse = Schemas['TriggerResponse'];
+export type RunResponse = Schemas['RunResponse'];
+export type RunStatesResponse = Schemas['RunStatesResponse'];
+export type StateResponse = Schemas['StateResponse'];
+export type EnqueueRequest = Schemas['EnqueueRequest'];
+export type EnqueueResponse = Schemas['EnqueueResponse'];
+export type ClaimedState = Schemas['ClaimedState'];
+export type SecretsResponse = Schemas['SecretsResponse'];
+export type RegisterNodesRequest = Schemas['RegisterNodesRequest'];
+export type NodeRegistration = Schemas['NodeRegistration'];

@@ -109,13 +109,15 @@ def _unavailable(exc: httpx.RequestError, action: str) -> ServerUnavailableError
     sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
     error = ServerUnavailableError(None, f"{type(exc).__name__}: {exc or 'no answer'}", action)
     error.request_sent = sent
+    error.timed_out = isinstance(exc, httpx.TimeoutException)
     return error
 
 
 class ApiClient:
     """A keep-alive connection pool to one state manager, with the API key on every request.
 
-    ``base_url`` is the versioned prefix, e.g. ``http://localhost:8000/v0``.
+    ``base_url`` is the versioned prefix, e.g. ``http://localhost:8000/v0``. ``key=None`` sends no
+    key (a local server started without one accepts that).
 
     Example::
 
@@ -126,7 +128,7 @@ class ApiClient:
     def __init__(
         self,
         base_url: str,
-        key: str,
+        key: str | None,
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         max_connections: int = 16,
@@ -134,7 +136,7 @@ class ApiClient:
     ) -> None:
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
-            headers={"x-api-key": key, "user-agent": f"exospherehost-python/{VERSION}"},
+            headers={"user-agent": f"exospherehost-python/{VERSION}", **({"x-api-key": key} if key else {})},
             timeout=timeout,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             transport=transport,

@@ -71,8 +71,11 @@ class ServerUnavailableError(ApiError):
     """The state manager could not be reached, or answered 502/503/504 (it may be restarting).
 
     ``request_sent`` is false when the connection failed before the request left, so even a
-    non-idempotent request (such as a trigger) can safely be sent again.
+    non-idempotent request (such as a trigger) can safely be sent again. ``timed_out`` is true when
+    no answer came within the client's timeout (connecting or reading).
     """
+
+    timed_out: bool = False
 
 
 class AuthenticationError(ApiError):

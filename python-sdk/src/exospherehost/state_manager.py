@@ -8,17 +8,34 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
+from collections.abc import Mapping
 from typing import Any, Self
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
+import httpx
 from pydantic import BaseModel
 
 from ._http import ApiClient, Backoff, M
-from .contract import GraphResponse, GraphTrigger, RunResponse, RunStatesResponse, TriggerResponse
+from .contract import (
+    GraphResponse,
+    GraphTrigger,
+    ListGraphsResponse,
+    ListNodesResponse,
+    ListRunsResponse,
+    ManualRetryResponse,
+    NamespacesResponse,
+    RunProgressResponse,
+    RunResponse,
+    RunStatesResponse,
+    StateResponse,
+    TriggerResponse,
+)
 from .errors import ApiError, ConfigurationError, GraphValidationError, RunTimeoutError
 from .models import CronTrigger, GraphNodeModel, GraphValidationStatusEnum, RetryPolicyModel, StoreConfigModel
+from .statuses import RunStatus
 
-# Idempotent reads and PUTs are repeated this many times on network errors and 5xx.
+# Idempotent reads and PUTs are sent this many times by default while they fail with network errors or 5xx.
 _READ_ATTEMPTS = 5
 # The longest single long-poll on a run; the server accepts up to 60 s.
 _RUN_LONG_POLL_MS = 25_000
@@ -31,8 +48,12 @@ class StateManager:
     """Talks to the state manager on behalf of one namespace: graphs and runs.
 
     ``state_manager_uri`` and ``key`` fall back to the environment variables
-    ``EXOSPHERE_STATE_MANAGER_URI`` and ``EXOSPHERE_API_KEY``. Errors are raised as
-    :mod:`exospherehost.errors` types carrying the server's message.
+    ``EXOSPHERE_STATE_MANAGER_URI`` and ``EXOSPHERE_API_KEY``; without a key none is sent, which
+    only a local server started without an API key accepts. Errors are raised as
+    :mod:`exospherehost.errors` types carrying the server's message. A request that fails in a way
+    that may pass (no answer, 408, 429, 5xx) is sent up to ``attempts`` times, with backoff, before
+    its error is raised (a trigger only while it surely never arrived); ``wait_for_run`` keeps
+    trying until its own ``timeout``. ``timeout`` is the seconds one request may take.
 
     Example::
 
@@ -50,12 +71,16 @@ class StateManager:
         state_manager_version: str = "v0",
         *,
         timeout: float = 30.0,
+        attempts: int = _READ_ATTEMPTS,
     ) -> None:
+        if attempts < 1:
+            raise ConfigurationError([f"attempts must be 1 or more, not {attempts}"], "StateManager")
         self._namespace = namespace
         self._uri = state_manager_uri or os.environ.get("EXOSPHERE_STATE_MANAGER_URI")
         self._key = key or os.environ.get("EXOSPHERE_API_KEY")
         self._version = state_manager_version
         self._timeout = timeout
+        self._attempts = attempts
         self._api: ApiClient | None = None
         self._api_loop: asyncio.AbstractEventLoop | None = None
 
@@ -95,7 +120,7 @@ class StateManager:
             answer=TriggerResponse,
             json=body,
             action=f"Triggering graph {graph_name!r}",
-            max_attempts=_READ_ATTEMPTS,
+            max_attempts=self._attempts,
             # A trigger creates a run: only resend it when the first one surely never left.
             retry_if=lambda error: not error.request_sent,
         )
@@ -154,7 +179,7 @@ class StateManager:
                 answer=GraphResponse,
                 json=body,
                 action=f"Upserting graph {graph_name!r}",
-                max_attempts=_READ_ATTEMPTS,
+                max_attempts=self._attempts,
             )
         except ApiError as exc:
             if exc.status_code in (400, 422):
@@ -255,9 +280,160 @@ class StateManager:
                 # The server answered at once without waiting (no long-poll): do not spin.
                 await asyncio.sleep(_capped(0.5, remaining))
 
+    # -- Inspecting and acting on a namespace: graphs as documents, runs, states, nodes ----------
+    # The `exosphere` command line is built on these (it has no HTTP client of its own). Each
+    # returns the server's answer as a mapping, like the methods above.
+
+    async def apply_graph(self, graph_name: str, template: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or replace a graph template from its JSON form and return the stored graph at once.
+
+        ``template`` holds the upsert body's fields as plain data (``nodes``, ``secrets``,
+        ``retry_policy``, ``store_config``, ``triggers``), as a YAML or JSON file would; the server
+        checks it. Unlike :meth:`upsert_graph` nothing is built from models and nothing waits: the
+        answer carries ``validation_status`` (``VALID`` or ``INVALID`` against the registered nodes),
+        ``validation_errors``, ``validation_warnings`` and ``version``. A template the server refuses
+        outright raises :class:`ApiError` with ``status_code`` 400 (``detail``: the graph's problems,
+        ``"; "``-separated) or 422 (``detail``: the list of malformed fields, each ``{"loc", "msg"}``).
+
+        Example::
+
+            graph = await sm.apply_graph("hello", {
+                "secrets": {},
+                "nodes": [{"node_name": "Greet", "namespace": "MyProject", "identifier": "greet",
+                           "inputs": {"name": "world"}, "next_nodes": []}],
+            })
+            print(graph["version"], graph["validation_status"])
+        """
+        graph = await self._client().request_with_retry(
+            "PUT",
+            self._graph_path(graph_name),
+            answer=GraphResponse,
+            json=dict(template),
+            action=f"Applying graph {graph_name!r}",
+            max_attempts=self._attempts,
+        )
+        return _as_sent(graph)
+
+    async def list_graphs(self) -> dict[str, Any]:
+        """The namespace's graph templates: ``{"namespace", "count", "templates": [...]}``.
+
+        Each template has ``name``, ``version``, ``validation_status``, ``validation_errors``,
+        ``nodes`` and ``updated_at``; secret values are never sent, only their names.
+
+        Example::
+
+            for graph in (await sm.list_graphs())["templates"]:
+                print(graph["name"], graph["validation_status"])
+        """
+        return await self._read_as_sent(f"{self._namespace_path()}/graphs/", ListGraphsResponse, "Listing graphs")
+
+    async def list_runs(
+        self,
+        page: int = 1,
+        size: int = 20,
+        *,
+        graph_name: str | None = None,
+        status: RunStatus | None = None,
+    ) -> dict[str, Any]:
+        """A page of the namespace's runs, newest first: ``{"total", "page", "size", "runs": [...]}``.
+
+        ``size`` is 1 to 1000. ``graph_name`` and ``status`` narrow the list; each run has
+        ``run_id``, ``graph_name``, ``status``, its state counts and ``created_at``.
+
+        Example::
+
+            page = await sm.list_runs(size=10, status="FAILED")
+            print(page["total"], [run["run_id"] for run in page["runs"]])
+        """
+        query = {key: value for key, value in (("graph_name", graph_name), ("status", status)) if value is not None}
+        path = f"{self._namespace_path()}/runs/{page}/{size}" + (f"?{urlencode(query)}" if query else "")
+        return await self._read_as_sent(path, ListRunsResponse, "Listing runs")
+
+    async def get_run_progress(self, run_id: str) -> dict[str, Any]:
+        """A run's summary (as :meth:`get_run`) plus ``nodes``: per node, how many states are in each status.
+
+        Example::
+
+            progress = await sm.get_run_progress(run_id)
+            for node in progress["nodes"]:
+                print(node["identifier"], node["counts"])  # e.g. work {'SUCCESS': 3, 'QUEUED': 1}
+        """
+        return await self._read_as_sent(
+            f"{self._run_path(run_id)}/progress", RunProgressResponse, f"Reading progress of run {run_id}"
+        )
+
+    async def get_state(self, state_id: str) -> dict[str, Any]:
+        """One state: status, inputs, outputs, error, parents, attempts and timings (never secret values).
+
+        Example::
+
+            state = await sm.get_state(state_id)
+            print(state["identifier"], state["status"], state["error"])
+        """
+        return await self._read_as_sent(self._state_path(state_id), StateResponse, f"Reading state {state_id}")
+
+    async def retry_state(self, state_id: str, fanout_id: str | None = None) -> dict[str, Any]:
+        """Run an ``ERRORED`` or ``NEXT_CREATED_ERROR`` state again: a new state with the same inputs.
+
+        Returns ``{"id": <the new state's id>, "status": "CREATED"}``; the old state becomes
+        ``RETRY_CREATED``. ``fanout_id`` keys the retry (a fresh one by default), so the same retry is
+        never made twice. Raises :class:`ConflictError` when the state cannot be retried (it did not
+        fail, or was retried already).
+
+        Example::
+
+            retry = await sm.retry_state(failed["state_id"])
+            print(retry["id"])
+        """
+        result = await self._client().request_with_retry(
+            "POST",
+            f"{self._state_path(state_id)}/manual-retry",
+            answer=ManualRetryResponse,
+            json={"fanout_id": fanout_id or str(uuid.uuid4())},
+            action=f"Retrying state {state_id}",
+            max_attempts=self._attempts,
+            # Sent again only when it surely never arrived: a repeat that did arrive answers 409.
+            retry_if=lambda error: not error.request_sent,
+        )
+        return _as_sent(result)
+
+    async def list_nodes(self) -> dict[str, Any]:
+        """The nodes runtimes registered in this namespace: ``{"namespace", "count", "nodes": [...]}``.
+
+        Each node has ``name``, ``runtime_name``, its ``inputs_schema`` and ``outputs_schema`` and
+        the names of its ``secrets``.
+
+        Example::
+
+            print([node["name"] for node in (await sm.list_nodes())["nodes"]])
+        """
+        return await self._read_as_sent(
+            f"{self._namespace_path()}/nodes/", ListNodesResponse, "Listing registered nodes"
+        )
+
+    async def list_namespaces(self) -> dict[str, Any]:
+        """Every namespace the server knows (any namespace, not only this one): ``{"namespaces", "count"}``.
+
+        Example::
+
+            print((await sm.list_namespaces())["namespaces"])  # ['MyProject', ...]
+        """
+        return await self._read_as_sent("/namespaces", NamespacesResponse, "Listing namespaces")
+
+    def _namespace_path(self) -> str:
+        return f"/namespace/{quote(self._namespace, safe='')}"
+
+    def _state_path(self, state_id: str) -> str:
+        return f"{self._namespace_path()}/state/{quote(state_id, safe='')}"
+
+    # -- end of the inspection block ------------------------------------------------------------
+
+    async def _read_as_sent(self, path: str, answer: type[BaseModel], action: str) -> dict[str, Any]:
+        return _as_sent(await self._read(path, answer, action))
+
     async def _read(self, path: str, answer: type[M], action: str) -> M:
         return await self._client().request_with_retry(
-            "GET", path, answer=answer, action=action, max_attempts=_READ_ATTEMPTS
+            "GET", path, answer=answer, action=action, max_attempts=self._attempts
         )
 
     def _client(self) -> ApiClient:
@@ -265,7 +441,13 @@ class StateManager:
         # fresh asyncio.run() per call, so keep one pooled client per running loop.
         loop = asyncio.get_running_loop()
         if self._api is None or self._api_loop is not loop:
-            self._api = ApiClient(self._base_url(), self._require_key(), timeout=self._timeout)
+            base_url = self._base_url()
+            try:
+                self._api = ApiClient(base_url, self._key or None, timeout=self._timeout)
+            except httpx.InvalidURL as exc:
+                raise ConfigurationError(
+                    [f"state_manager_uri {self._uri!r} is not a valid URL: {exc}"], "StateManager"
+                ) from exc
             self._api_loop = loop
         return self._api
 
@@ -275,11 +457,6 @@ class StateManager:
                 ["state_manager_uri is not set: pass it or set EXOSPHERE_STATE_MANAGER_URI"], "StateManager"
             )
         return f"{self._uri.rstrip('/')}/{self._version}"
-
-    def _require_key(self) -> str:
-        if not self._key:
-            raise ConfigurationError(["key is not set: pass it or set EXOSPHERE_API_KEY"], "StateManager")
-        return self._key
 
     def _graph_path(self, graph_name: str) -> str:
         return f"/namespace/{quote(self._namespace, safe='')}/graph/{quote(graph_name, safe='')}"

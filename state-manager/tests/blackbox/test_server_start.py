@@ -41,7 +41,7 @@ def _run_until_healthy(env: dict[str, str]) -> None:
     command = [sys.executable, "-m", "exosphere_server", "server", "--port", str(port)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a bound for a server that never starts, not a speed check
         while time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()[1]
             try:

@@ -49,7 +49,7 @@ def cli(server: ServerProcess, namespace: str) -> Cli:
             **(env or {}),
         }
         done = subprocess.run(
-            [sys.executable, "-m", "exosphere_server", *args],
+            [sys.executable, "-m", "exospherehost.cli", *args],
             env=environment,
             capture_output=True,
             text=True,

@@ -8,7 +8,6 @@ too. A hand-written test pins the exact known-bad inputs.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -195,14 +194,12 @@ def real_ids(server: ServerProcess, api: httpx.Client, namespace: str) -> dict[s
 
 @pytest.mark.parametrize("mode", list(GenerationMode), ids=lambda m: m.value)
 def test_every_operation_with_random_paths(server: ServerProcess, openapi: Any, mode: GenerationMode) -> None:
-    started = time.monotonic()
     with requests.Session() as session:
         sent = {op.label: fuzz_operation(op, mode, server, session) for op in operations(openapi)}
     # Every operation with a body was fuzzed in both modes; in positive mode every operation was.
     assert all(
         n > 0 for label, n in sent.items() if mode is GenerationMode.POSITIVE or label.startswith(("PUT", "POST"))
     )
-    assert time.monotonic() - started < 120
 
 
 @pytest.mark.parametrize("mode", list(GenerationMode), ids=lambda m: m.value)

@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 
 import pytest
-from exosphere_server.cli import render, runs
 from exosphere_server.dashboard import data
 from exosphere_server.storage.records import RunCounts
+from exospherehost.cli import render, runs
 from exospherehost.statuses import PHASE, Phase, RunStatus, StateStatus
 
 STATIC = Path(data.__file__).parent / "static"

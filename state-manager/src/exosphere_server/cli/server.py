@@ -1,4 +1,4 @@
-"""`exosphere server`: start the state manager."""
+"""`exosphere server`: start the state manager (a command of the SDK's `exosphere`, added by entry point)."""
 
 from __future__ import annotations
 

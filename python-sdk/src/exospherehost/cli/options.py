@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from exosphere_server.cli.client import EXIT_USAGE, Client, CliError
+from exospherehost.cli.errors import EXIT_USAGE, CliError
+from exospherehost.cli.session import Session
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 
@@ -22,8 +23,8 @@ NamespaceOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of tables")]
 
 
-def connect(server: str, key: str | None, namespace: str | None) -> Client:
-    return Client(server, key, namespace or "")
+def connect(server: str, key: str | None, namespace: str | None) -> Session:
+    return Session(server, key, namespace or "")
 
 
 def parse_pairs(values: list[str] | None, flag: str) -> dict[str, str]:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
-from exospherehost.statuses import RunStatus
 from rich.live import Live
 from rich.text import Text
 
-from exosphere_server.cli import render
-from exosphere_server.cli.client import EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE, ApiError, Client, CliError, segment
-from exosphere_server.cli.options import (
+from exospherehost.cli import render
+from exospherehost.cli.errors import EXIT_FAILED, EXIT_TIMEOUT, EXIT_USAGE, CliError
+from exospherehost.cli.options import (
     DEFAULT_SERVER,
     JsonOption,
     KeyOption,
@@ -23,10 +24,14 @@ from exosphere_server.cli.options import (
     parse_duration,
     parse_pairs,
 )
+from exospherehost.cli.session import Session
+from exospherehost.errors import ApiError, RunTimeoutError
+from exospherehost.state_manager import StateManager
+from exospherehost.statuses import RunStatus
 
 run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
 RUN_STATUSES = tuple(RunStatus)
-POLL_SECONDS = 0.5
+REDRAW_SECONDS = 0.5  # how often the live view of `trigger --wait` reads the run's progress
 
 
 def trigger(
@@ -51,16 +56,17 @@ def trigger(
 
     With --wait the exit code is 0 when the run succeeded, 1 when any state ended errored, 4 on timeout.
     """
-    body = {
-        "inputs": parse_pairs(inputs, "--input"),
-        "store": parse_pairs(store, "--store"),
-        "start_delay": round(parse_duration(delay, "--delay") * 1000) if delay is not None else 0,
-    }
+    run_inputs = parse_pairs(inputs, "--input")
+    run_store = parse_pairs(store, "--store")
+    start_delay = round(parse_duration(delay, "--delay") * 1000) if delay is not None else 0
     limit = parse_duration(timeout, "--timeout") if timeout is not None else None
     if limit is not None and not wait:
         raise CliError("--timeout only applies with --wait", EXIT_USAGE)
-    with connect(server, key, namespace) as client:
-        run_id = client.post(f"graph/{segment(graph.strip())}/trigger", body)["run_id"]
+    with connect(server, key, namespace) as session:
+        answer = session.run(
+            session.sm.trigger(graph.strip(), inputs=run_inputs, store=run_store, start_delay=start_delay)
+        )
+        run_id = answer["run_id"]
         if not wait:
             if as_json:
                 render.print_json({"run_id": run_id})
@@ -69,25 +75,28 @@ def trigger(
             return
         if not as_json:
             render.out.print(f"run {run_id} started", markup=False)
-        succeeded = follow_run(client, run_id, limit, as_json)
+        succeeded = follow_run(session, run_id, limit, as_json)
     if not succeeded:
         raise typer.Exit(EXIT_FAILED)
 
 
-def follow_run(client: Client, run_id: str, limit: float | None, as_json: bool) -> bool:
-    """Show the run's progress until it ends (or `limit` seconds pass); then its result. True if it succeeded."""
+def follow_run(session: Session, run_id: str, limit: float | None, as_json: bool) -> bool:
+    """Show the run's progress until it ends (or `limit` seconds pass); then its result. True if it succeeded.
+
+    The end is awaited with the SDK's `wait_for_run`, which rides out a server restart; `limit` bounds it.
+    """
     started = time.monotonic()
     try:
         if as_json:
-            progress = _poll_until_finished(client, run_id, started, limit, lambda _p: None)
+            run = session.run(session.sm.wait_for_run(run_id, timeout=limit))
         else:
             with Live(Text(""), console=render.out, refresh_per_second=4) as live:
 
-                def show(p: dict[str, Any]) -> None:
-                    live.update(render.progress_view(p, time.monotonic() - started))
+                def show(progress: dict[str, Any]) -> None:
+                    live.update(render.progress_view(progress, time.monotonic() - started))
 
                 try:
-                    progress = _poll_until_finished(client, run_id, started, limit, show)
+                    run = session.run(_follow_live(session.sm, run_id, limit, show))
                 finally:
                     live.stop()
                     if not render.out.is_terminal:
@@ -96,50 +105,56 @@ def follow_run(client: Client, run_id: str, limit: float | None, as_json: bool) 
         raise CliError(
             f"stopped waiting; run {run_id} goes on in the server (see `exosphere run show {run_id}`)", 130
         ) from None
+    except RunTimeoutError as exc:
+        pending = f": {exc.run['pending_count']} states still pending" if exc.run else ""
+        raise CliError(
+            f"timed out after {render.duration(exc.timeout)} waiting for run {run_id}{pending}; "
+            f"the run goes on (see `exosphere run show {run_id}`)",
+            EXIT_TIMEOUT,
+        ) from None
     elapsed = time.monotonic() - started
-    states = run_states(client, run_id)
-    run = {key: value for key, value in progress.items() if key != "nodes"}
+    states = session.run(session.sm.get_run_states(run_id))
     if as_json:
         render.print_json({"run": run, "elapsed_seconds": round(elapsed, 3), "states": states})
     else:
-        render.out.print(render.run_result(run, states, _terminal_nodes(client, run["graph_name"]), elapsed))
+        terminal = session.run(_terminal_nodes(session.sm, run["graph_name"]))
+        render.out.print(render.run_result(run, states, terminal, elapsed))
     return bool(run["status"] == RunStatus.SUCCESS)
 
 
-def _poll_until_finished(
-    client: Client, run_id: str, started: float, limit: float | None, show: Callable[[dict[str, Any]], None]
+async def _follow_live(
+    sm: StateManager, run_id: str, limit: float | None, show: Callable[[dict[str, Any]], None]
 ) -> dict[str, Any]:
-    while True:
-        progress: dict[str, Any] = client.get(f"run/{segment(run_id)}/progress")
-        show(progress)
-        if progress["finished"]:
-            return progress
-        waited = time.monotonic() - started
-        if limit is not None and waited >= limit:
-            raise CliError(
-                f"timed out after {render.duration(limit)} waiting for run {run_id}: {progress['pending_count']} "
-                f"states still pending; the run goes on (see `exosphere run show {run_id}`)",
-                EXIT_TIMEOUT,
-            )
-        time.sleep(POLL_SECONDS if limit is None else max(0.0, min(POLL_SECONDS, limit - waited)))
+    """Wait for the run's end, redrawing the live view from its progress meanwhile; the end's summary."""
+    ending = asyncio.ensure_future(sm.wait_for_run(run_id, timeout=limit))
+    try:
+        while not ending.done():
+            await _redraw(sm, run_id, show)
+            await asyncio.wait({ending}, timeout=REDRAW_SECONDS)
+        run = ending.result()  # RunTimeoutError when `limit` passed first
+        await _redraw(sm, run_id, show)  # the last frame: the counts the run ended with
+        return run
+    finally:
+        ending.cancel()
+        # Its outcome was taken above, or no longer matters: an error of the live view is on its way out.
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await ending
 
 
-def run_states(client: Client, run_id: str, page_size: int = 1000) -> list[dict[str, Any]]:
-    """Every state of a run, oldest first, read a page at a time."""
-    states: list[dict[str, Any]] = []
-    page = 1
-    while True:
-        body = client.get(f"run/{segment(run_id)}/states", page=page, size=page_size)
-        states += body["states"]
-        if len(body["states"]) < page_size or len(states) >= body.get("total", 0):
-            return states
-        page += 1
+async def _redraw(sm: StateManager, run_id: str, show: Callable[[dict[str, Any]], None]) -> None:
+    try:
+        progress = await sm.get_run_progress(run_id)
+    except ApiError as exc:
+        if not exc.retryable:
+            raise
+        return  # the server is away for a moment: keep the last frame, as wait_for_run keeps waiting
+    show(progress)
 
 
-def _terminal_nodes(client: Client, graph_name: str) -> set[str] | None:
+async def _terminal_nodes(sm: StateManager, graph_name: str) -> set[str] | None:
     """Identifiers of the graph's last nodes (no next nodes), whose outputs are the run's result."""
     try:
-        graph = client.get(f"graph/{segment(graph_name)}")
+        graph = await sm.get_graph(graph_name)
     except ApiError:
         return None
     return {node["identifier"] for node in graph.get("nodes") or [] if not node.get("next_nodes")}
@@ -157,15 +172,16 @@ def list_runs(
     as_json: JsonOption = False,
 ) -> None:
     """List the namespace's runs, newest first."""
-    wanted = status.strip().upper() if status is not None else None
-    if wanted == "RUNNING":
-        wanted = RunStatus.PENDING
-    if wanted is not None and wanted not in RUN_STATUSES:
-        raise CliError(f"invalid --status {status!r}: use one of {', '.join(RUN_STATUSES)}", EXIT_USAGE)
+    wanted: RunStatus | None = None
+    if status is not None:
+        given = status.strip().upper()
+        if given not in (*RUN_STATUSES, "RUNNING"):
+            raise CliError(f"invalid --status {status!r}: use one of {', '.join(RUN_STATUSES)}", EXIT_USAGE)
+        wanted = RunStatus.PENDING if given == "RUNNING" else RunStatus(given)
     if not 1 <= limit <= 1000:
         raise CliError(f"invalid --limit {limit}: must be between 1 and 1000", EXIT_USAGE)
-    with connect(server, key, namespace) as client:
-        page = client.get(f"runs/1/{limit}", graph_name=graph, status=wanted)
+    with connect(server, key, namespace) as session:
+        page = session.run(session.sm.list_runs(1, limit, graph_name=graph, status=wanted))
     if as_json:
         render.print_json(page)
     else:
@@ -182,9 +198,9 @@ def show_run(
     as_json: JsonOption = False,
 ) -> None:
     """Show a run as a tree of states with status, attempts, durations and errors."""
-    with connect(server, key, namespace) as client:
-        run = client.get(f"run/{segment(run_id.strip())}")
-        states = run_states(client, run_id.strip())
+    with connect(server, key, namespace) as session:
+        run = session.run(session.sm.get_run(run_id.strip()))
+        states = session.run(session.sm.get_run_states(run_id.strip()))
     if as_json:
         render.print_json({"run": run, "states": states})
     else:

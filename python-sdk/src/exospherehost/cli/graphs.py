@@ -9,9 +9,9 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from exosphere_server.cli import render
-from exosphere_server.cli.client import EXIT_FAILED, EXIT_USAGE, ApiError, CliError, field_path, segment
-from exosphere_server.cli.options import (
+from exospherehost.cli import render
+from exospherehost.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError, field_path
+from exospherehost.cli.options import (
     DEFAULT_SERVER,
     JsonOption,
     KeyOption,
@@ -19,6 +19,7 @@ from exosphere_server.cli.options import (
     ServerOption,
     connect,
 )
+from exospherehost.errors import ApiError
 
 app = typer.Typer(help="Create, list and inspect graph templates.", no_args_is_help=True)
 
@@ -67,9 +68,9 @@ def upsert_body(data: dict[str, Any], namespace: str) -> dict[str, Any]:
 
 def graph_problems(error: ApiError, body: dict[str, Any]) -> list[str] | None:
     """Every problem of a refused upsert, one per line, naming the node and field; None if not a graph problem."""
-    if error.status == 400 and isinstance(error.detail, str) and error.detail.startswith(INVALID_PREFIX):
+    if error.status_code == 400 and isinstance(error.detail, str) and error.detail.startswith(INVALID_PREFIX):
         return error.detail[len(INVALID_PREFIX) :].split("; ")
-    if error.status == 422 and isinstance(error.detail, list):
+    if error.status_code == 422 and isinstance(error.detail, list):
         return [_field_problem(item, body) for item in error.detail]
     return None
 
@@ -104,10 +105,10 @@ def apply(
     if not isinstance(given, str) or not given.strip():
         raise CliError(f"no graph name: add a `name` field to {file} or pass --name", EXIT_USAGE)
     graph_name = given.strip()
-    with connect(server, key, namespace) as client:
-        body = upsert_body(data, client.namespace)
+    with connect(server, key, namespace) as session:
+        body = upsert_body(data, session.namespace)
         try:
-            graph = client.put(f"graph/{segment(graph_name)}", body)
+            graph = session.run(session.sm.apply_graph(graph_name, body))
         except ApiError as exc:
             problems = graph_problems(exc, body)
             if problems is None:
@@ -137,8 +138,8 @@ def list_graphs(
     as_json: JsonOption = False,
 ) -> None:
     """List the graph templates of the namespace."""
-    with connect(server, key, namespace) as client:
-        templates = client.get("graphs/")["templates"]
+    with connect(server, key, namespace) as session:
+        templates = session.run(session.sm.list_graphs())["templates"]
     if as_json:
         render.print_json(templates)
     else:
@@ -154,8 +155,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a graph template: nodes, validation, retry policy, store, triggers (secret names only)."""
-    with connect(server, key, namespace) as client:
-        graph = client.get(f"graph/{segment(name.strip())}")
+    with connect(server, key, namespace) as session:
+        graph = session.run(session.sm.get_graph(name.strip()))
     if as_json:
         render.print_json(graph)
     else:

@@ -6,11 +6,10 @@ import uuid
 from typing import Annotated
 
 import typer
-from exospherehost.statuses import RETRYABLE_BY_HAND
 
-from exosphere_server.cli import render
-from exosphere_server.cli.client import ApiError, CliError, segment
-from exosphere_server.cli.options import (
+from exospherehost.cli import render
+from exospherehost.cli.errors import CliError
+from exospherehost.cli.options import (
     DEFAULT_SERVER,
     JsonOption,
     KeyOption,
@@ -18,6 +17,8 @@ from exosphere_server.cli.options import (
     ServerOption,
     connect,
 )
+from exospherehost.errors import ConflictError
+from exospherehost.statuses import RETRYABLE_BY_HAND
 
 app = typer.Typer(help="Inspect and retry states.", no_args_is_help=True)
 
@@ -31,8 +32,8 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a state: inputs, outputs, error, attempts and timings (never secret values)."""
-    with connect(server, key, namespace) as client:
-        state = client.get(f"state/{segment(state_id.strip())}")
+    with connect(server, key, namespace) as session:
+        state = session.run(session.sm.get_state(state_id.strip()))
     if as_json:
         render.print_json(state)
     else:
@@ -49,13 +50,11 @@ def retry(
 ) -> None:
     """Run a failed state again (a new state with the same inputs); prints the new state's id."""
     fanout_id = str(uuid.uuid4())  # a fresh key: each `retry` asks for one more attempt
-    with connect(server, key, namespace) as client:
+    with connect(server, key, namespace) as session:
         try:
-            answer = client.post(f"state/{segment(state_id.strip())}/manual-retry", {"fanout_id": fanout_id})
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            raise CliError(f"cannot retry state {state_id.strip()}: {exc.message}") from exc
+            answer = session.run(session.sm.retry_state(state_id.strip(), fanout_id))
+        except ConflictError as exc:
+            raise CliError(f"cannot retry state {state_id.strip()}: {exc.detail}") from exc
     if as_json:
         render.print_json({"retried_state_id": state_id.strip(), "state_id": answer["id"], "fanout_id": fanout_id})
     else:

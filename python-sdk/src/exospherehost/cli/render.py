@@ -10,11 +10,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from exospherehost.statuses import FAILED, PHASE, Phase, RunStatus, StateStatus
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
+
+from exospherehost.statuses import FAILED, PHASE, Phase, RunStatus, StateStatus
 
 
 def _console() -> Console:

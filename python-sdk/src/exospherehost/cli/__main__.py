@@ -1,0 +1,5 @@
+"""`python -m exospherehost.cli` is `exosphere`."""
+
+from exospherehost.cli import main
+
+main()

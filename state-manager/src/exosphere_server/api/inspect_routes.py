@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 
 from exosphere_server.api.deps import engine_context
-from exosphere_server.api.views import run_view, state_view
+from exosphere_server.api.views import run_progress_view, state_view
 from exosphere_server.engine import inspection, runs
 
 router = APIRouter()
@@ -22,15 +22,4 @@ async def get_state(namespace_name: str, state_id: str, request: Request) -> dic
 @router.get("/namespace/{namespace_name}/run/{run_id}/progress")
 async def run_progress(namespace_name: str, run_id: str, request: Request) -> dict[str, Any]:
     """The run's summary plus, per node identifier, how many of its states are in each status."""
-    progress = await inspection.run_state_counts(engine_context(request), namespace_name, run_id)
-    summary = progress.summary
-    nodes: dict[str, dict[str, Any]] = {}
-    for c in progress.counts:
-        entry = nodes.setdefault(c.identifier, {"identifier": c.identifier, "node_name": c.node_name, "counts": {}})
-        entry["counts"][c.status] = c.count
-    return {
-        **run_view(summary),
-        "namespace": summary.run.namespace,
-        "finished": summary.finished,
-        "nodes": list(nodes.values()),
-    }
+    return run_progress_view(await inspection.run_state_counts(engine_context(request), namespace_name, run_id))

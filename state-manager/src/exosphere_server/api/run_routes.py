@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.inspect_routes import RunStatus
+from exosphere_server.api.run_stream import (
+    KEEP_ALIVE,
+    KEEP_ALIVE_S,
+    RETRY,
+    RunStreamResponse,
+    follow_for_stream,
+    sse_event,
+)
 from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerRequest
-from exosphere_server.api.views import run_view, state_view
+from exosphere_server.api.views import run_progress_view, run_view, state_view
 from exosphere_server.engine import runs
+from exosphere_server.engine.inspection import RunStateCounts
+from exosphere_server.engine.run_feed import RunFollower
 
 router = APIRouter()
 # A run's states come a page at a time: a fan-out of 10,000 was one 10 MB answer.
@@ -59,6 +71,61 @@ async def get_run(
 ) -> dict[str, Any]:
     summary = await runs.run_summary(engine_context(request), namespace_name, run_id, wait_ms)
     return {**run_view(summary), "namespace": summary.run.namespace, "finished": summary.finished}
+
+
+@router.get("/namespace/{namespace_name}/run/{run_id}/events", response_class=RunStreamResponse)
+async def run_events(
+    namespace_name: str,
+    run_id: str,
+    request: Request,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            pattern=r"^[0-9]{0,18}$",
+            description="The id of the last event received: resume after it (sent by EventSource on reconnect)",
+        ),
+    ] = None,
+) -> RunStreamResponse:
+    """Server-sent events of the run's progress (docs/wire-extensions.md, "Run events").
+
+    The first event is a `snapshot` of the run's counts per node and status, then a `change` each time
+    they change, and a `finished` event when the run ends, after which the stream closes. Every event
+    carries the whole progress (the payload of `GET run/{run_id}/progress`) and the run's version as
+    its id; with `Last-Event-ID`, only a snapshot newer than that id is sent (a finished run always
+    sends its `finished` event). `404` for a run not in the namespace.
+    """
+    after = int(last_event_id) if last_event_id else -1
+    follower, resources = await follow_for_stream(request, namespace_name, run_id)
+    return RunStreamResponse(_run_events(follower, after), resources)
+
+
+def _event_data(progress: RunStateCounts) -> str:
+    return json.dumps(run_progress_view(progress), separators=(",", ":"))
+
+
+async def _run_events(follower: RunFollower, after: int) -> AsyncIterator[str]:
+    yield RETRY
+    kind = "snapshot"
+    latest = follower.latest
+    if latest.summary.finished and latest.version >= after:
+        yield sse_event("finished", latest.encoded("v0", _event_data), latest.version)
+        return
+    while True:
+        newer = await follower.next(after, KEEP_ALIVE_S)
+        if newer is None:
+            if follower.gone:
+                yield sse_event("gone", json.dumps({"run_id": latest.run.run_id}))
+                return
+            if follower.closing:
+                return  # the server is stopping: the client reconnects with Last-Event-ID
+            yield KEEP_ALIVE
+            continue
+        finished = newer.summary.finished
+        yield sse_event("finished" if finished else kind, newer.encoded("v0", _event_data), newer.version)
+        if finished:
+            return
+        kind, after = "change", newer.version
 
 
 @router.get("/namespace/{namespace_name}/run/{run_id}/states")

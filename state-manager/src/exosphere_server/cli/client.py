@@ -71,6 +71,7 @@ class Client:
             raise CliError("no namespace: pass --namespace or set EXOSPHERE_NAMESPACE", EXIT_USAGE)
         self.server = server
         self.namespace = namespace
+        self.key = key
         self.timeout = timeout
         headers = {"x-api-key": key} if key else {}
         self._http = httpx.Client(base_url=f"{server}/v0/namespace/{segment(namespace)}/", headers=headers)

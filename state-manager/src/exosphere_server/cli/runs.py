@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
+import exospherehost.errors as sdk_errors
 import typer
+from exospherehost import StateManager
 from rich.live import Live
 from rich.text import Text
 
@@ -25,7 +28,8 @@ from exosphere_server.cli.options import (
 
 run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
 RUN_STATUSES = ("PENDING", "SUCCESS", "FAILED")
-POLL_SECONDS = 0.5
+# A server without an API key (a loopback development server) accepts any; the SDK wants one set.
+ANY_KEY = "-"
 
 
 def trigger(
@@ -78,7 +82,7 @@ def follow_run(client: Client, run_id: str, limit: float | None, as_json: bool) 
     started = time.monotonic()
     try:
         if as_json:
-            progress = _poll_until_finished(client, run_id, started, limit, lambda _p: None)
+            progress = _watch_until_finished(client, run_id, limit, lambda _p: None)
         else:
             with Live(Text(""), console=render.out, refresh_per_second=4) as live:
 
@@ -86,7 +90,7 @@ def follow_run(client: Client, run_id: str, limit: float | None, as_json: bool) 
                     live.update(render.progress_view(p, time.monotonic() - started))
 
                 try:
-                    progress = _poll_until_finished(client, run_id, started, limit, show)
+                    progress = _watch_until_finished(client, run_id, limit, show)
                 finally:
                     live.stop()
                     if not render.out.is_terminal:
@@ -105,22 +109,31 @@ def follow_run(client: Client, run_id: str, limit: float | None, as_json: bool) 
     return bool(run["status"] == "SUCCESS")
 
 
-def _poll_until_finished(
-    client: Client, run_id: str, started: float, limit: float | None, show: Callable[[dict[str, Any]], None]
+def _watch_until_finished(
+    client: Client, run_id: str, limit: float | None, show: Callable[[dict[str, Any]], None]
 ) -> dict[str, Any]:
-    while True:
-        progress: dict[str, Any] = client.get(f"run/{segment(run_id)}/progress")
-        show(progress)
-        if progress["finished"]:
-            return progress
-        waited = time.monotonic() - started
-        if limit is not None and waited >= limit:
-            raise CliError(
-                f"timed out after {render.duration(limit)} waiting for run {run_id}: {progress['pending_count']} "
-                f"states still pending; the run goes on (see `exosphere run show {run_id}`)",
-                EXIT_TIMEOUT,
-            )
-        time.sleep(POLL_SECONDS if limit is None else max(0.0, min(POLL_SECONDS, limit - waited)))
+    """Follow the run's event stream through the SDK (`StateManager.watch_run`) until it has finished."""
+    progress: dict[str, Any] = {"pending_count": "?"}
+
+    async def watch() -> None:
+        nonlocal progress
+        manager = StateManager(client.namespace, state_manager_uri=client.server, key=client.key or ANY_KEY)
+        async with manager:
+            async for event in manager.watch_run(run_id):
+                progress = {**event.summary(), "nodes": [node.model_dump() for node in event.nodes]}
+                show(progress)
+
+    try:
+        asyncio.run(asyncio.wait_for(watch(), limit))
+    except TimeoutError:
+        raise CliError(
+            f"timed out after {render.duration(limit or 0)} waiting for run {run_id}: {progress['pending_count']} "
+            f"states still pending; the run goes on (see `exosphere run show {run_id}`)",
+            EXIT_TIMEOUT,
+        ) from None
+    except sdk_errors.ApiError as exc:
+        raise CliError(" ".join(str(exc).split())) from exc
+    return progress
 
 
 def run_states(client: Client, run_id: str, page_size: int = 1000) -> list[dict[str, Any]]:

@@ -62,6 +62,14 @@ class RunProgress:
     run: RunRecord
     nodes: dict[str, NodeProgress]
 
+    @classmethod
+    def of(cls, counted: inspection.RunStateCounts) -> RunProgress:
+        nodes: dict[str, NodeProgress] = {}
+        for c in counted.counts:
+            by_status = nodes.setdefault(c.identifier, NodeProgress()).by_status
+            by_status[c.status] = by_status.get(c.status, 0) + c.count
+        return cls(counted.run, nodes)
+
     @property
     def counts(self) -> RunCounts:
         counts = RunCounts()
@@ -155,12 +163,7 @@ async def runs_page(
 
 
 async def run_progress(ctx: EngineContext, namespace: str, run_id: str) -> RunProgress:
-    counted = await inspection.run_state_counts(ctx, namespace, run_id)
-    nodes: dict[str, NodeProgress] = {}
-    for c in counted.counts:
-        by_status = nodes.setdefault(c.identifier, NodeProgress()).by_status
-        by_status[c.status] = by_status.get(c.status, 0) + c.count
-    return RunProgress(counted.run, nodes)
+    return RunProgress.of(await inspection.run_state_counts(ctx, namespace, run_id))
 
 
 async def state_detail(ctx: EngineContext, namespace: str, state_id: str) -> inspection.StateDetail:

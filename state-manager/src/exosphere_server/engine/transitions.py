@@ -125,8 +125,7 @@ async def heartbeat(ctx: EngineContext, namespace: str, state_id: str, lease_id:
         if state.status != "QUEUED" or state.lease_id != lease_id:
             raise LeaseLost(f"Lease lost: state {state_id} is {state.status} and no longer held under this lease")
         expires = now_ms() + (lease_ms or ctx.default_lease_ms)
-        await tx.update_states([state.id], lease_expires_at=expires)
-        tx.note_lease(expires)
+        await tx.extend_lease(state.id, expires)
     return expires
 
 
@@ -138,7 +137,6 @@ async def release(ctx: EngineContext, namespace: str, state_id: str, lease_id: s
             return  # already released: a repeated call changes nothing
         _check_held(state, lease_id)
         await tx.requeue_state(state, now_ms(), lease_id=None, lease_expires_at=None, started_at=None)
-        tx.touch_run(state.run_id)
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -187,18 +185,7 @@ async def executed_many(
             else:
                 if completed is not None:
                     applied.append(completed)
-        await tx.finish_states(
-            [
-                {
-                    "id": c.state.id,
-                    "status": c.status,
-                    "outputs": c.state.outputs,
-                    "error": c.error,
-                    "finished_at": c.finished_at,
-                }
-                for c in applied
-            ]
-        )
+        await tx.finish_states([c.state for c in applied])
         await tx.insert_states([s for c in applied for s in (*c.siblings, *c.children)])
         await evaluate_unites_of([c.finished for c in applied], tx)
     for completed in applied:
@@ -260,7 +247,6 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
         children, status, error = [], "NEXT_CREATED_ERROR", str(exc)
     for s in branch:
         s.status, s.error, s.finished_at = status, error, now
-    tx.touch_run(run.run_id)
     return _Completed(state, status, error, now, siblings, children, Finished(graph, run, branch))
 
 
@@ -313,8 +299,7 @@ async def fail_state(
         retry.enqueue_after = now + retry_delay_ms(graph.retry_policy, retry.retry_count)
         await tx.insert_state_unless_duplicate(retry)
     state.status = "RETRY_CREATED" if retried else "ERRORED"
-    tx.touch_run(run.run_id)
-    await tx.update_states([state.id], status=state.status, error=error, finished_at=now, lease_expired=lease_expired)
+    await tx.update_states([state], status=state.status, error=error, finished_at=now, lease_expired=lease_expired)
     if not retried:
         if finished is None:
             await evaluate_unites(tx, graph, run, [state])
@@ -365,8 +350,7 @@ async def prune(ctx: EngineContext, namespace: str, state_id: str, data: dict[st
         _check_held(state, lease_id)
         run, graph = await run_and_graph(tx, ctx, state.run_id)
         state.status = "PRUNED"
-        await tx.update_states([state.id], status="PRUNED", data=data, finished_at=now_ms())
-        tx.touch_run(run.run_id)
+        await tx.update_states([state], status="PRUNED", data=data, finished_at=now_ms())
         await evaluate_unites(tx, graph, run, [state])
     metrics.record_completion(state, "PRUNED")
     return state.enqueue_after
@@ -396,8 +380,7 @@ async def manual_retry(ctx: EngineContext, namespace: str, state_id: str, fanout
         retry = _copy_attempt(state, run, retry_count=0, fanout_id=fanout_id, manual_retry_fanout_id=fanout_id)
         if not await tx.insert_state_unless_duplicate(retry):
             raise Conflict("Duplicate retry state detected")
-        await tx.update_states([state.id], status="RETRY_CREATED")
-        tx.touch_run(run.run_id)
+        await tx.update_states([state], status="RETRY_CREATED")
     return retry
 
 
@@ -416,9 +399,7 @@ async def expire_leases(ctx: EngineContext, limit: int = 200) -> int:
             except NotFound as exc:
                 # Its run is gone (retention raced a retry): end the state rather than block every expiry.
                 state.status = "ERRORED"
-                await tx.update_states(
-                    [state.id], status="ERRORED", error=f"{error}; {exc.message}", lease_expired=True
-                )
+                await tx.update_states([state], status="ERRORED", error=f"{error}; {exc.message}", lease_expired=True)
                 continue
             await fail_state(tx, graph, run, state, error, lease_expired=True, finished=finished)
         await evaluate_unites_of(finished, tx)

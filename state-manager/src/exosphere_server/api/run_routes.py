@@ -105,27 +105,28 @@ def _event_data(progress: RunStateCounts) -> str:
 
 
 async def _run_events(follower: RunFollower, after: int) -> AsyncIterator[str]:
+    """Snapshots newer than `after` (the client's Last-Event-ID), each as it comes; a finished run's last
+    snapshot always, whatever `after` says, so that the stream ends."""
     yield RETRY
     kind = "snapshot"
     latest = follower.latest
-    if latest.summary.finished and latest.version >= after:
-        yield sse_event("finished", latest.encoded("v0", _event_data), latest.version)
-        return
     while True:
-        newer = await follower.next(after, KEEP_ALIVE_S)
-        if newer is None:
-            if follower.gone:
-                yield sse_event("gone", json.dumps({"run_id": latest.run.run_id}))
+        finished = latest.summary.finished
+        if latest.version > after or finished:
+            yield sse_event("finished" if finished else kind, latest.encoded("v0", _event_data), latest.version)
+            if finished:
                 return
-            if follower.closing:
-                return  # the server is stopping: the client reconnects with Last-Event-ID
-            yield KEEP_ALIVE
-            continue
-        finished = newer.summary.finished
-        yield sse_event("finished" if finished else kind, newer.encoded("v0", _event_data), newer.version)
-        if finished:
+            kind, after = "change", latest.version
+        newer = await follower.next(latest.version, KEEP_ALIVE_S)
+        if newer is not None:
+            latest = newer
+        elif follower.gone:
+            yield sse_event("gone", json.dumps({"run_id": latest.run.run_id}))
             return
-        kind, after = "change", newer.version
+        elif follower.closing:
+            return  # the server is stopping: the client reconnects with Last-Event-ID
+        else:
+            yield KEEP_ALIVE
 
 
 @router.get("/namespace/{namespace_name}/run/{run_id}/states")

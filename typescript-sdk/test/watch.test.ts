@@ -126,7 +126,9 @@ describe('waitForRun', () => {
     await echoGraph(ns);
     const sm = harness.stateManager(ns);
     const { run_id } = await sm.trigger('echo');
-    await until(sm.watchRun(run_id), () => true); // the run is followed on the server: its snapshot comes at once
+    const warm = sm.watchRun(run_id);
+    await until(warm, () => true); // the server answers this run's stream: the wait below sees its snapshot
+    await warm.return(undefined);
     await assert.rejects(sm.waitForRun(run_id, 2_000), (err: RunTimeoutError) => {
       assert.ok(err instanceof RunTimeoutError);
       assert.equal((err.run as { status?: string } | undefined)?.status, 'PENDING');

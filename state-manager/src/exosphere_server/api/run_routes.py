@@ -21,7 +21,7 @@ from exosphere_server.api.run_stream import (
 from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerRequest
 from exosphere_server.api.views import run_progress_view, run_view, state_view
 from exosphere_server.engine import runs
-from exosphere_server.engine.inspection import RunStateCounts
+from exosphere_server.engine.run_counts import RunStateCounts
 from exosphere_server.engine.run_feed import RunFollower
 
 router = APIRouter()

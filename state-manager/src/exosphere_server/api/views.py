@@ -6,8 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from exosphere_server.engine.inspection import RunStateCounts
-from exosphere_server.engine.runs import RunSummary
+from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
 from exosphere_server.storage.records import GraphRecord, RegisteredNodeRecord, StateRecord
 
 

@@ -29,6 +29,7 @@ from exosphere_server.api.run_stream import (
 from exosphere_server.dashboard import data, session
 from exosphere_server.dashboard.rendering import when
 from exosphere_server.engine import inspection, transitions
+from exosphere_server.engine.run_counts import RunStateCounts
 from exosphere_server.engine.run_feed import RunFollower
 from exosphere_server.engine.transitions import RETRYABLE_BY_HAND
 from exosphere_server.storage.records import StateRecord
@@ -39,7 +40,7 @@ RUN = "/ns/{namespace}/runs/{run_id}"
 __all__ = ["RETRYABLE_BY_HAND", "router"]
 
 
-def _progress_data(progress: inspection.RunStateCounts) -> str:
+def _progress_data(progress: RunStateCounts) -> str:
     return json.dumps(data.RunProgress.of(progress).view(), sort_keys=True)
 
 

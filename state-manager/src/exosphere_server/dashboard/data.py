@@ -10,7 +10,8 @@ from typing import Any
 
 from exosphere_server.engine import graphs, inspection
 from exosphere_server.engine.context import EngineContext
-from exosphere_server.engine.runs import RunSummary, list_runs
+from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
+from exosphere_server.engine.runs import list_runs
 from exosphere_server.storage.records import GraphRecord, RunCounts, RunRecord
 
 # How a state's status is drawn; a node takes the most urgent phase among its states (PHASE_PRIORITY).
@@ -63,7 +64,7 @@ class RunProgress:
     nodes: dict[str, NodeProgress]
 
     @classmethod
-    def of(cls, counted: inspection.RunStateCounts) -> RunProgress:
+    def of(cls, counted: RunStateCounts) -> RunProgress:
         nodes: dict[str, NodeProgress] = {}
         for c in counted.counts:
             by_status = nodes.setdefault(c.identifier, NodeProgress()).by_status

@@ -17,11 +17,9 @@ from typing import Any
 
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.errors import NotFound
-from exosphere_server.engine.run_counts import RunStateCounts, StateCount, read_run_state_counts, run_not_found
+from exosphere_server.engine.run_counts import RunStateCounts, read_run_state_counts, run_not_found
 from exosphere_server.storage.base import Tx
 from exosphere_server.storage.records import RunRecord, StateRecord
-
-__all__ = ["RunStateCounts", "StateCount"]  # the count types, read from here by the views
 
 
 @dataclass

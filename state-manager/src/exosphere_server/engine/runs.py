@@ -18,8 +18,6 @@ from exosphere_server.storage.records import RunRecord, StateRecord
 
 STATE_ID = re.compile(r"^[0-9a-f]{24}$")
 
-__all__ = ["RunSummary", "run_not_found"]  # defined with the other count types, read from here too
-
 
 async def trigger(
     ctx: EngineContext,

@@ -73,7 +73,12 @@ async def get_run(
     return {**run_view(summary), "namespace": summary.run.namespace, "finished": summary.finished}
 
 
-@router.get("/namespace/{namespace_name}/run/{run_id}/events", response_class=RunStreamResponse)
+@router.get(
+    "/namespace/{namespace_name}/run/{run_id}/events",
+    response_class=RunStreamResponse,
+    status_code=200,
+    response_description="Server-sent events: `snapshot`, then `change`s, then `finished` (docs/wire-extensions.md)",
+)
 async def run_events(
     namespace_name: str,
     run_id: str,

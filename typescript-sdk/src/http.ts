@@ -155,6 +155,52 @@ export class ApiClient {
   }
 
   /**
+   * Open a server-sent event stream and yield its events until the server ends it. Throws an
+   * {@link ApiError} subclass when the server refuses the stream (before any event) and
+   * {@link ServerUnavailableError} when the connection fails or drops, or stays silent for
+   * `silenceMs`. Leaving the loop early closes the connection.
+   */
+  async *streamEvents(path: string, options: StreamOptions): AsyncGenerator<ServerSentEvent> {
+    const { action = `GET ${path}`, signal } = options;
+    const controller = new AbortController();
+    let timer = setTimeout(() => controller.abort(new TimeoutMarker()), this.timeoutMs);
+    const rearm = (ms: number) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(new TimeoutMarker()), ms);
+    };
+    const forward = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', forward, { once: true });
+    try {
+      if (signal?.aborted) throw signal.reason;
+      const headers = { ...this.headers, accept: 'text/event-stream', ...options.headers };
+      const response = await fetch(this.baseUrl + path, { headers, signal: controller.signal });
+      if (!response.ok) {
+        const text = await response.text();
+        throw errorForStatus(response.status, parseDetail(text, response.statusText), action);
+      }
+      if (!response.body) return;
+      rearm(options.silenceMs);
+      const decoder = new TextDecoder();
+      const body = response.body;
+      async function* text(): AsyncGenerator<string> {
+        for await (const chunk of body) {
+          rearm(options.silenceMs);
+          yield decoder.decode(chunk, { stream: true });
+        }
+      }
+      yield* parseEventStream(text());
+    } catch (err) {
+      if (err instanceof ApiError) throw err;
+      if (signal?.aborted) throw signal.reason;
+      throw unavailable(err, action, options.silenceMs, controller.signal.reason instanceof TimeoutMarker);
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', forward);
+      controller.abort(); // leaving early (or an error) closes the connection
+    }
+  }
+
+  /**
    * Like {@link ApiClient.request}, but repeat retryable failures with backoff until one is
    * accepted, `maxAttempts` is reached, `giveUp()` returns true, or `signal` aborts.
    */
@@ -178,6 +224,66 @@ export class ApiClient {
         await sleep(delay, options.signal);
         if (options.signal?.aborted) throw err;
       }
+    }
+  }
+}
+
+/** One event of a `text/event-stream` answer; `id` is `undefined` when the event set none. */
+export interface ServerSentEvent {
+  /** The event's name (`message` when unnamed). */
+  event: string;
+  /** The `data:` lines joined by newlines. */
+  data: string;
+  id?: string;
+}
+
+/** Options of {@link ApiClient.streamEvents}. */
+export interface StreamOptions {
+  headers?: Record<string, string>;
+  /** A stream silent (not even a keep-alive comment) for this long is dead: it fails as unavailable. */
+  silenceMs: number;
+  action?: string;
+  /** Ends the stream; the abort reason is thrown as is. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Events from the text chunks of a server-sent event stream, by the WHATWG rules: comments, fields,
+ * a blank line ends an event, lines end with CRLF, LF or CR.
+ *
+ * @example
+ * ```ts
+ * for await (const event of parseEventStream(chunks)) console.log(event.event, event.id, event.data);
+ * ```
+ */
+export async function* parseEventStream(chunks: AsyncIterable<string>): AsyncGenerator<ServerSentEvent> {
+  let buffer = '';
+  let event = '';
+  let data: string[] = [];
+  let id: string | undefined;
+  for await (const chunk of chunks) {
+    buffer += chunk;
+    for (;;) {
+      const end = buffer.search(/\r\n|\r|\n/);
+      // A CR at the very end may be the first half of a CRLF: wait for the next chunk.
+      if (end < 0 || (buffer[end] === '\r' && end === buffer.length - 1)) break;
+      const line = buffer.slice(0, end);
+      buffer = buffer.slice(end + (buffer.startsWith('\r\n', end) ? 2 : 1));
+      if (line === '') {
+        if (data.length) yield { event: event || 'message', data: data.join('\n'), ...(id === undefined ? {} : { id }) };
+        event = '';
+        data = [];
+        id = undefined;
+        continue;
+      }
+      if (line.startsWith(':')) continue; // a comment: the server's keep-alive
+      const colon = line.indexOf(':');
+      const name = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? '' : line.slice(colon + 1);
+      if (value.startsWith(' ')) value = value.slice(1);
+      if (name === 'event') event = value;
+      else if (name === 'data') data.push(value);
+      else if (name === 'id' && !value.includes('\0')) id = value;
     }
   }
 }

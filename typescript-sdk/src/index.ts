@@ -31,7 +31,7 @@ export {
   type NodeResult,
 } from './node.js';
 export { Runtime, type RuntimeOptions } from './runtime.js';
-export { StateManager, type StateManagerConfig, type UpsertOptions } from './stateManager.js';
+export { StateManager, type StateManagerConfig, type UpsertOptions, type WatchOptions } from './stateManager.js';
 export { PruneSignal, ReQueueAfterSignal } from './signals.js';
 export {
   GraphValidationStatus,
@@ -42,6 +42,8 @@ export {
   GraphNodeModel,
   type GraphTemplate,
   RetryPolicyModel,
+  type RunEvent,
+  type RunNodeCounts,
   type RunState,
   type RunSummary,
   StoreConfigModel,

@@ -228,5 +228,23 @@ export type TriggerResult = TriggerResponse;
 /** A run's summary (`GET .../run/{run_id}`): status, counts and `finished`. */
 export type RunSummary = RunResponse;
 
+/** How many states of one node of a run are in each status (their sum is the node's fan-out). */
+export interface RunNodeCounts {
+  identifier: string;
+  node_name: string;
+  counts: Record<string, number>;
+}
+
+/**
+ * One event of {@link StateManager.watchRun}: the run's whole progress at `version`, which numbers
+ * the run's changes and is the event's id. `event` is `snapshot` for the first event of a
+ * connection, `change` after each change, and `finished` for the last one.
+ */
+export interface RunEvent extends RunSummary {
+  event: 'snapshot' | 'change' | 'finished';
+  version: number;
+  nodes: RunNodeCounts[];
+}
+
 /** One state of a run (`GET .../run/{run_id}/states`). */
 export type RunState = StateResponse;

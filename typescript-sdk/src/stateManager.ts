@@ -2,7 +2,7 @@
  * The client for graphs and runs: upsert a graph, trigger a run, follow it to the end.
  * @module
  */
-import { type ApiError, ConfigurationError, GraphValidationError, RunTimeoutError, detailMessages } from './errors.js';
+import { ApiError, ConfigurationError, GraphValidationError, NotFoundError, RunTimeoutError, detailMessages } from './errors.js';
 import { ApiClient, Backoff, DEFAULT_TIMEOUT_MS, sleep } from './http.js';
 import type { z } from 'zod';
 import {
@@ -10,6 +10,7 @@ import {
   GraphNodeModel,
   type GraphTemplate,
   RetryPolicyModel,
+  type RunEvent,
   type RunState,
   type RunSummary,
   StoreConfigModel,
@@ -19,10 +20,17 @@ import type { GraphTrigger, RunStatesResponse } from './wire.js';
 
 // Idempotent reads and PUTs are repeated this many times on network errors and 5xx.
 const READ_ATTEMPTS = 5;
-// The longest single long-poll on a run; the server accepts up to 60 s.
-const RUN_LONG_POLL_MS = 25_000;
+// The server sends a keep-alive comment every 15 s: a stream silent for this long is dead.
+const STREAM_SILENCE_MS = 45_000;
 // States per request when reading a run: the server pages them.
 const STATES_PAGE = 1000;
+const RUN_EVENTS = new Set(['snapshot', 'change', 'finished']);
+
+/** Options of {@link StateManager.watchRun}. */
+export interface WatchOptions {
+  /** Stops following: the iteration then throws the abort reason. */
+  signal?: AbortSignal;
+}
 
 /** Settings of a {@link StateManager}. */
 export interface StateManagerConfig {
@@ -249,9 +257,57 @@ export class StateManager {
   }
 
   /**
-   * Wait until a run has finished and return its summary (see {@link StateManager.getRun}). Uses
-   * the server's long-poll, so it returns as soon as the run ends. Throws {@link RunTimeoutError}
-   * when `timeoutMs` passes first (default: wait forever).
+   * Follow a run live: its progress now, then after each change, until it has finished. An async
+   * iterable of {@link RunEvent}s (status, counts, per-node counts by status) from the server's
+   * event stream; the last one has `finished: true`, and the iteration ends there. A dropped
+   * connection or a restarting server is reconnected with backoff, resuming after the last event
+   * seen (`Last-Event-ID`): no event older than one already yielded comes twice. Throws
+   * {@link NotFoundError} for an unknown run and `AuthenticationError` for a refused key.
+   *
+   * @example
+   * ```ts
+   * for await (const event of sm.watchRun(run_id)) {
+   *   console.log(event.event, event.status, `${event.success_count}/${event.total_count}`);
+   * }
+   * // the loop ends when the run has finished: status is SUCCESS or FAILED
+   * ```
+   */
+  async *watchRun(runId: string, options: WatchOptions = {}): AsyncGenerator<RunEvent> {
+    const { signal } = options;
+    const action = `Following run ${runId}`;
+    const backoff = new Backoff(200, 5_000);
+    let last: number | undefined;
+    for (;;) {
+      const headers: Record<string, string> = last === undefined ? {} : { 'Last-Event-ID': String(last) };
+      try {
+        for await (const sse of this.api.streamEvents(`${this.runPath(runId)}/events`, {
+          headers,
+          silenceMs: STREAM_SILENCE_MS,
+          action,
+          signal,
+        })) {
+          if (sse.event === 'gone') throw new NotFoundError(404, `Run ${runId} was deleted`, action);
+          if (!RUN_EVENTS.has(sse.event)) continue; // an event kind this SDK does not know yet
+          const event = { ...(JSON.parse(sse.data) as Omit<RunEvent, 'event'>), event: sse.event } as RunEvent;
+          backoff.reset();
+          if (last !== undefined && event.version <= last && !event.finished) continue;
+          last = event.version;
+          yield event;
+          if (event.finished) return;
+        }
+      } catch (err) {
+        if (!(err instanceof ApiError) || !err.retryable || signal?.aborted) throw err;
+      }
+      // A dropped connection, or the server ended the stream (it is stopping): reconnect.
+      await sleep(backoff.nextDelay(), signal);
+      if (signal?.aborted) throw signal.reason;
+    }
+  }
+
+  /**
+   * Wait until a run has finished and return its summary (see {@link StateManager.getRun}).
+   * Follows the run's event stream ({@link StateManager.watchRun}), so it returns as soon as the
+   * run ends. Throws {@link RunTimeoutError} when `timeoutMs` passes first (default: wait forever).
    *
    * @example
    * ```ts
@@ -261,32 +317,22 @@ export class StateManager {
    * ```
    */
   async waitForRun(runId: string, timeoutMs?: number): Promise<RunSummary> {
-    const deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
-    const backoff = new Backoff();
-    let run: RunSummary | undefined;
-    for (;;) {
-      const remaining = deadline === undefined ? undefined : deadline - Date.now();
-      if (remaining !== undefined && remaining <= 0) throw new RunTimeoutError(runId, timeoutMs ?? 0, run);
-      const waitMs = Math.max(0, Math.min(RUN_LONG_POLL_MS, remaining ?? RUN_LONG_POLL_MS));
-      const started = Date.now();
-      try {
-        run = await this.api.request<RunSummary>('GET', this.runPath(runId), {
-          query: { wait_ms: Math.floor(waitMs) },
-          timeoutMs: waitMs + DEFAULT_TIMEOUT_MS,
-          action: `Waiting for run ${runId}`,
-        });
-      } catch (err) {
-        if (!(err as ApiError).retryable) throw err;
-        await sleep(capped(backoff.nextDelay(), remaining));
-        continue;
+    const controller = new AbortController();
+    const timeout = new RunTimeoutMarker();
+    const timer = timeoutMs === undefined ? undefined : setTimeout(() => controller.abort(timeout), timeoutMs);
+    let seen: RunSummary | undefined;
+    try {
+      for await (const event of this.watchRun(runId, { signal: controller.signal })) {
+        const { event: _kind, version: _version, nodes: _nodes, ...summary } = event;
+        seen = summary;
       }
-      backoff.reset();
-      if (isFinished(run)) return run;
-      if (Date.now() - started < waitMs / 2) {
-        // The server answered at once without waiting (no long-poll): do not spin.
-        await sleep(capped(500, remaining));
-      }
+    } catch (err) {
+      if (err === timeout) throw new RunTimeoutError(runId, timeoutMs ?? 0, seen);
+      throw err;
+    } finally {
+      clearTimeout(timer);
     }
+    return this.getRun(runId);
   }
 
   private read<T>(path: string, action: string): Promise<T> {
@@ -302,10 +348,6 @@ export class StateManager {
   }
 }
 
-function isFinished(run: RunSummary | undefined): run is RunSummary {
-  return run?.finished === true;
-}
-
 /** A parsed cron trigger as the wire's trigger; `inputs` and `store` only when given, as before they existed. */
 function graphTrigger(trigger: z.output<typeof CronTrigger>): GraphTrigger {
   const value: GraphTrigger['value'] = { expression: trigger.expression };
@@ -314,9 +356,7 @@ function graphTrigger(trigger: z.output<typeof CronTrigger>): GraphTrigger {
   return { type: 'CRON', value };
 }
 
-function capped(delay: number, remaining: number | undefined): number {
-  return remaining === undefined ? delay : Math.max(0, Math.min(delay, remaining));
-}
+class RunTimeoutMarker extends Error {}
 
 /**
  * The triggers and wait options of an `upsertGraph` call, in either form: ours

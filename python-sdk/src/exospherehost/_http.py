@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
@@ -111,6 +111,44 @@ def _unavailable(exc: httpx.RequestError, action: str) -> ServerUnavailableError
     error.request_sent = sent
     error.timed_out = isinstance(exc, httpx.TimeoutException)
     return error
+
+
+@dataclass(frozen=True)
+class ServerSentEvent:
+    """One event of a ``text/event-stream`` answer: its ``event`` name (``message`` when unnamed), ``data``
+    (the ``data:`` lines joined by newlines) and ``id`` (``None`` when the event set none)."""
+
+    event: str
+    data: str
+    id: str | None
+
+
+async def parse_event_stream(lines: AsyncIterator[str]) -> AsyncIterator[ServerSentEvent]:
+    """Events from the lines of a server-sent event stream (the WHATWG rules: comments, fields, blank lines).
+
+    Example::
+
+        async for event in parse_event_stream(response.aiter_lines()):
+            print(event.event, event.id, event.data)
+    """
+    event, event_id = "", None
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield ServerSentEvent(event or "message", "\n".join(data), event_id)
+            event, data, event_id = "", [], None
+            continue
+        if line.startswith(":"):
+            continue  # a comment: the server's keep-alive
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "event":
+            event = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id" and "\x00" not in value:
+            event_id = value
 
 
 class ApiClient:
@@ -212,6 +250,28 @@ class ApiClient:
             return response.json()
         except ValueError:
             return response.text
+
+    async def stream_events(
+        self, path: str, *, headers: dict[str, str] | None = None, read_timeout: float, action: str = ""
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Open a server-sent event stream and yield its events until the server ends it.
+
+        Raises an :class:`ApiError` subclass when the server refuses the stream (before any event) and
+        :class:`ServerUnavailableError` when the connection fails or drops, or nothing (not even a
+        keep-alive comment) arrives for ``read_timeout`` seconds.
+        """
+        timeout = httpx.Timeout(self._client.timeout.connect, read=read_timeout)
+        try:
+            async with self._client.stream(
+                "GET", path, headers={"accept": "text/event-stream", **(headers or {})}, timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_from_response(response, action)
+                async for event in parse_event_stream(response.aiter_lines()):
+                    yield event
+        except httpx.RequestError as exc:
+            raise _unavailable(exc, action) from exc
 
     @overload
     async def request_with_retry(

@@ -7,9 +7,11 @@ with the keys the server sent (``graph["validation_status"]``), as the original 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Self
 from urllib.parse import quote, urlencode
 
@@ -31,14 +33,17 @@ from .contract import (
     StateResponse,
     TriggerResponse,
 )
-from .errors import ApiError, ConfigurationError, GraphValidationError, RunTimeoutError
-from .models import CronTrigger, GraphNodeModel, GraphValidationStatusEnum, RetryPolicyModel, StoreConfigModel
+from .errors import ApiError, ConfigurationError, GraphValidationError, NotFoundError, RunTimeoutError
+from .models import CronTrigger, GraphNodeModel, GraphValidationStatusEnum, RetryPolicyModel, RunEvent, StoreConfigModel
 from .statuses import RunStatus
+
+logger = logging.getLogger("exospherehost")
 
 # Idempotent reads and PUTs are sent this many times by default while they fail with network errors or 5xx.
 _READ_ATTEMPTS = 5
-# The longest single long-poll on a run; the server accepts up to 60 s.
-_RUN_LONG_POLL_MS = 25_000
+# The server sends a keep-alive comment every 15 s: a stream silent for this long is dead.
+_STREAM_SILENCE_S = 45.0
+_RUN_EVENTS = ("snapshot", "change", "finished")
 
 
 _STATES_PAGE = 1000  # states per request when reading a run: the server pages them
@@ -237,11 +242,58 @@ class StateManager:
                 return states
             page += 1
 
+    async def watch_run(self, run_id: str) -> AsyncIterator[RunEvent]:
+        """Follow a run live: its progress now, then after each change, until it has finished.
+
+        Yields :class:`~exospherehost.models.RunEvent` items (status, counts, per-node counts by
+        status) from the server's event stream; the last one has ``finished=True``, and the iteration
+        ends there. A dropped connection or a restarting server is reconnected with backoff, resuming
+        after the last event seen (``Last-Event-ID``): no event older than one already yielded comes
+        twice, and the progress after a gap comes as one event. Raises :class:`NotFoundError` for an
+        unknown run (or one deleted while followed) and :class:`AuthenticationError` for a refused key.
+
+        Example::
+
+            async for event in sm.watch_run(run["run_id"]):
+                print(event.event, event.status, f"{event.success_count}/{event.total_count}")
+            # the loop ends when the run has finished: event.status is SUCCESS or FAILED
+        """
+        last: int | None = None
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        action = f"Following run {run_id}"
+        while True:
+            headers = {"Last-Event-ID": str(last)} if last is not None else {}
+            try:
+                async for sse in self._client().stream_events(
+                    f"{self._run_path(run_id)}/events", headers=headers, read_timeout=_STREAM_SILENCE_S, action=action
+                ):
+                    if sse.event == "gone":
+                        raise NotFoundError(404, f"Run {run_id} was deleted", action)
+                    if sse.event not in _RUN_EVENTS:
+                        continue  # an event kind this SDK does not know yet
+                    event = RunEvent.model_validate({**json.loads(sse.data), "event": sse.event})
+                    backoff.reset()
+                    if last is not None and event.version <= last and not event.finished:
+                        continue
+                    last = event.version
+                    yield event
+                    if event.finished:
+                        return
+            except ApiError as exc:
+                if not exc.retryable:
+                    raise
+                delay = backoff.next_delay()
+                logger.debug("%s; reconnecting in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            # The server ended the stream before the run finished (it is stopping): reconnect.
+            await asyncio.sleep(backoff.next_delay())
+
     async def wait_for_run(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait until a run has finished and return its summary (see :meth:`get_run`).
 
-        Uses the server's long-poll, so it returns as soon as the run ends. Raises
-        :class:`RunTimeoutError` when ``timeout`` seconds pass first (``None``: wait forever).
+        Follows the run's event stream (:meth:`watch_run`), so it returns as soon as the run ends.
+        Raises :class:`RunTimeoutError` when ``timeout`` seconds pass first (``None``: wait forever).
 
         Example::
 
@@ -249,36 +301,18 @@ class StateManager:
             summary = await sm.wait_for_run(run["run_id"], timeout=120)
             assert summary["status"] == "SUCCESS"
         """
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        backoff = Backoff()
-        run: RunResponse | None = None
-        while True:
-            remaining = None if deadline is None else deadline - loop.time()
-            if remaining is not None and remaining <= 0:
-                raise RunTimeoutError(run_id, timeout or 0.0, None if run is None else _as_sent(run))
-            wait_ms = _RUN_LONG_POLL_MS if remaining is None else min(_RUN_LONG_POLL_MS, int(remaining * 1000))
-            started = loop.time()
-            try:
-                run = await self._client().request(
-                    "GET",
-                    self._run_path(run_id),
-                    answer=RunResponse,
-                    params={"wait_ms": wait_ms},
-                    timeout=wait_ms / 1000 + self._timeout,
-                    action=f"Waiting for run {run_id}",
-                )
-            except ApiError as exc:
-                if not exc.retryable:
-                    raise
-                await asyncio.sleep(_capped(backoff.next_delay(), remaining))
-                continue
-            backoff.reset()
-            if run.finished:
-                return _as_sent(run)
-            if loop.time() - started < wait_ms / 2000:
-                # The server answered at once without waiting (no long-poll): do not spin.
-                await asyncio.sleep(_capped(0.5, remaining))
+        seen: dict[str, Any] | None = None
+
+        async def until_finished() -> None:
+            nonlocal seen
+            async for event in self.watch_run(run_id):
+                seen = event.summary()
+
+        try:
+            await asyncio.wait_for(until_finished(), timeout)
+        except TimeoutError:
+            raise RunTimeoutError(run_id, timeout or 0.0, seen) from None
+        return await self.get_run(run_id)
 
     # -- Inspecting and acting on a namespace: graphs as documents, runs, states, nodes ----------
     # The `exosphere` command line is built on these (it has no HTTP client of its own). Each
@@ -468,10 +502,6 @@ class StateManager:
 def _as_sent(answer: BaseModel) -> dict[str, Any]:
     """A parsed answer as the mapping the server sent: the same keys (unknown ones too), JSON values."""
     return answer.model_dump(mode="json", by_alias=True, exclude_unset=True)
-
-
-def _capped(delay: float, remaining: float | None) -> float:
-    return delay if remaining is None else max(0.0, min(delay, remaining))
 
 
 def _error_messages(detail: Any) -> list[str]:

@@ -1,15 +1,16 @@
-"""StateManager: the wire of trigger/upsert/get, validation polling, and waiting for runs."""
+"""StateManager: the wire of trigger/upsert/get, validation polling, and following runs (event streams)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from exospherehost import (
+    AuthenticationError,
     CronTrigger,
     GraphNodeModel,
     GraphValidationError,
@@ -201,24 +202,96 @@ async def test_errors_carry_the_status_and_message(scripted: Scripted) -> None:
     assert caught.value.detail == "Not Found"
 
 
-async def test_wait_for_run_long_polls_until_finished(scripted: Scripted) -> None:
+def sse(*events: tuple[str, dict[str, object]]) -> Reply:
+    """An event-stream answer that ends after these (event, progress) pairs; the id is the progress's version."""
+    text = "retry: 1000\n\n" + "".join(
+        f"id: {body['version']}\nevent: {name}\ndata: {json.dumps(body)}\n\n" for name, body in events
+    )
+    return Reply(200, raw=text.encode(), headers={"x-stream": "1"})
+
+
+def progress(version: int, status: str = "PENDING", **counts: int) -> dict[str, object]:
+    finished = status != "PENDING"
+    return {
+        "run_id": "r",
+        "namespace": "ns",
+        "graph_name": "g",
+        "status": status,
+        "finished": finished,
+        "version": version,
+        "success_count": counts.get("success", 0),
+        "pending_count": 0 if finished else 1,
+        "total_count": counts.get("success", 0) + (0 if finished else 1),
+        "created_at": None,
+        "nodes": [{"identifier": "greet", "node_name": "Greet", "counts": {"SUCCESS": counts.get("success", 0)}}],
+    }
+
+
+async def test_wait_for_run_follows_the_event_stream_and_returns_the_run(scripted: Scripted) -> None:
     script, server, sm = scripted
-    running = Reply(200, run("PENDING", finished=False))
-    done = Reply(200, run("SUCCESS", finished=True))
-    script.on("GET", "/run/r", running, running, done)
-    assert (await sm.wait_for_run("r", timeout=10))["status"] == "SUCCESS"
-    waits = [int(request.query["wait_ms"]) for request in server.requests]
-    assert len(waits) == 3
-    assert all(0 < wait <= 10_000 for wait in waits)
+    # The first stream ends early (a restarting server); the second resumes after the last id seen.
+    script.on(
+        "GET",
+        "/run/r/events",
+        sse(("snapshot", progress(1))),
+        sse(("snapshot", progress(1)), ("finished", progress(3, "SUCCESS", success=1))),
+    )
+    script.on("GET", "/run/r", Reply(200, run("SUCCESS", finished=True)))
+    assert await sm.wait_for_run("r", timeout=10) == run("SUCCESS", finished=True)
+    streams = server.calls("/run/r/events")
+    assert [request.headers.get("last-event-id") for request in streams] == [None, "1"]
+    assert "wait_ms" not in server.calls("/run/r")[0].query  # no long-poll: the stream said when
 
 
-async def test_wait_for_run_raises_a_typed_timeout(scripted: Scripted) -> None:
-    script, _, sm = scripted
-    script.on("GET", "/run/r", Reply(200, run("PENDING", finished=False)))
-    started = time.monotonic()
-    with pytest.raises(RunTimeoutError) as caught:
-        await sm.wait_for_run("r", timeout=0.5)
-    assert 0.4 < time.monotonic() - started < 2
+async def test_watch_run_yields_typed_events_once_each_and_ends_when_finished(scripted: Scripted) -> None:
+    script, server, sm = scripted
+    script.on(
+        "GET",
+        "/run/r/events",
+        sse(("snapshot", progress(1)), ("change", progress(2))),
+        Reply(drop=True),  # a dropped connection: reconnect with backoff
+        sse(("snapshot", progress(2)), ("change", progress(4)), ("finished", progress(5, "FAILED"))),
+    )
+    events = [event async for event in sm.watch_run("r")]
+    assert [(e.event, e.version, e.status) for e in events] == [
+        ("snapshot", 1, "PENDING"),
+        ("change", 2, "PENDING"),  # the repeated snapshot of version 2 is not yielded again
+        ("change", 4, "PENDING"),
+        ("finished", 5, "FAILED"),
+    ]
+    assert events[0].nodes[0].identifier == "greet" and events[0].summary()["pending_count"] == 1
+    assert [r.headers.get("last-event-id") for r in server.calls("/run/r/events")] == [None, "2", "2"]
+
+
+async def test_watch_run_raises_refusals_at_once(scripted: Scripted) -> None:
+    script, server, sm = scripted
+    script.on("GET", "/run/missing/events", Reply(404, {"detail": "Run missing not found in namespace ns"}))
+    with pytest.raises(NotFoundError, match="Run missing not found"):
+        await anext(sm.watch_run("missing"))
+    script.on("GET", "/run/r/events", Reply(401, {"detail": "Invalid API key"}))
+    with pytest.raises(AuthenticationError):
+        await anext(sm.watch_run("r"))
+    assert len(server.requests) == 2
+
+
+async def test_wait_for_run_raises_a_typed_timeout() -> None:
+    first = sse(("snapshot", progress(1)))
+
+    async def pending_then_silent(request: Request) -> Reply:
+        if request.headers.get("last-event-id") is None:
+            return first
+        await asyncio.sleep(3600)  # the reconnection hangs: only the timeout ends the wait
+        raise AssertionError("unreachable")
+
+    server = FakeServer(pending_then_silent)
+    await server.start()
+    try:
+        waiting = StateManager("ns", state_manager_uri=server.url, key="k")
+        with pytest.raises(RunTimeoutError) as caught:
+            await waiting.wait_for_run("r", timeout=0.5)
+        await waiting.aclose()
+    finally:
+        await server.stop()
     assert caught.value.run is not None and caught.value.run["status"] == "PENDING"
     assert isinstance(caught.value, TimeoutError)
 

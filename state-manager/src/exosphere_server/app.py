@@ -22,13 +22,14 @@ from exosphere_server.api.json_response import SafeJSONResponse
 from exosphere_server.api.lockout import Lockouts
 from exosphere_server.api.off_loop import install_body_schemas
 from exosphere_server.api.request_id import RequestIdMiddleware
+from exosphere_server.api.run_stream import LiveViews
 from exosphere_server.api.schemas import UpsertGraphRequest
 from exosphere_server.config import Settings, write_new_key_file
-from exosphere_server.dashboard.api import LiveViews
 from exosphere_server.dashboard.routes import router as dashboard_router
 from exosphere_server.engine import health as engine_health
 from exosphere_server.engine import metrics as engine_metrics
 from exosphere_server.engine.context import EngineContext
+from exosphere_server.engine.run_feed import RunFeed
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.engine.secrets_key import verify_secrets_key
 from exosphere_server.engine.wakeups import Wakeups
@@ -39,14 +40,16 @@ from exosphere_server.storage.base import Storage
 log = structlog.get_logger("exosphere.server")
 HEALTH_DATABASE_TIMEOUT_S = 2.0
 READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
-WAITING = Gauge("exosphere_waiting_requests", "Long-polls (claims, run waits) this replica holds open now")
+WAITING = Gauge(
+    "exosphere_waiting_requests", "Long-polls (claims, run waits) and run event streams this replica holds open now"
+)
 
 
 class EngineListener:
-    """Storage events to the parts that wait on them: claimers, run watchers, the scheduler."""
+    """Storage events to the parts that wait on them: claimers, the run change feed, the scheduler."""
 
-    def __init__(self, wakeups: Wakeups, scheduler: Scheduler) -> None:
-        self.wakeups, self.scheduler = wakeups, scheduler
+    def __init__(self, wakeups: Wakeups, feed: RunFeed, scheduler: Scheduler) -> None:
+        self.wakeups, self.feed, self.scheduler = wakeups, feed, scheduler
 
     def states_ready(self, keys: set[tuple[str, str]]) -> None:
         self.wakeups.notify(keys)
@@ -58,7 +61,10 @@ class EngineListener:
         self.scheduler.poke()
 
     def runs_changed(self, run_ids: set[str]) -> None:
-        self.wakeups.notify_runs(run_ids)
+        self.feed.changed(run_ids)
+
+    def every_run_changed(self) -> None:
+        self.feed.every_run_changed()
 
     def lease_granted(self, deadline_ms: int) -> None:
         self.scheduler.note_deadline(deadline_ms)
@@ -98,7 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
         max_graph_nodes=settings.max_graph_nodes,
     )
     scheduler = Scheduler(ctx, settings.run_retention_days)
-    storage.subscribe(EngineListener(ctx.wakeups, scheduler))
+    storage.subscribe(EngineListener(ctx.wakeups, ctx.feed, scheduler))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -110,7 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await scheduler.stop()
-            ctx.wakeups.notify_all()
+            ctx.stop_waiting()
             await storage.close()
 
     app = FastAPI(
@@ -155,7 +161,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_metrics_key)])
     async def metrics(request: Request) -> Response:
         depths = await engine_metrics.ready_queue_depths(request.app.state.ctx)
-        WAITING.set(request.app.state.ctx.wakeups.waiting())
+        ctx: EngineContext = request.app.state.ctx
+        WAITING.set(ctx.wakeups.waiting() + ctx.feed.follower_count())
         READY_DEPTH.clear()
         for (namespace, node), depth in depths.items():
             READY_DEPTH.labels(namespace, node).set(depth)

@@ -13,7 +13,7 @@
 | `SECRETS_ENCRYPTION_KEY` | made once beside the SQLite file | base64 of 32 bytes (AES-256-GCM), checked at start |
 | `SECRETS_ENCRYPTION_KEY_PREVIOUS` | none | old keys, comma-separated: a start re-encrypts secrets to the current key |
 | `EXOSPHERE_MAX_REQUEST_BYTES` | `52428800` (50 MiB) | larger request bodies get 413, unread |
-| `EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT` | `8` | live dashboard run views one client address may hold open |
+| `EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT` | `64` | run event streams (dashboard, `/v0`) one client address may hold open |
 | `EXOSPHERE_DEFAULT_LEASE_SECONDS` | `300` | lease of a claim whose request names none (the published client) |
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
 | `EXOSPHERE_RUN_RETENTION_DAYS` | `0` (keep) | finished runs older than this are deleted |
@@ -65,7 +65,7 @@ class Settings:
     # database is known to hold no secrets under another key (engine/secrets_key.py).
     new_secrets_key_file: Path | None = None
     max_request_bytes: int = 50 * 1024 * 1024
-    max_live_views_per_client: int = 8
+    max_live_views_per_client: int = 64
 
     @property
     def is_sqlite(self) -> bool:
@@ -191,5 +191,5 @@ def load_settings(
         previous_secrets_keys=tuple(decode_secrets_key(k) for k in _list_env("SECRETS_ENCRYPTION_KEY_PREVIOUS")),
         new_secrets_key_file=new_key_file,
         max_request_bytes=_int_env("EXOSPHERE_MAX_REQUEST_BYTES", 50 * 1024 * 1024),
-        max_live_views_per_client=_int_env("EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT", 8, minimum=1),
+        max_live_views_per_client=_int_env("EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT", 64, minimum=1),
     )

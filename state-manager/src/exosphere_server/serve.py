@@ -11,7 +11,7 @@ import uvicorn
 
 from exosphere_server.app import create_app, prepare_database
 from exosphere_server.config import Settings
-from exosphere_server.engine.wakeups import Wakeups
+from exosphere_server.engine.context import EngineContext
 
 
 def serve(settings: Settings, log_level: str = "INFO") -> None:
@@ -29,22 +29,23 @@ def serve(settings: Settings, log_level: str = "INFO") -> None:
         timeout_graceful_shutdown=5,
         log_config=None,  # keep our JSON handler (logs.py) instead of uvicorn's plain-text one
     )
-    _DrainingServer(config, app.state.ctx.wakeups).run()
+    _DrainingServer(config, app.state.ctx).run()
 
 
 class _DrainingServer(uvicorn.Server):
-    """On SIGTERM or SIGINT, answer the waiting long-polls at once, then stop as uvicorn does.
+    """On SIGTERM or SIGINT, answer the waiting long-polls and end the run streams at once, then stop as
+    uvicorn does (it waits for open responses to end).
 
     Without this, each held claim waited out its bound (or the grace period) and ended in a 500.
     """
 
-    def __init__(self, config: uvicorn.Config, wakeups: Wakeups) -> None:
+    def __init__(self, config: uvicorn.Config, ctx: EngineContext) -> None:
         super().__init__(config)
-        self._wakeups = wakeups
+        self._ctx = ctx
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
         # A signal handler runs between two bytecodes of the loop's own thread: hand the wake-up to
         # the loop rather than touch its futures from here.
         with contextlib.suppress(RuntimeError):
-            asyncio.get_running_loop().call_soon_threadsafe(self._wakeups.close)
+            asyncio.get_running_loop().call_soon_threadsafe(self._ctx.stop_waiting)

@@ -8,7 +8,9 @@ too. A hand-written test pins the exact known-bad inputs.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -157,9 +159,13 @@ def openapi(server: ServerProcess) -> Any:
 
 
 def operations(schema: Any) -> list[Any]:
+    """Every operation but the event streams, which answer 200 with a body that never ends while the run
+    is pending (`test_run_events_refuse_bad_input_before_streaming` fuzzes them instead)."""
     found = [result.ok() for result in schema.get_all_operations()]
     assert found, "the OpenAPI schema lists no operations"
-    return found
+    streams = [op for op in found if op.label.endswith("/events")]
+    assert streams == [op for op in found if op.label == "GET /v0/namespace/{namespace_name}/run/{run_id}/events"]
+    return [op for op in found if op not in streams]
 
 
 @pytest.fixture
@@ -209,6 +215,34 @@ def test_every_operation_on_real_objects(
     with requests.Session() as session:
         for op in operations(openapi):
             fuzz_operation(op, mode, server, session, path_values=real_ids)
+
+
+@given(
+    run_id=st.sampled_from(["real"]) | st.text(min_size=1, max_size=40),
+    last_event_id=st.none() | st.text(max_size=30) | st.integers(-5, 10**20).map(str),
+)
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+def test_run_events_refuse_bad_input_before_streaming(
+    server: ServerProcess, api: httpx.Client, real_ids: dict[str, list[str]], run_id: str, last_event_id: str | None
+) -> None:
+    """A stream starts (200, `retry:` first) only for a real run and a well-formed id; anything else is a JSON 4xx."""
+    run = real_ids["run_id"][0] if run_id == "real" else run_id
+    headers = {"Last-Event-ID": last_event_id} if last_event_id is not None else {}
+    try:
+        request = api.build_request("GET", f"/run/{quote(run, safe='')}/events", headers=headers)
+        response = api.send(request, stream=True)
+    except (UnicodeEncodeError, httpx.LocalProtocolError):
+        return  # not sendable as a URL or a header at all
+    try:
+        assert response.status_code < 500, response.read()
+        if response.status_code == 200:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            assert next(response.iter_lines()) == "retry: 1000"
+        else:
+            assert response.headers["content-type"].startswith("application/json")
+            json.loads(response.read())
+    finally:
+        response.close()
 
 
 # ---- the exact known-bad inputs -----------------------------------------------------------------

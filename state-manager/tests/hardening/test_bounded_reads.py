@@ -1,10 +1,11 @@
-"""Reads are bounded: a run's states come a page at a time, and live dashboard views are capped per client."""
+"""Reads are bounded: a run's states come a page at a time, and run event streams are capped per client."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 import httpx
 from exosphere_testing import ServerProcess
@@ -50,24 +51,31 @@ def test_run_states_are_paginated_and_the_sdk_reads_every_page(
     assert len({s["state_id"] for s in every}) == FANOUT
 
 
-def test_live_views_are_capped_per_client(server: ServerProcess, api: httpx.Client, namespace: str) -> None:
+def test_run_streams_are_capped_per_client_dashboard_and_api_together(
+    make_server: Callable[..., ServerProcess], namespace: str
+) -> None:
+    server = make_server(env={"EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT": "4"})
+    api = httpx.Client(base_url=f"{server.url}/v0/namespace/{namespace}", headers={"x-api-key": server.api_key})
     register(api, {"Echo": ((), ("out",))})
     upsert(api, "one", [node("one", "Echo", namespace)])
     run_id = trigger(api, "one")
     with httpx.Client(base_url=server.url, timeout=30) as browser:
         login = browser.post("/dashboard/login", data={"api_key": server.api_key, "next": "/dashboard/"})
         assert login.status_code == 303
-        url = f"/dashboard/api/ns/{namespace}/runs/{run_id}/events"
+        dashboard_url = f"/dashboard/api/ns/{namespace}/runs/{run_id}/events"
+        api_url = f"/run/{run_id}/events"
         with contextlib.ExitStack() as streams:
-            opened = [streams.enter_context(browser.stream("GET", url)) for _ in range(8)]
-            assert [r.status_code for r in opened] == [200] * 8
-            refused = browser.get(url)
-            assert refused.status_code == 429 and "live views" in refused.json()["detail"]
-            opened[0].close()
+            opened = [streams.enter_context(browser.stream("GET", dashboard_url)) for _ in range(2)]
+            opened += [streams.enter_context(api.stream("GET", api_url)) for _ in range(2)]
+            assert [r.status_code for r in opened] == [200] * 4
+            for refused in (browser.get(dashboard_url), api.get(api_url)):
+                assert refused.status_code == 429 and "live views" in refused.json()["detail"]
+                assert refused.headers["retry-after"] == "5"
+            opened[-1].close()  # an API stream ends: the dashboard may open one again
             deadline = time.monotonic() + 60
             while True:  # the server frees the slot when it notices the stream is gone
-                with browser.stream("GET", url) as again:
+                with browser.stream("GET", dashboard_url) as again:
                     if again.status_code == 200:
                         break
-                assert time.monotonic() < deadline, "a closed live view never freed its slot"
+                assert time.monotonic() < deadline, "a closed run stream never freed its slot"
                 time.sleep(0.2)

@@ -129,6 +129,32 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/namespace/{namespace_name}/run/{run_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Run Events
+         * @description Server-sent events of the run's progress (docs/wire-extensions.md, "Run events").
+         *
+         *     The first event is a `snapshot` of the run's counts per node and status, then a `change` each time
+         *     they change, and a `finished` event when the run ends, after which the stream closes. Every event
+         *     carries the whole progress (the payload of `GET run/{run_id}/progress`) and the run's version as
+         *     its id; with `Last-Event-ID`, only a snapshot newer than that id is sent (a finished run always
+         *     sends its `finished` event). `404` for a run not in the namespace.
+         */
+        get: operations["run_events_v0_namespace__namespace_name__run__run_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/run/{run_id}/progress": {
         parameters: {
             query?: never;
@@ -2217,6 +2243,77 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    run_events_v0_namespace__namespace_name__run__run_id__events_get: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The id of the last event received: resume after it (sent by EventSource on reconnect) */
+                "Last-Event-ID"?: string | null;
+            };
+            path: {
+                namespace_name: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events: `snapshot`, then `change`s, then `finished` (docs/wire-extensions.md) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ErrorResponse"];
                 };
             };
         };

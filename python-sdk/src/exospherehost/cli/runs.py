@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -31,7 +30,6 @@ from exospherehost.statuses import RunStatus
 
 run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
 RUN_STATUSES = tuple(RunStatus)
-REDRAW_SECONDS = 0.5  # how often the live view of `trigger --wait` reads the run's progress
 
 
 def trigger(
@@ -125,30 +123,17 @@ def follow_run(session: Session, run_id: str, limit: float | None, as_json: bool
 async def _follow_live(
     sm: StateManager, run_id: str, limit: float | None, show: Callable[[dict[str, Any]], None]
 ) -> dict[str, Any]:
-    """Wait for the run's end, redrawing the live view from its progress meanwhile; the end's summary."""
-    ending = asyncio.ensure_future(sm.wait_for_run(run_id, timeout=limit))
-    try:
-        while not ending.done():
-            await _redraw(sm, run_id, show)
-            await asyncio.wait({ending}, timeout=REDRAW_SECONDS)
-        run = ending.result()  # RunTimeoutError when `limit` passed first
-        await _redraw(sm, run_id, show)  # the last frame: the counts the run ended with
-        return run
-    finally:
-        ending.cancel()
-        # Its outcome was taken above, or no longer matters: an error of the live view is on its way out.
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await ending
+    """Follow the run's events (`StateManager.watch_run`), redrawing the live view from each; the end's summary."""
 
+    async def watch() -> dict[str, Any]:
+        async for event in sm.watch_run(run_id):
+            show({**event.summary(), "nodes": [node.model_dump() for node in event.nodes]})
+        return await sm.get_run(run_id)
 
-async def _redraw(sm: StateManager, run_id: str, show: Callable[[dict[str, Any]], None]) -> None:
     try:
-        progress = await sm.get_run_progress(run_id)
-    except ApiError as exc:
-        if not exc.retryable:
-            raise
-        return  # the server is away for a moment: keep the last frame, as wait_for_run keeps waiting
-    show(progress)
+        return await asyncio.wait_for(watch(), limit)
+    except TimeoutError:
+        raise RunTimeoutError(run_id, limit or 0.0, None) from None
 
 
 async def _terminal_nodes(sm: StateManager, graph_name: str) -> set[str] | None:

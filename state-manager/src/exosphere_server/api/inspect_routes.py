@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from exospherehost.contract import RunProgressResponse, StateResponse
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.json_response import SafeJSONResponse
-from exosphere_server.api.views import run_view, state_view
+from exosphere_server.api.views import run_progress_view, state_view
 from exosphere_server.engine import inspection, runs
 
 router = APIRouter()
@@ -25,16 +23,4 @@ async def get_state(namespace_name: str, state_id: str, request: Request) -> Res
 async def run_progress(namespace_name: str, run_id: str, request: Request) -> Response:
     """The run's summary plus, per node identifier, how many of its states are in each status."""
     progress = await inspection.run_state_counts(engine_context(request), namespace_name, run_id)
-    summary = progress.summary
-    nodes: dict[str, dict[str, Any]] = {}
-    for c in progress.counts:
-        entry = nodes.setdefault(c.identifier, {"identifier": c.identifier, "node_name": c.node_name, "counts": {}})
-        entry["counts"][c.status] = c.count
-    return SafeJSONResponse(
-        {
-            **run_view(summary),
-            "namespace": summary.run.namespace,
-            "finished": summary.finished,
-            "nodes": list(nodes.values()),
-        }
-    )
+    return SafeJSONResponse(run_progress_view(progress))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated
+
 from exospherehost.contract import (
     ListRunsResponse,
     NodeDetailsResponse,
@@ -12,14 +16,24 @@ from exospherehost.contract import (
     TriggerResponse,
 )
 from exospherehost.statuses import StateStatus
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.json_response import SafeJSONResponse
+from exosphere_server.api.run_stream import (
+    KEEP_ALIVE,
+    KEEP_ALIVE_S,
+    RETRY,
+    RunStreamResponse,
+    follow_for_stream,
+    sse_event,
+)
 from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerRequest
-from exosphere_server.api.views import run_view, state_view
+from exosphere_server.api.views import run_progress_view, run_view, state_view
 from exosphere_server.engine import runs
+from exosphere_server.engine.run_counts import RunStateCounts
+from exosphere_server.engine.run_feed import RunFollower
 
 router = APIRouter()
 # A run's states come a page at a time: a fan-out of 10,000 was one 10 MB answer.
@@ -62,6 +76,67 @@ async def get_run(
 ) -> Response:
     summary = await runs.run_summary(engine_context(request), namespace_name, run_id, wait_ms)
     return SafeJSONResponse({**run_view(summary), "namespace": summary.run.namespace, "finished": summary.finished})
+
+
+@router.get(
+    "/namespace/{namespace_name}/run/{run_id}/events",
+    response_class=RunStreamResponse,
+    status_code=200,
+    response_description="Server-sent events: `snapshot`, then `change`s, then `finished` (docs/wire-extensions.md)",
+)
+async def run_events(
+    namespace_name: str,
+    run_id: str,
+    request: Request,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            pattern=r"^[0-9]{0,18}$",
+            description="The id of the last event received: resume after it (sent by EventSource on reconnect)",
+        ),
+    ] = None,
+) -> RunStreamResponse:
+    """Server-sent events of the run's progress (docs/wire-extensions.md, "Run events").
+
+    The first event is a `snapshot` of the run's counts per node and status, then a `change` each time
+    they change, and a `finished` event when the run ends, after which the stream closes. Every event
+    carries the whole progress (the payload of `GET run/{run_id}/progress`) and the run's version as
+    its id; with `Last-Event-ID`, only a snapshot newer than that id is sent (a finished run always
+    sends its `finished` event). `404` for a run not in the namespace.
+    """
+    after = int(last_event_id) if last_event_id else -1
+    follower, resources = await follow_for_stream(request, namespace_name, run_id)
+    return RunStreamResponse(_run_events(follower, after), resources)
+
+
+def _event_data(progress: RunStateCounts) -> str:
+    return json.dumps(run_progress_view(progress), separators=(",", ":"))
+
+
+async def _run_events(follower: RunFollower, after: int) -> AsyncIterator[str]:
+    """Snapshots newer than `after` (the client's Last-Event-ID), each as it comes; a finished run's last
+    snapshot always, whatever `after` says, so that the stream ends."""
+    yield RETRY
+    kind = "snapshot"
+    latest = follower.latest
+    while True:
+        finished = latest.summary.finished
+        if latest.version > after or finished:
+            yield sse_event("finished" if finished else kind, latest.encoded("v0", _event_data), latest.version)
+            if finished:
+                return
+            kind, after = "change", latest.version
+        newer = await follower.next(latest.version, KEEP_ALIVE_S)
+        if newer is not None:
+            latest = newer
+        elif follower.gone:
+            yield sse_event("gone", json.dumps({"run_id": latest.run.run_id}))
+            return
+        elif follower.closing:
+            return  # the server is stopping: the client reconnects with Last-Event-ID
+        else:
+            yield KEEP_ALIVE
 
 
 @router.get("/namespace/{namespace_name}/run/{run_id}/states", response_model=RunStatesResponse)

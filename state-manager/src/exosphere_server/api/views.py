@@ -14,7 +14,7 @@ from typing import Any
 
 from exospherehost.contract import GraphTrigger
 
-from exosphere_server.engine.runs import RunSummary
+from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
 from exosphere_server.storage.records import GraphRecord, RegisteredNodeRecord, StateRecord
 
 
@@ -103,6 +103,23 @@ def state_view(state: StateRecord) -> dict[str, Any]:
         "updated_at": iso(state.updated_at),
         "started_at": iso(state.started_at),
         "finished_at": iso(state.finished_at),
+    }
+
+
+def run_progress_view(progress: RunStateCounts) -> dict[str, Any]:
+    """`GET run/{run_id}/progress` and each run event: the run's summary, its version, and per node identifier
+    (in the order the run first reached them) how many states are in each status. Small whatever the run's size."""
+    summary = progress.summary
+    nodes: dict[str, dict[str, Any]] = {}
+    for c in progress.counts:
+        entry = nodes.setdefault(c.identifier, {"identifier": c.identifier, "node_name": c.node_name, "counts": {}})
+        entry["counts"][c.status] = c.count
+    return {
+        **run_view(summary),
+        "namespace": summary.run.namespace,
+        "finished": summary.finished,
+        "version": progress.version,
+        "nodes": list(nodes.values()),
     }
 
 

@@ -2,85 +2,64 @@
 
 The live run graph reads `GET .../runs/{run_id}/progress` (per template node: counts by status, one
 GROUP BY in the database) and follows `.../runs/{run_id}/events`, which sends the same payload each
-time it changes. Individual states are listed a page at a time, only when a node is opened.
+time it changes: it follows the run's change feed, shared with every other follower of the run on
+this replica (`api/run_stream.py`). Individual states are listed a page at a time, only when a node
+is opened.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 from exospherehost.statuses import PHASE
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from exosphere_server.api.auth import reject_nul_characters
 from exosphere_server.api.deps import engine_context
+from exosphere_server.api.run_stream import (
+    KEEP_ALIVE,
+    KEEP_ALIVE_S,
+    RETRY,
+    RunStreamResponse,
+    follow_for_stream,
+    sse_event,
+)
 from exosphere_server.dashboard import data, session
 from exosphere_server.dashboard.rendering import when
 from exosphere_server.engine import inspection, transitions
-from exosphere_server.engine.context import EngineContext
-from exosphere_server.engine.errors import NotFound
-from exosphere_server.engine.wakeups import run_key
+from exosphere_server.engine.run_counts import RunStateCounts
+from exosphere_server.engine.run_feed import RunFollower
 from exosphere_server.storage.records import StateRecord
 
 router = APIRouter(prefix="/api", dependencies=[Depends(session.require_api_session), Depends(reject_nul_characters)])
 RUN = "/ns/{namespace}/runs/{run_id}"
-POLL_PENDING_S = 2.0  # changes on other replicas are not announced here: look again this often
-POLL_FINISHED_S = 5.0
-MIN_INTERVAL_S = 0.25
-KEEP_ALIVE_S = 15.0
-# A stream ends after this long and EventSource reconnects: no connection outlives a server shutdown by much.
-STREAM_LIFETIME_S = 30.0
 
 
-class LiveViews:
-    """How many live run streams each client address holds open, against a limit."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._open: dict[str, int] = {}
-
-    def open(self, client: str) -> bool:
-        if self._open.get(client, 0) >= self.limit:
-            return False
-        self._open[client] = self._open.get(client, 0) + 1
-        return True
-
-    def close(self, client: str) -> None:
-        left = self._open.get(client, 1) - 1
-        if left > 0:
-            self._open[client] = left
-        else:
-            self._open.pop(client, None)
+def _progress_data(progress: RunStateCounts) -> str:
+    return json.dumps(data.RunProgress.of(progress).view(), sort_keys=True)
 
 
-async def _progress_events(ctx: EngineContext, namespace: str, run_id: str) -> AsyncIterator[str]:
-    """The run's progress each time it changes: woken by this replica's commits, and looking again
-    now and then for changes made on another replica. Ends on shutdown and after a lifetime."""
-    loop = asyncio.get_running_loop()
-    started = last_sent = loop.time()
-    previous = None
-    yield "retry: 1000\n\n"
-    while loop.time() - started < STREAM_LIFETIME_S and not ctx.wakeups.closing:
-        with ctx.wakeups.watch([run_key(run_id)]) as waiter:
-            try:
-                view = (await data.run_progress(ctx, namespace, run_id)).view()
-            except NotFound:
-                yield "event: gone\ndata: {}\n\n"
+async def _progress_events(follower: RunFollower) -> AsyncIterator[str]:
+    """The run's progress now, then each time it changes (on any replica); ends when the server stops.
+    A finished run is followed on: a manual retry from the page brings it back to life."""
+    yield RETRY
+    latest = follower.latest
+    yield sse_event("progress", latest.encoded("dashboard", _progress_data))
+    while True:
+        newer = await follower.next(latest.version, KEEP_ALIVE_S)
+        if newer is None:
+            if follower.gone:
+                yield sse_event("gone", "{}")
                 return
-            payload = json.dumps(view, sort_keys=True)
-            if payload != previous:
-                previous, last_sent = payload, loop.time()
-                yield f"event: progress\ndata: {payload}\n\n"
-            elif loop.time() - last_sent > KEEP_ALIVE_S:
-                last_sent = loop.time()
-                yield ": keep-alive\n\n"
-            await waiter.wait(POLL_FINISHED_S if view["finished"] else POLL_PENDING_S)
-        await asyncio.sleep(MIN_INTERVAL_S)  # a busy run changes constantly: one query per interval at most
+            if follower.closing:
+                return
+            yield KEEP_ALIVE
+            continue
+        latest = newer
+        yield sse_event("progress", latest.encoded("dashboard", _progress_data))
 
 
 def state_row(namespace: str, state: StateRecord) -> dict[str, Any]:
@@ -106,35 +85,15 @@ async def run_progress(namespace: str, run_id: str, request: Request) -> dict[st
 
 
 @router.get(RUN + "/events")
-async def run_events(namespace: str, run_id: str, request: Request) -> StreamingResponse:
+async def run_events(namespace: str, run_id: str, request: Request) -> RunStreamResponse:
     """Server-sent events: `progress` whenever the run's counts change, a comment now and then to keep alive.
 
-    Each client address may hold a bounded number of these streams (`EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT`):
-    every open one costs a query per change of its run.
+    Each client address may hold a bounded number of run streams, these and `/v0` run events together
+    (`EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT`). A stream runs no query of its own: it follows the run's
+    change feed.
     """
-    ctx = engine_context(request)
-    await data.run_progress(ctx, namespace, run_id)  # a 404 now, not inside the stream
-    live_views: LiveViews = request.app.state.live_views
-    client = request.client.host if request.client else "unknown"
-    if not live_views.open(client):
-        raise HTTPException(
-            status_code=429,
-            detail=f"Too many live views from this address (at most {live_views.limit}): close some dashboard tabs",
-            headers={"Retry-After": "5"},
-        )
-
-    async def stream() -> AsyncIterator[str]:
-        try:
-            async for event in _progress_events(ctx, namespace, run_id):
-                yield event
-        finally:
-            live_views.close(client)
-
-    return StreamingResponse(
-        stream(),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    follower, resources = await follow_for_stream(request, namespace, run_id)  # a 404 now, not inside the stream
+    return RunStreamResponse(_progress_events(follower), resources)
 
 
 @router.get(RUN + "/nodes/{identifier}/states")

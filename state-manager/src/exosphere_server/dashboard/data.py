@@ -12,7 +12,8 @@ from exospherehost.statuses import PHASE, RETRYABLE_BY_HAND, Phase, RunStatus, S
 
 from exosphere_server.engine import graphs, inspection
 from exosphere_server.engine.context import EngineContext
-from exosphere_server.engine.runs import RunSummary, list_runs
+from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
+from exosphere_server.engine.runs import list_runs
 from exosphere_server.storage.records import GraphRecord, RunCounts, RunRecord
 
 # A state is drawn in the colour of its phase (`exospherehost.statuses.PHASE`; dashboard.css has one
@@ -71,6 +72,14 @@ class NodeProgress:
 class RunProgress:
     run: RunRecord
     nodes: dict[str, NodeProgress]
+
+    @classmethod
+    def of(cls, counted: RunStateCounts) -> RunProgress:
+        nodes: dict[str, NodeProgress] = {}
+        for c in counted.counts:
+            by_status = nodes.setdefault(c.identifier, NodeProgress()).by_status
+            by_status[c.status] = by_status.get(c.status, 0) + c.count
+        return cls(counted.run, nodes)
 
     @property
     def counts(self) -> RunCounts:
@@ -165,12 +174,7 @@ async def runs_page(
 
 
 async def run_progress(ctx: EngineContext, namespace: str, run_id: str) -> RunProgress:
-    counted = await inspection.run_state_counts(ctx, namespace, run_id)
-    nodes: dict[str, NodeProgress] = {}
-    for c in counted.counts:
-        by_status = nodes.setdefault(c.identifier, NodeProgress()).by_status
-        by_status[c.status] = by_status.get(c.status, 0) + c.count
-    return RunProgress(counted.run, nodes)
+    return RunProgress.of(await inspection.run_state_counts(ctx, namespace, run_id))
 
 
 async def state_detail(ctx: EngineContext, namespace: str, state_id: str) -> inspection.StateDetail:

@@ -1,4 +1,5 @@
-"""What every engine operation needs: storage, the secrets box, wake-ups, metrics, and cached graph shapes."""
+"""What every engine operation needs: storage, the secrets box, wake-ups, the run change feed, and cached
+graph shapes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
 from exosphere_server.engine.graph_shape import GraphShape, analyse_graph
+from exosphere_server.engine.run_feed import RunFeed
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.storage.base import Storage
@@ -110,3 +112,12 @@ class EngineContext:
     pinned: PinnedGraphs = field(default_factory=lambda: PinnedGraphs())
     runs: RunCache = field(default_factory=lambda: RunCache())
     revoked_sessions: RevokedSessionCache = field(default_factory=lambda: RevokedSessionCache())
+    feed: RunFeed = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feed = RunFeed(self.storage)
+
+    def stop_waiting(self) -> None:
+        """The server is stopping: long-polls answer now and run streams end, so connections drain at once."""
+        self.wakeups.close()
+        self.feed.close()

@@ -17,34 +17,9 @@ from typing import Any
 
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.errors import NotFound
-from exosphere_server.engine.runs import RunSummary, run_not_found
+from exosphere_server.engine.run_counts import RunStateCounts, read_run_state_counts, run_not_found
 from exosphere_server.storage.base import Tx
-from exosphere_server.storage.records import RunCounts, RunRecord, StateRecord
-
-
-@dataclass(frozen=True)
-class StateCount:
-    """How many of a run's states of one template node are in one status."""
-
-    identifier: str
-    node_name: str
-    status: str
-    count: int
-
-
-@dataclass
-class RunStateCounts:
-    """A run and its states counted per (template node, status), nodes in the order they first appeared."""
-
-    run: RunRecord
-    counts: list[StateCount]
-
-    @property
-    def summary(self) -> RunSummary:
-        totals = RunCounts()
-        for count in self.counts:
-            totals.add(count.status, count.count)
-        return RunSummary(self.run, totals)
+from exosphere_server.storage.records import RunRecord, StateRecord
 
 
 @dataclass
@@ -72,10 +47,10 @@ async def namespace_counts(ctx: EngineContext) -> dict[str, tuple[int, int, int]
 
 async def run_state_counts(ctx: EngineContext, namespace: str, run_id: str) -> RunStateCounts:
     """A run's states counted per (template node, status): one GROUP BY, whatever the run's size."""
-    async with ctx.storage.reader() as tx:
-        run = await _run_in(tx, namespace, run_id)
-        rows = await tx.state_counts_by_node(run_id)
-    return RunStateCounts(run, [StateCount(*row) for row in rows])
+    counted = await read_run_state_counts(ctx.storage, run_id)
+    if counted is None or counted.run.namespace != namespace:
+        raise run_not_found(namespace, run_id)
+    return counted
 
 
 async def run_template_nodes(ctx: EngineContext, run: RunRecord) -> list[dict[str, Any]]:

@@ -6,38 +6,17 @@ import asyncio
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-
-from exospherehost.statuses import RunStatus, run_status
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, NotFound
 from exosphere_server.engine.next_states import new_state
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
-from exosphere_server.engine.wakeups import run_key
+from exosphere_server.engine.run_counts import RunSummary, run_not_found
 from exosphere_server.storage.base import Tx
-from exosphere_server.storage.records import RunCounts, RunRecord, StateRecord
+from exosphere_server.storage.records import RunRecord, StateRecord
 
 STATE_ID = re.compile(r"^[0-9a-f]{24}$")
-
-
-def run_not_found(namespace: str, run_id: str) -> NotFound:
-    return NotFound(f"Run {run_id} not found in namespace {namespace}")
-
-
-@dataclass
-class RunSummary:
-    run: RunRecord
-    counts: RunCounts
-
-    @property
-    def status(self) -> RunStatus:
-        return run_status(pending=self.counts.pending, failed=self.counts.errored, total=self.counts.total)
-
-    @property
-    def finished(self) -> bool:
-        return self.counts.pending == 0 and self.counts.total > 0
 
 
 async def trigger(
@@ -145,21 +124,27 @@ def _root_inputs(
 
 
 async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: int = 0) -> RunSummary:
-    """A run's counts and status; with `wait_ms`, answer as soon as it has finished (or the bound passes)."""
+    """A run's counts and status; with `wait_ms`, answer as soon as it has finished (or the bound passes).
+
+    The wait follows the run's change feed (`ctx.feed`), which hears every replica's commits: no
+    query per waiter, however many wait on the run.
+    """
+    if wait_ms <= 0:
+        async with ctx.storage.reader() as tx:
+            run = await tx.get_run(run_id)
+            if run is None or run.namespace != namespace:
+                raise run_not_found(namespace, run_id)
+            return RunSummary(run, (await tx.run_counts([run_id]))[run_id])
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
-    while True:
-        with ctx.wakeups.watch([run_key(run_id)]) as waiter:
-            async with ctx.storage.reader() as tx:
-                run = await tx.get_run(run_id)
-                if run is None or run.namespace != namespace:
-                    raise run_not_found(namespace, run_id)
-                summary = RunSummary(run, (await tx.run_counts([run_id]))[run_id])
+    async with ctx.feed.follow(namespace, run_id) as follower:
+        latest = follower.latest
+        while not latest.summary.finished:
             remaining = deadline - loop.time()
-            if summary.finished or remaining <= 0 or ctx.wakeups.closing:
-                return summary
-            # Woken by this replica's transitions; the bound catches moves made on another replica.
-            await waiter.wait(min(remaining, 0.5))
+            if remaining <= 0 or await follower.next(latest.version, remaining) is None:
+                break
+            latest = follower.latest
+        return latest.summary
 
 
 async def list_runs(

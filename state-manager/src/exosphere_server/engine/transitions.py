@@ -127,8 +127,7 @@ async def heartbeat(ctx: EngineContext, namespace: str, state_id: str, lease_id:
         if state.status != _S.QUEUED or state.lease_id != lease_id:
             raise LeaseLost(f"Lease lost: state {state_id} is {state.status} and no longer held under this lease")
         expires = now_ms() + (lease_ms or ctx.default_lease_ms)
-        await tx.update_states([state.id], lease_expires_at=expires)
-        tx.note_lease(expires)
+        await tx.extend_lease(state.id, expires)
     return expires
 
 
@@ -140,7 +139,6 @@ async def release(ctx: EngineContext, namespace: str, state_id: str, lease_id: s
             return  # already released: a repeated call changes nothing
         _check_held(state, lease_id)
         await tx.requeue_state(state, now_ms(), lease_id=None, lease_expires_at=None, started_at=None)
-        tx.touch_run(state.run_id)
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -189,19 +187,7 @@ async def executed_many(
             else:
                 if completed is not None:
                     applied.append(completed)
-        await tx.finish_states(
-            [
-                {
-                    "id": c.state.id,
-                    "was": c.was,
-                    "status": c.status,
-                    "outputs": c.state.outputs,
-                    "error": c.error,
-                    "finished_at": c.finished_at,
-                }
-                for c in applied
-            ]
-        )
+        await tx.finish_states([(c.was, c.state) for c in applied])
         await tx.insert_states([s for c in applied for s in (*c.siblings, *c.children)])
         await evaluate_unites_of([c.finished for c in applied], tx)
     for completed in applied:
@@ -265,7 +251,6 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
         children, status, error = [], _S.NEXT_CREATED_ERROR.value, str(exc)
     for s in branch:
         s.status, s.error, s.finished_at = status, error, now
-    tx.touch_run(run.run_id)
     return _Completed(state, was, status, error, now, siblings, children, Finished(graph, run, branch))
 
 
@@ -315,7 +300,6 @@ async def fail_state(
         )
         retry.enqueue_after = now + retry_delay_ms(graph.retry_policy, retry.retry_count)
         await tx.insert_state_unless_duplicate(retry)
-    tx.touch_run(run.run_id)
     await tx.move_states(
         [state], _S.RETRY_CREATED if retried else _S.ERRORED, error=error, finished_at=now, lease_expired=lease_expired
     )
@@ -369,7 +353,6 @@ async def prune(ctx: EngineContext, namespace: str, state_id: str, data: dict[st
         _check_held(state, lease_id)
         run, graph = await run_and_graph(tx, ctx, state.run_id)
         await tx.move_states([state], _S.PRUNED, data=data, finished_at=now_ms())
-        tx.touch_run(run.run_id)
         await evaluate_unites(tx, graph, run, [state])
     metrics.record_completion(state, state.status)
     return state.enqueue_after
@@ -399,7 +382,6 @@ async def manual_retry(ctx: EngineContext, namespace: str, state_id: str, fanout
         if not await tx.insert_state_unless_duplicate(retry):
             raise Conflict("Duplicate retry state detected")
         await tx.move_states([state], _S.RETRY_CREATED)
-        tx.touch_run(run.run_id)
     return retry
 
 

@@ -8,11 +8,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 ReadyKey = tuple[str, str]
-RUN = "\x00run"  # not a namespace anyone can name: keys of run watchers
-
-
-def run_key(run_id: str) -> ReadyKey:
-    return (RUN, run_id)
 
 
 class Waiter:
@@ -60,9 +55,6 @@ class Wakeups:
         for key in keys:
             for waiter in list(self._waiters.get(key, ())):
                 waiter.wake()
-
-    def notify_runs(self, run_ids: Iterable[str]) -> None:
-        self.notify(run_key(run_id) for run_id in run_ids)
 
     def close(self) -> None:
         """The server is stopping: wake every waiter now and let none wait again."""

@@ -80,6 +80,7 @@ FINISH_STATE = (
         error=sa.bindparam("b_error"),
         finished_at=sa.bindparam("b_finished_at"),
         updated_at=sa.bindparam("b_finished_at"),
+        revision=_S.c.revision + 1,
     )
 )
 INSERT_ANCESTORS = sa.insert(schema.state_ancestors)
@@ -108,6 +109,7 @@ CLAIM_STATES = (
         claims=_S.c.claims + 1,
         started_at=sa.bindparam("b_now"),
         updated_at=sa.bindparam("b_now"),
+        revision=_S.c.revision + 1,
     )
     .returning(*_S.c)
 )
@@ -149,7 +151,12 @@ def _record(cls: type[R], row: Any) -> R:
 
 
 class Tx:
-    """One open transaction. Queries are methods; ready work is announced after commit."""
+    """One open transaction. Queries are methods; ready work and changed runs are announced after commit.
+
+    Every write that moves a state (insert, claim, result, failure, retry, requeue) records its run
+    in `runs_changed` here, so callers never announce by hand, and bumps the state's `revision`, so
+    the run's version (`state_counts_by_node`) grows with each change.
+    """
 
     def __init__(self, conn: Any, storage: Storage) -> None:
         self.conn = conn
@@ -355,7 +362,7 @@ class Tx:
             return
         for record in records:
             check_initial(record.status)
-        await self.conn.execute(INSERT_STATES, [asdict(r) for r in records])
+        await self.conn.execute(INSERT_STATES, [asdict(r) for r in records])  # revision: 1 by default
         links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
         if links:
             await self.conn.execute(INSERT_ANCESTORS, links)
@@ -377,10 +384,6 @@ class Tx:
     def note_lease(self, deadline: int) -> None:
         self.earliest_lease = deadline if self.earliest_lease is None else min(self.earliest_lease, deadline)
 
-    def touch_run(self, run_id: str) -> None:
-        """Someone may be waiting for this run to finish: tell them to look again after commit."""
-        self.runs_changed.add(run_id)
-
     def _announce(self, records: Iterable[StateRecord]) -> None:
         now = now_ms()
         for r in records:
@@ -400,16 +403,21 @@ class Tx:
         s = schema.states
         return await self._all(StateRecord, sa.select(s).where(s.c.id.in_(state_ids)))
 
-    async def update_states(self, state_ids: Sequence[str], **values: Any) -> None:
-        """Write columns of states other than their status (statuses change through `move_states`)."""
+    async def update_states(self, states: Sequence[StateRecord], **values: Any) -> None:
+        """Write columns of states other than their status (statuses change through `move_states`); their
+        runs are announced as changed after commit."""
         if "status" in values:
             raise TypeError("update_states cannot change a status: use move_states, which checks the move")
-        await self._update(state_ids, values)
+        await self._update(states, values)
 
-    async def _update(self, state_ids: Sequence[str], values: dict[str, Any]) -> None:
+    async def _update(self, states: Sequence[StateRecord], values: dict[str, Any]) -> None:
+        if not states:
+            return
         s = schema.states
         values.setdefault("updated_at", now_ms())
-        await self.conn.execute(sa.update(s).where(s.c.id.in_(state_ids)).values(**values))
+        ids = [state.id for state in states]
+        await self.conn.execute(sa.update(s).where(s.c.id.in_(ids)).values(revision=s.c.revision + 1, **values))
+        self.runs_changed.update(state.run_id for state in states)
 
     async def move_states(self, states: Sequence[StateRecord], to: StateStatus, **values: Any) -> None:
         """Move states, as read in this transaction, to status `to` and write `values` with it.
@@ -419,22 +427,38 @@ class Tx:
         """
         for state in states:
             check_move(state.status, to)
-        await self._update([state.id for state in states], {**values, "status": to.value})
+        await self._update(states, {**values, "status": to.value})
         for state in states:
             state.status = to.value
 
-    async def finish_states(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """The hot write of completions, prebuilt and sent as one batch: status, outputs, error, end time.
+    async def extend_lease(self, state_id: str, expires_at: int) -> None:
+        """A heartbeat: the state does not move, so its run is not announced."""
+        s = schema.states
+        await self.conn.execute(sa.update(s).where(s.c.id == state_id).values(lease_expires_at=expires_at))
+        self.note_lease(expires_at)
 
-        Each row: `id`, `was` (the status read under lock, for the move check), `status`, `outputs`,
-        `error`, `finished_at`.
+    async def finish_states(self, moves: Sequence[tuple[str, StateRecord]]) -> None:
+        """The hot write of completions, prebuilt and sent as one batch: each state's `status`, `outputs`,
+        `error` and `finished_at` as the records hold them.
+
+        Each move is `(the status read under lock, the record)`: checked against `ALLOWED_MOVES` first.
         """
-        for row in rows:
-            check_move(row["was"], row["status"])
-        if rows:
-            await self.conn.execute(
-                FINISH_STATE, [{f"b_{k}": v for k, v in row.items() if k != "was"} for row in rows]
-            )
+        if not moves:
+            return
+        for was, state in moves:
+            check_move(was, state.status)
+        rows = [
+            {
+                "b_id": s.id,
+                "b_status": s.status,
+                "b_outputs": s.outputs,
+                "b_error": s.error,
+                "b_finished_at": s.finished_at,
+            }
+            for _, s in moves
+        ]
+        await self.conn.execute(FINISH_STATE, rows)
+        self.runs_changed.update(state.run_id for _, state in moves)
 
     async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
         """Put a state back to CREATED: announced now if due, else handed to the scheduler."""
@@ -459,6 +483,7 @@ class Tx:
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
         if claimed:
             self.note_lease(now + lease_ms)
+            self.runs_changed.update(state.run_id for state in claimed)
         return claimed
 
     async def has_descendants(self, ancestor_id: str, statuses: Iterable[str]) -> bool:
@@ -540,6 +565,7 @@ class Tx:
         await self.conn.execute(sa.delete(a).where(a.c.state_id.in_(state_ids)))
         await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(r).where(r.c.run_id.in_(run_ids)))
+        self.runs_changed.update(run_ids)  # a follower of a deleted run learns that it is gone
         return len(run_ids)
 
     # -- cron ------------------------------------------------------------------------------------
@@ -613,21 +639,33 @@ class Tx:
 
     # -- reading runs and namespaces ------------------------------------------------------------
 
-    async def state_counts_by_node(self, run_id: str) -> list[tuple[str, str, str, int]]:
-        """(identifier, node name, status, count) of a run's states, aggregated in the database; nodes in
-        the order they first appeared, statuses sorted within a node."""
+    async def state_counts_by_node(self, run_id: str) -> tuple[int, list[tuple[str, str, str, int]]]:
+        """The run's version and (identifier, node name, status, count) of its states, aggregated in the
+        database; nodes in the order they first appeared, statuses sorted within a node.
+
+        The version is the sum of the states' revisions, read by the same statement as the counts
+        (one snapshot, also on PostgreSQL): counts read at version v are exactly those of version v.
+        """
         s = schema.states
         query = (
-            sa.select(s.c.identifier, s.c.node_name, s.c.status, sa.func.count(), sa.func.min(s.c.created_at))
+            sa.select(
+                s.c.identifier,
+                s.c.node_name,
+                s.c.status,
+                sa.func.count(),
+                sa.func.min(s.c.created_at),
+                sa.func.sum(s.c.revision),
+            )
             .where(s.c.run_id == run_id)
             .group_by(s.c.identifier, s.c.node_name, s.c.status)
         )
         rows = list(await self.conn.execute(query))
         first_seen: dict[str, int] = {}
-        for identifier, _node, _status, _count, created in rows:
+        for identifier, _node, _status, _count, created, _revisions in rows:
             first_seen[identifier] = min(created, first_seen.get(identifier, created))
         rows.sort(key=lambda row: (first_seen[row[0]], row[0], row[2]))
-        return [(identifier, node, status, int(count)) for identifier, node, status, count, _ in rows]
+        version = sum(int(row[5]) for row in rows)
+        return version, [(identifier, node, status, int(count)) for identifier, node, status, count, _, _ in rows]
 
     async def namespace_counts(self) -> dict[str, tuple[int, int, int]]:
         """namespace -> (graph templates, runs, registered nodes), for every namespace holding any of them."""
@@ -721,6 +759,7 @@ class StorageListener(Protocol):
     def wake_everyone(self) -> None: ...
     def schedule_changed(self) -> None: ...
     def runs_changed(self, run_ids: set[str]) -> None: ...
+    def every_run_changed(self) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
 
 
@@ -729,6 +768,7 @@ class _NoListener:
     def wake_everyone(self) -> None: ...
     def schedule_changed(self) -> None: ...
     def runs_changed(self, run_ids: set[str]) -> None: ...
+    def every_run_changed(self) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
 
 
@@ -739,7 +779,8 @@ class Storage(abc.ABC):
         self.listener: StorageListener = _NoListener()
 
     def subscribe(self, listener: StorageListener) -> None:
-        """Hear what committed transactions did: here, and for ready work on PostgreSQL, on every replica."""
+        """Hear what committed transactions did: here, and on PostgreSQL on every replica (ready work,
+        schedule changes, changed runs)."""
         self.listener = listener
 
     @abc.abstractmethod

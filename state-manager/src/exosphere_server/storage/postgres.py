@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import secrets
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -21,6 +22,10 @@ CHANNEL = "exosphere_wakeup"
 SCHEDULE_PAYLOAD = "schedule"
 EVERYONE_PAYLOAD = "*"  # wake every claimer: for names too long for a NOTIFY payload (8000 bytes)
 MAX_PAYLOAD_BYTES = 7900
+# Changed runs: "<replica>\x1e<run id>,<run id>,..." or "<replica>\x1e*" (every run: too many for one
+# payload). The sending replica has already told its own followers, so it skips its own payloads.
+RUNS_CHANNEL = "exosphere_runs"
+EVERY_RUN = "*"
 log = structlog.get_logger("exosphere.storage")
 
 
@@ -57,6 +62,7 @@ class PostgresStorage(Storage):
             },
         )
         self._listener: asyncio.Task[None] | None = None
+        self.replica_id = secrets.token_hex(8)
 
     def dialect_insert(self, table: sa.Table) -> Any:
         return pg_insert(table)
@@ -90,6 +96,10 @@ class PostgresStorage(Storage):
         async with self._claims.connect() as conn:
             tx = Tx(conn, self)
             claimed = await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms)
+            if claimed:
+                # Autocommit: the claim has committed, so this second statement tells the other
+                # replicas' followers that these runs moved (CREATED -> QUEUED).
+                await self._notify(conn, self._run_payloads(tx.runs_changed))
         self._after_commit(tx)
         return claimed
 
@@ -97,15 +107,29 @@ class PostgresStorage(Storage):
         await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
 
     async def _before_commit(self, tx: Tx) -> None:
-        # NOTIFY is delivered at commit, to every replica (this one too), and dropped on rollback.
+        # NOTIFY is delivered at commit, to every replica, and dropped on rollback.
         payloads = [f"{ns}\x1f{node}" for ns, node in sorted(tx.ready)]
-        payloads = [p if len(p.encode()) <= MAX_PAYLOAD_BYTES else EVERYONE_PAYLOAD for p in payloads]
+        ready = [(CHANNEL, p if len(p.encode()) <= MAX_PAYLOAD_BYTES else EVERYONE_PAYLOAD) for p in payloads]
         if tx.schedule_changed:
-            payloads.append(SCHEDULE_PAYLOAD)
-        for payload in payloads:
-            await tx.conn.execute(
-                sa.text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload}
-            )
+            ready.append((CHANNEL, SCHEDULE_PAYLOAD))
+        await self._notify(tx.conn, ready + self._run_payloads(tx.runs_changed))
+
+    def _run_payloads(self, run_ids: Iterable[str]) -> list[tuple[str, str]]:
+        ids = ",".join(sorted(run_ids))
+        if not ids:
+            return []
+        if len(ids.encode()) > MAX_PAYLOAD_BYTES - len(self.replica_id) - 1:
+            ids = EVERY_RUN
+        return [(RUNS_CHANNEL, f"{self.replica_id}\x1e{ids}")]
+
+    @staticmethod
+    async def _notify(conn: Any, notifications: list[tuple[str, str]]) -> None:
+        """Send every (channel, payload) in one statement: one round trip however many there are."""
+        if not notifications:
+            return
+        calls = ", ".join(f"pg_notify(:c{i}, :p{i})" for i in range(len(notifications)))
+        params = {key: value for i, (c, p) in enumerate(notifications) for key, value in ((f"c{i}", c), (f"p{i}", p))}
+        await conn.execute(sa.text(f"SELECT {calls}"), params)
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload == SCHEDULE_PAYLOAD:
@@ -116,6 +140,15 @@ class PostgresStorage(Storage):
             namespace, _, node = payload.partition("\x1f")
             self.listener.states_ready({(namespace, node)})
 
+    def _on_runs_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        replica, _, ids = payload.partition("\x1e")
+        if replica == self.replica_id:
+            return  # this replica's own commit, announced in-process already (_after_commit)
+        if ids == EVERY_RUN:
+            self.listener.every_run_changed()
+        elif ids:
+            self.listener.runs_changed(set(ids.split(",")))
+
     async def _listen(self, ready: asyncio.Event) -> None:
         """Hold one LISTEN connection; reconnect with backoff when the database goes away."""
         delay = 0.2
@@ -125,6 +158,7 @@ class PostgresStorage(Storage):
                 conn = await asyncpg.connect(self.dsn)
                 try:
                     await conn.add_listener(CHANNEL, self._on_notification)
+                    await conn.add_listener(RUNS_CHANNEL, self._on_runs_notification)
                     ready.set()
                     delay = 0.2
                     if connected_before:
@@ -134,6 +168,7 @@ class PostgresStorage(Storage):
                         await self._claims.dispose()
                         self.listener.wake_everyone()
                         self.listener.schedule_changed()
+                        self.listener.every_run_changed()
                     connected_before = True
                     while not conn.is_closed():
                         await asyncio.sleep(1)

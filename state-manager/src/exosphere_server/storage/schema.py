@@ -108,6 +108,9 @@ states = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("started_at", sa.BigInteger, nullable=True),
     sa.Column("finished_at", sa.BigInteger, nullable=True),
+    # Bumped by every write that moves the state (insert, claim, result, retry...): the sum over a
+    # run's states only grows, and grows with each change, so it numbers the run's change events.
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
     sa.UniqueConstraint(
         "node_name",
         "namespace",

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from exosphere_server.testing import TEST_API_KEY, TEST_SECRETS_KEY, free_port, fresh_postgres_url, sqlite_url
+from exosphere_testing import TEST_API_KEY, TEST_SECRETS_KEY, free_port, fresh_postgres_url, sqlite_url
 
 NS = "bench"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess, sqlite_url
+from exosphere_testing import ServerProcess, sqlite_url
 from exospherehost import NotFoundError, RunEvent, StateManager
 
 pytestmark = pytest.mark.asyncio

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 from .events import counts, stream
 from .helpers import claim_all, errored, executed, node, register, trigger, upsert

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from exosphere_server.testing import ServerProcess
+from exosphere_testing import ServerProcess
 
 from ..blackbox.events import counts, stream
 from ..blackbox.helpers import claim_all, executed, node, register, trigger, upsert

@@ -19,6 +19,7 @@ Example::
 """
 
 from ._version import VERSION
+from .contract import RunEvent, RunNodeCounts
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -39,8 +40,6 @@ from .models import (
     GraphValidationStatusEnum,
     RetryPolicyModel,
     RetryStrategyEnum,
-    RunEvent,
-    RunNodeCounts,
     StateStatusEnum,
     StoreConfigModel,
     TriggerState,

@@ -311,7 +311,36 @@ class NodeProgress(Answer):
 class RunProgressResponse(RunResponse):
     """``GET /v0/namespace/{ns}/run/{run_id}/progress``: the summary plus, per node, its states' statuses."""
 
+    version: int = Field(
+        default=0, description="Additive: numbers the run's changes (the same on every replica); the id of its events"
+    )
     nodes: list[NodeProgress] = Field(description="In the order the run first reached each node")
+
+
+class RunEvent(RunProgressResponse):
+    """One event of ``GET /v0/namespace/{ns}/run/{run_id}/events`` (:meth:`StateManager.watch_run
+    <exospherehost.StateManager.watch_run>`): the run's whole progress at ``version``, the event's id.
+
+    ``event`` is ``"snapshot"`` for the first event of a connection, ``"change"`` after each change,
+    and ``"finished"`` for the last one, once no state of the run is pending any more.
+
+    Example::
+
+        async for event in sm.watch_run(run_id):
+            print(event.status, f"{event.success_count}/{event.total_count}")
+            for node in event.nodes:
+                print(" ", node.identifier, node.counts)   # {"SUCCESS": 3, "QUEUED": 1}
+    """
+
+    event: Literal["snapshot", "change", "finished"]
+
+    def summary(self) -> dict[str, Any]:
+        """The run summary as :meth:`StateManager.get_run <exospherehost.StateManager.get_run>` returns it."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude={"event", "version", "nodes"})
+
+
+RunNodeCounts = NodeProgress
+"""How many states of one node of a run are in each status (the name ``watch_run``'s events give it)."""
 
 
 class StateResponse(Answer):
@@ -558,9 +587,11 @@ __all__ = [
     "RegisteredNode",
     "ReleaseRequest",
     "ReleaseResponse",
+    "RunEvent",
     "RunGraphEdge",
     "RunGraphNode",
     "RunGraphResponse",
+    "RunNodeCounts",
     "RunProgressResponse",
     "RunResponse",
     "RunStatesResponse",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from collections import Counter
 from enum import Enum
-from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -207,49 +206,3 @@ class TriggerState(BaseModel):
 
     identifier: str
     inputs: dict[str, str] = Field(default_factory=dict)
-
-
-# -- a run's event stream (``GET /v0/namespace/{ns}/run/{run_id}/events``) ---------------------------
-
-
-class RunNodeCounts(BaseModel):
-    """How many states of one node of a run are in each status (``counts``; their sum is its fan-out)."""
-
-    identifier: str
-    node_name: str
-    counts: dict[str, int] = Field(default_factory=dict)
-
-
-class RunEvent(BaseModel):
-    """One event of :meth:`StateManager.watch_run <exospherehost.StateManager.watch_run>`: the run's whole
-    progress at ``version``, which numbers the run's changes and is the event's id.
-
-    ``event`` is ``"snapshot"`` for the first event of a connection, ``"change"`` after each change,
-    and ``"finished"`` for the last one, once no state of the run is pending any more.
-
-    Example::
-
-        async for event in sm.watch_run(run_id):
-            print(event.status, f"{event.success_count}/{event.total_count}")
-            for node in event.nodes:
-                print(" ", node.identifier, node.counts)   # {"SUCCESS": 3, "QUEUED": 1}
-    """
-
-    event: str
-    version: int
-    run_id: str
-    namespace: str = ""
-    graph_name: str = ""
-    status: str = Field(description="PENDING, SUCCESS or FAILED, as in GET run")
-    finished: bool
-    success_count: int = 0
-    pending_count: int = 0
-    errored_count: int = 0
-    retried_count: int = 0
-    total_count: int = 0
-    created_at: str | None = None
-    nodes: list[RunNodeCounts] = Field(default_factory=list)
-
-    def summary(self) -> dict[str, Any]:
-        """The run summary as :meth:`StateManager.get_run <exospherehost.StateManager.get_run>` returns it."""
-        return self.model_dump(exclude={"event", "version", "nodes"})

@@ -27,14 +27,22 @@ from .contract import (
     ListRunsResponse,
     ManualRetryResponse,
     NamespacesResponse,
+    RunEvent,
     RunProgressResponse,
     RunResponse,
     RunStatesResponse,
     StateResponse,
     TriggerResponse,
 )
-from .errors import ApiError, ConfigurationError, GraphValidationError, NotFoundError, RunTimeoutError
-from .models import CronTrigger, GraphNodeModel, GraphValidationStatusEnum, RetryPolicyModel, RunEvent, StoreConfigModel
+from .errors import (
+    ApiError,
+    ConfigurationError,
+    GraphValidationError,
+    NotFoundError,
+    RunTimeoutError,
+    UnexpectedAnswerError,
+)
+from .models import CronTrigger, GraphNodeModel, GraphValidationStatusEnum, RetryPolicyModel, StoreConfigModel
 from .statuses import RunStatus
 
 logger = logging.getLogger("exospherehost")
@@ -245,7 +253,7 @@ class StateManager:
     async def watch_run(self, run_id: str) -> AsyncIterator[RunEvent]:
         """Follow a run live: its progress now, then after each change, until it has finished.
 
-        Yields :class:`~exospherehost.models.RunEvent` items (status, counts, per-node counts by
+        Yields :class:`~exospherehost.contract.RunEvent` items (status, counts, per-node counts by
         status) from the server's event stream; the last one has ``finished=True``, and the iteration
         ends there. A dropped connection or a restarting server is reconnected with backoff, resuming
         after the last event seen (``Last-Event-ID``): no event older than one already yielded comes
@@ -271,7 +279,11 @@ class StateManager:
                         raise NotFoundError(404, f"Run {run_id} was deleted", action)
                     if sse.event not in _RUN_EVENTS:
                         continue  # an event kind this SDK does not know yet
-                    event = RunEvent.model_validate({**json.loads(sse.data), "event": sse.event})
+                    try:
+                        event = RunEvent.model_validate({**json.loads(sse.data), "event": sse.event})
+                    except ValueError as exc:  # not JSON, or not a RunEvent (pydantic's ValidationError)
+                        problem = f"a {sse.event} event does not fit RunEvent: {exc}"
+                        raise UnexpectedAnswerError(200, problem, action) from None
                     backoff.reset()
                     if last is not None and event.version <= last and not event.finished:
                         continue

@@ -221,8 +221,10 @@ def progress(version: int, status: str = "PENDING", **counts: int) -> dict[str, 
         "version": version,
         "success_count": counts.get("success", 0),
         "pending_count": 0 if finished else 1,
+        "errored_count": 0,
+        "retried_count": 0,
         "total_count": counts.get("success", 0) + (0 if finished else 1),
-        "created_at": None,
+        "created_at": "2026-12-02T12:00:00+00:00",
         "nodes": [{"identifier": "greet", "node_name": "Greet", "counts": {"SUCCESS": counts.get("success", 0)}}],
     }
 

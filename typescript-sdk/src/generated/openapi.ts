@@ -1327,6 +1327,12 @@ export interface components {
             success_count: number;
             /** Total Count */
             total_count: number;
+            /**
+             * Version
+             * @description Additive: numbers the run's changes (the same on every replica); the id of its events
+             * @default 0
+             */
+            version: number;
         } & {
             [key: string]: unknown;
         };

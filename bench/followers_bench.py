@@ -157,30 +157,38 @@ async def drive(base: str, fanout: int) -> None:
 # -- the followers, in a child process -----------------------------------------------------------
 
 
-async def follow(way: str, url: str, run_id: str, cookie: str) -> int:
-    """Follow the run until it is seen finished; returns how many events (or answers) arrived."""
+async def follow(way: str, url: str, run_id: str, cookie: str) -> tuple[int, int]:
+    """Follow the run until it is seen finished; returns how many events (or answers) arrived, and how
+    many requests the server refused (a 503 when its database pool ran dry, say), each retried 1 s later."""
     headers = {"x-api-key": TEST_API_KEY}
     run = f"{url}/v0/namespace/{NS}/run/{run_id}"
-    received = 0
+    received = refused = 0
     async with httpx.AsyncClient(headers=headers, cookies={"exosphere_session": cookie}, timeout=120) as client:
         if way in ("sse", "dashboard"):
             stream_url = run + "/events" if way == "sse" else f"{url}/dashboard/api/ns/{NS}/runs/{run_id}/events"
             while True:  # the dashboard's stream may end (older servers: after 30 s); reconnect like EventSource
                 async with client.stream("GET", stream_url) as response:
-                    response.raise_for_status()
+                    if response.status_code != 200:
+                        refused += 1
+                        await asyncio.sleep(1)
+                        continue
                     async for line in response.aiter_lines():
                         if line.startswith("data:"):
                             received += 1
                             if json.loads(line[5:])["finished"]:
-                                return received
+                                return received, refused
         while True:
             if way == "poll":
                 answer = await client.get(run + "/progress")
             else:
                 answer = await client.get(run, params={"wait_ms": 25_000})
+            if answer.status_code != 200:
+                refused += 1
+                await asyncio.sleep(1)
+                continue
             received += 1
             if answer.json()["finished"]:
-                return received
+                return received, refused
             if way == "poll":
                 await asyncio.sleep(0.5)
 
@@ -215,11 +223,12 @@ def measure(srv: Server, way: str | None, count: int, fanout: int) -> dict[str, 
     db_before = srv.database_cpu()
     cpu_before, started = srv.cpu_seconds(), time.monotonic()
     asyncio.run(drive(base, fanout))
-    received: list[int] = []
+    outcomes: list[tuple[int, int]] = []
     if child is not None:
         assert child.stdout is not None
-        received = json.loads(child.stdout.readline())
+        outcomes = json.loads(child.stdout.readline())
         child.wait()
+    received = [r for r, _ in outcomes]
     cpu_after, db_after = srv.cpu_seconds(), srv.database_cpu()
     return {
         "way": way or "none",
@@ -229,6 +238,7 @@ def measure(srv: Server, way: str | None, count: int, fanout: int) -> dict[str, 
         "wall_s": time.monotonic() - started,
         "received_min": min(received, default=0),
         "received_max": max(received, default=0),
+        "refused": sum(refused for _, refused in outcomes),
     }
 
 
@@ -244,7 +254,7 @@ def run_all(label: str, python: str, database_url: str, ways: tuple[str, ...], f
     heads = f"{'way':<10} {'N':>4} {'server CPU s':>13} {'over no follower':>17}"
     if database_url.startswith("postgresql"):
         heads += f" {'database CPU s':>15} {'over no follower':>17}"
-    print(f"{heads} {'wall s':>7} {'per follower':>13}")
+    print(f"{heads} {'wall s':>7} {'per follower':>13} {'refused':>8}")
     base_cpu, base_db = rows[0]["server_cpu_s"], rows[0]["database_cpu_s"]
     for row in rows:
         received = (
@@ -256,7 +266,7 @@ def run_all(label: str, python: str, database_url: str, ways: tuple[str, ...], f
         line += f"{row['server_cpu_s']:>13.2f} {row['server_cpu_s'] - base_cpu:>+17.2f}"
         if database_url.startswith("postgresql"):
             line += f" {row['database_cpu_s']:>15.2f} {row['database_cpu_s'] - base_db:>+17.2f}"
-        print(f"{line} {row['wall_s']:>7.1f} {received:>13}")
+        print(f"{line} {row['wall_s']:>7.1f} {received:>13} {row['refused']:>8}")
 
 
 def main() -> None:
@@ -266,6 +276,7 @@ def main() -> None:
     parser.add_argument("--before", help="Python of an older checkout's environment: measure its server too")
     parser.add_argument("--postgres", default=os.environ.get("EXOSPHERE_BENCH_POSTGRES_URL"), help="admin URL")
     parser.add_argument("--skip-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument("--skip-this", action="store_true", help="only the --before server")
     args = parser.parse_args()
     ways = tuple(w for w in args.ways.split(",") if w)
     with tempfile.TemporaryDirectory() as tmp:
@@ -274,7 +285,8 @@ def main() -> None:
         if args.postgres:
             backends.append(("PostgreSQL", lambda: fresh_postgres_url(args.postgres)))
         for backend, database in backends:
-            run_all(f"{backend}, this checkout", sys.executable, database(), ways, args.fanout, directory / "log")
+            if not args.skip_this:
+                run_all(f"{backend}, this checkout", sys.executable, database(), ways, args.fanout, directory / "log")
             if args.before:
                 old_ways = tuple(w for w in ways if w != "sse")  # older servers have no /v0 run events
                 run_all(

@@ -16,7 +16,8 @@ For each (way, N) it prints the server's CPU seconds from the first claim until 
 seen the run finish (utime + stime of the server process, from /proc), what the same run cost with
 no follower, and what each follower received (events, or answers for the polls). `--before PYTHON`
 runs the same against a server started with another environment's Python (an older checkout),
-for the ways that server has. SQLite; PostgreSQL too with `--postgres URL` (an admin URL).
+for the ways that server has. SQLite; PostgreSQL too with `--postgres URL` (an admin URL), where the
+CPU of the database backends serving the server's pool is reported too (the counts are computed there).
 """
 
 from __future__ import annotations
@@ -48,14 +49,46 @@ def schema(*names: str) -> dict[str, Any]:
     return {"type": "object", "properties": {n: {"type": "string"} for n in names}, "required": list(names)}
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def database_backends(database_url: str) -> list[int]:
+    """PIDs of the PostgreSQL backends connected to the database (the server's pool): their CPU is the
+    database's share of the work (a GROUP BY per poll runs there, not in the server)."""
+    import asyncpg
+
+    async def pids() -> list[int]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await conn.close()
+        return [int(row["pid"]) for row in rows]
+
+    return asyncio.run(pids())
+
+
 @dataclass
 class Server:
     url: str
     process: subprocess.Popen[bytes]
+    database_url: str
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
+        return cpu_seconds(self.process.pid)
+
+    def database_cpu(self) -> dict[int, float]:
+        if not self.database_url.startswith("postgresql"):
+            return {}
+        return {pid: cpu_seconds(pid) for pid in database_backends(self.database_url)}
 
 
 @contextmanager
@@ -82,7 +115,7 @@ def server(python: str, database_url: str, log: Path) -> Iterator[Server]:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not start (log: {log})")
             time.sleep(0.1)
-        yield Server(url, process)
+        yield Server(url, process, database_url)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
@@ -124,30 +157,38 @@ async def drive(base: str, fanout: int) -> None:
 # -- the followers, in a child process -----------------------------------------------------------
 
 
-async def follow(way: str, url: str, run_id: str, cookie: str) -> int:
-    """Follow the run until it is seen finished; returns how many events (or answers) arrived."""
+async def follow(way: str, url: str, run_id: str, cookie: str) -> tuple[int, int]:
+    """Follow the run until it is seen finished; returns how many events (or answers) arrived, and how
+    many requests the server refused (a 503 when its database pool ran dry, say), each retried 1 s later."""
     headers = {"x-api-key": TEST_API_KEY}
     run = f"{url}/v0/namespace/{NS}/run/{run_id}"
-    received = 0
+    received = refused = 0
     async with httpx.AsyncClient(headers=headers, cookies={"exosphere_session": cookie}, timeout=120) as client:
         if way in ("sse", "dashboard"):
             stream_url = run + "/events" if way == "sse" else f"{url}/dashboard/api/ns/{NS}/runs/{run_id}/events"
             while True:  # the dashboard's stream may end (older servers: after 30 s); reconnect like EventSource
                 async with client.stream("GET", stream_url) as response:
-                    response.raise_for_status()
+                    if response.status_code != 200:
+                        refused += 1
+                        await asyncio.sleep(1)
+                        continue
                     async for line in response.aiter_lines():
                         if line.startswith("data:"):
                             received += 1
                             if json.loads(line[5:])["finished"]:
-                                return received
+                                return received, refused
         while True:
             if way == "poll":
                 answer = await client.get(run + "/progress")
             else:
                 answer = await client.get(run, params={"wait_ms": 25_000})
+            if answer.status_code != 200:
+                refused += 1
+                await asyncio.sleep(1)
+                continue
             received += 1
             if answer.json()["finished"]:
-                return received
+                return received, refused
             if way == "poll":
                 await asyncio.sleep(0.5)
 
@@ -179,20 +220,25 @@ def measure(srv: Server, way: str | None, count: int, fanout: int) -> dict[str, 
         assert child.stdout is not None
         if child.stdout.readline().strip() != "ready":
             raise RuntimeError("the followers did not start")
+    db_before = srv.database_cpu()
     cpu_before, started = srv.cpu_seconds(), time.monotonic()
     asyncio.run(drive(base, fanout))
-    received: list[int] = []
+    outcomes: list[tuple[int, int]] = []
     if child is not None:
         assert child.stdout is not None
-        received = json.loads(child.stdout.readline())
+        outcomes = json.loads(child.stdout.readline())
         child.wait()
+    received = [r for r, _ in outcomes]
+    cpu_after, db_after = srv.cpu_seconds(), srv.database_cpu()
     return {
         "way": way or "none",
         "followers": count,
-        "server_cpu_s": srv.cpu_seconds() - cpu_before,
+        "server_cpu_s": cpu_after - cpu_before,
+        "database_cpu_s": sum(cpu - db_before.get(pid, 0.0) for pid, cpu in db_after.items()),
         "wall_s": time.monotonic() - started,
         "received_min": min(received, default=0),
         "received_max": max(received, default=0),
+        "refused": sum(refused for _, refused in outcomes),
     }
 
 
@@ -204,19 +250,23 @@ def run_all(label: str, python: str, database_url: str, ways: tuple[str, ...], f
         for way in ways:
             for count in (1, 10, 100):
                 rows.append(measure(srv, way, count, fanout))
-    print(f"\n{label}: fan-out of {fanout}, server CPU from the first claim until every follower saw the end")
-    print(f"{'way':<10} {'N':>4} {'server CPU s':>13} {'over no follower':>17} {'wall s':>7} {'per follower':>13}")
-    base_cpu = rows[0]["server_cpu_s"]
+    print(f"\n{label}: fan-out of {fanout}, CPU from the first claim until every follower saw the end")
+    heads = f"{'way':<10} {'N':>4} {'server CPU s':>13} {'over no follower':>17}"
+    if database_url.startswith("postgresql"):
+        heads += f" {'database CPU s':>15} {'over no follower':>17}"
+    print(f"{heads} {'wall s':>7} {'per follower':>13} {'refused':>8}")
+    base_cpu, base_db = rows[0]["server_cpu_s"], rows[0]["database_cpu_s"]
     for row in rows:
         received = (
             f"{row['received_min']}"
             if row["received_min"] == row["received_max"]
             else f"{row['received_min']}-{row['received_max']}"
         )
-        print(
-            f"{row['way']:<10} {row['followers']:>4} {row['server_cpu_s']:>13.2f} "
-            f"{row['server_cpu_s'] - base_cpu:>+17.2f} {row['wall_s']:>7.1f} {received:>13}"
-        )
+        line = f"{row['way']:<10} {row['followers']:>4} "
+        line += f"{row['server_cpu_s']:>13.2f} {row['server_cpu_s'] - base_cpu:>+17.2f}"
+        if database_url.startswith("postgresql"):
+            line += f" {row['database_cpu_s']:>15.2f} {row['database_cpu_s'] - base_db:>+17.2f}"
+        print(f"{line} {row['wall_s']:>7.1f} {received:>13} {row['refused']:>8}")
 
 
 def main() -> None:
@@ -225,15 +275,18 @@ def main() -> None:
     parser.add_argument("--ways", default=",".join(WAYS), help="comma-separated, of: " + ", ".join(WAYS))
     parser.add_argument("--before", help="Python of an older checkout's environment: measure its server too")
     parser.add_argument("--postgres", default=os.environ.get("EXOSPHERE_BENCH_POSTGRES_URL"), help="admin URL")
+    parser.add_argument("--skip-sqlite", action="store_true", help="PostgreSQL only")
+    parser.add_argument("--skip-this", action="store_true", help="only the --before server")
     args = parser.parse_args()
     ways = tuple(w for w in args.ways.split(",") if w)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        backends = [("SQLite", lambda: sqlite_url(Path(tempfile.mkdtemp(dir=directory))))]
+        backends = [] if args.skip_sqlite else [("SQLite", lambda: sqlite_url(Path(tempfile.mkdtemp(dir=directory))))]
         if args.postgres:
             backends.append(("PostgreSQL", lambda: fresh_postgres_url(args.postgres)))
         for backend, database in backends:
-            run_all(f"{backend}, this checkout", sys.executable, database(), ways, args.fanout, directory / "log")
+            if not args.skip_this:
+                run_all(f"{backend}, this checkout", sys.executable, database(), ways, args.fanout, directory / "log")
             if args.before:
                 old_ways = tuple(w for w in ways if w != "sse")  # older servers have no /v0 run events
                 run_all(

@@ -7,6 +7,7 @@ that need a real state manager are tested in state-manager/tests/cli/.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from collections.abc import AsyncIterator
@@ -132,7 +133,11 @@ async def test_trigger_wait_follows_the_run_through_a_server_restart(fake: Fake)
         **dict.fromkeys(("success_count", "total_count"), 1),
         **dict.fromkeys(("pending_count", "errored_count", "retried_count"), 0),
     }
-    routes.on("GET", "/run/r1", Reply(503, {"detail": "restarting"}), Reply(drop=True), Reply(200, summary))
+    finished = {**summary, "version": 3, "nodes": [{"identifier": "a", "node_name": "A", "counts": {"SUCCESS": 1}}]}
+    stream = f"retry: 1000\n\nid: 3\nevent: finished\ndata: {json.dumps(finished)}\n\n".encode()
+    events = Reply(200, raw=stream, headers={"content-type": "text/event-stream"})
+    routes.on("GET", "/run/r1/events", Reply(503, {"detail": "restarting"}), Reply(drop=True), events)
+    routes.on("GET", "/run/r1", Reply(200, summary))
     routes.on(
         "GET",
         "/run/r1/states",

@@ -71,10 +71,9 @@ async def test_a_status_cannot_be_written_around_the_check(ctx: EngineContext) -
     state = await created_state(ctx)
     async with ctx.storage.transaction() as tx:
         with pytest.raises(TypeError, match="move_states"):
-            await tx.update_states([state.id], status=StateStatus.QUEUED)
+            await tx.update_states([state], status=StateStatus.QUEUED)
         with pytest.raises(IllegalMoveError, match="from CREATED to SUCCESS"):
-            row = {"id": state.id, "was": state.status, "status": "SUCCESS", "outputs": {}, "error": None}
-            await tx.finish_states([{**row, "finished_at": 1}])
+            await tx.finish_states([(state.status, replace(state, status=StateStatus.SUCCESS, finished_at=1))])
         with pytest.raises(IllegalMoveError, match="cannot be created QUEUED"):
             await tx.insert_states([replace(state, id=new_id(), fanout_id=new_id(), status=StateStatus.QUEUED)])
     assert await stored_status(ctx, state.id) == StateStatus.CREATED

@@ -281,9 +281,9 @@ class Runtime:
         while True:
             prefetch = self._prefetch()
             free = min(self._batch_size, self._workers + prefetch - self._in_slots, self._max_held - len(self._held))
-            # While more than half the prefetch still waits to start, a claim now could only be small:
-            # wait for the workers to take more, then claim them in one go.
-            if free <= 0 or self._queue.qsize() > prefetch // 2:
+            # Until the queue has drained into the workers, a claim could only be small: wait, then
+            # claim at least a whole prefetch in one go.
+            if free < prefetch:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue

@@ -2,11 +2,18 @@
 
 How work flows (one asyncio task each):
 
-* the *claimer* long-polls ``states/enqueue`` for at most as many states as there are free slots
-  (workers plus a small prefetch), so states are never hoarded;
-* *workers* run one state at a time (``execute`` in the loop, or a thread for a plain ``def``) and
-  deliver the outcome, retrying with backoff until the server accepts it or says the lease is lost;
-* the *heartbeat* keeps the lease of every held state alive (every lease/3).
+* the *claimer* long-polls ``states/enqueue`` for as many states as there are free execution slots
+  plus a prefetch: as many states as the workers finish during one claim round trip (measured), at
+  least ``workers // 2`` (or 1) and at most ``batch_size``. Fast nodes are claimed in big batches (a
+  claim costs the server about the same for 1 state as for 50); slow ones a few at a time, so states
+  are never hoarded;
+* *workers* run one state at a time (``execute`` in the loop, or a thread for a plain ``def``), so
+  ``workers`` bounds the concurrent ``execute`` calls; a finished state frees its slot at once;
+* each outcome is then *delivered* on its own task, retrying with backoff until the server accepts
+  it or says the lease is lost; ``executed`` results that finish while a report is in flight share
+  the next request (``_batching``), and a lone result goes out at once;
+* the *heartbeat* keeps the lease of every held state alive (every lease/3), until its outcome is
+  delivered.
 
 On SIGINT/SIGTERM the runtime stops claiming, hands unstarted states back, gives running nodes
 ``shutdown_grace_seconds`` to finish, then exits. A second signal stops at once.
@@ -24,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from ._batching import BatchUnsupportedError, ResultBatcher
+from ._batching import MAX_BATCH, BatchUnsupportedError, ResultBatcher
 from ._http import ApiClient, Backoff
 from .contract import ClaimedState, EnqueueResponse, SecretsResponse
 from .errors import (
@@ -46,6 +53,10 @@ DEFAULT_LEASE_SECONDS = 60.0
 _SECRETS_SERVER_ERROR_ATTEMPTS = 5
 # Failing claims are logged at WARNING on the first failure and then once every this many attempts.
 _LOG_EVERY_N_FAILURES = 10
+# Weight of the newest sample in the running averages of execution and claim round-trip times.
+_EWMA_WEIGHT = 0.2
+# A claim answered later than this probably waited on the server for work: not a round-trip sample.
+_ROUND_TRIP_SAMPLE_LIMIT = 0.25
 
 
 @dataclass(eq=False)
@@ -58,6 +69,9 @@ class _Claim:
     lease_id: str | None
     lost: bool = False
     execution: asyncio.Task[Outcome | None] | None = None
+    # True once the state no longer takes an execution slot: executed (its outcome may still be on
+    # its way to the server), handed back or given up.
+    slot_freed: bool = False
 
 
 class Runtime:
@@ -67,7 +81,10 @@ class Runtime:
     ``EXOSPHERE_API_KEY``. Every configuration problem is reported at once in one
     :class:`~exospherehost.errors.ConfigurationError` (a ``ValueError``).
 
-    * ``batch_size``: most states taken in one claim; ``workers``: states executed concurrently.
+    * ``workers``: most ``execute`` calls running at once. The runtime claims as many states as it
+      has free slots for, plus as many as its workers finish during one claim round trip, so the
+      defaults keep up with fast nodes too.
+    * ``batch_size``: most states taken in one claim.
     * ``poll_interval`` (seconds): pause between empty claims, used only with servers that cannot
       long-poll; ``state_manage_version`` (alias ``state_manager_version``): API version prefix.
     * ``shutdown_grace_seconds``: how long running nodes may finish after SIGINT/SIGTERM.
@@ -113,9 +130,13 @@ class Runtime:
         if problems:
             raise ConfigurationError(problems, "Runtime configuration")
         self._nodes: dict[str, type[BaseNode]] = {node.__name__: node for node in nodes}
-        # Claimed states never exceed the workers plus a small prefetch, so a busy runtime does not
-        # sit on work another runtime could start now.
-        self._capacity = workers + min(batch_size, max(1, workers // 2))
+        # States waiting for or in `execute` never exceed the workers plus the prefetch, so a busy
+        # runtime does not sit on work another runtime could start now.
+        self._min_prefetch = min(batch_size, max(1, workers // 2))
+        # Executed states whose outcome is still on its way to the server also hold a lease; past this
+        # many, claiming waits for the server to take results (a server that accepts claims but not
+        # results must not make the runtime hold ever more states).
+        self._max_held = workers + batch_size + MAX_BATCH
         self._held: dict[str, _Claim] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reset_loop_state()
@@ -123,6 +144,11 @@ class Runtime:
     def _reset_loop_state(self) -> None:
         # Fresh per start(): asyncio primitives bind to the loop that first uses them.
         self._held.clear()
+        self._in_slots = 0  # claimed states not yet executed: queued or running
+        # Running averages (seconds) that size the prefetch; None until measured.
+        self._execution_time: float | None = None
+        self._round_trip: float | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._stop_now = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -191,7 +217,7 @@ class Runtime:
         if handle_signals:
             self._install_signal_handlers()
         base_url = f"{self._uri.rstrip('/')}/{self._version}"
-        self._api = ApiClient(base_url, self._key, max_connections=2 * self._capacity + 4)
+        self._api = ApiClient(base_url, self._key, max_connections=2 * (self._workers + self._batch_size) + 4)
         self._batcher = ResultBatcher(self._api, f"{self._namespace_path}/states/executed")
         try:
             if await self._register():
@@ -253,14 +279,17 @@ class Runtime:
         loop = asyncio.get_running_loop()
         backoff = Backoff()
         while True:
-            free = self._capacity - len(self._held)
-            if free <= 0:
+            prefetch = self._prefetch()
+            free = min(self._batch_size, self._workers + prefetch - self._in_slots, self._max_held - len(self._held))
+            # Until the queue has drained into the workers, a claim could only be small: wait, then
+            # claim at least a whole prefetch in one go.
+            if free < prefetch:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             started = loop.time()
             try:
-                states = await self._claim(min(self._batch_size, free))
+                states = await self._claim(free)
             except ApiError as exc:
                 delay = backoff.next_delay()
                 level = logging.WARNING if backoff.attempts % _LOG_EVERY_N_FAILURES == 1 else logging.DEBUG
@@ -270,11 +299,21 @@ class Runtime:
             if backoff.attempts:
                 logger.info("Claiming states works again after %d failed attempt(s)", backoff.attempts)
                 backoff.reset()
+            elapsed = loop.time() - started
+            if states and elapsed < _ROUND_TRIP_SAMPLE_LIMIT:
+                self._round_trip = _average(self._round_trip, elapsed)
             for state in states:
                 self._accept(state)
-            if not states and loop.time() - started < CLAIM_WAIT_MS / 2000:
+            if not states and elapsed < CLAIM_WAIT_MS / 2000:
                 # An empty answer that came back at once: the server does not long-poll.
                 await asyncio.sleep(self._poll_interval)
+
+    def _prefetch(self) -> int:
+        """How many states to claim beyond the free slots: what the workers finish in one round trip."""
+        if self._execution_time is None or self._round_trip is None:
+            return self._min_prefetch
+        finished_per_round_trip = self._workers * self._round_trip / max(self._execution_time, 1e-6)
+        return int(min(self._batch_size, max(self._min_prefetch, finished_per_round_trip)))
 
     async def _claim(self, count: int) -> list[ClaimedState]:
         body = {
@@ -297,6 +336,7 @@ class Runtime:
     def _accept(self, state: ClaimedState) -> None:
         claim = _Claim(state.state_id, state.node_name, dict(state.inputs), state.lease_id)
         self._held[claim.state_id] = claim
+        self._in_slots += 1
         self._queue.put_nowait(claim)
 
     # -- executing ------------------------------------------------------------------------------
@@ -317,6 +357,7 @@ class Runtime:
         if claim.lost:
             self._finish(claim)
             return
+        started = asyncio.get_running_loop().time()
         claim.execution = asyncio.create_task(self._execute(claim))
         try:
             outcome = await claim.execution
@@ -327,8 +368,23 @@ class Runtime:
                 return
             raise
         claim.execution = None
-        if outcome is not None:
+        self._execution_time = _average(self._execution_time, asyncio.get_running_loop().time() - started)
+        if outcome is None:
+            self._finish(claim)
+            return
+        # The worker (and its slot) moves on to the next state while this outcome is reported.
+        self._free_slot(claim)
+        delivery = asyncio.create_task(self._deliver_and_finish(claim, outcome))
+        self._deliveries.add(delivery)
+        delivery.add_done_callback(self._deliveries.discard)
+
+    async def _deliver_and_finish(self, claim: _Claim, outcome: Outcome) -> None:
+        # Cancelled (shutdown out of grace), the state stays held, and is handed back.
+        try:
             await self._deliver(claim, outcome)
+        except Exception:
+            # A bug here must cost one state, never leave it held for ever.
+            logger.exception("Unexpected error while reporting state %s (%s)", claim.state_id, claim.node_name)
         self._finish(claim)
 
     async def _execute(self, claim: _Claim) -> Outcome | None:
@@ -407,9 +463,16 @@ class Runtime:
         else:
             logger.debug("State %s (%s) reported %s", claim.state_id, claim.node_name, outcome.endpoint)
 
+    def _free_slot(self, claim: _Claim) -> None:
+        if not claim.slot_freed:
+            claim.slot_freed = True
+            self._in_slots -= 1
+            self._slot_freed.set()
+
     def _finish(self, claim: _Claim) -> None:
-        self._held.pop(claim.state_id, None)
-        self._slot_freed.set()
+        self._free_slot(claim)
+        if self._held.pop(claim.state_id, None) is not None:
+            self._slot_freed.set()
 
     # -- leases ---------------------------------------------------------------------------------
 
@@ -478,20 +541,28 @@ class Runtime:
         await asyncio.gather(*(self._release(claim) for claim in unstarted))
         for _ in workers:
             self._queue.put_nowait(None)
-        all_done = asyncio.gather(*workers, return_exceptions=True)
+        all_done = asyncio.create_task(self._finish_running(workers))
         stop_now = asyncio.create_task(self._stop_now.wait())
         waiters: set[asyncio.Future[Any]] = {all_done, stop_now}
         await asyncio.wait(waiters, timeout=self._grace, return_when=asyncio.FIRST_COMPLETED)
         stop_now.cancel()
         if not all_done.done():
             logger.warning("Interrupting %d node(s) still running; their states are handed back", len(self._held))
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            all_done.cancel()
+            interrupted = [*workers, *self._deliveries]
+            for task in interrupted:
+                task.cancel()
+            await asyncio.gather(all_done, *interrupted, return_exceptions=True)
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
         await asyncio.gather(*(self._release(claim) for claim in list(self._held.values())))
         logger.info("Runtime %r stopped", self._name)
+
+    async def _finish_running(self, workers: list[asyncio.Task[None]]) -> None:
+        """Let the workers finish their nodes, then wait for every outcome to be reported."""
+        await asyncio.gather(*workers, return_exceptions=True)
+        while self._deliveries:
+            await asyncio.gather(*self._deliveries, return_exceptions=True)
 
     def _drain_queue(self) -> list[_Claim]:
         claims: list[_Claim] = []
@@ -527,6 +598,10 @@ class Runtime:
 
     def _state_path(self, claim: _Claim, action: str) -> str:
         return f"{self._namespace_path}/state/{quote(claim.state_id, safe='')}/{action}"
+
+
+def _average(average: float | None, sample: float) -> float:
+    return sample if average is None else average + _EWMA_WEIGHT * (sample - average)
 
 
 def _is_number(value: object) -> bool:

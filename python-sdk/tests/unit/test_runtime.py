@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from exospherehost import AuthenticationError, BaseNode, Runtime
 from exospherehost.runtime import CLAIM_WAIT_MS
-from fake_server import FakeServer, Reply, wait_until
+from fake_server import FakeServer, Reply, Request, wait_until
 from fake_state_manager import FakeStateManager
 from pydantic import BaseModel
 
@@ -283,6 +283,58 @@ async def test_states_are_claimed_only_for_free_slots(state_manager: Fake) -> No
     assert len(fake.held) <= 3  # 2 workers + a prefetch of 1
     await wait_until(lambda: len(fake.results) == 10, timeout=10)
     await _stop(runtime, task)
+
+
+async def test_fast_nodes_are_claimed_in_batches_even_with_few_workers(state_manager: Fake) -> None:
+    # A claim costs the server about the same for one state as for fifty: when nodes finish faster
+    # than a claim round trip, the runtime claims ahead up to batch_size, whatever its workers.
+    fake, server = state_manager
+
+    async def a_round_trip_of_20_ms(request: Request) -> Reply:
+        await asyncio.sleep(0.02)
+        return await fake.handle(request)
+
+    server.handler = a_round_trip_of_20_ms
+    ids = [fake.add_state("Echo", {"text": str(i)}) for i in range(200)]
+    runtime = _runtime(server, workers=2, batch_size=16)
+    task = runtime.start()
+    await wait_until(lambda: all(state_id in fake.results for state_id in ids), timeout=60)
+    await _stop(runtime, task)
+    asked = [claim["batch_size"] for claim in fake.claims]
+    assert asked[0] == 3  # 2 workers + a prefetch of 1, before anything is measured
+    assert max(asked) == 16
+
+
+async def test_a_result_on_its_way_frees_its_worker_and_workers_still_bound_the_running_nodes(
+    state_manager: Fake,
+) -> None:
+    # The server refuses results for a while: the workers go on to the next states meanwhile, and
+    # never more than `workers` nodes run together.
+    fake, server = state_manager
+    fake.faults["executed"] = [Reply(503)] * 3
+    ids = [fake.add_state("Sleepy", {"seconds": "0.05"}) for _ in range(12)]
+    running = 0
+    most = 0
+    started_before_any_result = 0
+
+    class Counted(Sleepy):
+        async def execute(self) -> None:
+            nonlocal running, most, started_before_any_result
+            running += 1
+            most = max(most, running)
+            started_before_any_result += not fake.results
+            try:
+                await super().execute()
+            finally:
+                running -= 1
+
+    Counted.__name__ = "Sleepy"
+    runtime = _runtime(server, [Counted], workers=2)
+    task = runtime.start()
+    await wait_until(lambda: all(state_id in fake.results for state_id in ids), timeout=60)
+    await _stop(runtime, task)
+    assert most == 2
+    assert started_before_any_result > 2
 
 
 async def test_graceful_shutdown_hands_back_unstarted_states_and_finishes_running_ones(state_manager: Fake) -> None:

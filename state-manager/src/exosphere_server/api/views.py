@@ -3,7 +3,9 @@
 Each view builds the answer its route declares in `exospherehost.contract` (`GraphResponse`,
 `StateResponse`, ...), key for key; `tests/blackbox/test_contract.py` holds every route's real
 answers to its model. They stay plain dicts because answers of thousands of states are encoded in
-pieces (`jsontext.py`) and pydantic would only add a second pass over them.
+pieces (`jsontext.py`) and pydantic would only add a second pass over them. Routes return them as a
+`SafeJSONResponse` (or `json_answer`), so FastAPI neither passes them through the declared
+`response_model` again nor renders them itself: the model documents the bytes, it does not make them.
 """
 
 from __future__ import annotations

@@ -222,7 +222,7 @@ export interface TriggerState {
 /** A graph template as the state manager returns it (secret values are never returned: each name maps to `true`). */
 export type GraphTemplate = GraphResponse;
 
-/** The answer to a trigger: `{ status: 'CREATED', run_id }`. */
+/** The answer to a trigger: `{ status: 'CREATED', run_id, duplicate }`. */
 export type TriggerResult = TriggerResponse;
 
 /** A run's summary (`GET .../run/{run_id}`): status, counts and `finished`. */

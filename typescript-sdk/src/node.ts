@@ -229,7 +229,7 @@ export function needsSecrets(node: NodeClass): boolean {
 /** What to tell the state manager about one execution: the endpoint and its body. */
 export type Outcome =
   | { endpoint: 'executed'; body: { outputs: NodeData[] } }
-  | { endpoint: 'errored'; body: { error: string } }
+  | { endpoint: 'errored'; body: { error: string; traceback?: string } }
   | { endpoint: 'prune'; body: { data: Record<string, unknown> } }
   | { endpoint: 're-enqueue-after'; body: { enqueue_after: number } };
 
@@ -238,7 +238,26 @@ export type Outcome =
  * and NUL characters escaped so that the failure report itself can always be sent.
  */
 export function failed(err: unknown): Outcome {
-  return { endpoint: 'errored', body: { error: sendableText(describeError(err)) } };
+  const body: { error: string; traceback?: string } = { error: sendableText(describeError(err)) };
+  const stack = errorStack(err);
+  if (stack) body.traceback = stack;
+  return { endpoint: 'errored', body };
+}
+
+// Only the end of a longer stack is sent: the error and its innermost frames are what matter.
+const STACK_SENT_CHARS = 65_536;
+
+/** The error's stack (with its causes'), as sent beside the error text; undefined for a thrown non-Error. */
+function errorStack(err: unknown): string | undefined {
+  if (!(err instanceof Error) || !err.stack) return undefined;
+  let text = err.stack;
+  let cause: unknown = err.cause;
+  for (let depth = 0; cause instanceof Error && cause.stack && depth < 5; depth += 1) {
+    text += `\nCaused by: ${cause.stack}`;
+    cause = cause.cause;
+  }
+  text = sendableText(text);
+  return text.length <= STACK_SENT_CHARS ? text : `[... earlier frames cut]\n${text.slice(-STACK_SENT_CHARS)}`;
 }
 
 /**

@@ -16,6 +16,7 @@
  * same way, logs why, and `done` rejects with the server's refusal.
  * @module
  */
+import { hostname } from 'node:os';
 import {
   ApiError,
   AuthenticationError,
@@ -34,6 +35,8 @@ import type { ClaimedState, EnqueueRequest, EnqueueResponse, RegisterNodesReques
 /** How long one claim request may wait on the server for work (the server caps it at 60 s). */
 export const CLAIM_WAIT_MS = 25_000;
 const DEFAULT_LEASE_MS = 60_000;
+// Which process of a runtime claims, as recorded on each state it runs.
+const RUNTIME_INSTANCE = `${hostname()}:${process.pid}`;
 // Attempts at reading secrets while the server answers 500 before the state is failed.
 const SECRETS_SERVER_ERROR_ATTEMPTS = 5;
 // Failing claims are logged at WARN on the first failure and then once every this many attempts.
@@ -361,7 +364,15 @@ export class Runtime {
 
   private async claim(count: number): Promise<ClaimedState[]> {
     const action = 'Claiming states';
-    const body: EnqueueRequest = { nodes: [...this.nodes.keys()], batch_size: count, wait_ms: CLAIM_WAIT_MS, lease_ms: this.leaseMs };
+    const body: EnqueueRequest = {
+      nodes: [...this.nodes.keys()],
+      batch_size: count,
+      wait_ms: CLAIM_WAIT_MS,
+      lease_ms: this.leaseMs,
+      // Recorded on each claimed state: which runtime, and which of its processes, ran it.
+      runtime_name: this.name,
+      runtime_instance: RUNTIME_INSTANCE,
+    };
     const answer = await this.api.request<EnqueueResponse | null>('POST', `${this.namespacePath}/states/enqueue`, {
       json: body,
       timeoutMs: CLAIM_WAIT_MS + 30_000,

@@ -47,6 +47,10 @@ MAX_DELAY_MS = 100 * 365 * 86_400_000
 """The longest delay a request may ask for (a century, in milliseconds): longer ones overflowed the
 epoch-millisecond columns."""
 
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+MAX_TRIGGER_MANY = 1000
+"""The most runs one ``trigger-many`` request may start."""
+
 MIN_LEASE_MS = 1000
 MAX_LEASE_MS = 86_400_000
 
@@ -94,6 +98,24 @@ class TriggerRequest(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict, description="Override the first node's template inputs")
     store: dict[str, str] = Field(default_factory=dict, description="The run's key/value store")
     start_delay: int = Field(default=0, ge=0, le=MAX_DELAY_MS, description="Milliseconds before the root state may run")
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+        description=(
+            "Additive: a second trigger of this graph with the same key, within the server's key time "
+            "(24 h by default), answers the first one's run_id and starts nothing. Also accepted as the "
+            "Idempotency-Key header"
+        ),
+    )
+
+
+class TriggerManyRequest(BaseModel):
+    """``POST /v0/namespace/{ns}/graph/{graph}/trigger-many`` (additive): start many runs in one request."""
+
+    runs: list[TriggerRequest] = Field(
+        min_length=1, max_length=MAX_TRIGGER_MANY, description="One entry per run, each a trigger's body"
+    )
 
 
 class EnqueueRequest(BaseModel):
@@ -104,6 +126,16 @@ class EnqueueRequest(BaseModel):
     wait_ms: int = Field(default=0, ge=0, le=MAX_WAIT_MS, description="Long-poll bound in milliseconds")
     lease_ms: int | None = Field(
         default=None, ge=MIN_LEASE_MS, le=MAX_LEASE_MS, description="Lease of each claim; the server's default if null"
+    )
+    runtime_name: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Additive: the claiming runtime's name, recorded on each claimed state",
+    )
+    runtime_instance: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Additive: which process of that runtime claims (e.g. host:pid), recorded on each claimed state",
     )
 
 
@@ -133,6 +165,10 @@ class ErroredRequest(BaseModel):
 
     error: str
     lease_id: str | None = None
+    traceback: str | None = Field(
+        default=None,
+        description="Additive: the error's traceback or stack, shown with the state (the server keeps its last 64 KiB)",
+    )
 
 
 class PruneRequest(BaseModel):
@@ -267,6 +303,15 @@ class TriggerResponse(Answer):
 
     status: Literal[StateStatus.CREATED]
     run_id: str
+    duplicate: bool = Field(
+        default=False, description="Additive: true when an earlier trigger with the same idempotency_key started it"
+    )
+
+
+class TriggerManyResponse(Answer):
+    """``POST .../trigger-many``: one answer per requested run, in the request's order."""
+
+    runs: list[TriggerResponse]
 
 
 class RunSummary(Answer):
@@ -281,6 +326,13 @@ class RunSummary(Answer):
     total_count: int
     status: RunStatus
     created_at: IsoTime
+    started_at: IsoTime | None = Field(default=None, description="Additive: when the run was triggered")
+    finished_at: IsoTime | None = Field(
+        default=None, description="Additive: when its last state ended, once nothing is pending; null before"
+    )
+    duration_ms: int | None = Field(
+        default=None, description="Additive: from the trigger to the run's end, or to now while it goes on"
+    )
 
 
 class ListRunsResponse(Answer):
@@ -367,6 +419,12 @@ class StateResponse(Answer):
     updated_at: IsoTime
     started_at: IsoTime | None
     finished_at: IsoTime | None
+    duration_ms: int | None = Field(default=None, description="Additive: from the claim to the result, milliseconds")
+    runtime_name: str | None = Field(default=None, description="Additive: the runtime that claimed the state")
+    runtime_instance: str | None = Field(
+        default=None, description="Additive: which process of that runtime claimed it (e.g. host:pid)"
+    )
+    traceback: str | None = Field(default=None, description="Additive: the traceback the runtime sent with its error")
 
 
 class RunStatesResponse(Answer):
@@ -545,7 +603,9 @@ class ErrorResponse(Answer):
 
 __all__ = [
     "MAX_DELAY_MS",
+    "MAX_IDEMPOTENCY_KEY_LENGTH",
     "MAX_LEASE_MS",
+    "MAX_TRIGGER_MANY",
     "MAX_WAIT_MS",
     "MIN_LEASE_MS",
     "Answer",
@@ -599,6 +659,8 @@ __all__ = [
     "RunSummary",
     "SecretsResponse",
     "StateResponse",
+    "TriggerManyRequest",
+    "TriggerManyResponse",
     "TriggerRequest",
     "TriggerResponse",
     "UpsertGraphRequest",

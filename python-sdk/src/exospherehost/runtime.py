@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,7 @@ class Runtime:
         _configure_default_logging()
         self._namespace = namespace
         self._name = name
+        self._instance = f"{socket.gethostname()}:{os.getpid()}"
         self._uri = state_manager_uri or os.environ.get("EXOSPHERE_STATE_MANAGER_URI") or ""
         self._key = key or os.environ.get("EXOSPHERE_API_KEY") or ""
         self._version = state_manager_version or state_manage_version
@@ -321,6 +323,9 @@ class Runtime:
             "batch_size": count,
             "wait_ms": CLAIM_WAIT_MS,
             "lease_ms": self._lease_ms,
+            # Recorded on each claimed state: which runtime, and which of its processes, ran it.
+            "runtime_name": self._name,
+            "runtime_instance": self._instance,
         }
         # An answer of another shape raises UnexpectedAnswerError: logged, and claiming goes on with backoff.
         answer = await self._api.request(

@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
         default_lease_ms=settings.default_lease_ms,
         cron_catch_up=settings.cron_catch_up,
         max_graph_nodes=settings.max_graph_nodes,
+        idempotency_key_ms=settings.idempotency_key_ms,
     )
     scheduler = Scheduler(ctx, settings.run_retention_days)
     storage.subscribe(EngineListener(ctx.wakeups, ctx.feed, scheduler))

@@ -16,6 +16,7 @@
 | `EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT` | `64` | run event streams (dashboard, `/v0`) one client address may hold open |
 | `EXOSPHERE_DEFAULT_LEASE_SECONDS` | `300` | lease of a claim whose request names none (the published client) |
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
+| `EXOSPHERE_IDEMPOTENCY_KEY_HOURS` | `24` | how long a trigger's `idempotency_key` keeps naming its run |
 | `EXOSPHERE_RUN_RETENTION_DAYS` | `0` (keep) | finished runs older than this are deleted |
 | `EXOSPHERE_DB_POOL_SIZE` | `10` | PostgreSQL connections per replica |
 | `EXOSPHERE_MAX_GRAPH_NODES` | `10000` | most nodes a graph template may have; larger upserts get a 422 |
@@ -52,6 +53,7 @@ class Settings:
     default_lease_ms: int = 300_000
     cron_catch_up: str = "latest"
     run_retention_days: int = 0
+    idempotency_key_ms: int = 24 * 3_600_000
     db_pool_size: int = 10
     max_graph_nodes: int = 10_000
     cors_origins: tuple[str, ...] = ()
@@ -180,6 +182,7 @@ def load_settings(
         default_lease_ms=_int_env("EXOSPHERE_DEFAULT_LEASE_SECONDS", 300) * 1000,
         cron_catch_up=catch_up,
         run_retention_days=_int_env("EXOSPHERE_RUN_RETENTION_DAYS", 0),
+        idempotency_key_ms=_int_env("EXOSPHERE_IDEMPOTENCY_KEY_HOURS", 24, minimum=1) * 3_600_000,
         db_pool_size=_int_env("EXOSPHERE_DB_POOL_SIZE", 10),
         max_graph_nodes=max_graph_nodes,
         cors_origins=_list_env("CORS_ORIGINS"),

@@ -109,6 +109,8 @@ def drive_every_route(r: Recorder) -> None:
     run_ids = [r.call("POST", NS + "/graph/{graph_name}/trigger", graph_name="g", json={})["run_id"] for _ in range(7)]
     claimed = claim(r, "Root", 7)
     r.call("POST", NS + "/states/enqueue", json={"nodes": ["Nobody"], "batch_size": 1})  # an empty claim
+    keyed = {"idempotency_key": "contract"}
+    r.call("POST", NS + "/graph/{graph_name}/trigger-many", graph_name="g", json={"runs": [keyed, keyed]})
     fan_out, batched, failed, pruned, later, released, kept = claimed
 
     def lease(state: dict[str, Any]) -> dict[str, Any]:

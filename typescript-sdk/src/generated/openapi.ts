@@ -77,6 +77,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/namespace/{namespace_name}/graph/{graph_name}/trigger-many": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Trigger Many
+         * @description Start many runs of one graph in one request and one transaction (all or none), each with its own
+         *     inputs, store, delay and idempotency key; the answers come in the request's order.
+         */
+        post: operations["trigger_many_v0_namespace__namespace_name__graph__graph_name__trigger_many_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/graphs/": {
         parameters: {
             query?: never;
@@ -522,6 +543,16 @@ export interface components {
              */
             nodes: string[];
             /**
+             * Runtime Instance
+             * @description Additive: which process of that runtime claims (e.g. host:pid), recorded on each claimed state
+             */
+            runtime_instance?: string | null;
+            /**
+             * Runtime Name
+             * @description Additive: the claiming runtime's name, recorded on each claimed state
+             */
+            runtime_name?: string | null;
+            /**
              * Wait Ms
              * @description Long-poll bound in milliseconds
              * @default 0
@@ -568,6 +599,11 @@ export interface components {
             error: string;
             /** Lease Id */
             lease_id?: string | null;
+            /**
+             * Traceback
+             * @description Additive: the error's traceback or stack, shown with the state (the server keeps its last 64 KiB)
+             */
+            traceback?: string | null;
         };
         /**
          * ErroredResponse
@@ -1295,12 +1331,22 @@ export interface components {
             /** Created At */
             created_at: string;
             /**
+             * Duration Ms
+             * @description Additive: from the trigger to the run's end, or to now while it goes on
+             */
+            duration_ms: number | null;
+            /**
              * Errored Count
              * @description States failed for good
              */
             errored_count: number;
             /** Finished */
             finished: boolean;
+            /**
+             * Finished At
+             * @description Additive: when its last state ended, once nothing is pending; null before
+             */
+            finished_at: string | null;
             /** Graph Name */
             graph_name: string;
             /** Namespace */
@@ -1322,6 +1368,11 @@ export interface components {
             retried_count: number;
             /** Run Id */
             run_id: string;
+            /**
+             * Started At
+             * @description Additive: when the run was triggered
+             */
+            started_at: string | null;
             status: components["schemas"]["RunStatus"];
             /** Success Count */
             success_count: number;
@@ -1344,12 +1395,22 @@ export interface components {
             /** Created At */
             created_at: string;
             /**
+             * Duration Ms
+             * @description Additive: from the trigger to the run's end, or to now while it goes on
+             */
+            duration_ms: number | null;
+            /**
              * Errored Count
              * @description States failed for good
              */
             errored_count: number;
             /** Finished */
             finished: boolean;
+            /**
+             * Finished At
+             * @description Additive: when its last state ended, once nothing is pending; null before
+             */
+            finished_at: string | null;
             /** Graph Name */
             graph_name: string;
             /** Namespace */
@@ -1366,6 +1427,11 @@ export interface components {
             retried_count: number;
             /** Run Id */
             run_id: string;
+            /**
+             * Started At
+             * @description Additive: when the run was triggered
+             */
+            started_at: string | null;
             status: components["schemas"]["RunStatus"];
             /** Success Count */
             success_count: number;
@@ -1420,10 +1486,20 @@ export interface components {
             /** Created At */
             created_at: string;
             /**
+             * Duration Ms
+             * @description Additive: from the trigger to the run's end, or to now while it goes on
+             */
+            duration_ms: number | null;
+            /**
              * Errored Count
              * @description States failed for good
              */
             errored_count: number;
+            /**
+             * Finished At
+             * @description Additive: when its last state ended, once nothing is pending; null before
+             */
+            finished_at: string | null;
             /** Graph Name */
             graph_name: string;
             /**
@@ -1438,6 +1514,11 @@ export interface components {
             retried_count: number;
             /** Run Id */
             run_id: string;
+            /**
+             * Started At
+             * @description Additive: when the run was triggered
+             */
+            started_at: string | null;
             status: components["schemas"]["RunStatus"];
             /** Success Count */
             success_count: number;
@@ -1480,6 +1561,11 @@ export interface components {
             /** Does Unites */
             does_unites: boolean;
             /**
+             * Duration Ms
+             * @description Additive: from the claim to the result, milliseconds
+             */
+            duration_ms: number | null;
+            /**
              * Enqueue After
              * @description Epoch milliseconds before which the state is not handed out
              */
@@ -1520,11 +1606,26 @@ export interface components {
             retry_count: number;
             /** Run Id */
             run_id: string;
+            /**
+             * Runtime Instance
+             * @description Additive: which process of that runtime claimed it (e.g. host:pid)
+             */
+            runtime_instance: string | null;
+            /**
+             * Runtime Name
+             * @description Additive: the runtime that claimed the state
+             */
+            runtime_name: string | null;
             /** Started At */
             started_at: string | null;
             /** State Id */
             state_id: string;
             status: components["schemas"]["StateStatus"];
+            /**
+             * Traceback
+             * @description Additive: the traceback the runtime sent with its error
+             */
+            traceback: string | null;
             /** Updated At */
             updated_at: string;
         } & {
@@ -1560,10 +1661,36 @@ export interface components {
             required_keys?: string[];
         };
         /**
+         * TriggerManyRequest
+         * @description ``POST /v0/namespace/{ns}/graph/{graph}/trigger-many`` (additive): start many runs in one request.
+         */
+        TriggerManyRequest: {
+            /**
+             * Runs
+             * @description One entry per run, each a trigger's body
+             */
+            runs: components["schemas"]["TriggerRequest"][];
+        };
+        /**
+         * TriggerManyResponse
+         * @description ``POST .../trigger-many``: one answer per requested run, in the request's order.
+         */
+        TriggerManyResponse: {
+            /** Runs */
+            runs: components["schemas"]["TriggerResponse"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * TriggerRequest
          * @description ``POST /v0/namespace/{ns}/graph/{graph}/trigger``: start a run.
          */
         TriggerRequest: {
+            /**
+             * Idempotency Key
+             * @description Additive: a second trigger of this graph with the same key, within the server's key time (24 h by default), answers the first one's run_id and starts nothing. Also accepted as the Idempotency-Key header
+             */
+            idempotency_key?: string | null;
             /**
              * Inputs
              * @description Override the first node's template inputs
@@ -1590,6 +1717,12 @@ export interface components {
          * @description ``POST /v0/namespace/{ns}/graph/{graph}/trigger``: the new run.
          */
         TriggerResponse: {
+            /**
+             * Duplicate
+             * @description Additive: true when an earlier trigger with the same idempotency_key started it
+             * @default false
+             */
+            duplicate: boolean;
             /** Run Id */
             run_id: string;
             /**
@@ -1909,7 +2042,10 @@ export interface operations {
     trigger_v0_namespace__namespace_name__graph__graph_name__trigger_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description Additive: the body's idempotency_key, as a header (both given: they must be equal) */
+                "Idempotency-Key"?: string | null;
+            };
             path: {
                 namespace_name: string;
                 graph_name: string;
@@ -1929,6 +2065,78 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["TriggerResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    trigger_many_v0_namespace__namespace_name__graph__graph_name__trigger_many_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                graph_name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TriggerManyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TriggerManyResponse"];
                 };
             };
             /** @description The API key is missing or wrong */

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -24,6 +25,8 @@ from exospherehost.cli.options import (
     parse_pairs,
 )
 from exospherehost.cli.session import Session
+from exospherehost.cli.trigger_file import read_trigger_file
+from exospherehost.contract import MAX_TRIGGER_MANY
 from exospherehost.errors import ApiError, RunTimeoutError
 from exospherehost.state_manager import StateManager
 from exospherehost.statuses import RunStatus
@@ -45,6 +48,18 @@ def trigger(
     timeout: Annotated[
         str | None, typer.Option("--timeout", help="With --wait: give up after this long, e.g. 10m (default: never)")
     ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option("--idempotency-key", help="A repeat with the same key prints the first run's id, starting none"),
+    ] = None,
+    from_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--from-file",
+            help="Start one run per entry of this file (JSON lines, or one JSON list; '-' reads stdin): "
+            'each entry a trigger body such as {"inputs": {...}, "store": {...}, "idempotency_key": "..."}',
+        ),
+    ] = None,
     server: ServerOption = DEFAULT_SERVER,
     key: KeyOption = None,
     namespace: NamespaceOption = None,
@@ -52,8 +67,17 @@ def trigger(
 ) -> None:
     """Start a run of a graph and print its id; with --wait, follow it and print its outputs and errors.
 
+    With --from-file, start one run per entry of the file (in requests of up to 1,000 runs) and print
+    their ids, one per line, in the file's order.
+
     With --wait the exit code is 0 when the run succeeded, 1 when any state ended errored, 4 on timeout.
     """
+    if from_file is not None:
+        given = [name for name, value in _single_run_options(inputs, store, delay, wait, idempotency_key) if value]
+        if given:
+            raise CliError(f"--from-file takes each run's values from the file: drop {', '.join(given)}", EXIT_USAGE)
+        _trigger_from_file(graph.strip(), read_trigger_file(from_file), server, key, namespace, as_json)
+        return
     run_inputs = parse_pairs(inputs, "--input")
     run_store = parse_pairs(store, "--store")
     start_delay = round(parse_duration(delay, "--delay") * 1000) if delay is not None else 0
@@ -62,7 +86,13 @@ def trigger(
         raise CliError("--timeout only applies with --wait", EXIT_USAGE)
     with connect(server, key, namespace) as session:
         answer = session.run(
-            session.sm.trigger(graph.strip(), inputs=run_inputs, store=run_store, start_delay=start_delay)
+            session.sm.trigger(
+                graph.strip(),
+                inputs=run_inputs,
+                store=run_store,
+                start_delay=start_delay,
+                idempotency_key=idempotency_key,
+            )
         )
         run_id = answer["run_id"]
         if not wait:
@@ -76,6 +106,24 @@ def trigger(
         succeeded = follow_run(session, run_id, limit, as_json)
     if not succeeded:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _single_run_options(*values: object) -> list[tuple[str, object]]:
+    return list(zip(("--input", "--store", "--delay", "--wait", "--idempotency-key"), values, strict=True))
+
+
+def _trigger_from_file(
+    graph: str, entries: list[dict[str, Any]], server: str, key: str | None, namespace: str | None, as_json: bool
+) -> None:
+    started: list[dict[str, Any]] = []
+    with connect(server, key, namespace) as session:
+        for first in range(0, len(entries), MAX_TRIGGER_MANY):
+            started += session.run(session.sm.trigger_many(graph, entries[first : first + MAX_TRIGGER_MANY]))
+    if as_json:
+        render.print_json({"runs": started})
+    else:
+        for run in started:
+            render.out.print(run["run_id"], markup=False)
 
 
 def follow_run(session: Session, run_id: str, limit: float | None, as_json: bool) -> bool:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import inspect
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -151,7 +152,7 @@ class Outcome:
 
     @classmethod
     def failed(cls, exc: BaseException) -> Outcome:
-        return cls("errored", {"error": describe_error(exc)})
+        return cls("errored", {"error": describe_error(exc), "traceback": describe_traceback(exc)})
 
 
 def describe_error(exc: BaseException) -> str:
@@ -161,6 +162,19 @@ def describe_error(exc: BaseException) -> str:
     must still reach the server, or the state would wait for its lease to expire.
     """
     return sendable_text(f"{type(exc).__name__}: {exc}")
+
+
+TRACEBACK_SENT_CHARS = 65_536
+
+
+def describe_traceback(exc: BaseException) -> str:
+    """The error's traceback as Python prints it (with its causes), sent beside the error text.
+
+    Only its end is sent past 64 KiB: the innermost frames and the error are there, and a runaway
+    recursion's traceback must not make the report too large to send.
+    """
+    text = sendable_text("".join(traceback.format_exception(exc)))
+    return text if len(text) <= TRACEBACK_SENT_CHARS else "[... earlier frames cut]\n" + text[-TRACEBACK_SENT_CHARS:]
 
 
 async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[str, Any]) -> Outcome:

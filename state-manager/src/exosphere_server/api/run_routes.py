@@ -6,13 +6,16 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+from exospherehost import contract
 from exospherehost.contract import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
     ListRunsResponse,
     NodeDetailsResponse,
     RunGraphResponse,
     RunResponse,
     RunStatesResponse,
     RunStatus,
+    TriggerManyResponse,
     TriggerResponse,
 )
 from exospherehost.statuses import StateStatus
@@ -29,9 +32,10 @@ from exosphere_server.api.run_stream import (
     follow_for_stream,
     sse_event,
 )
-from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerRequest
+from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerManyRequest, TriggerRequest
 from exosphere_server.api.views import run_progress_view, run_view, state_view
 from exosphere_server.engine import runs
+from exosphere_server.engine.errors import BadRequest
 from exosphere_server.engine.run_counts import RunStateCounts
 from exosphere_server.engine.run_feed import RunFollower
 
@@ -42,16 +46,45 @@ MAX_STATES_PAGE_SIZE = 5000
 
 
 @router.post("/namespace/{namespace_name}/graph/{graph_name}/trigger", response_model=TriggerResponse)
-async def trigger(namespace_name: str, graph_name: str, body: TriggerRequest, request: Request) -> Response:
-    run_id = await runs.trigger(
-        engine_context(request),
-        namespace_name,
-        graph_name.strip(),
-        inputs=body.inputs,
-        store=body.store,
-        start_delay_ms=body.start_delay,
-    )
-    return SafeJSONResponse({"status": StateStatus.CREATED, "run_id": run_id})
+async def trigger(
+    namespace_name: str,
+    graph_name: str,
+    body: TriggerRequest,
+    request: Request,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+            description="Additive: the body's idempotency_key, as a header (both given: they must be equal)",
+        ),
+    ] = None,
+) -> Response:
+    if idempotency_key is not None and body.idempotency_key not in (None, idempotency_key):
+        raise BadRequest(
+            "The Idempotency-Key header and the body's idempotency_key differ: send one of them, or the same value"
+        )
+    key = body.idempotency_key or idempotency_key
+    started = await runs.trigger(engine_context(request), namespace_name, graph_name.strip(), _run_request(body, key))
+    return SafeJSONResponse(_started_view(started))
+
+
+@router.post("/namespace/{namespace_name}/graph/{graph_name}/trigger-many", response_model=TriggerManyResponse)
+async def trigger_many(namespace_name: str, graph_name: str, body: TriggerManyRequest, request: Request) -> Response:
+    """Start many runs of one graph in one request and one transaction (all or none), each with its own
+    inputs, store, delay and idempotency key; the answers come in the request's order."""
+    requests = [_run_request(item, item.idempotency_key) for item in body.runs]
+    started = await runs.trigger_many(engine_context(request), namespace_name, graph_name.strip(), requests)
+    return SafeJSONResponse({"runs": [_started_view(s) for s in started]})
+
+
+def _run_request(body: TriggerRequest | contract.TriggerRequest, key: str | None) -> runs.RunRequest:
+    return runs.RunRequest(inputs=body.inputs, store=body.store, start_delay_ms=body.start_delay, idempotency_key=key)
+
+
+def _started_view(started: runs.StartedRun) -> dict[str, object]:
+    return {"status": StateStatus.CREATED, "run_id": started.run_id, "duplicate": started.duplicate}
 
 
 @router.get("/namespace/{namespace_name}/runs/{page}/{size}", response_model=ListRunsResponse)

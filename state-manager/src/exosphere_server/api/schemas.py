@@ -30,6 +30,7 @@ __all__ = [
     "ReEnqueueAfterRequest",
     "RegisterNodesRequest",
     "ReleaseRequest",
+    "TriggerManyRequest",
     "TriggerRequest",
     "UpsertGraphRequest",
 ]
@@ -71,6 +72,10 @@ class UpsertGraphRequest(StorableBody, contract.UpsertGraphRequest):
 
 class TriggerRequest(StorableBody, contract.TriggerRequest):
     __doc__ = contract.TriggerRequest.__doc__
+
+
+class TriggerManyRequest(StorableBody, contract.TriggerManyRequest):
+    __doc__ = contract.TriggerManyRequest.__doc__
 
 
 class EnqueueRequest(StorableBody, contract.EnqueueRequest):

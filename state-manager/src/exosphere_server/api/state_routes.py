@@ -49,6 +49,7 @@ async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -
         wait_ms=body.wait_ms,
         lease_ms=body.lease_ms,
         gone=request.is_disconnected,
+        claimant=(body.runtime_name, body.runtime_instance),
     )
     return SafeJSONResponse(
         {
@@ -85,7 +86,9 @@ async def executed(namespace_name: str, state_id: str, body: ExecutedRequest, re
 
 @router.post(STATE + "/errored", response_model=ErroredResponse)
 async def errored(namespace_name: str, state_id: str, body: ErroredRequest, request: Request) -> Response:
-    retried = await transitions.errored(engine_context(request), namespace_name, state_id, body.error, body.lease_id)
+    retried = await transitions.errored(
+        engine_context(request), namespace_name, state_id, body.error, body.lease_id, body.traceback
+    )
     return SafeJSONResponse({"status": StateStatus.ERRORED, "retry_created": retried})
 
 

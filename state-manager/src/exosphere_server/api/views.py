@@ -16,6 +16,7 @@ from typing import Any
 
 from exospherehost.contract import GraphTrigger
 
+from exosphere_server.clock import now_ms
 from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
 from exosphere_server.storage.records import GraphRecord, RegisteredNodeRecord, StateRecord
 
@@ -105,7 +106,18 @@ def state_view(state: StateRecord) -> dict[str, Any]:
         "updated_at": iso(state.updated_at),
         "started_at": iso(state.started_at),
         "finished_at": iso(state.finished_at),
+        "duration_ms": attempt_duration_ms(state),
+        "runtime_name": state.runtime_name,
+        "runtime_instance": state.runtime_instance,
+        "traceback": state.traceback,
     }
+
+
+def attempt_duration_ms(state: StateRecord) -> int | None:
+    """How long the state's (latest) attempt ran: from its claim to its result."""
+    if state.started_at is None or state.finished_at is None:
+        return None
+    return max(0, state.finished_at - state.started_at)
 
 
 def run_progress_view(progress: RunStateCounts) -> dict[str, Any]:
@@ -137,4 +149,7 @@ def run_view(summary: RunSummary) -> dict[str, Any]:
         "total_count": counts.total,
         "status": summary.status,
         "created_at": iso(summary.run.created_at),
+        "started_at": iso(summary.run.created_at),
+        "finished_at": iso(summary.finished_at),
+        "duration_ms": summary.duration_ms(now_ms()),
     }

@@ -108,6 +108,7 @@ class EngineContext:
     wakeups: Wakeups = field(default_factory=Wakeups)
     default_lease_ms: int = 300_000
     cron_catch_up: str = "latest"
+    idempotency_key_ms: int = 24 * 3_600_000
     max_graph_nodes: int = 10_000
     pinned: PinnedGraphs = field(default_factory=lambda: PinnedGraphs())
     runs: RunCache = field(default_factory=lambda: RunCache())

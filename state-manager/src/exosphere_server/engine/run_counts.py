@@ -37,6 +37,15 @@ class RunSummary:
     def finished(self) -> bool:
         return self.counts.pending == 0 and self.counts.total > 0
 
+    @property
+    def finished_at(self) -> int | None:
+        """When the run ended: its last state's end, once nothing is pending."""
+        return self.counts.last_finished_at if self.finished else None
+
+    def duration_ms(self, now: int) -> int:
+        """From the trigger to the run's end, or to `now` while it goes on."""
+        return max(0, (self.finished_at or now) - self.run.created_at)
+
 
 @dataclass(frozen=True)
 class StateCount:
@@ -46,6 +55,7 @@ class StateCount:
     node_name: str
     status: str
     count: int
+    last_finished_at: int | None = None
 
 
 @dataclass
@@ -65,7 +75,7 @@ class RunStateCounts:
     def summary(self) -> RunSummary:
         totals = RunCounts()
         for count in self.counts:
-            totals.add(count.status, count.count)
+            totals.add(count.status, count.count, count.last_finished_at)
         return RunSummary(self.run, totals)
 
     def encoded(self, kind: str, encode: Callable[[RunStateCounts], str]) -> str:

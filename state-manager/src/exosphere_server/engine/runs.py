@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import EngineContext, PinnedGraph
@@ -19,28 +20,66 @@ from exosphere_server.storage.records import RunRecord, StateRecord
 STATE_ID = re.compile(r"^[0-9a-f]{24}$")
 
 
-async def trigger(
-    ctx: EngineContext,
-    namespace: str,
-    graph_name: str,
-    *,
-    inputs: Mapping[str, str],
-    store: Mapping[str, str],
-    start_delay_ms: int = 0,
-    defaults_satisfy_required: bool = False,
-) -> str:
-    """Start a run of the graph's current version: the run, its store and its root state commit together (D5)."""
+@dataclass(frozen=True)
+class RunRequest:
+    """What one trigger asks for: the root node's inputs, the run's store, a start delay, an idempotency key."""
+
+    inputs: Mapping[str, str] = field(default_factory=dict)
+    store: Mapping[str, str] = field(default_factory=dict)
+    start_delay_ms: int = 0
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class StartedRun:
+    """A trigger's answer: the run's id, and whether an earlier trigger with the same key started it."""
+
+    run_id: str
+    duplicate: bool = False
+
+
+async def trigger(ctx: EngineContext, namespace: str, graph_name: str, request: RunRequest) -> StartedRun:
+    """Start a run of the graph's current version: the run, its store and its root state commit together (D5).
+
+    With an idempotency key that an earlier trigger of this graph used (within the key's time), nothing
+    is created and that trigger's run is answered, also when the two race on different replicas.
+    """
+    return (await trigger_many(ctx, namespace, graph_name, [request]))[0]
+
+
+async def trigger_many(
+    ctx: EngineContext, namespace: str, graph_name: str, requests: Sequence[RunRequest]
+) -> list[StartedRun]:
+    """Start one run per request, in one transaction (all or none); the answers in the requests' order.
+
+    A bad request fails the whole batch with a `BadRequest` that names its position (`runs[3]: ...`).
+    """
     async with ctx.storage.transaction() as tx:
-        return await start_run(
-            tx,
-            ctx,
-            namespace,
-            graph_name,
-            inputs=inputs,
-            store=store,
-            start_delay_ms=start_delay_ms,
-            defaults_satisfy_required=defaults_satisfy_required,
-        )
+        pinned, version = await _triggerable_graph(tx, ctx, namespace, graph_name)
+        now = now_ms()
+        started: list[StartedRun] = []
+        new_runs: list[RunRecord] = []
+        roots: list[StateRecord] = []
+        for index, request in enumerate(requests):
+            try:
+                root_inputs = _checked_root_inputs(pinned, request, defaults_satisfy_required=False)
+            except BadRequest as exc:
+                raise BadRequest(f"runs[{index}]: {exc.message}" if len(requests) > 1 else exc.message) from exc
+            run_id = str(uuid.uuid4())
+            if request.idempotency_key is not None:
+                owner = await tx.take_trigger_key(
+                    namespace, graph_name, request.idempotency_key, run_id, now, now + ctx.idempotency_key_ms
+                )
+                if owner != run_id:
+                    started.append(StartedRun(owner, duplicate=True))
+                    continue
+            run = RunRecord(run_id, namespace, graph_name, version, dict(request.store), created_at=now)
+            new_runs.append(run)
+            roots.append(_root_state(pinned, run, root_inputs, now + request.start_delay_ms))
+            started.append(StartedRun(run_id))
+        await tx.insert_runs(new_runs)
+        await tx.insert_states(roots)
+        return started
 
 
 async def start_run(
@@ -54,6 +93,18 @@ async def start_run(
     start_delay_ms: int,
     defaults_satisfy_required: bool,
 ) -> str:
+    """Start one run inside the caller's transaction (cron firing); its id."""
+    pinned, version = await _triggerable_graph(tx, ctx, namespace, graph_name)
+    request = RunRequest(inputs=inputs, store=store, start_delay_ms=start_delay_ms)
+    root_inputs = _checked_root_inputs(pinned, request, defaults_satisfy_required=defaults_satisfy_required)
+    run = RunRecord(str(uuid.uuid4()), namespace, graph_name, version, dict(store), created_at=now_ms())
+    await tx.insert_runs([run])
+    await tx.insert_states([_root_state(pinned, run, root_inputs, run.created_at + start_delay_ms)])
+    return run.run_id
+
+
+async def _triggerable_graph(tx: Tx, ctx: EngineContext, namespace: str, graph_name: str) -> tuple[PinnedGraph, int]:
+    """The graph's current version, pinned, and its number; 404 for no graph, 400 for an invalid one."""
     graph = await tx.get_graph(namespace, graph_name)
     if graph is None:
         raise NotFound(f"Graph template not found for namespace {namespace} and graph {graph_name}")
@@ -65,35 +116,32 @@ async def start_run(
         version = await tx.get_graph_version(namespace, graph_name, graph.version)
         assert version is not None
         pinned = await ctx.pinned.get(version)
+    return pinned, graph.version
+
+
+def _checked_root_inputs(
+    pinned: PinnedGraph, request: RunRequest, *, defaults_satisfy_required: bool
+) -> dict[str, str]:
     root = pinned.shape.nodes[pinned.shape.root]
-    root_inputs = _root_inputs(root.inputs, inputs, store, pinned)
-    satisfied = set(store) | (set(pinned.store_config.default_values) if defaults_satisfy_required else set())
+    root_inputs = _root_inputs(root.inputs, request.inputs, request.store, pinned)
+    satisfied = set(request.store) | (set(pinned.store_config.default_values) if defaults_satisfy_required else set())
     missing = [key for key in pinned.store_config.required_keys if key not in satisfied]
     if missing:
         raise BadRequest(f"Missing store keys: {missing}")
-    run = RunRecord(
-        run_id=str(uuid.uuid4()),
-        namespace=namespace,
-        graph_name=graph_name,
-        graph_version=graph.version,
-        store=dict(store),
-        created_at=now_ms(),
+    return root_inputs
+
+
+def _root_state(pinned: PinnedGraph, run: RunRecord, inputs: dict[str, str], enqueue_after: int) -> StateRecord:
+    root = pinned.shape.nodes[pinned.shape.root]
+    return new_state(
+        template_namespace=root.namespace,
+        node_name=root.node_name,
+        identifier=root.identifier,
+        run=run,
+        inputs=inputs,
+        parents={},
+        enqueue_after=enqueue_after,
     )
-    await tx.insert_run(run)
-    await tx.insert_states(
-        [
-            new_state(
-                template_namespace=root.namespace,
-                node_name=root.node_name,
-                identifier=root.identifier,
-                run=run,
-                inputs=root_inputs,
-                parents={},
-                enqueue_after=run.created_at + start_delay_ms,
-            )
-        ]
-    )
-    return run.run_id
 
 
 def _root_inputs(
@@ -223,3 +271,14 @@ async def delete_finished_runs(ctx: EngineContext, older_than_ms: int, limit: in
     """Retention: delete up to `limit` runs created before `older_than_ms` whose states are all final."""
     async with ctx.storage.transaction() as tx:
         return await tx.delete_finished_runs(older_than_ms, limit=limit)
+
+
+async def forget_expired_trigger_keys(ctx: EngineContext, now: int) -> int:
+    """Drop the idempotency keys whose time is over, a thousand per transaction; how many went."""
+    forgotten = 0
+    while True:
+        async with ctx.storage.transaction() as tx:
+            count = await tx.delete_expired_trigger_keys(now, limit=1000)
+        forgotten += count
+        if count < 1000:
+            return forgotten

@@ -30,7 +30,7 @@ from exosphere_server.engine.next_states import (
 from exosphere_server.engine.retry_policy import retry_delay_ms
 from exosphere_server.engine.secret_box import SecretUnreadable
 from exosphere_server.engine.storable import unstorable_at
-from exosphere_server.storage.base import Tx, new_id
+from exosphere_server.storage.base import Claimant, Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
 
 _S = StateStatus
@@ -85,8 +85,11 @@ async def claim(
     wait_ms: int = 0,
     lease_ms: int | None = None,
     gone: Callable[[], Awaitable[bool]] | None = None,
+    claimant: Claimant = (None, None),
 ) -> list[StateRecord]:
-    """Claim up to `batch_size` ready states; with `wait_ms`, wait for work instead of answering empty."""
+    """Claim up to `batch_size` ready states; with `wait_ms`, wait for work instead of answering empty.
+
+    `claimant` (the runtime's name and instance) is recorded on each claimed state: where it runs."""
     if not node_names or batch_size <= 0:
         return []
     lease = lease_ms or ctx.default_lease_ms
@@ -98,7 +101,7 @@ async def claim(
             if gone is not None and await gone():
                 return []
             claimed = await ctx.storage.claim(
-                namespace, list(dict.fromkeys(node_names)), batch_size, _random.token_hex(12), lease
+                namespace, list(dict.fromkeys(node_names)), batch_size, _random.token_hex(12), lease, claimant
             )
             if claimed:
                 metrics.record_claims(claimed)
@@ -254,8 +257,16 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
     return _Completed(state, was, status, error, now, siblings, children, Finished(graph, run, branch))
 
 
-async def errored(ctx: EngineContext, namespace: str, state_id: str, error: str, lease_id: str | None) -> bool:
-    """Record a failure; returns whether a retry was created under the graph's retry policy."""
+async def errored(
+    ctx: EngineContext,
+    namespace: str,
+    state_id: str,
+    error: str,
+    lease_id: str | None,
+    traceback: str | None = None,
+) -> bool:
+    """Record a failure, with the traceback the runtime sent; returns whether a retry was created under
+    the graph's retry policy."""
     async with ctx.storage.transaction() as tx:
         state = await load_state(tx, namespace, state_id)
         if (
@@ -268,9 +279,20 @@ async def errored(ctx: EngineContext, namespace: str, state_id: str, error: str,
             raise BadRequest("State is already executed")
         _check_held(state, lease_id, not_held="State is not queued or executed")
         run, graph = await run_and_graph(tx, ctx, state.run_id)
-        retried = await fail_state(tx, graph, run, state, error)
+        retried = await fail_state(tx, graph, run, state, error, traceback=_kept_traceback(traceback))
     metrics.record_completion(state, state.status)
     return retried
+
+
+TRACEBACK_KEPT_CHARS = 65_536
+
+
+def _kept_traceback(traceback: str | None) -> str | None:
+    """The end of a traceback: the innermost frames and the error are at its end, and a runaway
+    recursion's traceback must not fill the database."""
+    if traceback is None or len(traceback) <= TRACEBACK_KEPT_CHARS:
+        return traceback
+    return "[... earlier frames cut]\n" + traceback[-TRACEBACK_KEPT_CHARS:]
 
 
 async def fail_state(
@@ -283,6 +305,7 @@ async def fail_state(
     lease_expired: bool = False,
     finished: list[Finished] | None = None,
     retryable: bool = True,
+    traceback: str | None = None,
 ) -> bool:
     """Apply the retry policy to a failed attempt: a delayed retry state, or ERRORED for good.
 
@@ -301,7 +324,12 @@ async def fail_state(
         retry.enqueue_after = now + retry_delay_ms(graph.retry_policy, retry.retry_count)
         await tx.insert_state_unless_duplicate(retry)
     await tx.move_states(
-        [state], _S.RETRY_CREATED if retried else _S.ERRORED, error=error, finished_at=now, lease_expired=lease_expired
+        [state],
+        _S.RETRY_CREATED if retried else _S.ERRORED,
+        error=error,
+        finished_at=now,
+        lease_expired=lease_expired,
+        traceback=traceback,
     )
     if not retried:
         if finished is None:
@@ -327,6 +355,9 @@ def _copy_attempt(state: StateRecord, run: RunRecord, **changes: Any) -> StateRe
         claims=0,
         started_at=None,
         finished_at=None,
+        runtime_name=None,
+        runtime_instance=None,
+        traceback=None,
         created_at=now,
         updated_at=now,
         **changes,

@@ -21,6 +21,7 @@ from exosphere_server.engine.transitions import expire_leases
 log = structlog.get_logger("exosphere.scheduler")
 MAX_SLEEP_MS = 30_000  # a safety net only: deadlines and pokes normally wake the loop
 RETENTION_EVERY_MS = 3_600_000
+TRIGGER_KEY_SWEEP_EVERY_MS = 60_000
 LOOK_BACK_MS = 5_000
 
 
@@ -32,6 +33,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._checked_until = now_ms()
         self._next_retention = 0
+        self._next_key_sweep = 0
         self._wake_at = 0
 
     def note_deadline(self, deadline_ms: int) -> None:
@@ -77,6 +79,9 @@ class Scheduler:
         # Looking back a little also catches delayed states whose transaction committed late.
         await deadlines.wake_states_due_between(self.ctx, self._checked_until - LOOK_BACK_MS, now)
         self._checked_until = now
+        if now >= self._next_key_sweep:
+            self._next_key_sweep = now + TRIGGER_KEY_SWEEP_EVERY_MS
+            await self._guarded("trigger_key_sweep", lambda: runs.forget_expired_trigger_keys(self.ctx, now))
         if self.retention_ms and now >= self._next_retention:
             await self._apply_retention(now)
         next_deadline = await deadlines.next_deadline(self.ctx, now)

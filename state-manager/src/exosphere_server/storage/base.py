@@ -42,6 +42,7 @@ from exosphere_server.storage.records import (
 )
 
 ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now
+Claimant = tuple[str | None, str | None]  # (runtime name, runtime instance) that claims, as it announced them
 R = TypeVar("R")
 
 
@@ -71,6 +72,7 @@ GET_GRAPH_VERSION = sa.select(_V).where(
     _V.c.version == sa.bindparam("version"),
 )
 INSERT_STATES = sa.insert(_S)
+INSERT_RUNS = sa.insert(schema.runs)
 FINISH_STATE = (
     sa.update(_S)
     .where(_S.c.id == sa.bindparam("b_id"))
@@ -110,6 +112,8 @@ CLAIM_STATES = (
         started_at=sa.bindparam("b_now"),
         updated_at=sa.bindparam("b_now"),
         revision=_S.c.revision + 1,
+        runtime_name=sa.bindparam("b_runtime_name"),
+        runtime_instance=sa.bindparam("b_runtime_instance"),
     )
     .returning(*_S.c)
 )
@@ -327,8 +331,45 @@ class Tx:
 
     # -- runs ------------------------------------------------------------------------------------
 
-    async def insert_run(self, record: RunRecord) -> None:
-        await self.conn.execute(sa.insert(schema.runs).values(**asdict(record)))
+    async def insert_runs(self, records: Sequence[RunRecord]) -> None:
+        if records:
+            await self.conn.execute(INSERT_RUNS, [asdict(r) for r in records])
+
+    async def take_trigger_key(
+        self, namespace: str, graph_name: str, key: str, run_id: str, now: int, expires_at: int
+    ) -> str:
+        """Bind an idempotency key to `run_id` unless a live binding exists; the run id the key names.
+
+        Insert-or-get on the table's primary key: on PostgreSQL a concurrent transaction with the same
+        key waits for this one and then finds its row, so two replicas never both start a run. An
+        expired binding (not yet swept) is taken over by a compare-and-set on its expiry.
+        """
+        t = schema.trigger_keys
+        values = {"namespace": namespace, "graph_name": graph_name, "key": key}
+        inserted = await self.conn.execute(
+            self._insert(t).values(**values, run_id=run_id, expires_at=expires_at).on_conflict_do_nothing()
+        )
+        if inserted.rowcount == 1:
+            return run_id
+        same_key = (t.c.namespace == namespace, t.c.graph_name == graph_name, t.c.key == key)
+        renewed = await self.conn.execute(
+            sa.update(t).where(*same_key, t.c.expires_at <= now).values(run_id=run_id, expires_at=expires_at)
+        )
+        if renewed.rowcount == 1:
+            return run_id
+        return str((await self.conn.execute(sa.select(t.c.run_id).where(*same_key))).scalar_one())
+
+    async def delete_expired_trigger_keys(self, now: int, limit: int) -> int:
+        """Forget up to `limit` idempotency keys whose time is over (by the expiry index)."""
+        t = schema.trigger_keys
+        expired = sa.select(t.c.namespace, t.c.graph_name, t.c.key).where(t.c.expires_at <= now).limit(limit)
+        keys = [tuple(row) for row in await self.conn.execute(expired)]
+        if not keys:
+            return 0
+        await self.conn.execute(
+            sa.delete(t).where(sa.tuple_(t.c.namespace, t.c.graph_name, t.c.key).in_(keys), t.c.expires_at <= now)
+        )
+        return len(keys)
 
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         if not run_ids:
@@ -346,12 +387,12 @@ class Tx:
             return counts
         s = schema.states
         query = (
-            sa.select(s.c.run_id, s.c.status, sa.func.count())
+            sa.select(s.c.run_id, s.c.status, sa.func.count(), sa.func.max(s.c.finished_at))
             .where(s.c.run_id.in_(run_ids))
             .group_by(s.c.run_id, s.c.status)
         )
-        for run_id, status, count in await self.conn.execute(query):
-            counts[run_id].add(status, count)
+        for run_id, status, count, last_finished_at in await self.conn.execute(query):
+            counts[run_id].add(status, count, last_finished_at)
         return counts
 
     # -- states ----------------------------------------------------------------------------------
@@ -467,11 +508,20 @@ class Tx:
         self._announce([state])
 
     async def claim_states(
-        self, namespace: str, node_names: Sequence[str], limit: int, lease_id: str, lease_ms: int
+        self,
+        namespace: str,
+        node_names: Sequence[str],
+        limit: int,
+        lease_id: str,
+        lease_ms: int,
+        claimant: Claimant = (None, None),
     ) -> list[StateRecord]:
-        """Hand out up to `limit` ready states, oldest first; each claim is a lease."""
+        """Hand out up to `limit` ready states, oldest first; each claim is a lease, recorded with the
+        claimant (the runtime's name and instance, when it sent them)."""
         now = now_ms()
         params = {
+            "b_runtime_name": claimant[0],
+            "b_runtime_instance": claimant[1],
             "b_namespace": namespace,
             "b_node_names": list(node_names),
             "b_now": now,
@@ -639,9 +689,9 @@ class Tx:
 
     # -- reading runs and namespaces ------------------------------------------------------------
 
-    async def state_counts_by_node(self, run_id: str) -> tuple[int, list[tuple[str, str, str, int]]]:
-        """The run's version and (identifier, node name, status, count) of its states, aggregated in the
-        database; nodes in the order they first appeared, statuses sorted within a node.
+    async def state_counts_by_node(self, run_id: str) -> tuple[int, list[tuple[str, str, str, int, int | None]]]:
+        """The run's version and (identifier, node name, status, count, latest finished_at) of its states,
+        aggregated in the database; nodes in the order they first appeared, statuses sorted within a node.
 
         The version is the sum of the states' revisions, read by the same statement as the counts
         (one snapshot, also on PostgreSQL): counts read at version v are exactly those of version v.
@@ -655,17 +705,20 @@ class Tx:
                 sa.func.count(),
                 sa.func.min(s.c.created_at),
                 sa.func.sum(s.c.revision),
+                sa.func.max(s.c.finished_at),
             )
             .where(s.c.run_id == run_id)
             .group_by(s.c.identifier, s.c.node_name, s.c.status)
         )
         rows = list(await self.conn.execute(query))
         first_seen: dict[str, int] = {}
-        for identifier, _node, _status, _count, created, _revisions in rows:
+        for identifier, _node, _status, _count, created, _revisions, _finished in rows:
             first_seen[identifier] = min(created, first_seen.get(identifier, created))
         rows.sort(key=lambda row: (first_seen[row[0]], row[0], row[2]))
         version = sum(int(row[5]) for row in rows)
-        return version, [(identifier, node, status, int(count)) for identifier, node, status, count, _, _ in rows]
+        return version, [
+            (identifier, node, status, int(count), finished) for identifier, node, status, count, _, _, finished in rows
+        ]
 
     async def namespace_counts(self) -> dict[str, tuple[int, int, int]]:
         """namespace -> (graph templates, runs, registered nodes), for every namespace holding any of them."""
@@ -826,12 +879,18 @@ class Storage(abc.ABC):
             yield Tx(conn, self)
 
     async def claim(
-        self, namespace: str, node_names: Sequence[str], limit: int, lease_id: str, lease_ms: int
+        self,
+        namespace: str,
+        node_names: Sequence[str],
+        limit: int,
+        lease_id: str,
+        lease_ms: int,
+        claimant: Claimant = (None, None),
     ) -> list[StateRecord]:
         """Claim ready states (one statement). Not durable: a claim lost in a database crash leaves the
         state claimable again, which at-least-once delivery allows."""
         async with self.transaction(durable=False) as tx:
-            return await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms)
+            return await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms, claimant)
 
     async def _relax_durability(self, conn: Any) -> None:
         return None

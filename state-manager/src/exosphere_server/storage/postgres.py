@@ -14,7 +14,7 @@ import structlog
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from exosphere_server.storage.base import Storage, Tx, encode_json
+from exosphere_server.storage.base import Claimant, Storage, Tx, encode_json
 from exosphere_server.storage.migrate import upgrade_to_head
 from exosphere_server.storage.records import StateRecord
 
@@ -91,11 +91,17 @@ class PostgresStorage(Storage):
                 await conn.commit()
 
     async def claim(
-        self, namespace: str, node_names: Sequence[str], limit: int, lease_id: str, lease_ms: int
+        self,
+        namespace: str,
+        node_names: Sequence[str],
+        limit: int,
+        lease_id: str,
+        lease_ms: int,
+        claimant: Claimant = (None, None),
     ) -> list[StateRecord]:
         async with self._claims.connect() as conn:
             tx = Tx(conn, self)
-            claimed = await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms)
+            claimed = await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms, claimant)
             if claimed:
                 # Autocommit: the claim has committed, so this second statement tells the other
                 # replicas' followers that these runs moved (CREATED -> QUEUED).

@@ -36,6 +36,9 @@ class StateRecord:
     claims: int = 0
     started_at: int | None = None
     finished_at: int | None = None
+    runtime_name: str | None = None
+    runtime_instance: str | None = None
+    traceback: str | None = None
 
 
 @dataclass
@@ -99,9 +102,12 @@ class RunCounts:
     pending: int = 0
     errored: int = 0
     retried: int = 0
+    last_finished_at: int | None = None  # when the latest of these states reached a final status
 
-    def add(self, status: str, count: int) -> None:
+    def add(self, status: str, count: int, last_finished_at: int | None = None) -> None:
         """Count `count` states of `status` in their group; a status in none of them is a programming error."""
+        if last_finished_at is not None:
+            self.last_finished_at = max(last_finished_at, self.last_finished_at or last_finished_at)
         if status in statuses.PENDING:
             self.pending += count
         elif status in statuses.SUCCEEDED:

@@ -111,6 +111,11 @@ states = sa.Table(
     # Bumped by every write that moves the state (insert, claim, result, retry...): the sum over a
     # run's states only grows, and grows with each change, so it numbers the run's change events.
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    # The runtime that made the latest claim (its name and the instance it announced), and the
+    # traceback the runtime sent with an error: where an attempt ran and why it failed.
+    sa.Column("runtime_name", sa.String, nullable=True),
+    sa.Column("runtime_instance", sa.String, nullable=True),
+    sa.Column("traceback", sa.Text, nullable=True),
     sa.UniqueConstraint(
         "node_name",
         "namespace",
@@ -143,6 +148,19 @@ states = sa.Table(
         postgresql_where=sa.text(LEASED),
     ),
     sa.Index("ix_states_run", "run_id", "created_at"),
+)
+
+# Idempotency keys of triggers, each kept until `expires_at`: the primary key makes a second trigger
+# with the same key (on any replica) find the first one's run instead of starting another.
+trigger_keys = sa.Table(
+    "trigger_keys",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("graph_name", sa.String, primary_key=True),
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_trigger_keys_expiry", "expires_at"),
 )
 
 # One row per (state, ancestor state): the descendants of a state, for `unites`, by index.

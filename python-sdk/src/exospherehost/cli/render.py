@@ -168,6 +168,7 @@ def run_list(runs: list[dict[str, Any]], total: int) -> RenderableType:
         "retried",
         "total",
         "created (UTC)",
+        "duration",
         caption=f"{len(runs)} of {total} runs, newest first" if total > len(runs) else None,
     )
     for run in runs:
@@ -181,8 +182,17 @@ def run_list(runs: list[dict[str, Any]], total: int) -> RenderableType:
             str(run["retried_count"]),
             str(run["total_count"]),
             when(run.get("created_at")),
+            run_duration(run),
         )
     return table
+
+
+def run_duration(run: Mapping[str, Any]) -> str:
+    """How long the run took, or has been going (`…` marks a run still going); `-` from an older server."""
+    took = run.get("duration_ms")
+    if took is None:
+        return "-"
+    return duration(took / 1000) + ("" if run.get("finished_at") else " …")
 
 
 def run_header(run: Mapping[str, Any], elapsed: float | None = None) -> Text:
@@ -192,6 +202,8 @@ def run_header(run: Mapping[str, Any], elapsed: float | None = None) -> Text:
     text.append(counts + f"{run['errored_count']} errored, {run['retried_count']} retried")
     if elapsed is not None:
         text.append(f"  elapsed {duration(elapsed)}")
+    elif run.get("duration_ms") is not None:
+        text.append(("  took " if run.get("finished_at") else "  running for ") + duration(run["duration_ms"] / 1000))
     return text
 
 
@@ -254,6 +266,8 @@ def state_label(state: Mapping[str, Any]) -> Text:
     took = state_duration(state)
     if took:
         facts.append(took)
+    if state.get("runtime_name"):
+        facts.append(f"on {state['runtime_name']}")
     label.append("  " + ", ".join(facts))
     if state.get("error"):
         label.append("  " + " ".join(str(state["error"]).split()), style="red")
@@ -261,8 +275,48 @@ def state_label(state: Mapping[str, Any]) -> Text:
 
 
 def run_tree(run: Mapping[str, Any], states: list[dict[str, Any]], show_all: bool = False) -> RenderableType:
-    """The run as a tree of states: each state under the one it came from; fan-outs summarised past a few."""
+    """The run as a tree of states, each under the one it came from, fan-outs summarised past a few;
+    then every failed state, whatever its parents' status and however large the fan-out."""
+    tree = _state_tree(run, states, show_all)
+    failed = [s for s in states if s["status"] in FAILED]
+    if not failed:
+        return tree
+    return Group(tree, failed_states(failed))
+
+
+def failed_states(failed: list[dict[str, Any]]) -> RenderableType:
+    """One row per failed state: node, id, attempts, where it ran, its error."""
+    table = Table(
+        "node",
+        "state id",
+        "status",
+        "attempts",
+        "runtime",
+        "error",
+        title=f"Failed states ({len(failed)})",
+        title_justify="left",
+    )
+    for state in failed:
+        table.add_row(
+            f"{state['identifier']} ({state['node_name']})",
+            state["state_id"],
+            status_text(state["status"]),
+            f"{state.get('attempts', 0)}" + (f", retry #{state['retry_count']}" if state.get("retry_count") else ""),
+            _runtime(state),
+            Text(" ".join(str(state.get("error") or "").split()), style="red"),
+        )
+    return table
+
+
+def _runtime(state: Mapping[str, Any]) -> str:
+    name, instance = state.get("runtime_name"), state.get("runtime_instance")
+    return f"{name} ({instance})" if name and instance else name or "-"
+
+
+def _state_tree(run: Mapping[str, Any], states: list[dict[str, Any]], show_all: bool) -> Tree:
     ids = {s["state_id"] for s in states}
+    # A state on the way to a failure is always shown, so that each failure hangs in its place.
+    leads_to_failure = {a for s in states if s["status"] in FAILED for a in (s.get("parents") or {}).values()}
     children: dict[str | None, list[dict[str, Any]]] = defaultdict(list)
     for state in states:
         parent = direct_parent(state)
@@ -271,7 +325,7 @@ def run_tree(run: Mapping[str, Any], states: list[dict[str, Any]], show_all: boo
 
     def add(branch: Tree, parent: str | None) -> None:
         for group in _by_identifier(children.get(parent, [])):
-            shown = group if show_all else _worth_showing(group)
+            shown = group if show_all else _worth_showing(group, leads_to_failure)
             for state in shown:
                 add(branch.add(state_label(state)), state["state_id"])
             hidden = [s for s in group if s not in shown]
@@ -295,11 +349,11 @@ def _by_identifier(states: Iterable[dict[str, Any]]) -> list[list[dict[str, Any]
     return list(groups.values())
 
 
-def _worth_showing(group: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Everything that did not succeed, then successes up to FANOUT_SHOWN in all."""
+def _worth_showing(group: list[dict[str, Any]], leads_to_failure: set[str]) -> list[dict[str, Any]]:
+    """Everything that did not succeed or leads to a failure, then successes up to FANOUT_SHOWN in all."""
     if len(group) <= FANOUT_SHOWN:
         return group
-    keep = {id(s) for s in group if s["status"] != StateStatus.SUCCESS}
+    keep = {id(s) for s in group if s["status"] != StateStatus.SUCCESS or s["state_id"] in leads_to_failure}
     for state in group:
         if len(keep) >= FANOUT_SHOWN:
             break
@@ -325,6 +379,7 @@ def state_detail(state: Mapping[str, Any]) -> RenderableType:
     facts.add_row("node", f"{state['identifier']} ({state['node_name']}, namespace {state['namespace']})")
     facts.add_row("run", f"{state['run_id']} of graph {state['graph_name']}")
     facts.add_row("attempts", f"{state.get('attempts', 0)} (retry count {state.get('retry_count', 0)})")
+    facts.add_row("runtime", _runtime(state))
     facts.add_row("created (UTC)", when(state.get("created_at")))
     facts.add_row("started (UTC)", when(state.get("started_at")))
     facts.add_row(
@@ -338,6 +393,8 @@ def state_detail(state: Mapping[str, Any]) -> RenderableType:
         parts.append(_mapping_table("Data", state["data"]))
     if state.get("error"):
         parts.append(Text.assemble(("Error: ", "bold red"), str(state["error"])))
+    if state.get("traceback"):
+        parts.append(Text.assemble(("Traceback:\n", "bold red"), str(state["traceback"]).rstrip()))
     return Group(*parts)
 
 

@@ -26,12 +26,14 @@ from exospherehost.cli.options import (
 )
 from exospherehost.cli.session import Session
 from exospherehost.cli.trigger_file import read_trigger_file
+from exospherehost.cli.watch import watch_run
 from exospherehost.contract import MAX_TRIGGER_MANY
 from exospherehost.errors import ApiError, RunTimeoutError
 from exospherehost.state_manager import StateManager
 from exospherehost.statuses import RunStatus
 
 run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
+run_app.command("watch")(watch_run)
 RUN_STATUSES = tuple(RunStatus)
 
 

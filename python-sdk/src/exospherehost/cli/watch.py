@@ -1,0 +1,203 @@
+"""`exosphere run watch RUN_ID`: follow a run live, with a progress bar and an ETA.
+
+The run's events come from `StateManager.watch_run` (the server's event stream), which reconnects
+after a dropped connection or a server restart and resumes where it was: the watch goes on instead
+of exiting. On a terminal the progress is a rich progress bar; in a pipe (CI logs) it is one plain
+line per change, at most one a second, and always the last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from exospherehost.cli import render
+from exospherehost.cli.errors import EXIT_FAILED, EXIT_TIMEOUT, CliError
+from exospherehost.cli.options import (
+    DEFAULT_SERVER,
+    JsonOption,
+    KeyOption,
+    NamespaceOption,
+    ServerOption,
+    connect,
+    parse_duration,
+)
+from exospherehost.contract import RunEvent
+from exospherehost.statuses import FAILED, RunStatus
+
+PLAIN_LINE_EVERY_S = 1.0
+
+
+class Eta:
+    """The time left, from how fast states have finished since the watch began.
+
+    A fan-out grows while it runs, so this is the time to finish the states known now at the rate seen
+    so far: a guide that firms up as the run goes, None until a state has finished.
+
+    Example::
+
+        eta = Eta(time.monotonic())
+        eta.seconds_left(done=10, total=40, now=start + 5.0)  # 15.0
+    """
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.first_done: int | None = None
+
+    def seconds_left(self, done: int, total: int, now: float) -> float | None:
+        if self.first_done is None:
+            self.first_done = done  # states already done when the watch began say nothing of its rate
+        finished_here = done - self.first_done
+        elapsed = now - self.started
+        if finished_here <= 0 or elapsed <= 0:
+            return None
+        return max(total - done, 0) / (finished_here / elapsed)
+
+
+def done_and_total(event: RunEvent) -> tuple[int, int]:
+    """States that will not run again (succeeded, failed, retried, pruned) and all the run's states."""
+    return event.total_count - event.pending_count, event.total_count
+
+
+def progress_line(event: RunEvent, elapsed: float, eta: float | None) -> str:
+    """One plain progress line, e.g. `run 1f… RUNNING 12/40 states (2 errored) 25% elapsed 4.2s eta 9.8s`."""
+    done, total = done_and_total(event)
+    status = "RUNNING" if event.status == RunStatus.PENDING else str(event.status)
+    percent = f"{100 * done // total}%" if total else "0%"
+    errored = f" ({event.errored_count} errored)" if event.errored_count else ""
+    left = f" eta {render.duration(eta)}" if eta is not None and not event.finished else ""
+    return (
+        f"run {event.run_id} {status} {done}/{total} states{errored} {percent} elapsed {render.duration(elapsed)}{left}"
+    )
+
+
+def watch_run(
+    run_id: Annotated[str, typer.Argument(help="Run id (printed by `exosphere trigger`)")],
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", help="Give up after this long, e.g. 10m (default: never)")
+    ] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    namespace: NamespaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a run live until it ends: a progress bar with an ETA (plain lines when not a terminal).
+
+    Survives a server restart: the watch reconnects and goes on. Exit code 0 when the run succeeded,
+    1 when it failed, 4 on --timeout. With --json, one JSON object per event (JSON lines).
+    """
+    limit = parse_duration(timeout, "--timeout") if timeout is not None else None
+    run_id = run_id.strip()
+    with connect(server, key, namespace) as session:
+        started = time.monotonic()
+        eta = Eta(started)
+        if as_json:
+            show, finish = _json_lines()
+        elif render.out.is_terminal:
+            show, finish = _progress_bar(eta)
+        else:
+            show, finish = _plain_lines(eta)
+        try:
+            last = session.run(_follow(session.sm.watch_run(run_id), show, limit))
+        except KeyboardInterrupt:
+            raise CliError(f"stopped watching; run {run_id} goes on in the server", 130) from None
+        finally:
+            finish()
+        if last is None:
+            raise CliError(
+                f"timed out after {render.duration(limit or 0)} watching run {run_id}; the run goes on "
+                f"(see `exosphere run show {run_id}`)",
+                EXIT_TIMEOUT,
+            )
+        if not as_json:
+            render.out.print(render.run_header(last.summary()))
+            if last.status != RunStatus.SUCCESS:
+                states = session.run(session.sm.get_run_states(run_id))
+                render.out.print(render.failed_states([s for s in states if s["status"] in FAILED]))
+    if last.status != RunStatus.SUCCESS:
+        raise typer.Exit(EXIT_FAILED)
+
+
+Show = Callable[[RunEvent], None]
+
+
+async def _follow(events: AsyncIterator[RunEvent], show: Show, limit: float | None) -> RunEvent | None:
+    """Show each event until the run finishes; its last event, or None when `limit` seconds passed."""
+
+    async def follow() -> RunEvent:
+        last: RunEvent | None = None
+        async for event in events:
+            show(event)
+            last = event
+        assert last is not None  # watch_run ends only on a finished event (or raises)
+        return last
+
+    try:
+        return await asyncio.wait_for(follow(), limit)
+    except TimeoutError:
+        return None
+
+
+def _json_lines() -> tuple[Show, Callable[[], None]]:
+    def show(event: RunEvent) -> None:
+        render.out.file.write(event.model_dump_json() + "\n")
+        render.out.file.flush()
+
+    return show, lambda: None
+
+
+def _plain_lines(eta: Eta) -> tuple[Show, Callable[[], None]]:
+    printed_at = 0.0
+    pending: list[str] = []
+
+    def show(event: RunEvent) -> None:
+        nonlocal printed_at
+        now = time.monotonic()
+        done, total = done_and_total(event)
+        line = progress_line(event, now - eta.started, eta.seconds_left(done, total, now))
+        if event.finished or now - printed_at >= PLAIN_LINE_EVERY_S:
+            render.out.print(line, markup=False, highlight=False)
+            printed_at, pending[:] = now, []
+        else:
+            pending[:] = [line]  # printed by `finish` if nothing newer comes
+
+    def finish() -> None:
+        for line in pending:
+            render.out.print(line, markup=False, highlight=False)
+
+    return show, finish
+
+
+def _progress_bar(eta: Eta) -> tuple[Show, Callable[[], None]]:
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("states"),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[eta]}"),
+        console=render.out,
+    )
+    task = progress.add_task("run", total=None, eta="")
+    progress.start()
+
+    def show(event: RunEvent) -> None:
+        now = time.monotonic()
+        done, total = done_and_total(event)
+        left = eta.seconds_left(done, total, now)
+        status = "RUNNING" if event.status == RunStatus.PENDING else str(event.status)
+        errored = f" [red]{event.errored_count} errored[/]" if event.errored_count else ""
+        progress.update(
+            task,
+            description=f"{status}{errored}",
+            completed=done,
+            total=total,
+            eta=f"eta {render.duration(left)}" if left is not None and not event.finished else "",
+        )
+
+    return show, progress.stop

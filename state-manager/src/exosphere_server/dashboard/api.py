@@ -27,6 +27,7 @@ from exosphere_server.api.run_stream import (
     follow_for_stream,
     sse_event,
 )
+from exosphere_server.clock import now_ms
 from exosphere_server.dashboard import data, session
 from exosphere_server.dashboard.rendering import when
 from exosphere_server.engine import inspection, transitions
@@ -94,6 +95,15 @@ async def run_events(namespace: str, run_id: str, request: Request) -> RunStream
     """
     follower, resources = await follow_for_stream(request, namespace, run_id)  # a 404 now, not inside the stream
     return RunStreamResponse(_progress_events(follower), resources)
+
+
+@router.get(RUN + "/timeline")
+async def run_timeline(namespace: str, run_id: str, request: Request) -> dict[str, Any]:
+    """One bar per attempt (claim to result), for the run page's timeline; the earliest claimed first."""
+    run, total, attempts = await inspection.run_attempts(
+        engine_context(request), namespace, run_id, data.TIMELINE_LIMIT
+    )
+    return data.timeline_view(namespace, run, total, attempts, now_ms())
 
 
 @router.get(RUN + "/nodes/{identifier}/states")

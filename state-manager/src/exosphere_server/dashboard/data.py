@@ -14,7 +14,7 @@ from exosphere_server.engine import graphs, inspection
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
 from exosphere_server.engine.runs import list_runs
-from exosphere_server.storage.records import GraphRecord, RunCounts, RunRecord
+from exosphere_server.storage.records import AttemptRecord, GraphRecord, RunCounts, RunRecord, StateRecord
 
 # A state is drawn in the colour of its phase (`exospherehost.statuses.PHASE`; dashboard.css has one
 # colour per phase). PHASES is the order of the stacked bars; a node takes the most urgent phase among
@@ -40,6 +40,8 @@ PAGE_STATUSES = {
     "retryable_by_hand": sorted(RETRYABLE_BY_HAND),
 }
 SAME_POSITION_LIMIT = 100
+FAILED_SHOWN = 100  # failed states listed on a run's page; the node panel pages through the rest
+TIMELINE_LIMIT = 5000  # attempts one timeline draws (the earliest claimed)
 
 
 @dataclass
@@ -72,6 +74,7 @@ class NodeProgress:
 class RunProgress:
     run: RunRecord
     nodes: dict[str, NodeProgress]
+    finished_at: int | None = None  # when the run's last state ended, once nothing is pending
 
     @classmethod
     def of(cls, counted: RunStateCounts) -> RunProgress:
@@ -79,7 +82,7 @@ class RunProgress:
         for c in counted.counts:
             by_status = nodes.setdefault(c.identifier, NodeProgress()).by_status
             by_status[c.status] = by_status.get(c.status, 0) + c.count
-        return cls(counted.run, nodes)
+        return cls(counted.run, nodes, counted.summary.finished_at)
 
     @property
     def counts(self) -> RunCounts:
@@ -100,6 +103,8 @@ class RunProgress:
             "run_id": self.run.run_id,
             "status": summary.status,
             "finished": summary.finished,
+            "created_at": self.run.created_at,
+            "finished_at": self.finished_at,
             "total": totals.total,
             "phases": totals.phases,
             "by_status": totals.by_status,
@@ -175,6 +180,47 @@ async def runs_page(
 
 async def run_progress(ctx: EngineContext, namespace: str, run_id: str) -> RunProgress:
     return RunProgress.of(await inspection.run_state_counts(ctx, namespace, run_id))
+
+
+@dataclass
+class Failures:
+    """A run's states that failed for good: how many, and the first FAILED_SHOWN of them."""
+
+    total: int
+    states: list[StateRecord]
+
+
+async def failures(ctx: EngineContext, namespace: str, run_id: str) -> Failures:
+    return Failures(*await inspection.failed_states(ctx, namespace, run_id, FAILED_SHOWN))
+
+
+def timeline_view(
+    namespace: str, run: RunRecord, total: int, attempts: list[AttemptRecord], now: int
+) -> dict[str, Any]:
+    """The run's timeline as dashboard.js draws it: one bar per attempt (claim to result, or to `now`
+    while it runs), nodes in the order the run first reached them."""
+    return {
+        "run_id": run.run_id,
+        "created_at": run.created_at,
+        "now": now,
+        "total": total,
+        "attempts": [
+            {
+                "id": a.id,
+                "identifier": a.identifier,
+                "node_name": a.node_name,
+                "status": a.status,
+                "phase": PHASE[a.status],
+                "retry_count": a.retry_count,
+                "start": a.started_at,
+                "end": a.finished_at,
+                "runtime": a.runtime_name,
+                "error": (a.error or "")[:200] or None,
+                "url": f"/dashboard/ns/{namespace}/states/{a.id}",
+            }
+            for a in attempts
+        ],
+    }
 
 
 async def state_detail(ctx: EngineContext, namespace: str, state_id: str) -> inspection.StateDetail:

@@ -191,6 +191,7 @@ async def run_page(namespace: str, run_id: str, request: Request) -> Response:
         namespace=namespace,
         run=progress.run,
         live=progress.view(),
+        failures=await data.failures(ctx, namespace, run_id),
         drawing=layout_template(nodes),
         statuses=data.ALL_STATUSES,
     )

@@ -19,7 +19,7 @@ from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.errors import NotFound
 from exosphere_server.engine.run_counts import RunStateCounts, read_run_state_counts, run_not_found
 from exosphere_server.storage.base import Tx
-from exosphere_server.storage.records import RunRecord, StateRecord
+from exosphere_server.storage.records import AttemptRecord, RunRecord, StateRecord
 
 
 @dataclass
@@ -74,6 +74,24 @@ async def node_states_page(
     async with ctx.storage.reader() as tx:
         await _run_in(tx, namespace, run_id)
         return await tx.states_of_node(run_id, identifier, statuses, (page - 1) * size, size)
+
+
+async def failed_states(ctx: EngineContext, namespace: str, run_id: str, limit: int) -> tuple[int, list[StateRecord]]:
+    """How many of a run's states failed for good, and the first `limit` of them; a 404 for a run not in
+    `namespace`."""
+    async with ctx.storage.reader() as tx:
+        await _run_in(tx, namespace, run_id)
+        return await tx.failed_states_of_run(run_id, limit)
+
+
+async def run_attempts(
+    ctx: EngineContext, namespace: str, run_id: str, limit: int
+) -> tuple[RunRecord, int, list[AttemptRecord]]:
+    """The run, how many of its states were claimed, and the first `limit` by claim time (a timeline)."""
+    async with ctx.storage.reader() as tx:
+        run = await _run_in(tx, namespace, run_id)
+        total, attempts = await tx.attempts_of_run(run_id, limit)
+    return run, total, attempts
 
 
 async def state_detail(ctx: EngineContext, namespace: str, state_id: str, same_position_limit: int) -> StateDetail:

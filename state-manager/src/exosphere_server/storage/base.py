@@ -32,6 +32,7 @@ from exosphere_server.clock import now_ms
 from exosphere_server.jsontext import dumps_in_pieces
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
+    AttemptRecord,
     CronScheduleRecord,
     GraphRecord,
     GraphVersionRecord,
@@ -793,6 +794,24 @@ class Tx:
         total = (await self.conn.execute(sa.select(sa.func.count()).select_from(s).where(*where))).scalar_one()
         page = sa.select(s).where(*where).order_by(s.c.created_at, s.c.id).offset(offset).limit(limit)
         return int(total), await self._all(StateRecord, page)
+
+    async def failed_states_of_run(self, run_id: str, limit: int) -> tuple[int, list[StateRecord]]:
+        """How many of a run's states failed for good, and the first `limit` of them (oldest first)."""
+        s = schema.states
+        where = (s.c.run_id == run_id, s.c.status.in_(status_values(FAILED)))
+        total = (await self.conn.execute(sa.select(sa.func.count()).select_from(s).where(*where))).scalar_one()
+        page = sa.select(s).where(*where).order_by(s.c.created_at, s.c.id).limit(limit)
+        return int(total), await self._all(StateRecord, page)
+
+    async def attempts_of_run(self, run_id: str, limit: int) -> tuple[int, list[AttemptRecord]]:
+        """How many of a run's states were ever claimed, and the first `limit` of them by claim time: one
+        row per attempt (a retry is a state of its own), only the columns a timeline draws."""
+        s = schema.states
+        where = (s.c.run_id == run_id, s.c.started_at.is_not(None))
+        total = (await self.conn.execute(sa.select(sa.func.count()).select_from(s).where(*where))).scalar_one()
+        columns = [getattr(s.c, f.name) for f in fields(AttemptRecord)]
+        page = sa.select(*columns).where(*where).order_by(s.c.started_at, s.c.id).limit(limit)
+        return int(total), await self._all(AttemptRecord, page)
 
     async def states_at_same_position(self, state: StateRecord, limit: int) -> list[StateRecord]:
         """States of the same node under the same parent (retries, manual retries, fan-out siblings), oldest first."""

@@ -42,6 +42,21 @@ class StateRecord:
 
 
 @dataclass
+class AttemptRecord:
+    """One claimed state as a timeline draws it: which node, when it ran, how it ended, where."""
+
+    id: str
+    identifier: str
+    node_name: str
+    status: str
+    retry_count: int
+    started_at: int
+    finished_at: int | None
+    runtime_name: str | None
+    error: str | None
+
+
+@dataclass
 class GraphRecord:
     namespace: str
     name: str

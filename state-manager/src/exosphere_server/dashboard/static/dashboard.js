@@ -86,6 +86,11 @@ function initRun(root) {
     status.className = `badge r-${view.status.toLowerCase()}`;
     for (const p of PHASES) root.querySelector(`[data-total="${p}"]`).textContent = view.phases[p];
     root.querySelector('[data-total="all"]').textContent = view.total;
+    const took = document.getElementById("run-duration");
+    if (took) {
+      took.dataset.finished = view.finished_at ?? "";
+      took.textContent = view.finished_at != null ? `took ${formatMs(view.finished_at - view.created_at)}` : "running";
+    }
     for (const g of svg.querySelectorAll("g.node")) applyNode(g, view.nodes[g.dataset.node]);
     if (selected) {
       const counts = JSON.stringify(view.nodes[selected]?.by_status || {});
@@ -128,7 +133,114 @@ function initRun(root) {
   statusSelect.addEventListener("change", () => { page = 1; loadStates(); });
   document.getElementById("node-prev").addEventListener("click", () => { if (page > 1) { page -= 1; loadStates(); } });
   document.getElementById("node-next").addEventListener("click", () => { if (page < pages) { page += 1; loadStates(); } });
-  follow(root.dataset.eventsUrl, document.getElementById("live"), apply);
+  const timeline = document.getElementById("timeline-card");
+  const refreshTimeline = timeline ? initTimeline(timeline) : () => {};
+  follow(root.dataset.eventsUrl, document.getElementById("live"), (view) => { apply(view); refreshTimeline(); });
+}
+
+// -- run timeline --------------------------------------------------------------------------------
+// One bar per attempt (claim to result), one row per template node in the order the run reached them.
+// A node's overlapping attempts are packed into lanes; a fan-out of thousands folds its lanes so the
+// row stays at most TIMELINE_ROW_MAX pixels high: every bar keeps at least a pixel, none is dropped.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const TIMELINE_LABEL = 190, TIMELINE_ROW_MAX = 160, TIMELINE_AXIS = 22;
+
+function svgEl(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function formatMs(ms) {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 120_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
+  return `${(ms / 60_000).toFixed(1)} min`;
+}
+
+// Lanes for one node's attempts (sorted by start): each goes in the first lane free at its start.
+function packLanes(attempts, now) {
+  const laneEnds = [];
+  const lanes = attempts.map((a) => {
+    let lane = laneEnds.findIndex((laneEnd) => laneEnd <= a.start);
+    if (lane < 0) lane = laneEnds.length;
+    laneEnds[lane] = a.end ?? now;
+    return lane;
+  });
+  return { lanes, count: Math.max(1, laneEnds.length) };
+}
+
+function drawTimeline(svg, note, body) {
+  const now = body.now;
+  const t0 = body.created_at;
+  const groups = new Map();
+  for (const a of body.attempts) {
+    if (!groups.has(a.identifier)) groups.set(a.identifier, []);
+    groups.get(a.identifier).push(a);
+  }
+  const tEnd = Math.max(t0 + 1, ...body.attempts.map((a) => a.end ?? now));
+  const width = Math.max(600, svg.parentElement.clientWidth || 1000);
+  const plot = width - TIMELINE_LABEL - 12;
+  const x = (t) => TIMELINE_LABEL + (plot * (t - t0)) / (tEnd - t0);
+  const children = [];
+  let y = 0, row = 0;
+  for (const [identifier, attempts] of groups) {
+    const placed = packLanes(attempts, now);
+    const lanes = placed.count;
+    const laneHeight = Math.max(1, Math.min(14, Math.floor(TIMELINE_ROW_MAX / lanes)));
+    const shown = Math.min(lanes, Math.floor(TIMELINE_ROW_MAX / laneHeight));
+    const height = shown * laneHeight + 8;
+    const group = svgEl("g", { class: "lane", "data-node": identifier, "data-attempts": attempts.length, "data-lanes": lanes });
+    group.append(svgEl("rect", { class: `row-bg${row % 2 ? " odd" : ""}`, x: 0, y, width, height }));
+    group.append(svgEl("text", { class: "lane-label", x: 6, y: y + 15 }, identifier));
+    group.append(svgEl("text", { class: "lane-count", x: 6, y: y + 29 }, `${attempts.length} attempt${attempts.length === 1 ? "" : "s"}`));
+    attempts.forEach((a, i) => {
+      const end = a.end ?? now;
+      const bar = svgEl("rect", {
+        class: `bar p-${a.phase}`, "data-state": a.id, "data-status": a.status, "data-url": a.url,
+        x: x(a.start).toFixed(1), y: y + 4 + (placed.lanes[i] % shown) * laneHeight,
+        width: Math.max(1, x(end) - x(a.start)).toFixed(1), height: Math.max(1, laneHeight - (laneHeight > 3 ? 1 : 0)),
+      });
+      const ran = `${a.end === null ? "running for" : "ran"} ${formatMs(end - a.start)}`;
+      bar.append(svgEl("title", {}, `${identifier} ${a.id} ${a.status}, ${ran}${a.retry_count ? `, retry #${a.retry_count}` : ""}${a.runtime ? ` on ${a.runtime}` : ""}${a.error ? `: ${a.error}` : ""}`));
+      group.append(bar);
+    });
+    children.push(group);
+    y += height;
+    row += 1;
+  }
+  const axis = svgEl("g", { class: "axis" });
+  for (let i = 0; i <= 5; i += 1) {
+    const t = t0 + ((tEnd - t0) * i) / 5;
+    axis.append(svgEl("line", { class: "tick", x1: x(t), x2: x(t), y1: 0, y2: y + 4 }));
+    axis.append(svgEl("text", { class: "tick-label", x: x(t), y: y + 16, "text-anchor": i === 5 ? "end" : i === 0 ? "start" : "middle" }, `+${formatMs(t - t0)}`));
+  }
+  svg.replaceChildren(axis, ...children);
+  svg.setAttribute("height", String(y + TIMELINE_AXIS));
+  svg.setAttribute("viewBox", `0 0 ${width} ${y + TIMELINE_AXIS}`);
+  svg.dataset.bars = String(body.attempts.length);
+  note.textContent = body.attempts.length === 0 ? "no attempt has started yet"
+    : body.total > body.attempts.length ? `the first ${body.attempts.length} of ${body.total} attempts` : `${body.total} attempt${body.total === 1 ? "" : "s"}`;
+}
+
+function initTimeline(card) {
+  const svg = document.getElementById("timeline");
+  const note = document.getElementById("timeline-note");
+  let inFlight = false, again = false;
+  async function refresh() {
+    if (inFlight) { again = true; return; }
+    inFlight = true;
+    try { drawTimeline(svg, note, await getJSON(card.dataset.timelineUrl)); }
+    catch (error) { note.textContent = error.message; }
+    finally {
+      inFlight = false;
+      // Progress that came during the request is drawn by one more request, not by one per event.
+      if (again) { again = false; setTimeout(refresh, 250); }
+    }
+  }
+  svg.addEventListener("click", (event) => { const url = event.target.dataset?.url; if (url) window.location.assign(url); });
+  return refresh;
 }
 
 // -- state page ----------------------------------------------------------------------------------

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from exosphere_testing import CHROMIUM, CHROMIUM_ARGS, ServerProcess, ensure_chromium
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from ..blackbox.helpers import node, register, upsert
+
+SECRET_VALUE = "s3cr3t-value-7f1d9c2b"
+NODES = {"Split": (("text",), ("part",)), "Work": (("part",), ("out",)), "Join": (("x",), ("all",))}
 
 
 # Module scope, not session: Playwright's sync API keeps an event loop running in this thread while
@@ -55,3 +61,22 @@ def dashboard(page: Page, server: ServerProcess) -> Page:
     log_in(page, server.api_key)
     assert page.url.endswith("/dashboard/"), page.url
     return page
+
+
+@pytest.fixture
+def pipeline(api: httpx.Client, namespace: str) -> str:
+    """split fans out to work; join runs once everything under split is done. Errors are final (no retries)."""
+    register(api, NODES)
+    upsert(
+        api,
+        "pipeline",
+        [
+            node("split", "Split", namespace, {"text": "${{ store.text }}"}, ["work"]),
+            node("work", "Work", namespace, {"part": "${{ split.outputs.part }}"}, ["join"]),
+            node("join", "Join", namespace, {"x": "${{ store.text }}"}, unites="split", strategy="ALL_DONE"),
+        ],
+        secrets={"api_token": SECRET_VALUE},
+        store_config={"required_keys": ["text"]},
+        retry_policy={"max_retries": 0, "strategy": "FIXED", "backoff_factor": 1},
+    )
+    return "pipeline"

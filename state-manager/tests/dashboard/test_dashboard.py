@@ -6,14 +6,12 @@ import json
 from typing import Any
 
 import httpx
-import pytest
 from exosphere_testing import ServerProcess
 from playwright.sync_api import BrowserContext, Page, Response, expect
 
 from ..blackbox.helpers import claim_all, errored, executed, node, register, states, trigger, upsert
-from .conftest import log_in
+from .conftest import NODES, SECRET_VALUE, log_in
 
-SECRET_VALUE = "s3cr3t-value-7f1d9c2b"
 # Badge colours of dashboard.css, one per phase of `exospherehost.statuses`, as the browser computes them.
 PHASE_COLOUR = {
     "errored": "rgb(251, 227, 225)",
@@ -21,26 +19,6 @@ PHASE_COLOUR = {
     "waiting": "rgb(251, 240, 214)",
     "success": "rgb(223, 243, 231)",
 }
-NODES = {"Split": (("text",), ("part",)), "Work": (("part",), ("out",)), "Join": (("x",), ("all",))}
-
-
-@pytest.fixture
-def pipeline(api: httpx.Client, namespace: str) -> str:
-    """split fans out to work; join runs once everything under split is done. Errors are final (no retries)."""
-    register(api, NODES)
-    upsert(
-        api,
-        "pipeline",
-        [
-            node("split", "Split", namespace, {"text": "${{ store.text }}"}, ["work"]),
-            node("work", "Work", namespace, {"part": "${{ split.outputs.part }}"}, ["join"]),
-            node("join", "Join", namespace, {"x": "${{ store.text }}"}, unites="split", strategy="ALL_DONE"),
-        ],
-        secrets={"api_token": SECRET_VALUE},
-        store_config={"required_keys": ["text"]},
-        retry_policy={"max_retries": 0, "strategy": "FIXED", "backoff_factor": 1},
-    )
-    return "pipeline"
 
 
 def node_box(page: Page, identifier: str) -> Any:

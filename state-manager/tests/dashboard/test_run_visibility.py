@@ -9,7 +9,6 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from ..blackbox.helpers import executed
-from .test_dashboard import node_box, pipeline  # noqa: F401  (the fixture)
 
 RUNTIME = {"runtime_name": "dash-runtime", "runtime_instance": "host-a:4242"}
 TRACEBACK = 'Traceback (most recent call last):\n  File "work.py", line 3, in execute\nOSError: kaput'

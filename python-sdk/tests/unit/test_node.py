@@ -10,7 +10,7 @@ from typing import Optional
 
 import pytest
 from exospherehost import BaseNode, ConfigurationError, Runtime
-from exospherehost.node import Outcome, check_node_classes, node_schema, run_node
+from exospherehost.node import Outcome, check_node_classes, describe_traceback, node_schema, run_node
 from exospherehost.signals import PruneSignal, ReQueueAfterSignal
 from pydantic import BaseModel
 
@@ -135,7 +135,32 @@ async def test_an_exception_is_reported_as_errored_with_its_type() -> None:
         async def execute(self) -> None:
             raise Exception("This is a test error")
 
-    assert await run_node(Boom, {}, {}) == Outcome("errored", {"error": "Exception: This is a test error"})
+    outcome = await run_node(Boom, {}, {})
+    assert outcome.endpoint == "errored" and outcome.body["error"] == "Exception: This is a test error"
+
+
+async def test_an_exception_is_reported_with_its_traceback_and_causes() -> None:
+    class Boom(BaseNode):
+        async def execute(self) -> None:
+            try:
+                {}["missing"]
+            except KeyError as exc:
+                raise RuntimeError("lookup failed") from exc
+
+    traceback = (await run_node(Boom, {}, {})).body["traceback"]
+    assert traceback.startswith("Traceback (most recent call last):")
+    assert "KeyError: 'missing'" in traceback and "direct cause" in traceback
+    assert 'raise RuntimeError("lookup failed") from exc' in traceback
+    assert traceback.rstrip().endswith("RuntimeError: lookup failed")
+
+
+def test_a_huge_traceback_is_cut_to_its_end() -> None:
+    try:
+        raise ValueError("x" * 200_000)
+    except ValueError as exc:
+        traceback = describe_traceback(exc)
+    assert len(traceback) < 70_000
+    assert traceback.startswith("[... earlier frames cut]") and traceback.endswith("x\n")
 
 
 async def test_invalid_inputs_are_reported_as_errored() -> None:
@@ -197,7 +222,7 @@ async def test_exceeding_the_timeout_reports_errored_saying_it_timed_out() -> No
             await asyncio.sleep(5)
 
     outcome = await run_node(Slow, {}, {})
-    assert outcome == Outcome("errored", {"error": "TimeoutError: Slow timed out after 0.05 s"})
+    assert outcome.endpoint == "errored" and outcome.body["error"] == "TimeoutError: Slow timed out after 0.05 s"
 
 
 async def test_a_timeout_error_of_the_node_itself_is_not_called_a_timeout_of_ours() -> None:
@@ -205,7 +230,7 @@ async def test_a_timeout_error_of_the_node_itself_is_not_called_a_timeout_of_our
         async def execute(self) -> None:
             raise TimeoutError("upstream API")
 
-    assert (await run_node(OwnTimeout, {}, {})).body == {"error": "TimeoutError: upstream API"}
+    assert (await run_node(OwnTimeout, {}, {})).body["error"] == "TimeoutError: upstream API"
 
 
 async def test_signals_become_prune_and_requeue_outcomes() -> None:
@@ -274,3 +299,4 @@ async def test_an_error_text_with_lone_surrogates_or_nul_is_escaped_so_it_can_be
     outcome = Outcome.failed(OSError("cannot open '/data/abc\udcff'\x00"))
     assert outcome.body["error"] == "OSError: cannot open '/data/abc\\udcff'\\x00"
     outcome.body["error"].encode("utf-8")  # would raise on a lone surrogate
+    outcome.body["traceback"].encode("utf-8")

@@ -86,7 +86,10 @@ async def _measure(server: ServerProcess, namespace: str, runtime_pid: int, runs
 def measure(backend: str, runs: int, workdir: Path) -> dict[str, Any]:
     directory = workdir / backend
     directory.mkdir()
-    url = sqlite_url(directory) if backend == "sqlite" else fresh_postgres_url(os.environ["EXOSPHERE_BENCH_POSTGRES_URL"])
+    if backend == "sqlite":
+        url = sqlite_url(directory)
+    else:
+        url = fresh_postgres_url(os.environ["EXOSPHERE_BENCH_POSTGRES_URL"])
     with ServerProcess(url, log_path=directory / "server.log") as server:
         env = {**os.environ, "EXOSPHERE_STATE_MANAGER_URI": server.url, "EXOSPHERE_API_KEY": server.api_key,
                "EXOSPHERE_LOG_LEVEL": "ERROR"}
@@ -129,7 +132,8 @@ def main() -> None:
         for name in ("trigger", "trigger_keyed", "trigger_many"):
             row = result[name]
             print(f"{result['backend']:10} {name:14} {row['wall_ms']:12.3f} {row['server_cpu_ms']:18.3f}")
-        print(f"{result['backend']:10} (B) via trigger_many: {result['independent_via_trigger_many_states_per_s']:.0f} states/s")
+        rate = result["independent_via_trigger_many_states_per_s"]
+        print(f"{result['backend']:10} (B) via trigger_many: {rate:.0f} states/s")
     print(f"written to {path.relative_to(HERE.parent)}")
 
 

@@ -105,18 +105,19 @@ async def start_run(
 
 async def _triggerable_graph(tx: Tx, ctx: EngineContext, namespace: str, graph_name: str) -> tuple[PinnedGraph, int]:
     """The graph's current version, pinned, and its number; 404 for no graph, 400 for an invalid one."""
-    graph = await tx.get_graph(namespace, graph_name)
+    graph = await tx.graph_validity(namespace, graph_name)
     if graph is None:
         raise NotFound(f"Graph template not found for namespace {namespace} and graph {graph_name}")
-    if graph.validation_status != "VALID":
-        reasons = "; ".join(graph.validation_errors)
+    current, status, errors = graph
+    if status != "VALID":
+        reasons = "; ".join(errors)
         raise BadRequest("Graph template is not valid" + (f": {reasons}" if reasons else ""))
-    pinned = ctx.pinned.cached(namespace, graph_name, graph.version)
+    pinned = ctx.pinned.cached(namespace, graph_name, current)
     if pinned is None:
-        version = await tx.get_graph_version(namespace, graph_name, graph.version)
+        version = await tx.get_graph_version(namespace, graph_name, current)
         assert version is not None
         pinned = await ctx.pinned.get(version)
-    return pinned, graph.version
+    return pinned, current
 
 
 def _checked_root_inputs(

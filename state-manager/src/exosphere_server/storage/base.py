@@ -72,6 +72,10 @@ GET_GRAPH_VERSION = sa.select(_V).where(
     _V.c.name == sa.bindparam("name"),
     _V.c.version == sa.bindparam("version"),
 )
+_G = schema.graphs
+GET_GRAPH_VALIDITY = sa.select(_G.c.version, _G.c.validation_status, _G.c.validation_errors).where(
+    _G.c.namespace == sa.bindparam("namespace"), _G.c.name == sa.bindparam("name")
+)
 INSERT_STATES = sa.insert(_S)
 INSERT_RUNS = sa.insert(schema.runs)
 FINISH_STATE = (
@@ -205,6 +209,12 @@ class Tx:
         g = schema.graphs
         query = self._graphs_query().where(sa.tuple_(g.c.namespace, g.c.name).in_(wanted))
         return sorted(await self._graphs(query), key=lambda r: (r.namespace, r.name))
+
+    async def graph_validity(self, namespace: str, name: str) -> tuple[int, str, list[str]] | None:
+        """(version, validation status, validation errors) of a graph, without reading its nodes: what a
+        trigger checks (the nodes of that version come from the pinned-graph cache)."""
+        row = (await self.conn.execute(GET_GRAPH_VALIDITY, {"namespace": namespace, "name": name})).first()
+        return (int(row[0]), str(row[1]), list(row[2])) if row is not None else None
 
     async def lock_graph_version(self, namespace: str, name: str) -> tuple[int, int] | None:
         """(version, created_at) of a graph, row locked until commit; the nodes are not read."""

@@ -45,7 +45,7 @@ async def ctx(tmp_path: Path) -> AsyncIterator[EngineContext]:
 
 
 async def created_state(ctx: EngineContext) -> StateRecord:
-    run_id = await runs.trigger(ctx, "ns", "g", inputs={}, store={})
+    run_id = (await runs.trigger(ctx, "ns", "g", runs.RunRequest())).run_id
     async with ctx.storage.reader() as tx:
         [state] = await tx.states_of_run(run_id)
     return state

@@ -32,10 +32,10 @@ async def test_only_finished_runs_older_than_the_cut_are_deleted(tmp_path: Path)
             store_config=StoreConfigModel(),
             triggers=[],
         )
-        done = await runs.trigger(ctx, "ns", "g", inputs={}, store={})
+        done = (await runs.trigger(ctx, "ns", "g", runs.RunRequest())).run_id
         [state] = await transitions.claim(ctx, "ns", ["Echo"], 1)
         await transitions.executed(ctx, "ns", state.id, [{"x": "1"}], state.lease_id)
-        live = await runs.trigger(ctx, "ns", "g", inputs={}, store={})
+        live = (await runs.trigger(ctx, "ns", "g", runs.RunRequest())).run_id
         async with storage.transaction() as tx:
             assert await tx.delete_finished_runs(older_than=now_ms() + 1000, limit=100) == 1
         async with storage.reader() as tx:

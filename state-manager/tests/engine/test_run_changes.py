@@ -84,7 +84,7 @@ async def test_every_transition_announces_its_run_and_raises_its_version(ctx: En
         assert await version(ctx, run_id) > before
         return result
 
-    run_id = await runs.trigger(ctx, "ns", "retried", inputs={}, store={})
+    run_id = (await runs.trigger(ctx, "ns", "retried", runs.RunRequest())).run_id
     assert run_id in recorder.runs and await version(ctx, run_id) == 1
     state = await moves(run_id, claim_one(ctx))
     assert isinstance(state, StateRecord) and state.lease_id is not None
@@ -105,7 +105,7 @@ async def test_every_transition_announces_its_run_and_raises_its_version(ctx: En
     assert isinstance(retry, StateRecord)
     await moves(run_id, transitions.prune(ctx, "ns", retry.id, {}, retry.lease_id))
 
-    once = await runs.trigger(ctx, "ns", "once", inputs={}, store={})
+    once = (await runs.trigger(ctx, "ns", "once", runs.RunRequest())).run_id
     state = await moves(once, claim_one(ctx, lease_ms=1))
     assert isinstance(state, StateRecord)
     before = await version(ctx, once)

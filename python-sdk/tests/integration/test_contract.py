@@ -96,7 +96,7 @@ async def test_answers_are_handed_on_with_the_keys_the_server_sent(env: str) -> 
             assert summary == (await api.get(f"/run/{run['run_id']}")).json()
             assert states == (await api.get(f"/run/{run['run_id']}/states")).json()["states"]
         assert summary["status"] == "SUCCESS" and states[0]["outputs"] == {"line": "report for tuesday"}
-        assert set(run) == {"status", "run_id"}
+        assert set(run) == {"status", "run_id", "duplicate"}
     finally:
         runtime.stop()
         await asyncio.wait_for(task, 60)

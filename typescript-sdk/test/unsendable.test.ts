@@ -116,10 +116,12 @@ describe('against a scripted server', () => {
     await serve(logger);
     const stateId = fake.addState('Secretive');
     await eventually(async () => fake.callsTo(stateId, 'errored').length > 0, 30_000, 'the state to be reported errored');
-    assert.deepEqual(fake.callsTo(stateId, 'errored')[0]?.body, {
+    const { traceback, ...report } = fake.callsTo(stateId, 'errored')[0]?.body as Record<string, string>;
+    assert.deepEqual(report, {
       error: `ApiError: Reading secrets for state ${stateId} failed: 500 internal server error`,
       lease_id: `lease-${stateId}`,
     });
+    assert.match(traceback ?? '', /^ApiError: Reading secrets .*\n\s+at /);
     assert.equal(fake.callsTo(stateId, 'secrets').length, 5);
   });
 
@@ -134,7 +136,9 @@ describe('against a scripted server', () => {
     const reports = fake.callsTo(stateId, 'errored');
     assert.equal(reports.length, 1);
     // The lone surrogate in the node's error was escaped, so the report is valid Unicode.
-    assert.deepEqual(reports[0]?.body, { error: 'Error: cannot read abc\\ud800', lease_id: `lease-${stateId}` });
+    const { traceback, ...report } = reports[0]?.body as Record<string, string>;
+    assert.deepEqual(report, { error: 'Error: cannot read abc\\ud800', lease_id: `lease-${stateId}` });
+    assert.match(traceback ?? '', /^Error: cannot read abc\\ud800\n/); // the stack is escaped alike
     assert.ok(logger.lines.some((l) => l.startsWith('ERROR') && l.includes('422 error: text must not contain NUL')), logger.lines.join('\n'));
   });
 });

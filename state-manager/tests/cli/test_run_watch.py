@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import re
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from exosphere_testing import ServerProcess
 from .conftest import RUNTIME_APP, Cli, fan_graph
 
 WriteFile = Callable[[str, Any], Path]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PROGRESS = re.compile(r"^run (\S+) (RUNNING|SUCCESS|FAILED) (\d+)/(\d+) states.* (\d+)% elapsed \S+")
 
 
@@ -96,3 +98,34 @@ def test_watch_survives_a_server_restart_and_follows_the_run_to_its_end(
     assert err == ""
     final = [m for m in map(PROGRESS.match, out.splitlines()) if m][-1]
     assert final.group(2) == "SUCCESS" and final.group(3) == final.group(4) != "0"
+
+
+def test_watch_on_a_terminal_draws_a_progress_bar(
+    cli: Cli, write_file: WriteFile, runtime: None, server: ServerProcess, namespace: str
+) -> None:
+    assert cli("graph", "apply", str(write_file("fan.yaml", fan_graph()))).code == 0
+    run_id = cli("trigger", "fan", "--store", "text=abcd").stdout.strip()
+    main, terminal = pty.openpty()
+    env = {**_env(server, namespace), "COLUMNS": "120", "TERM": "xterm"}
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "exospherehost.cli", "run", "watch", run_id],
+        env=env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+    )
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal closed: the watch has ended
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert watch.wait(timeout=120) == 0, watch.stderr.read() if watch.stderr else ""
+    os.close(main)
+    text = ANSI.sub("", shown.decode("utf-8", "replace"))
+    assert "━" in text and "states" in text  # the bar and its count
+    assert f"run {run_id}" in text and "SUCCESS" in text and "took" in text

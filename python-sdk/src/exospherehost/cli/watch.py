@@ -183,7 +183,7 @@ def _progress_bar(eta: Eta) -> tuple[Show, Callable[[], None]]:
         TextColumn("{task.fields[eta]}"),
         console=render.out,
     )
-    task = progress.add_task("run", total=None, eta="")
+    task = progress.add_task("connecting", total=None, eta="")
     progress.start()
 
     def show(event: RunEvent) -> None:

@@ -41,7 +41,7 @@ def node(
 def claim(api: httpx.Client, name: str, count: int) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = []
     while len(got) < count:
-        body = {"nodes": [name], "batch_size": count - len(got), "wait_ms": 2000}
+        body = {"nodes": [name], "batch_size": count - len(got), "wait_ms": 2000, "runtime_name": "demo-runtime"}
         found = api.post("/states/enqueue", json=body).json()["states"]
         if not found:
             break
@@ -55,7 +55,9 @@ def done(api: httpx.Client, state: dict[str, Any], outputs: list[dict[str, str]]
 
 
 def fail(api: httpx.Client, state: dict[str, Any], error: str) -> None:
-    body = {"error": error, "lease_id": state["lease_id"]}
+    frames = '  File "ingest/parse.py", line 41, in execute\n    rows = read(path)\n'
+    trace = f"Traceback (most recent call last):\n{frames}{error}"
+    body = {"error": error, "lease_id": state["lease_id"], "traceback": trace}
     api.post(f"/state/{state['state_id']}/errored", json=body).raise_for_status()
 
 
@@ -137,8 +139,11 @@ def main() -> int:
             page.goto(f"/dashboard/ns/{NS}/runs/{run_id}")
             page.locator('g.node[data-node="parse"]').click()
             page.wait_for_selector("#node-states tbody tr")
+            page.wait_for_selector("svg#timeline rect.bar")
             page.screenshot(path=str(OUT / "dashboard-run.png"))  # the viewport: graph and the first states
             print("wrote", OUT / "dashboard-run.png")
+            page.locator("#timeline-card").screenshot(path=str(OUT / "dashboard-timeline.png"))
+            print("wrote", OUT / "dashboard-timeline.png")
             shoot(page, f"/dashboard/ns/{NS}/states/{failed_id}", "dashboard-state.png", full=True)
             browser.close()
     return 0

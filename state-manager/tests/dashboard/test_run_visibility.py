@@ -91,7 +91,7 @@ def test_a_run_that_did_not_fail_has_no_failure_panel_and_the_runs_list_shows_du
 ) -> None:
     run_id = api.post(f"/graph/{pipeline}/trigger", json={"store": {"text": "x"}}).json()["run_id"]
     dashboard.goto(f"/dashboard/ns/{namespace}/runs/{run_id}")
-    expect(dashboard.locator("#run-duration")).to_have_text("running")
+    expect(dashboard.locator("#run-duration")).to_have_text("in progress")
     expect(dashboard.locator("#failures")).to_have_count(0)
     [root] = _claim_as_runtime(api, "Split", 1)
     executed(api, root, {"part": "a"})

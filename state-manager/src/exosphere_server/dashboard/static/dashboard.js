@@ -89,7 +89,7 @@ function initRun(root) {
     const took = document.getElementById("run-duration");
     if (took) {
       took.dataset.finished = view.finished_at ?? "";
-      took.textContent = view.finished_at != null ? `took ${formatMs(view.finished_at - view.created_at)}` : "running";
+      took.textContent = view.finished_at != null ? `took ${formatMs(view.finished_at - view.created_at)}` : "in progress";
     }
     for (const g of svg.querySelectorAll("g.node")) applyNode(g, view.nodes[g.dataset.node]);
     if (selected) {

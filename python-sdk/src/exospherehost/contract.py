@@ -328,11 +328,16 @@ class ListRunsResponse(Answer):
     runs: list[RunSummary]
 
 
-class RunResponse(RunSummary):
-    """``GET /v0/namespace/{ns}/run/{run_id}``: a run's summary; ``finished`` once no state may run."""
+class RunFinished(RunSummary):
+    """A run's summary with its namespace; ``finished`` once no state may run (what every run read shares)."""
 
     namespace: str
     finished: bool
+
+
+class RunResponse(RunFinished):
+    """``GET /v0/namespace/{ns}/run/{run_id}``: a run's summary; ``finished`` once no state may run."""
+
     cancel_reason: str | None = Field(default=None, description="Additive: why a CANCELLED run was cancelled")
     warnings: list[str] = Field(
         default_factory=list,
@@ -349,7 +354,7 @@ class NodeProgress(Answer):
     counts: dict[StateStatus, int]
 
 
-class RunProgressResponse(RunResponse):
+class RunProgressResponse(RunFinished):
     """``GET /v0/namespace/{ns}/run/{run_id}/progress``: the summary plus, per node, its states' statuses."""
 
     version: int = Field(
@@ -634,6 +639,7 @@ __all__ = [
     "RunGraphResponse",
     "RunNodeCounts",
     "RunProgressResponse",
+    "RunFinished",
     "RunResponse",
     "RunStatesResponse",
     "RunStatus",

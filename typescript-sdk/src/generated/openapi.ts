@@ -1377,11 +1377,6 @@ export interface components {
          */
         RunProgressResponse: {
             /**
-             * Cancel Reason
-             * @description Additive: why a CANCELLED run was cancelled
-             */
-            cancel_reason: string | null;
-            /**
              * Cancelled Count
              * @description Additive: states ended by a cancel of the run
              * @default 0
@@ -1428,11 +1423,6 @@ export interface components {
              * @default 0
              */
             version: number;
-            /**
-             * Warnings
-             * @description Additive: e.g. 'no runtime serves node X (namespace N)' for states that wait for a node no runtime has asked for in a while
-             */
-            warnings: string[];
         } & {
             [key: string]: unknown;
         };

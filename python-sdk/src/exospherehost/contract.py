@@ -381,7 +381,8 @@ class RunEvent(RunProgressResponse):
     event: Literal["snapshot", "change", "finished"]
 
     def summary(self) -> dict[str, Any]:
-        """The run summary as :meth:`StateManager.get_run <exospherehost.StateManager.get_run>` returns it."""
+        """The run summary as :meth:`StateManager.get_run <exospherehost.StateManager.get_run>` returns it,
+        less what only ``get_run`` reads (``cancel_reason``, ``warnings``)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude={"event", "version", "nodes"})
 
 

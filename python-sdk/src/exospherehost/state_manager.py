@@ -165,11 +165,16 @@ class StateManager:
         triggers: list[CronTrigger] | None = None,
         validation_timeout: int = 60,
         polling_interval: int = 1,
+        *,
+        timeout_seconds: float | None = None,
+        deadline_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Create or replace a graph template and wait until the server has validated it.
 
         Returns the validated graph. Raises :class:`GraphValidationError` (with the server's
         errors) when the graph is invalid or still pending after ``validation_timeout`` seconds.
+        ``timeout_seconds`` is the time-out of nodes that set none; ``deadline_seconds`` cancels runs
+        still pending that long after their trigger (reason ``deadline exceeded``).
 
         Example::
 
@@ -181,7 +186,16 @@ class StateManager:
                 triggers=[CronTrigger(expression="0 9 * * 1-5", store={"cursor": "0"})],
             )
         """
-        body: dict[str, Any] = {"secrets": secrets, "nodes": [node.model_dump(mode="json") for node in graph_nodes]}
+        # A node without a time-out is sent as before the field existed.
+        nodes = [
+            node.model_dump(mode="json", exclude={"timeout_seconds"} if node.timeout_seconds is None else None)
+            for node in graph_nodes
+        ]
+        body: dict[str, Any] = {"secrets": secrets, "nodes": nodes}
+        if timeout_seconds is not None:
+            body["timeout_seconds"] = timeout_seconds
+        if deadline_seconds is not None:
+            body["deadline_seconds"] = deadline_seconds
         if retry_policy is not None:
             body["retry_policy"] = retry_policy.model_dump(mode="json")
         if store_config is not None:

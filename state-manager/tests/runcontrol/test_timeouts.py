@@ -8,7 +8,9 @@ asks for makes the run API and `/metrics` say `no runtime serves node X (namespa
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -113,6 +115,19 @@ def test_a_node_no_runtime_serves_is_named_by_the_run_and_metrics_and_its_state_
     assert f'exosphere_unserved_node_states{{namespace="{namespace}",node="Sleepy"}} 1.0' in metrics
     [waiting] = states(api, run_id)
     assert waiting["status"] == "CREATED"
+    shown = subprocess.run(
+        [sys.executable, "-m", "exospherehost.cli", "run", "show", run_id],
+        env={
+            **os.environ,
+            "EXOSPHERE_STATE_MANAGER_URI": server.url,
+            "EXOSPHERE_API_KEY": server.api_key,
+            "EXOSPHERE_NAMESPACE": namespace,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert f"warning: {warning}" in shown.stdout, shown
 
     # A runtime that asks for the node takes the warning away.
     claim_all(api, "Sleepy", count=1)

@@ -16,7 +16,7 @@
 | `EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT` | `64` | run event streams (dashboard, `/v0`) one client address may hold open |
 | `EXOSPHERE_DEFAULT_LEASE_SECONDS` | `300` | lease of a claim whose request names none (the published client) |
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
-| `EXOSPHERE_UNSERVED_NODE_SECONDS`|`60`| wait before a run says `no runtime serves node X` for a node nobody asks for |
+| `EXOSPHERE_UNSERVED_NODE_SECONDS` | `60` | wait before a run says `no runtime serves node X` (unasked node) |
 | `EXOSPHERE_RUN_RETENTION_DAYS` | `0` (keep) | finished runs older than this are deleted |
 | `EXOSPHERE_DB_POOL_SIZE` | `10` | PostgreSQL connections per replica |
 | `EXOSPHERE_MAX_GRAPH_NODES` | `10000` | most nodes a graph template may have; larger upserts get a 422 |

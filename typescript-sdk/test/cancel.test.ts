@@ -63,4 +63,15 @@ describe('cancel', () => {
     await assert.rejects(sm.cancelRun(run_id), (err: unknown) => err instanceof ConflictError && /is SUCCESS/.test(err.message));
     await assert.rejects(sm.cancelRun('no-such-run'), NotFoundError);
   });
+
+  test('a run triggered with deadlineSeconds is cancelled when it passes', async () => {
+    const ns = harness.namespace();
+    const sm = harness.stateManager(ns);
+    // No runtime serves Waits here: the run would wait for ever.
+    await sm.upsertGraph('late', [{ node_name: 'Waits', namespace: ns, identifier: 'waits', inputs: { tag: ns } }], {});
+    const { run_id } = await sm.trigger('late', undefined, undefined, 0, 0.5);
+    const run = await sm.waitForRun(run_id, 30_000);
+    assert.equal(run.status, 'CANCELLED');
+    assert.equal(run.cancel_reason, 'deadline exceeded');
+  });
 });

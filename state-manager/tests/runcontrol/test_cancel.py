@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from exosphere_testing import ServerProcess, wait_until
-from exospherehost import StateManager
+from exospherehost import GraphNodeModel, StateManager
 from exospherehost.errors import NotFoundError
 
 from tests.blackbox.helpers import (
@@ -166,5 +166,16 @@ def test_the_python_sdk_cancels_a_run(server: ServerProcess, api: httpx.Client, 
             assert got["status"] == "CANCELLED" and got["cancel_reason"] == "not needed"
             with pytest.raises(NotFoundError):
                 await sm.cancel_run("unknown-run")
+            late = (await sm.trigger("one", store={"width": "1"}, deadline_seconds=0.5))["run_id"]
+            ended = await sm.wait_for_run(late, timeout=60)
+            assert ended["status"] == "CANCELLED" and ended["cancel_reason"] == "deadline exceeded"
+            graph = await sm.upsert_graph(
+                "timed",
+                [GraphNodeModel(node_name="Plan", namespace=namespace, identifier="plan", inputs={"width": "1"})],
+                {},
+                timeout_seconds=5,
+                deadline_seconds=60,
+            )
+            assert (graph["timeout_seconds"], graph["deadline_seconds"]) == (5, 60)
 
     asyncio.run(scenario())

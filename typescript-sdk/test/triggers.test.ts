@@ -28,8 +28,8 @@ async function echoGraph(ns: string) {
 describe('triggers', () => {
   test('a second trigger with the same idempotency key answers the first run', async () => {
     const sm = await echoGraph(harness.namespace());
-    const first = await sm.trigger('echo', {}, { text: 'a' }, 0, 'order-1');
-    const second = await sm.trigger('echo', {}, { text: 'a' }, 0, 'order-1');
+    const first = await sm.trigger('echo', {}, { text: 'a' }, 0, undefined, 'order-1');
+    const second = await sm.trigger('echo', {}, { text: 'a' }, 0, undefined, 'order-1');
     assert.equal(first.duplicate, false);
     assert.equal(second.run_id, first.run_id);
     assert.equal(second.duplicate, true);

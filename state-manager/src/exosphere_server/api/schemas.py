@@ -20,6 +20,7 @@ from exosphere_server.engine.storable import unstorable_at
 
 __all__ = [
     "MAX_WAIT_MS",
+    "CancelRunRequest",
     "EnqueueRequest",
     "ErroredRequest",
     "ExecutedManyRequest",
@@ -76,6 +77,10 @@ class TriggerRequest(StorableBody, contract.TriggerRequest):
 
 class TriggerManyRequest(StorableBody, contract.TriggerManyRequest):
     __doc__ = contract.TriggerManyRequest.__doc__
+
+
+class CancelRunRequest(StorableBody, contract.CancelRunRequest):
+    __doc__ = contract.CancelRunRequest.__doc__
 
 
 class EnqueueRequest(StorableBody, contract.EnqueueRequest):

@@ -15,19 +15,21 @@ from exosphere_server.engine.next_states import new_state
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
 from exosphere_server.engine.run_counts import RunSummary, run_not_found
 from exosphere_server.storage.base import Tx
-from exosphere_server.storage.records import RunRecord, StateRecord
+from exosphere_server.storage.records import RunCancellationRecord, RunRecord, StateRecord
 
 STATE_ID = re.compile(r"^[0-9a-f]{24}$")
 
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What one trigger asks for: the root node's inputs, the run's store, a start delay, an idempotency key."""
+    """What one trigger asks for: the root node's inputs, the run's store, a start delay, an idempotency
+    key, and a deadline (`None`: the graph's default, if it has one)."""
 
     inputs: Mapping[str, str] = field(default_factory=dict)
     store: Mapping[str, str] = field(default_factory=dict)
     start_delay_ms: int = 0
     idempotency_key: str | None = None
+    deadline_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,9 @@ async def trigger(ctx: EngineContext, namespace: str, graph_name: str, request: 
     """Start a run of the graph's current version: the run, its store and its root state commit together (D5).
 
     With an idempotency key that an earlier trigger of this graph used (within the key's time), nothing
-    is created and that trigger's run is answered, also when the two race on different replicas.
+    is created and that trigger's run is answered, also when the two race on different replicas. A
+    deadline (`request.deadline_seconds`, else the graph's default) cancels the run with reason
+    `deadline exceeded` when it is still pending that long after the trigger.
     """
     return (await trigger_many(ctx, namespace, graph_name, [request]))[0]
 
@@ -60,6 +64,7 @@ async def trigger_many(
         started: list[StartedRun] = []
         new_runs: list[RunRecord] = []
         roots: list[StateRecord] = []
+        deadlines: list[tuple[RunRecord, float | None]] = []
         for index, request in enumerate(requests):
             try:
                 root_inputs = _checked_root_inputs(pinned, request, defaults_satisfy_required=False)
@@ -76,9 +81,12 @@ async def trigger_many(
             run = RunRecord(run_id, namespace, graph_name, version, dict(request.store), created_at=now)
             new_runs.append(run)
             roots.append(_root_state(pinned, run, root_inputs, now + request.start_delay_ms))
+            deadlines.append((run, request.deadline_seconds))
             started.append(StartedRun(run_id))
         await tx.insert_runs(new_runs)
         await tx.insert_states(roots)
+        for run, deadline_seconds in deadlines:
+            await _set_deadline(tx, pinned, run, deadline_seconds)
         return started
 
 
@@ -92,6 +100,7 @@ async def start_run(
     store: Mapping[str, str],
     start_delay_ms: int,
     defaults_satisfy_required: bool,
+    deadline_seconds: float | None = None,
 ) -> str:
     """Start one run inside the caller's transaction (cron firing); its id."""
     pinned, version = await _triggerable_graph(tx, ctx, namespace, graph_name)
@@ -100,7 +109,16 @@ async def start_run(
     run = RunRecord(str(uuid.uuid4()), namespace, graph_name, version, dict(store), created_at=now_ms())
     await tx.insert_runs([run])
     await tx.insert_states([_root_state(pinned, run, root_inputs, run.created_at + start_delay_ms)])
+    await _set_deadline(tx, pinned, run, deadline_seconds)
     return run.run_id
+
+
+async def _set_deadline(tx: Tx, pinned: PinnedGraph, run: RunRecord, deadline_seconds: float | None) -> None:
+    """Record the run's deadline: the trigger's, else the graph's default; none when neither has one."""
+    if deadline_seconds is None:
+        deadline_seconds = pinned.deadline_seconds
+    if deadline_seconds is not None:
+        await tx.insert_run_deadline(run.run_id, run.created_at + max(1, round(deadline_seconds * 1000)))
 
 
 async def _triggerable_graph(tx: Tx, ctx: EngineContext, namespace: str, graph_name: str) -> tuple[PinnedGraph, int]:
@@ -142,6 +160,7 @@ def _root_state(pinned: PinnedGraph, run: RunRecord, inputs: dict[str, str], enq
         inputs=inputs,
         parents={},
         enqueue_after=enqueue_after,
+        timeout_ms=pinned.timeout_ms(root.identifier),
     )
 
 
@@ -194,6 +213,12 @@ async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: 
                 break
             latest = follower.latest
         return latest.summary
+
+
+async def run_cancellation(ctx: EngineContext, run_id: str) -> RunCancellationRecord | None:
+    """How the run was cancelled (its reason), or None when it was not."""
+    async with ctx.storage.reader() as tx:
+        return await tx.get_run_cancellation(run_id)
 
 
 async def list_runs(

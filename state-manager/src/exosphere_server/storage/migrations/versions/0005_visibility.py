@@ -4,14 +4,14 @@
 makes two concurrent triggers with one key give one run, on every replica. States gain the runtime
 that claimed them (name and instance) and the traceback of their error.
 
-Revision ID: 0004_visibility
+Revision ID: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_visibility"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004_run_control"
 branch_labels = None
 depends_on = None
 

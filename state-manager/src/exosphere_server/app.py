@@ -12,7 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.responses import Response
 
 from exosphere_server import __version__
-from exosphere_server.api import graph_routes, inspect_routes, run_routes, state_routes
+from exosphere_server.api import graph_routes, inspect_routes, key_routes, run_routes, state_routes
+from exosphere_server.api.access import check_every_route_has_a_rule
+from exosphere_server.api.audit_trail import AuditTrailMiddleware
 from exosphere_server.api.auth import reject_nul_characters, require_api_key, require_metrics_key
 from exosphere_server.api.body_limit import BodyLimitMiddleware
 from exosphere_server.api.cors import ApiOnlyCORSMiddleware
@@ -25,7 +27,8 @@ from exosphere_server.api.request_id import RequestIdMiddleware
 from exosphere_server.api.run_stream import LiveViews
 from exosphere_server.api.schemas import UpsertGraphRequest
 from exosphere_server.config import Settings, write_new_key_file
-from exosphere_server.dashboard.routes import router as dashboard_router
+from exosphere_server.dashboard import api as dashboard_api
+from exosphere_server.dashboard import routes as dashboard_routes
 from exosphere_server.engine import health as engine_health
 from exosphere_server.engine import metrics as engine_metrics
 from exosphere_server.engine.context import EngineContext
@@ -135,10 +138,15 @@ def create_app(settings: Settings) -> FastAPI:
     v0 = APIRouter(
         prefix="/v0", dependencies=[Depends(require_api_key), Depends(reject_nul_characters)], responses=REFUSALS
     )
-    for module in (graph_routes, state_routes, run_routes, inspect_routes):
+    api_modules = (graph_routes, state_routes, run_routes, inspect_routes, key_routes)
+    for module in api_modules:
         v0.include_router(module.router)
     app.include_router(v0)
-    app.include_router(dashboard_router)  # its own auth: a session cookie (dashboard/session.py)
+    app.include_router(dashboard_routes.router)  # its own auth: a session cookie (dashboard/session.py)
+    check_every_route_has_a_rule(
+        [m.router for m in api_modules] + [dashboard_routes.router, dashboard_routes.pages, dashboard_api.router],
+        public=dashboard_routes.PUBLIC_ROUTES,
+    )
     install_body_schemas(app, UpsertGraphRequest)
 
     @app.get(
@@ -168,9 +176,11 @@ def create_app(settings: Settings) -> FastAPI:
             READY_DEPTH.labels(namespace, node).set(depth)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    # Added innermost first: the body limit (inside the request id, so its refusal carries the id);
-    # the Host check wraps everything, so a rebound name is answered by nothing else; CORS only for
-    # the API (cors.py), then the request id on every answer that gets that far.
+    # Added innermost first: the audit trail (it sees the answers of the routes); the body limit (inside
+    # the request id, so its refusal carries the id); the Host check wraps everything, so a rebound
+    # name is answered by nothing else; CORS only for the API (cors.py), then the request id on every
+    # answer that gets that far.
+    app.add_middleware(AuditTrailMiddleware, ctx=ctx)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     if settings.cors_origins:

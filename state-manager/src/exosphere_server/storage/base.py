@@ -32,6 +32,8 @@ from exosphere_server.clock import now_ms
 from exosphere_server.jsontext import dumps_in_pieces
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
+    ApiKeyRecord,
+    AuditRecord,
     CronScheduleRecord,
     GraphRecord,
     GraphVersionRecord,
@@ -636,6 +638,44 @@ class Tx:
         """An expired token is refused on its own, so its revocation row can go (by the expiry index)."""
         rs = schema.revoked_sessions
         return int((await self.conn.execute(sa.delete(rs).where(rs.c.expires_at <= now))).rowcount)
+
+    # -- API keys and the audit log ---------------------------------------------------------------
+
+    async def insert_api_key(self, record: ApiKeyRecord) -> None:
+        await self.conn.execute(sa.insert(schema.api_keys).values(**asdict(record)))
+
+    async def api_key_by_secret(self, secret_sha256: str) -> ApiKeyRecord | None:
+        k = schema.api_keys
+        found = await self._all(ApiKeyRecord, sa.select(k).where(k.c.secret_sha256 == secret_sha256))
+        return found[0] if found else None
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        k = schema.api_keys
+        found = await self._all(ApiKeyRecord, sa.select(k).where(k.c.id == key_id))
+        return found[0] if found else None
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        k = schema.api_keys
+        return await self._all(ApiKeyRecord, sa.select(k).order_by(k.c.created_at, k.c.id))
+
+    async def revoke_api_key(self, key_id: str, now: int) -> None:
+        """Revoking twice keeps the first time."""
+        k = schema.api_keys
+        await self.conn.execute(sa.update(k).where(k.c.id == key_id, k.c.revoked_at.is_(None)).values(revoked_at=now))
+
+    async def insert_audit_entry(
+        self, at: int, key_id: str, key_name: str, role: str, action: str, namespace: str | None, target: str
+    ) -> None:
+        values = {"at": at, "key_id": key_id, "key_name": key_name, "role": role, "action": action}
+        await self.conn.execute(sa.insert(schema.audit_log).values(**values, namespace=namespace, target=target))
+
+    async def audit_entries(self, limit: int, before: int | None = None) -> list[AuditRecord]:
+        """Newest first, by the primary key (so no index beyond it is needed)."""
+        a = schema.audit_log
+        query = sa.select(a).order_by(a.c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(a.c.id < before)
+        return await self._all(AuditRecord, query)
 
     # -- reading runs and namespaces ------------------------------------------------------------
 

@@ -60,6 +60,7 @@ export {
   GraphValidationError,
   LeaseLostError,
   NotFoundError,
+  PermissionDeniedError,
   RunTimeoutError,
   ServerUnavailableError,
   UnsendableOutputError,
@@ -76,3 +77,4 @@ export {
   StateStatusGroups,
 } from './generated/stateMachine.js';
 export { VERSION } from './version.js';
+export type { ApiKeyInfo, AuditLogResponse, CreatedKeyResponse, KeyRole, ListKeysResponse } from './wire.js';

@@ -443,6 +443,11 @@ class ClaimedState(Answer):
     created_at: IsoTime
     lease_id: str | None = Field(default=None, description="Additive: the claim's lease, sent back with its result")
     lease_expires_at: int | None = Field(default=None, description="Additive: epoch milliseconds")
+    traceparent: str | None = Field(
+        default=None,
+        description="Additive: W3C trace context of this attempt's `execute` span when the server exports "
+        "traces (OpenTelemetry), so that a node's own spans nest under its state; null otherwise",
+    )
 
 
 class EnqueueResponse(Answer):

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import structlog
 from exospherehost.contract import HealthResponse
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.responses import Response
 
@@ -26,6 +27,7 @@ from exosphere_server.api.off_loop import install_body_schemas
 from exosphere_server.api.request_id import RequestIdMiddleware
 from exosphere_server.api.run_stream import LiveViews
 from exosphere_server.api.schemas import UpsertGraphRequest
+from exosphere_server.clock import now_ms
 from exosphere_server.config import Settings, write_new_key_file
 from exosphere_server.dashboard import api as dashboard_api
 from exosphere_server.dashboard import routes as dashboard_routes
@@ -39,6 +41,8 @@ from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.scheduler.loop import Scheduler
 from exosphere_server.storage import open_storage
 from exosphere_server.storage.base import Storage
+from exosphere_server.storage.records import RunRecord, StateRecord
+from exosphere_server.tracing import Tracing, open_tracing
 
 log = structlog.get_logger("exosphere.server")
 HEALTH_DATABASE_TIMEOUT_S = 2.0
@@ -51,8 +55,8 @@ WAITING = Gauge(
 class EngineListener:
     """Storage events to the parts that wait on them: claimers, the run change feed, the scheduler."""
 
-    def __init__(self, wakeups: Wakeups, feed: RunFeed, scheduler: Scheduler) -> None:
-        self.wakeups, self.feed, self.scheduler = wakeups, feed, scheduler
+    def __init__(self, wakeups: Wakeups, feed: RunFeed, scheduler: Scheduler, tracing: Tracing) -> None:
+        self.wakeups, self.feed, self.scheduler, self.tracing = wakeups, feed, scheduler, tracing
 
     def states_ready(self, keys: set[tuple[str, str]]) -> None:
         self.wakeups.notify(keys)
@@ -71,6 +75,19 @@ class EngineListener:
 
     def lease_granted(self, deadline_ms: int) -> None:
         self.scheduler.note_deadline(deadline_ms)
+
+    def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None:
+        now = now_ms()
+        for run in started:
+            self.tracing.run_started(run, now)
+        self.tracing.attempts_ended(ended, now)
+
+
+def fastapi_telemetry(tracing: Tracing) -> TelemetryConfig:
+    off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    if not tracing.enabled:
+        return off
+    return {**off, "tracing": True, "operation_spans": True, "tracer_provider": tracing.tracer_provider}
 
 
 async def check_secrets_key(settings: Settings, storage: Storage, box: SecretBox) -> None:
@@ -106,8 +123,10 @@ def create_app(settings: Settings) -> FastAPI:
         cron_catch_up=settings.cron_catch_up,
         max_graph_nodes=settings.max_graph_nodes,
     )
+    ctx.tracing = open_tracing(settings.tracing)
+    storage.track_attempts = ctx.tracing.enabled
     scheduler = Scheduler(ctx, settings.run_retention_days)
-    storage.subscribe(EngineListener(ctx.wakeups, ctx.feed, scheduler))
+    storage.subscribe(EngineListener(ctx.wakeups, ctx.feed, scheduler, ctx.tracing))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -121,12 +140,16 @@ def create_app(settings: Settings) -> FastAPI:
             await scheduler.stop()
             ctx.stop_waiting()
             await storage.close()
+            ctx.tracing.shutdown()
 
     app = FastAPI(
         title="Exosphere State Manager",
         version=__version__,
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        # FastAPI's own spans of each request (joining a caller's traceparent) when traces are on;
+        # nothing at all otherwise.
+        telemetry=fastapi_telemetry(ctx.tracing),
     )
     app.state.settings = settings
     app.state.ctx = ctx

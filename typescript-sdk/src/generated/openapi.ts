@@ -609,6 +609,11 @@ export interface components {
             node_name: string;
             /** State Id */
             state_id: string;
+            /**
+             * Traceparent
+             * @description Additive: W3C trace context of this attempt's `execute` span when the server exports traces (OpenTelemetry), so that a node's own spans nest under its state; null otherwise
+             */
+            traceparent: string | null;
         } & {
             [key: string]: unknown;
         };

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -167,6 +167,9 @@ class Tx:
         self.schedule_changed = False
         self.runs_changed: set[str] = set()
         self.earliest_lease: int | None = None  # a new lease deadline this replica's scheduler must know
+        # Runs started and claims ended, as committed; kept only while traces are on (`Storage.track_attempts`).
+        self.runs_started: list[RunRecord] = []
+        self.attempts_ended: list[StateRecord] = []
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -331,6 +334,13 @@ class Tx:
 
     async def insert_run(self, record: RunRecord) -> None:
         await self.conn.execute(sa.insert(schema.runs).values(**asdict(record)))
+        if self._storage.track_attempts:
+            self.runs_started.append(record)
+
+    def _note_attempts_ended(self, moves: Iterable[tuple[str, StateRecord]]) -> None:
+        """Claims that ended (the state left QUEUED), as they are now, for the traces."""
+        if self._storage.track_attempts:
+            self.attempts_ended += [replace(state) for was, state in moves if was == StateStatus.QUEUED]
 
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         if not run_ids:
@@ -430,6 +440,9 @@ class Tx:
         for state in states:
             check_move(state.status, to)
         await self._update(states, {**values, "status": to.value})
+        if self._storage.track_attempts:
+            ended = {k: v for k, v in values.items() if k in ("error", "finished_at")}
+            self._note_attempts_ended((s.status, replace(s, status=to.value, **ended)) for s in states)
         for state in states:
             state.status = to.value
 
@@ -461,6 +474,7 @@ class Tx:
         ]
         await self.conn.execute(FINISH_STATE, rows)
         self.runs_changed.update(state.run_id for _, state in moves)
+        self._note_attempts_ended(moves)
 
     async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
         """Put a state back to CREATED: announced now if due, else handed to the scheduler."""
@@ -801,6 +815,7 @@ class StorageListener(Protocol):
     def runs_changed(self, run_ids: set[str]) -> None: ...
     def every_run_changed(self) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
+    def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None: ...
 
 
 class _NoListener:
@@ -810,6 +825,7 @@ class _NoListener:
     def runs_changed(self, run_ids: set[str]) -> None: ...
     def every_run_changed(self) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
+    def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None: ...
 
 
 class Storage(abc.ABC):
@@ -817,6 +833,8 @@ class Storage(abc.ABC):
 
     def __init__(self) -> None:
         self.listener: StorageListener = _NoListener()
+        # Whether transactions collect started runs and ended claims for the listener (traces on).
+        self.track_attempts = False
 
     def subscribe(self, listener: StorageListener) -> None:
         """Hear what committed transactions did: here, and on PostgreSQL on every replica (ready work,
@@ -886,6 +904,8 @@ class Storage(abc.ABC):
             self.listener.schedule_changed()
         if tx.runs_changed:
             self.listener.runs_changed(tx.runs_changed)
+        if tx.runs_started or tx.attempts_ended:
+            self.listener.runs_and_attempts(tx.runs_started, tx.attempts_ended)
         if tx.earliest_lease is not None:
             # Only this replica's scheduler hears it: it expires the leases it granted; the others
             # look again within their longest sleep should this replica die.

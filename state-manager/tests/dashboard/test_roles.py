@@ -67,6 +67,7 @@ def test_a_viewer_sees_a_failed_state_but_cannot_see_or_press_retry(
 ) -> None:
     log_in(page, create_key(server, "watcher", "viewer")["key"])
     assert page.url.endswith("/dashboard/"), page.url
+    expect(page.locator("#who")).to_have_text("watcher · viewer")
     expect(page.locator("#audit-link")).to_have_count(0)
     page.goto(state_url(namespace, failed_state))
     expect(page.locator("#state-status")).to_have_text("ERRORED")

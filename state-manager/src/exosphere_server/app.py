@@ -33,6 +33,7 @@ from exosphere_server.dashboard import api as dashboard_api
 from exosphere_server.dashboard import routes as dashboard_routes
 from exosphere_server.engine import health as engine_health
 from exosphere_server.engine import metrics as engine_metrics
+from exosphere_server.engine import serving
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.run_feed import RunFeed
 from exosphere_server.engine.secret_box import SecretBox
@@ -47,6 +48,11 @@ from exosphere_server.tracing import Tracing, open_tracing
 log = structlog.get_logger("exosphere.server")
 HEALTH_DATABASE_TIMEOUT_S = 2.0
 READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
+UNSERVED = Gauge(
+    "exosphere_unserved_node_states",
+    "States ready for longer than EXOSPHERE_UNSERVED_NODE_SECONDS for a node no runtime asked for",
+    ["namespace", "node"],
+)
 WAITING = Gauge(
     "exosphere_waiting_requests", "Long-polls (claims, run waits) and run event streams this replica holds open now"
 )
@@ -122,6 +128,7 @@ def create_app(settings: Settings) -> FastAPI:
         default_lease_ms=settings.default_lease_ms,
         cron_catch_up=settings.cron_catch_up,
         max_graph_nodes=settings.max_graph_nodes,
+        unserved_after_ms=settings.unserved_after_ms,
     )
     ctx.tracing = open_tracing(settings.tracing)
     storage.track_attempts = ctx.tracing.enabled
@@ -197,6 +204,9 @@ def create_app(settings: Settings) -> FastAPI:
         READY_DEPTH.clear()
         for (namespace, node), depth in depths.items():
             READY_DEPTH.labels(namespace, node).set(depth)
+        UNSERVED.clear()
+        for (namespace, node), count in (await serving.unserved_nodes(ctx)).items():
+            UNSERVED.labels(namespace, node).set(count)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # Added innermost first: the audit trail (it sees the answers of the routes); the body limit (inside

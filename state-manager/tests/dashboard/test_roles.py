@@ -81,6 +81,27 @@ def test_a_viewer_sees_a_failed_state_but_cannot_see_or_press_retry(
     assert page.goto("/dashboard/audit").status == 403  # type: ignore[union-attr]
 
 
+def test_a_viewer_cannot_see_or_press_cancel_on_a_pending_run(
+    page: Page, server: ServerProcess, namespace: str, api: httpx.Client
+) -> None:
+    register(api, {"Slow": (("text",), ("out",))})
+    upsert(api, "slow", [node("slow", "Slow", namespace, {"text": "x"})])
+    run_id = trigger(api, "slow")  # pending: nothing serves Slow
+    log_in(page, create_key(server, "watcher", "viewer")["key"], f"/dashboard/ns/{namespace}/runs/{run_id}")
+    expect(page.locator("#run")).to_have_count(1)
+    expect(page.locator("#cancel-run")).to_have_count(0)
+    forged: dict[str, Any] = page.evaluate(
+        """async (url) => {
+            const r = await fetch(url, {method: "POST", headers: {"content-type": "application/json",
+                "x-exosphere-dashboard": "1"}, body: "{}"});
+            return {status: r.status, body: await r.json()};
+        }""",
+        f"/dashboard/api/ns/{namespace}/runs/{run_id}/cancel",
+    )
+    assert forged["status"] == 403 and "cancel needs the operator or admin role" in forged["body"]["detail"], forged
+    assert api.get(f"/run/{run_id}").json()["status"] == "PENDING"
+
+
 def test_an_operator_retries_and_an_admin_reads_who_did_it_in_the_audit_log(
     page: Page, server: ServerProcess, namespace: str, api: httpx.Client, failed_state: dict[str, Any]
 ) -> None:

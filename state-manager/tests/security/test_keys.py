@@ -25,6 +25,7 @@ UNKNOWN_STATE = "0123456789abcdef01234567"
 ROUTE_CLASSES: dict[str, tuple[str, str, dict[str, Any] | None, set[str]]] = {
     "read": ("GET", "/v0/namespace/{ns}/graphs/", None, {"admin", "operator", "viewer"}),
     "trigger": ("POST", "/v0/namespace/{ns}/graph/none/trigger", {}, {"admin", "operator"}),
+    "cancel": ("POST", "/v0/namespace/{ns}/run/no-such-run/cancel", {}, {"admin", "operator"}),
     "retry": (
         "POST",
         f"/v0/namespace/{{ns}}/state/{UNKNOWN_STATE}/manual-retry",

@@ -53,6 +53,7 @@ RULES: dict[str, Rule] = {
     "api.graph_routes.list_namespaces": Rule(VIEW),
     # runs
     "api.run_routes.trigger": Rule(OPERATE, audit="trigger"),
+    "api.run_routes.cancel_run": Rule(OPERATE, audit="cancel"),
     "api.run_routes.list_runs": Rule(VIEW),
     "api.run_routes.get_run": Rule(VIEW),
     "api.run_routes.run_events": Rule(VIEW),
@@ -90,6 +91,7 @@ RULES: dict[str, Rule] = {
     "dashboard.api.node_states": Rule(VIEW),
     "dashboard.api.attempts": Rule(VIEW),
     "dashboard.api.retry": Rule(OPERATE, audit="manual-retry"),
+    "dashboard.api.cancel": Rule(OPERATE, audit="cancel"),
 }
 
 NAMESPACE_PARAMS = ("namespace_name", "namespace")  # the path parameter naming the namespace: /v0, dashboard

@@ -1,13 +1,13 @@
 """Scoped API keys (role and namespace, stored as SHA-256) and the audit log of admin and operator actions.
 
-Revision ID: 0004
+Revision ID: 0005_api_keys
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005_api_keys"
+down_revision = "0004_run_control"
 branch_labels = None
 depends_on = None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -47,6 +48,7 @@ from exosphere_server.tracing import Tracing, open_tracing
 
 log = structlog.get_logger("exosphere.server")
 HEALTH_DATABASE_TIMEOUT_S = 2.0
+TRACE_FLUSH_TIMEOUT_S = 1.0
 READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
 UNSERVED = Gauge(
     "exosphere_unserved_node_states",
@@ -87,6 +89,15 @@ class EngineListener:
         for run in started:
             self.tracing.run_started(run, now)
         self.tracing.attempts_ended(ended, now)
+
+
+async def flush_traces(tracing: Tracing) -> None:
+    """Send the spans not exported yet, for at most TRACE_FLUSH_TIMEOUT_S: a collector that is down must
+    not hold the server's stop (the exporter's own time-out is 10 s). Spans still queued then are lost."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), TRACE_FLUSH_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("traces_not_flushed", detail=f"the OTLP collector took none within {TRACE_FLUSH_TIMEOUT_S} s")
 
 
 def fastapi_telemetry(tracing: Tracing) -> TelemetryConfig:
@@ -147,7 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
             await scheduler.stop()
             ctx.stop_waiting()
             await storage.close()
-            ctx.tracing.shutdown()
+            await flush_traces(ctx.tracing)
 
     app = FastAPI(
         title="Exosphere State Manager",

@@ -22,7 +22,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.id_generator import IdGenerator, RandomIdGenerator
-from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from exosphere_server import __version__
 from exosphere_server.storage.records import RunRecord, StateRecord
@@ -51,6 +51,13 @@ def _ns(ms: int) -> int:
     return ms * 1_000_000
 
 
+def _request() -> list[Link]:
+    """A link to the request whose work this is (the trigger, the result that ended an attempt): the
+    hooks run right after its commit, inside FastAPI's request span. None for the scheduler's work."""
+    current = trace.get_current_span().get_span_context()
+    return [Link(current)] if current.is_valid else []
+
+
 def _parent(trace_id: int, span_id: int) -> Context:
     span_context = SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
     return trace.set_span_in_context(NonRecordingSpan(span_context))
@@ -74,6 +81,7 @@ class OtlpTracing(IdTracing):
         end_ms: int,
         attributes: dict[str, str | int],
         failed: str | None = None,
+        links: Sequence[Link] = (),
     ) -> None:
         token = _CHOSEN.set(ids)
         try:
@@ -83,6 +91,7 @@ class OtlpTracing(IdTracing):
                 kind=SpanKind.INTERNAL,
                 start_time=_ns(start_ms),
                 attributes=attributes,
+                links=links,
             )
         finally:
             _CHOSEN.reset(token)
@@ -98,13 +107,14 @@ class OtlpTracing(IdTracing):
             "exosphere.run_id": run.run_id,
         }
         ids = (trace_id_of(run.run_id), run_span_id(run.run_id))
-        self._write(f"run {run.graph_name}", ids, None, run.created_at, ended_ms, attributes)
+        self._write(f"run {run.graph_name}", ids, None, run.created_at, ended_ms, attributes, links=_request())
 
     def attempts_ended(self, states: Sequence[StateRecord], ended_ms: int) -> None:
+        links = _request()
         for state in states:
-            self._attempt(state, state.finished_at or ended_ms)
+            self._attempt(state, state.finished_at or ended_ms, links)
 
-    def _attempt(self, state: StateRecord, ended: int) -> None:
+    def _attempt(self, state: StateRecord, ended: int, links: Sequence[Link]) -> None:
         trace_id = trace_id_of(state.run_id)
         attempt, queue, execute = attempt_span_ids(state.id, state.claims)
         started = state.started_at if state.started_at is not None else ended
@@ -128,7 +138,7 @@ class OtlpTracing(IdTracing):
         )
         attempt_parent = _parent(trace_id, attempt)
         self._write("queue", (trace_id, queue), attempt_parent, queued_from, started, {"exosphere.state_id": state.id})
-        self._write("execute", (trace_id, execute), attempt_parent, started, ended, attributes, failed)
+        self._write("execute", (trace_id, execute), attempt_parent, started, ended, attributes, failed, links)
 
     def shutdown(self) -> None:
         self.provider.shutdown()

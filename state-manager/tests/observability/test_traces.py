@@ -90,7 +90,9 @@ def test_a_fan_out_run_is_one_trace_with_a_span_per_attempt_and_the_nodes_spans_
             models = [s for s in receiver.spans() if s.name == "model-call"]
             # Split is claimed once: its fan-out siblings are created already executed, never claimed.
             expected = {"Plan": 1, "Split": 1, "Work": len(FAN), "Merge": 1}
-            return attempts == expected and len(models) >= len(FAN)
+            known = {s.span_id for s in receiver.spans()}
+            linked = all(link in known for s in run_spans() for link in s.links)  # the requests' spans too
+            return attempts == expected and len(models) >= len(FAN) and linked
 
         wait_until(complete, what="every span of the run to reach the collector")
 
@@ -120,9 +122,25 @@ def test_a_fan_out_run_is_one_trace_with_a_span_per_attempt_and_the_nodes_spans_
         assert executes[model.parent_id or ""].attributes["exosphere.node"] == "Work"  # under its own state
     assert len({m.parent_id for m in models}) == len(FAN)
 
-    # The server's own work: request spans, by route.
+    # The server's own work: request spans, by route; the run and each execution link to the request
+    # that made them (the trigger; the result that ended the attempt).
+    by_id = {s.span_id: s for s in everything}
+
+    def request_of(span_id: str) -> str:
+        """The route of the HTTP request span at or above `span_id` (FastAPI's endpoint step is inside it)."""
+        span = by_id[span_id]
+        while not span.attributes.get("http.route"):
+            span = by_id[span.parent_id or ""]
+        return span.name
+
     routes = {s.name for s in everything if s.service == "exosphere-server" and s.attributes.get("http.route")}
     assert any("/states/enqueue" in name for name in routes) and any("/trigger" in name for name in routes), routes
+    assert [request_of(link) for link in root.links] == [
+        "POST /v0/namespace/{namespace_name}/graph/{graph_name}/trigger"
+    ]
+    for execute in executes:
+        links = by_id[execute].links
+        assert [request_of(link) for link in links] == ["POST /v0/namespace/{namespace_name}/states/executed"]
 
 
 def test_claims_carry_a_traceparent_only_when_traces_are_exported(

@@ -31,6 +31,7 @@ class ReceivedSpan:
     end_ns: int
     attributes: dict[str, Any] = field(default_factory=dict)
     error: bool = False
+    links: tuple[str, ...] = ()  # span ids this span links to
 
 
 def _value(any_value: Any) -> Any:
@@ -59,6 +60,7 @@ def _decode(body: bytes) -> list[ReceivedSpan]:
                         end_ns=span.end_time_unix_nano,
                         attributes={a.key: _value(a.value) for a in span.attributes},
                         error=span.status.code == 2,  # STATUS_CODE_ERROR
+                        links=tuple(link.span_id.hex() for link in span.links),
                     )
                 )
     return spans

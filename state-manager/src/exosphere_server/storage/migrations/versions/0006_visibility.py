@@ -4,14 +4,14 @@
 makes two concurrent triggers with one key give one run, on every replica. States gain the runtime
 that claimed them (name and instance) and the traceback of their error.
 
-Revision ID: 0005
+Revision ID: 0006_visibility
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004_run_control"
+revision = "0006_visibility"
+down_revision = "0005_api_keys"
 branch_labels = None
 depends_on = None
 

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -496,6 +496,40 @@ class Tx:
             .limit(1)
         )
         return (await self.conn.execute(query)).first() is not None
+
+    async def with_full_lineage(self, states: Sequence[StateRecord]) -> list[StateRecord]:
+        """The states with `parents` holding their whole lineage, root first (PROTOCOL §5.2), for people reading it.
+
+        A state's row keeps only some ancestors (see `schema.states.parents`); the rest are found by
+        following `parent_id` upwards, for all the states at once, in one recursive statement. A
+        state written before migration 0004 has no `parent_id` and its row holds its whole lineage.
+        """
+        s = schema.states
+        starts = {state.parent_id for state in states if state.parent_id is not None}
+        if not starts:
+            return list(states)
+        up = sa.select(s.c.id, s.c.identifier, s.c.parent_id).where(s.c.id.in_(starts)).cte("up", recursive=True)
+        # UNION, not UNION ALL: states of one page share most of their ancestors, each is read once.
+        up = up.union(sa.select(s.c.id, s.c.identifier, s.c.parent_id).where(s.c.id == up.c.parent_id))
+        found = {row.id: (row.identifier, row.parent_id) for row in await self.conn.execute(sa.select(up))}
+        tops = [state_id for state_id, (_, parent_id) in found.items() if parent_id is None]
+        top_parents: dict[str, dict[str, str]] = {}
+        if tops:
+            query = sa.select(s.c.id, s.c.parents).where(s.c.id.in_(tops))
+            top_parents = {row.id: dict(row.parents) for row in await self.conn.execute(query)}
+        full: list[StateRecord] = []
+        for state in states:
+            chain: list[tuple[str, str]] = []
+            above: dict[str, str] = {}
+            current = state.parent_id
+            while current is not None and current in found:
+                identifier, parent_id = found[current]
+                chain.append((identifier, current))
+                if parent_id is None:
+                    above = top_parents.get(current, {})  # {} for a root; the whole lineage for an old row
+                current = parent_id
+            full.append(replace(state, parents={**above, **dict(reversed(chain))}) if chain else state)
+        return full
 
     async def lock_states(self, state_ids: Sequence[str]) -> dict[str, StateRecord]:
         """Read and lock (PostgreSQL: FOR UPDATE) several states, always in id order."""

@@ -36,6 +36,11 @@ class StateRecord:
     claims: int = 0
     started_at: int | None = None
     finished_at: int | None = None
+    # The state it was made from (a unite state: its target); None for a root state, and for states
+    # written before migration 0004, whose `parents` hold their whole ancestry.
+    parent_id: str | None = None
+    # Outputs of ancestors that placeholders further on read: identifier -> field -> value.
+    carried: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass

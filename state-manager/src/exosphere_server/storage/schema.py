@@ -93,7 +93,13 @@ states = sa.Table(
     sa.Column("outputs", sa.JSON, nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
-    sa.Column("parents", sa.JSON, nullable=False),  # identifier -> state id, in lineage order
+    # identifier -> state id, in lineage order, of the ancestors a state keeps: the unite targets and,
+    # last, its direct parent (rows written before migration 0004 keep the whole ancestry). The whole
+    # lineage is read, when someone asks for it, by following `parent_id` (`Tx.with_full_lineage`).
+    sa.Column("parents", sa.JSON, nullable=False),
+    sa.Column("parent_id", sa.String(24), nullable=True),
+    # What placeholders further on read of the ancestors' outputs (engine/carried_outputs.py).
+    sa.Column("carried", sa.JSON, nullable=False, server_default=sa.text("'{}'")),
     sa.Column("does_unites", sa.Boolean, nullable=False),
     sa.Column("fingerprint", sa.String, nullable=True, unique=True),  # only unite states carry one
     sa.Column("enqueue_after", sa.BigInteger, nullable=False),
@@ -145,7 +151,8 @@ states = sa.Table(
     sa.Index("ix_states_run", "run_id", "created_at"),
 )
 
-# One row per (state, ancestor state): the descendants of a state, for `unites`, by index.
+# One row per (state, ancestor kept in its `parents`): the descendants of a unite target, and the
+# children of a state, by index.
 state_ancestors = sa.Table(
     "state_ancestors",
     metadata,

@@ -1,6 +1,6 @@
 """Does a hop cost more deep in a run, or with many runtimes waiting? (issue 15, goal rows "depth" and "runtimes")
 
-    .venv/bin/python bench/scale_bench.py [--depth 1000] [--runtimes 1,10,50] [--postgres ADMIN_URL]
+    .venv/bin/python bench/scale_bench.py [--depth 1000] [--runtimes 1,10,50] [--fanout 10000] [--postgres ADMIN_URL]
     .venv/bin/python bench/scale_bench.py --before-src /tmp/old-checkout   # also an older checkout's server
 
 `depth`: one run of a chain of `--depth` nodes; every node reads the root's output and its parent's
@@ -12,6 +12,11 @@ last 20 (depth `--depth`-20 to `--depth`).
 `runtimes`: the same chain, 60 nodes deep, with N claimers long-polling the chain's node at once
 (as N runtimes serving it would): whichever gets a state completes it. A hop is the chain's wall
 time / 60, median of 3 runs; with the server's CPU seconds per hop.
+
+`fanout`: one run of plan -> split (fans out to `--fanout`, 10,000) -> work -> gather (unites plan),
+driven by 4 claimers taking 100 states at a time and reporting them in one request. While it runs a
+probe asks `GET /health` every 20 ms; the table shows the run's wall time (trigger to gather done)
+and the slowest and p99 `/health` answers.
 
 SQLite always; PostgreSQL too with `--postgres` (or EXOSPHERE_BENCH_POSTGRES_URL, as `make bench`
 sets it). `--before-src DIR` starts a second server from the `state-manager/src` and
@@ -100,13 +105,14 @@ def chain_graph(depth: int) -> list[dict[str, Any]]:
 
 
 async def prepare(api: httpx.AsyncClient, graphs: dict[str, int]) -> None:
-    nodes = [("Root", (), ("x", "v")), ("Hop", ("root", "prev"), ("v",))]
+    nodes = [("Root", (), ("x", "v")), ("Hop", ("root", "prev"), ("v",)), ("Gather", ("root",), ("v",))]
     registration = [
         {"name": n, "inputs_schema": schema(*i), "outputs_schema": schema(*o), "secrets": []} for n, i, o in nodes
     ]
     (await api.put("/nodes/", json={"runtime_name": "bench", "nodes": registration})).raise_for_status()
     for name, depth in graphs.items():
         (await api.put(f"/graph/{name}", json={"nodes": chain_graph(depth), "secrets": {}})).raise_for_status()
+    (await api.put("/graph/fan", json={"nodes": fan_graph(), "secrets": {}})).raise_for_status()
 
 
 async def claim(api: httpx.AsyncClient, node: str, wait_ms: int = 5000) -> list[dict[str, Any]]:
@@ -175,33 +181,111 @@ async def measure_runtimes(api: httpx.AsyncClient, srv: Server, claimers: int) -
     return statistics.median(walls), statistics.median(cpus)
 
 
-async def measure(
-    srv: Server, depth: int, runtimes: list[int]
-) -> tuple[dict[str, float], dict[int, tuple[float, float]]]:
+def fan_graph() -> list[dict[str, Any]]:
+    def n(identifier: str, name: str, inputs: dict[str, str], nexts: list[str], **extra: Any) -> dict[str, Any]:
+        return {
+            "node_name": name,
+            "namespace": NS,
+            "identifier": identifier,
+            "inputs": inputs,
+            "next_nodes": nexts,
+        } | extra
+
+    return [
+        n("plan", "Root", {}, ["split"]),
+        n("split", "Hop", {"root": "${{ plan.outputs.x }}", "prev": "${{ plan.outputs.v }}"}, ["work"]),
+        n("work", "Hop", {"root": "${{ plan.outputs.x }}", "prev": "${{ split.outputs.v }}"}, ["gather"]),
+        n("gather", "Gather", {"root": "${{ plan.outputs.x }}"}, [], unites={"identifier": "plan"}),
+    ]
+
+
+async def probe_health(url: str, done: asyncio.Event, latencies: list[float]) -> None:
+    """`GET /health` every 20 ms on a connection of its own, until `done`."""
+    async with httpx.AsyncClient(timeout=60) as client:
+        while not done.is_set():
+            started = time.perf_counter()
+            (await client.get(url + "/health")).raise_for_status()
+            latencies.append((time.perf_counter() - started) * 1000)
+            await asyncio.sleep(0.02)
+
+
+async def drain(api: httpx.AsyncClient, left: list[int]) -> None:
+    """Claim 100 work states at a time and report them in one request, until none is left."""
+    while left[0] > 0:
+        response = await api.post("/states/enqueue", json={"nodes": ["Hop"], "batch_size": 100, "wait_ms": 1000})
+        response.raise_for_status()
+        batch = response.json()["states"]
+        results = [{"state_id": s["state_id"], "outputs": [{"v": "w"}], "lease_id": s["lease_id"]} for s in batch]
+        if results:
+            (await api.post("/states/executed", json={"results": results})).raise_for_status()
+        left[0] -= len(batch)
+
+
+async def measure_fanout(api: httpx.AsyncClient, srv: Server, width: int) -> dict[str, float]:
+    done = asyncio.Event()
+    latencies: list[float] = []
+    probe = asyncio.create_task(probe_health(srv.url, done, latencies))
+    started = time.perf_counter()
+    (await api.post("/graph/fan/trigger", json={})).raise_for_status()
+    [plan] = await claim(api, "Root")
+    await complete(api, plan, {"x": "root", "v": "0"})
+    [split] = await claim(api, "Hop")
+    body = {"outputs": [{"v": str(i)} for i in range(width)], "lease_id": split["lease_id"]}
+    (await api.post(f"/state/{split['state_id']}/executed", json=body)).raise_for_status()
+    left = [width]  # one work state per output (the split states of the fan-out are created executed)
+    await asyncio.gather(*(drain(api, left) for _ in range(4)))
+    found: list[dict[str, Any]] = []
+    while not found:
+        found = await claim(api, "Gather")
+    await complete(api, found[0], {"v": "done"})
+    wall = time.perf_counter() - started
+    done.set()
+    await probe
+    ordered = sorted(latencies)
+    return {"wall_s": wall, "health_max_ms": ordered[-1], "health_p99_ms": ordered[int(len(ordered) * 0.99)]}
+
+
+@dataclass
+class Figures:
+    deep: dict[str, float]
+    by_runtimes: dict[int, tuple[float, float]]
+    fanout: dict[str, float]
+
+
+async def measure(srv: Server, depth: int, runtimes: list[int], width: int) -> Figures:
     limits = httpx.Limits(max_connections=max(runtimes, default=1) + 10)
     headers = {"x-api-key": TEST_API_KEY}
     async with httpx.AsyncClient(
-        base_url=f"{srv.url}/v0/namespace/{NS}", headers=headers, timeout=60, limits=limits
+        base_url=f"{srv.url}/v0/namespace/{NS}", headers=headers, timeout=120, limits=limits
     ) as api:
         await prepare(api, {"deep": depth, "shallow": RUNTIMES_CHAIN})
         deep = await measure_depth(api, depth) if depth > WINDOW else {}
         by_runtimes = {n: await measure_runtimes(api, srv, n) for n in runtimes}
-    return deep, by_runtimes
+        fanout = await measure_fanout(api, srv, width) if width > 0 else {}
+    return Figures(deep, by_runtimes, fanout)
 
 
-def report(label: str, depth: int, deep: dict[str, float], by_runtimes: dict[int, tuple[float, float]]) -> None:
+def report(label: str, depth: int, width: int, figures: Figures) -> None:
     print(f"\n{label}")
+    deep = figures.deep
     if deep:
         print(f"  hop at depth 1-{WINDOW}: p50 {deep['first_p50']:.2f} ms, p90 {deep['first_p90']:.2f} ms")
         print(f"  hop at depth {depth - WINDOW}-{depth}: p50 {deep['last_p50']:.2f} ms, p90 {deep['last_p90']:.2f} ms")
-    for n, (wall, cpu) in by_runtimes.items():
+    for n, (wall, cpu) in figures.by_runtimes.items():
         print(f"  hop with {n:>3} claimers waiting: {wall:.2f} ms wall, {cpu:.2f} ms server CPU")
+    fan = figures.fanout
+    if fan:
+        print(
+            f"  fan-out of {width} + unite: {fan['wall_s']:.1f} s; /health meanwhile: "
+            f"max {fan['health_max_ms']:.0f} ms, p99 {fan['health_p99_ms']:.0f} ms"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--depth", type=int, default=1000)
     parser.add_argument("--runtimes", default="1,10,50", help="comma-separated claimer counts ('' for none)")
+    parser.add_argument("--fanout", type=int, default=10_000, help="width of the fan-out (0: skip it)")
     parser.add_argument("--postgres", default=os.environ.get("EXOSPHERE_BENCH_POSTGRES_URL"), help="admin URL")
     parser.add_argument("--before-src", type=Path, help="another checkout: measure its server too")
     parser.add_argument("--skip-sqlite", action="store_true")
@@ -218,8 +302,8 @@ def main() -> None:
         for backend, database in backends:
             for name, source in sources:
                 with server(source, database(), directory / "log") as srv:
-                    deep, by_runtimes = asyncio.run(measure(srv, args.depth, runtimes))
-                report(f"{backend}, {name}: chain of {args.depth}", args.depth, deep, by_runtimes)
+                    figures = asyncio.run(measure(srv, args.depth, runtimes, args.fanout))
+                report(f"{backend}, {name}", args.depth, args.fanout, figures)
 
 
 if __name__ == "__main__":

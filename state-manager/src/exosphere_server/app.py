@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import structlog
@@ -51,8 +51,8 @@ class EngineListener:
     def __init__(self, wakeups: Wakeups, feed: RunFeed, scheduler: Scheduler) -> None:
         self.wakeups, self.feed, self.scheduler = wakeups, feed, scheduler
 
-    def states_ready(self, keys: set[tuple[str, str]]) -> None:
-        self.wakeups.notify(keys)
+    def states_ready(self, ready: Mapping[tuple[str, str], int | None]) -> None:
+        self.wakeups.feed(ready)
 
     def wake_everyone(self) -> None:
         self.wakeups.notify_all()

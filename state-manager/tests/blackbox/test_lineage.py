@@ -3,7 +3,6 @@ unites still wait for everything below their target, and rows written before mig
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -14,30 +13,21 @@ from alembic import command
 from alembic.config import Config
 from exosphere_server.storage.migrate import MIGRATIONS
 from exosphere_testing import ServerProcess
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from .helpers import by_identifier, claim, claim_all, executed, node, register, run, states, trigger, upsert
-
-
-def on_database(url: str, work: Callable[[sa.Connection], Any]) -> Any:
-    """Run `work` on a connection to the server's database, in one committed transaction (either backend)."""
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url)
-        try:
-            with engine.begin() as conn:
-                return work(conn)
-        finally:
-            engine.dispose()
-
-    async def on_postgres() -> Any:
-        engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
-        try:
-            async with engine.begin() as conn:
-                return await conn.run_sync(work)
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(on_postgres())
+from .helpers import (
+    by_identifier,
+    claim,
+    claim_all,
+    counts_match_states,
+    executed,
+    node,
+    on_database,
+    register,
+    run,
+    states,
+    trigger,
+    upsert,
+)
 
 
 def stored_parents(url: str, state_id: str) -> dict[str, str]:
@@ -265,3 +255,4 @@ def test_runs_started_before_migration_0004_finish_exactly(
         assert found["f"]["parents"] == {k: ids[k] for k in ("a", "b", "c", "d")}
         assert found["g"]["parents"] == {k: ids[k] for k in ("a", "b", "u")}
         assert stored_parents(url, ids["f"]) == {"b": ids["b"], "d": ids["d"]}  # new rows keep unite targets + parent
+        counts_match_states(api, url, run_id)  # counted before the migration, then kept up to date

@@ -13,6 +13,7 @@ import contextlib
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, fields, replace
@@ -161,10 +162,13 @@ class Tx:
     def __init__(self, conn: Any, storage: Storage) -> None:
         self.conn = conn
         self._storage = storage
-        self.ready: set[ReadyKey] = set()
+        self.ready: Counter[ReadyKey] = Counter()  # how many states became claimable now, per key
         self.schedule_changed = False
         self.runs_changed: set[str] = set()
         self.earliest_lease: int | None = None  # a new lease deadline this replica's scheduler must know
+        # (run_id, identifier, status) -> [node_name, states, revisions, first_created]: what this
+        # transaction changes in `run_counts`, written once just before commit (`write_counts`).
+        self.count_changes: dict[tuple[str, str, str], list[Any]] = {}
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -173,6 +177,47 @@ class Tx:
 
     def _insert(self, table: sa.Table) -> Any:
         return self._storage.dialect_insert(table)
+
+    def count_change(self, state: StateRecord, status: str, states: int, revisions: int) -> None:
+        """Note that `states` more (or fewer) states of `state`'s run and node are in `status`, and that
+        `revisions` revisions were written; `write_counts` applies the sum at commit."""
+        key = (state.run_id, state.identifier, status)
+        change = self.count_changes.get(key)
+        if change is None:
+            self.count_changes[key] = [state.node_name, states, revisions, state.created_at]
+        else:
+            change[1] += states
+            change[2] += revisions
+            change[3] = min(change[3], state.created_at)
+
+    def _count_move(self, state: StateRecord, was: str, to: str) -> None:
+        if was != to:
+            self.count_change(state, was, -1, 0)
+        self.count_change(state, to, 1 if was != to else 0, 1)
+
+    async def write_counts(self) -> None:
+        """Add this transaction's count changes to `run_counts` with atomic increments (exact however many
+        replicas commit at once), in key order so that two transactions never wait on each other in a cycle."""
+        if not self.count_changes:
+            return
+        shard = secrets.randbelow(schema.COUNT_SHARDS)
+        rows = [
+            {
+                "run_id": run_id,
+                "identifier": identifier,
+                "status": status,
+                "shard": shard,
+                "node_name": node_name,
+                "states": states,
+                "revisions": revisions,
+                "first_created": first_created,
+            }
+            for (run_id, identifier, status), (node_name, states, revisions, first_created) in sorted(
+                self.count_changes.items()
+            )
+        ]
+        self.count_changes = {}
+        await self.conn.execute(self._storage.add_counts_statement(), rows)
 
     # -- graphs ----------------------------------------------------------------------------------
 
@@ -341,17 +386,19 @@ class Tx:
         return _record(RunRecord, row) if row is not None else None
 
     async def run_counts(self, run_ids: Sequence[str]) -> dict[str, RunCounts]:
+        """How many states each run has per count group, from `run_counts` (a few rows per run)."""
         counts = {run_id: RunCounts() for run_id in run_ids}
         if not run_ids:
             return counts
-        s = schema.states
+        c = schema.run_counts
         query = (
-            sa.select(s.c.run_id, s.c.status, sa.func.count())
-            .where(s.c.run_id.in_(run_ids))
-            .group_by(s.c.run_id, s.c.status)
+            sa.select(c.c.run_id, c.c.status, sa.func.sum(c.c.states))
+            .where(c.c.run_id.in_(run_ids))
+            .group_by(c.c.run_id, c.c.status)
         )
         for run_id, status, count in await self.conn.execute(query):
-            counts[run_id].add(status, count)
+            if count:
+                counts[run_id].add(status, int(count))
         return counts
 
     # -- states ----------------------------------------------------------------------------------
@@ -363,6 +410,8 @@ class Tx:
         for record in records:
             check_initial(record.status)
         await self.conn.execute(INSERT_STATES, [asdict(r) for r in records])  # revision: 1 by default
+        for r in records:
+            self.count_change(r, r.status, 1, 1)
         links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
         if links:
             await self.conn.execute(INSERT_ANCESTORS, links)
@@ -375,6 +424,7 @@ class Tx:
         result = await self.conn.execute(stmt)
         if result.rowcount == 0:
             return False
+        self.count_change(record, record.status, 1, 1)
         links = [{"ancestor_id": a, "state_id": record.id} for a in dict.fromkeys(record.parents.values())]
         if links:
             await self.conn.execute(sa.insert(schema.state_ancestors), links)
@@ -390,7 +440,7 @@ class Tx:
             self.runs_changed.add(r.run_id)
             if r.status == StateStatus.CREATED:
                 if r.enqueue_after <= now:
-                    self.ready.add((r.namespace, r.node_name))
+                    self.ready[(r.namespace, r.node_name)] += 1
                 else:
                     self.schedule_changed = True
 
@@ -417,6 +467,8 @@ class Tx:
         values.setdefault("updated_at", now_ms())
         ids = [state.id for state in states]
         await self.conn.execute(sa.update(s).where(s.c.id.in_(ids)).values(revision=s.c.revision + 1, **values))
+        for state in states:
+            self._count_move(state, state.status, values.get("status", state.status))
         self.runs_changed.update(state.run_id for state in states)
 
     async def move_states(self, states: Sequence[StateRecord], to: StateStatus, **values: Any) -> None:
@@ -458,6 +510,8 @@ class Tx:
             for _, s in moves
         ]
         await self.conn.execute(FINISH_STATE, rows)
+        for was, state in moves:
+            self._count_move(state, was, state.status)
         self.runs_changed.update(state.run_id for _, state in moves)
 
     async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
@@ -467,9 +521,20 @@ class Tx:
         self._announce([state])
 
     async def claim_states(
-        self, namespace: str, node_names: Sequence[str], limit: int, lease_id: str, lease_ms: int
+        self,
+        namespace: str,
+        node_names: Sequence[str],
+        limit: int,
+        lease_id: str,
+        lease_ms: int,
+        *,
+        counting_claim: Any = None,
     ) -> list[StateRecord]:
-        """Hand out up to `limit` ready states, oldest first; each claim is a lease."""
+        """Hand out up to `limit` ready states, oldest first; each claim is a lease.
+
+        `counting_claim`: a statement that claims as `CLAIM_STATES` does and also adds the claims to
+        `run_counts` (PostgreSQL claims in one autocommitted statement); else `write_counts` does.
+        """
         now = now_ms()
         params = {
             "b_namespace": namespace,
@@ -479,11 +544,17 @@ class Tx:
             "b_lease_id": lease_id,
             "b_lease_expires_at": now + lease_ms,
         }
-        claimed = [_record(StateRecord, row) for row in await self.conn.execute(CLAIM_STATES, params)]
+        if counting_claim is not None:
+            params["b_shard"] = secrets.randbelow(schema.COUNT_SHARDS)
+        statement = CLAIM_STATES if counting_claim is None else counting_claim
+        claimed = [_record(StateRecord, row) for row in await self.conn.execute(statement, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
         if claimed:
             self.note_lease(now + lease_ms)
             self.runs_changed.update(state.run_id for state in claimed)
+            if counting_claim is None:
+                for state in claimed:
+                    self._count_move(state, StateStatus.CREATED.value, state.status)
         return claimed
 
     async def has_descendants(self, ancestor_id: str, statuses: Iterable[str]) -> bool:
@@ -598,6 +669,7 @@ class Tx:
         state_ids = sa.select(s.c.id).where(s.c.run_id.in_(run_ids))
         await self.conn.execute(sa.delete(a).where(a.c.state_id.in_(state_ids)))
         await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
+        await self.conn.execute(sa.delete(schema.run_counts).where(schema.run_counts.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(r).where(r.c.run_id.in_(run_ids)))
         self.runs_changed.update(run_ids)  # a follower of a deleted run learns that it is gone
         return len(run_ids)
@@ -674,24 +746,25 @@ class Tx:
     # -- reading runs and namespaces ------------------------------------------------------------
 
     async def state_counts_by_node(self, run_id: str) -> tuple[int, list[tuple[str, str, str, int]]]:
-        """The run's version and (identifier, node name, status, count) of its states, aggregated in the
-        database; nodes in the order they first appeared, statuses sorted within a node.
+        """The run's version and (identifier, node name, status, count) of its states, from `run_counts`;
+        nodes in the order they first appeared, statuses sorted within a node.
 
-        The version is the sum of the states' revisions, read by the same statement as the counts
-        (one snapshot, also on PostgreSQL): counts read at version v are exactly those of version v.
+        The version is the sum of the revisions written to the run's states, read by the same statement
+        as the counts (one snapshot, also on PostgreSQL): counts read at version v are exactly those of
+        version v. Its cost depends on the graph's size, not the run's.
         """
-        s = schema.states
+        c = schema.run_counts
         query = (
             sa.select(
-                s.c.identifier,
-                s.c.node_name,
-                s.c.status,
-                sa.func.count(),
-                sa.func.min(s.c.created_at),
-                sa.func.sum(s.c.revision),
+                c.c.identifier,
+                c.c.node_name,
+                c.c.status,
+                sa.func.sum(c.c.states),
+                sa.func.min(c.c.first_created),
+                sa.func.sum(c.c.revisions),
             )
-            .where(s.c.run_id == run_id)
-            .group_by(s.c.identifier, s.c.node_name, s.c.status)
+            .where(c.c.run_id == run_id)
+            .group_by(c.c.identifier, c.c.node_name, c.c.status)
         )
         rows = list(await self.conn.execute(query))
         first_seen: dict[str, int] = {}
@@ -699,7 +772,9 @@ class Tx:
             first_seen[identifier] = min(created, first_seen.get(identifier, created))
         rows.sort(key=lambda row: (first_seen[row[0]], row[0], row[2]))
         version = sum(int(row[5]) for row in rows)
-        return version, [(identifier, node, status, int(count)) for identifier, node, status, count, _, _ in rows]
+        # A status no state is in any more keeps its row (it dates the node and holds revisions): not listed.
+        counts = [(identifier, node, status, int(count)) for identifier, node, status, count, _, _ in rows if count]
+        return version, counts
 
     async def namespace_counts(self) -> dict[str, tuple[int, int, int]]:
         """namespace -> (graph templates, runs, registered nodes), for every namespace holding any of them."""
@@ -720,7 +795,7 @@ class Tx:
         created_to: int | None,
     ) -> sa.Select[Any]:
         """Runs of a namespace filtered by graph, summary status (as `RunSummary.status`) and creation time."""
-        r, s = schema.runs, schema.states
+        r, c = schema.runs, schema.run_counts
         query = sa.select(r).where(r.c.namespace == namespace)
         if graph_name:
             query = query.where(r.c.graph_name == graph_name)
@@ -731,8 +806,12 @@ class Tx:
         if status:
 
             def any_state(statuses: Collection[str] = ()) -> sa.Exists:
-                exists = sa.exists().where(s.c.run_id == r.c.run_id)
-                return exists.where(s.c.status.in_(status_values(statuses))) if statuses else exists
+                # From the run's counts, not its states: a few rows whatever the run's size.
+                where = [c.c.run_id == r.c.run_id]
+                if statuses:
+                    where.append(c.c.status.in_(status_values(statuses)))
+                found = sa.select(sa.literal(1)).where(*where).group_by(c.c.status).having(sa.func.sum(c.c.states) > 0)
+                return sa.exists(found)
 
             # `exospherehost.statuses.run_status` in SQL.
             pending = any_state(PENDING)
@@ -789,7 +868,7 @@ class Tx:
 class StorageListener(Protocol):
     """What the engine wants to hear from storage after each commit."""
 
-    def states_ready(self, keys: set[ReadyKey]) -> None: ...
+    def states_ready(self, ready: Mapping[ReadyKey, int | None]) -> None: ...
     def wake_everyone(self) -> None: ...
     def schedule_changed(self) -> None: ...
     def runs_changed(self, run_ids: set[str]) -> None: ...
@@ -798,7 +877,7 @@ class StorageListener(Protocol):
 
 
 class _NoListener:
-    def states_ready(self, keys: set[ReadyKey]) -> None: ...
+    def states_ready(self, ready: Mapping[ReadyKey, int | None]) -> None: ...
     def wake_everyone(self) -> None: ...
     def schedule_changed(self) -> None: ...
     def runs_changed(self, run_ids: set[str]) -> None: ...
@@ -811,6 +890,7 @@ class Storage(abc.ABC):
 
     def __init__(self) -> None:
         self.listener: StorageListener = _NoListener()
+        self._add_counts: Any = None
 
     def subscribe(self, listener: StorageListener) -> None:
         """Hear what committed transactions did: here, and on PostgreSQL on every replica (ready work,
@@ -820,6 +900,20 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def dialect_insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT construct, which knows ON CONFLICT."""
+
+    def add_counts_statement(self) -> Any:
+        """`INSERT INTO run_counts ... ON CONFLICT DO UPDATE` adding to the counts in place (built once)."""
+        if self._add_counts is None:
+            c = schema.run_counts
+            insert = self.dialect_insert(c)
+            self._add_counts = insert.on_conflict_do_update(
+                index_elements=["run_id", "identifier", "status", "shard"],
+                set_={
+                    "states": c.c.states + insert.excluded.states,
+                    "revisions": c.c.revisions + insert.excluded.revisions,
+                },
+            )
+        return self._add_counts
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -850,6 +944,7 @@ class Storage(abc.ABC):
                 await self._relax_durability(conn)
             tx = Tx(conn, self)
             yield tx
+            await tx.write_counts()
             await self._before_commit(tx)
         self._after_commit(tx)
 

@@ -11,10 +11,12 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 import structlog
+from exospherehost.statuses import StateStatus
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from exosphere_server.storage.base import Storage, Tx, encode_json
+from exosphere_server.storage import schema
+from exosphere_server.storage.base import CLAIM_STATES, Storage, Tx, encode_json
 from exosphere_server.storage.migrate import upgrade_to_head
 from exosphere_server.storage.records import StateRecord
 
@@ -31,6 +33,44 @@ log = structlog.get_logger("exosphere.storage")
 
 def _asyncpg_dsn(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1]
+
+
+def _claim_and_count() -> Any:
+    """`CLAIM_STATES` and the claims' `run_counts` changes in one statement (a data-modifying CTE), so that
+    the autocommitted claim stays one round trip and the counts can never miss it.
+
+    Per (run, node): CREATED loses, QUEUED gains the states claimed, added to the shard `b_shard`,
+    in key order as `Tx.write_counts` does.
+    """
+    claimed = CLAIM_STATES.cte("claimed")
+    c = schema.run_counts
+
+    def side(status: str, sign: int, revisions: int) -> sa.Select[Any]:
+        return sa.select(
+            claimed.c.run_id,
+            claimed.c.identifier,
+            sa.literal(status, sa.String).label("status"),
+            sa.bindparam("b_shard", type_=sa.Integer).label("shard"),
+            sa.func.min(claimed.c.node_name).label("node_name"),
+            (sa.func.count() * sign).label("states"),
+            (sa.func.count() * revisions).label("revisions"),
+            sa.func.min(claimed.c.created_at).label("first_created"),
+        ).group_by(claimed.c.run_id, claimed.c.identifier)
+
+    moves = sa.union_all(side(StateStatus.CREATED.value, -1, 0), side(StateStatus.QUEUED.value, 1, 1)).subquery()
+    columns = ["run_id", "identifier", "status", "shard", "node_name", "states", "revisions", "first_created"]
+    ordered = sa.select(*(moves.c[name] for name in columns)).order_by(
+        moves.c.run_id, moves.c.identifier, moves.c.status
+    )
+    insert = pg_insert(c).from_select(columns, ordered)
+    counted = insert.on_conflict_do_update(
+        index_elements=["run_id", "identifier", "status", "shard"],
+        set_={"states": c.c.states + insert.excluded.states, "revisions": c.c.revisions + insert.excluded.revisions},
+    ).cte("counted")
+    return sa.select(claimed).add_cte(counted)
+
+
+CLAIM_AND_COUNT = _claim_and_count()
 
 
 class PostgresStorage(Storage):
@@ -95,7 +135,9 @@ class PostgresStorage(Storage):
     ) -> list[StateRecord]:
         async with self._claims.connect() as conn:
             tx = Tx(conn, self)
-            claimed = await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms)
+            claimed = await tx.claim_states(
+                namespace, node_names, limit, lease_id, lease_ms, counting_claim=CLAIM_AND_COUNT
+            )
             if claimed:
                 # Autocommit: the claim has committed, so this second statement tells the other
                 # replicas' followers that these runs moved (CREATED -> QUEUED).
@@ -138,7 +180,7 @@ class PostgresStorage(Storage):
             self.listener.wake_everyone()
         else:
             namespace, _, node = payload.partition("\x1f")
-            self.listener.states_ready({(namespace, node)})
+            self.listener.states_ready({(namespace, node): None})  # how many is not said: wake every claimer
 
     def _on_runs_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         replica, _, ids = payload.partition("\x1e")

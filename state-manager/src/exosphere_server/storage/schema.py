@@ -160,6 +160,27 @@ state_ancestors = sa.Table(
     sa.Column("state_id", sa.String(24), primary_key=True),
 )
 
+# How many states of a run are in each (node identifier, status), kept up to date by every write that
+# moves a state, in the same transaction (`Tx.count_change`): a run's progress, summary and version
+# are read from a few rows, never by counting its states. A transaction adds its changes to one of
+# COUNT_SHARDS rows per key, chosen at random, so that concurrent completions of one run on
+# PostgreSQL seldom wait on the same row; readers sum the shards.
+COUNT_SHARDS = 8
+run_counts = sa.Table(
+    "run_counts",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("identifier", sa.String, primary_key=True),
+    sa.Column("status", sa.String, primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("node_name", sa.String, nullable=False),
+    sa.Column("states", sa.Integer, nullable=False),  # may be 0: the row still dates the identifier
+    # Revisions written (see `states.revision`): their sum over a run is the run's version.
+    sa.Column("revisions", sa.Integer, nullable=False),
+    # When the first state counted here was created: a run's nodes are listed in order of first appearance.
+    sa.Column("first_created", sa.BigInteger, nullable=False),
+)
+
 cron_schedules = sa.Table(
     "cron_schedules",
     metadata,

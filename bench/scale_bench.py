@@ -258,7 +258,7 @@ async def measure(srv: Server, depth: int, runtimes: list[int], width: int) -> F
     async with httpx.AsyncClient(
         base_url=f"{srv.url}/v0/namespace/{NS}", headers=headers, timeout=120, limits=limits
     ) as api:
-        await prepare(api, {"deep": depth, "shallow": RUNTIMES_CHAIN})
+        await prepare(api, {"shallow": RUNTIMES_CHAIN} | ({"deep": depth} if depth > WINDOW else {}))
         deep = await measure_depth(api, depth) if depth > WINDOW else {}
         by_runtimes = {n: await measure_runtimes(api, srv, n) for n in runtimes}
         fanout = await measure_fanout(api, srv, width) if width > 0 else {}

@@ -6,6 +6,7 @@ children exist, or the failure is recorded, in the same commit as the result.
 
 from __future__ import annotations
 
+import asyncio
 import secrets as _random
 import uuid
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,8 @@ from exosphere_server.engine.fingerprint import unite_fingerprint
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
 from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
+
+YIELD_EVERY = 500  # children of this many sources are built between two turns of the event loop
 
 
 class NextStateError(Exception):
@@ -84,7 +87,9 @@ async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: 
         return []
     ancestors = await _ancestor_outputs(tx, executed[0])  # siblings share the original's lineage
     children: list[StateRecord] = []
-    for source in executed:
+    for position, source in enumerate(executed):
+        if position and position % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a wide fan-out builds thousands of children: let other requests in
         outputs = {**ancestors, source.identifier: source.outputs}
         parents = _kept_parents(graph, source)
         for child_id in next_ids:

@@ -146,6 +146,13 @@ def _decoded_nodes(rows: Sequence[Any]) -> list[GraphRecord]:
     return records
 
 
+_STATE_FIELDS = tuple(f.name for f in fields(StateRecord))
+
+
+def _state_row(record: StateRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in _STATE_FIELDS}
+
+
 def _record(cls: type[R], row: Any) -> R:
     mapping = row._mapping
     return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
@@ -409,7 +416,9 @@ class Tx:
             return
         for record in records:
             check_initial(record.status)
-        await self.conn.execute(INSERT_STATES, [asdict(r) for r in records])  # revision: 1 by default
+        # revision: 1 by default. Rows are shallow: `asdict` would deep-copy every state's JSON on the loop,
+        # which for the 20,000 states of a 10,000-way fan-out held up every other request.
+        await self.conn.execute(INSERT_STATES, [_state_row(r) for r in records])
         for r in records:
             self.count_change(r, r.status, 1, 1)
         links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
@@ -420,7 +429,7 @@ class Tx:
     async def insert_state_unless_duplicate(self, record: StateRecord) -> bool:
         """Insert one state unless its attempt key or unite fingerprint exists; True when inserted."""
         check_initial(record.status)
-        stmt = self._insert(schema.states).values(**asdict(record)).on_conflict_do_nothing()
+        stmt = self._insert(schema.states).values(**_state_row(record)).on_conflict_do_nothing()
         result = await self.conn.execute(stmt)
         if result.rowcount == 0:
             return False

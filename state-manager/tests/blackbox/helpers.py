@@ -143,7 +143,8 @@ def on_database(url: str, work: Callable[[sa.Connection], Any]) -> Any:
 
 
 def counts_match_states(api: httpx.Client, database_url: str, run_id: str) -> None:
-    """The run's kept counts and version (`GET .../progress`) equal what its states say, counted here in SQL."""
+    """The run's kept counts and version (`GET .../progress`), and its states' kept descendant counts,
+    equal what its states say, counted here in SQL."""
 
     def count(conn: sa.Connection) -> tuple[int, dict[tuple[str, str], int]]:
         rows = conn.execute(
@@ -155,6 +156,27 @@ def counts_match_states(api: httpx.Client, database_url: str, run_id: str) -> No
         ).all()
         return sum(int(r[3]) for r in rows), {(r[0], r[1]): int(r[2]) for r in rows}
 
+    def below(conn: sa.Connection) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """Descendants per (ancestor, status): counted from the rows, and as kept in `descendant_counts`."""
+        run_states = "SELECT id FROM states WHERE run_id = :r"
+        counted = conn.execute(
+            sa.text(
+                "SELECT a.ancestor_id, s.status, COUNT(*) FROM state_ancestors a JOIN states s ON s.id = a.state_id "
+                f"WHERE a.ancestor_id IN ({run_states}) GROUP BY a.ancestor_id, s.status"
+            ),
+            {"r": run_id},
+        ).all()
+        kept = conn.execute(
+            sa.text(
+                "SELECT ancestor_id, status, SUM(states) FROM descendant_counts "
+                f"WHERE ancestor_id IN ({run_states}) GROUP BY ancestor_id, status"
+            ),
+            {"r": run_id},
+        ).all()
+        return {(r[0], r[1]): int(r[2]) for r in counted}, {(r[0], r[1]): int(r[2]) for r in kept if r[2]}
+
+    counted_below, kept_below = on_database(database_url, below)
+    assert kept_below == counted_below
     version, expected = on_database(database_url, count)
     response = api.get(f"/run/{run_id}/progress")
     assert response.status_code == 200, response.text

@@ -176,6 +176,8 @@ class Tx:
         # (run_id, identifier, status) -> [node_name, states, revisions, first_created]: what this
         # transaction changes in `run_counts`, written once just before commit (`write_counts`).
         self.count_changes: dict[tuple[str, str, str], list[Any]] = {}
+        # (ancestor state id, status) -> states: the same for `descendant_counts`.
+        self.descendant_changes: Counter[tuple[str, str]] = Counter()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -188,6 +190,9 @@ class Tx:
     def count_change(self, state: StateRecord, status: str, states: int, revisions: int) -> None:
         """Note that `states` more (or fewer) states of `state`'s run and node are in `status`, and that
         `revisions` revisions were written; `write_counts` applies the sum at commit."""
+        if states:
+            for ancestor_id in state.parents.values():
+                self.descendant_changes[(ancestor_id, status)] += states
         key = (state.run_id, state.identifier, status)
         change = self.count_changes.get(key)
         if change is None:
@@ -203,28 +208,33 @@ class Tx:
         self.count_change(state, to, 1 if was != to else 0, 1)
 
     async def write_counts(self) -> None:
-        """Add this transaction's count changes to `run_counts` with atomic increments (exact however many
-        replicas commit at once), in key order so that two transactions never wait on each other in a cycle."""
-        if not self.count_changes:
-            return
-        shard = secrets.randbelow(schema.COUNT_SHARDS)
-        rows = [
-            {
-                "run_id": run_id,
-                "identifier": identifier,
-                "status": status,
-                "shard": shard,
-                "node_name": node_name,
-                "states": states,
-                "revisions": revisions,
-                "first_created": first_created,
-            }
-            for (run_id, identifier, status), (node_name, states, revisions, first_created) in sorted(
-                self.count_changes.items()
-            )
-        ]
-        self.count_changes = {}
-        await self.conn.execute(self._storage.add_counts_statement(), rows)
+        """Add this transaction's count changes to `run_counts` and `descendant_counts` with atomic increments
+        (exact however many replicas commit at once), table by table in key order, so that two transactions
+        never wait on each other in a cycle."""
+        shard = 1 + secrets.randbelow(schema.COUNT_SHARDS - 1)  # shard 0 is PostgreSQL's claims'
+        if self.count_changes:
+            rows = [
+                {
+                    "run_id": run_id,
+                    "identifier": identifier,
+                    "status": status,
+                    "shard": shard,
+                    "node_name": node_name,
+                    "states": states,
+                    "revisions": revisions,
+                    "first_created": first_created,
+                }
+                for (run_id, identifier, status), (node_name, states, revisions, first_created) in sorted(
+                    self.count_changes.items()
+                )
+            ]
+            self.count_changes = {}
+            await self.conn.execute(self._storage.add_counts_statement(), rows)
+        changed = sorted((key, n) for key, n in self.descendant_changes.items() if n)
+        self.descendant_changes = Counter()
+        if changed:
+            rows = [{"ancestor_id": a, "status": st, "shard": shard, "states": n} for (a, st), n in changed]
+            await self.conn.execute(self._storage.add_descendant_counts_statement(), rows)
 
     # -- graphs ----------------------------------------------------------------------------------
 
@@ -554,7 +564,7 @@ class Tx:
             "b_lease_expires_at": now + lease_ms,
         }
         if counting_claim is not None:
-            params["b_shard"] = secrets.randbelow(schema.COUNT_SHARDS)
+            params["b_shard"] = schema.CLAIM_SHARD
         statement = CLAIM_STATES if counting_claim is None else counting_claim
         claimed = [_record(StateRecord, row) for row in await self.conn.execute(statement, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
@@ -567,15 +577,14 @@ class Tx:
         return claimed
 
     async def has_descendants(self, ancestor_id: str, statuses: Iterable[str]) -> bool:
-        """Whether any descendant of one state is in one of `statuses` (stops at the first found)."""
-        s, a = schema.states, schema.state_ancestors
-        query = (
-            sa.select(sa.literal(1))
-            .select_from(a.join(s, s.c.id == a.c.state_id))
-            .where(a.c.ancestor_id == ancestor_id, s.c.status.in_(status_values(statuses)))
-            .limit(1)
-        )
-        return (await self.conn.execute(query)).first() is not None
+        """Whether any descendant of one state is in one of `statuses`: from `descendant_counts` (committed)
+        plus this transaction's own moves, which are written only at commit."""
+        wanted = status_values(statuses)
+        d = schema.descendant_counts
+        query = sa.select(sa.func.sum(d.c.states)).where(d.c.ancestor_id == ancestor_id, d.c.status.in_(wanted))
+        committed = (await self.conn.execute(query)).scalar_one() or 0
+        own = sum(self.descendant_changes[(ancestor_id, status)] for status in wanted)
+        return int(committed) + own > 0
 
     async def with_full_lineage(self, states: Sequence[StateRecord]) -> list[StateRecord]:
         """The states with `parents` holding their whole lineage, root first (PROTOCOL §5.2), for people reading it.
@@ -676,6 +685,8 @@ class Tx:
         if not run_ids:
             return 0
         state_ids = sa.select(s.c.id).where(s.c.run_id.in_(run_ids))
+        d = schema.descendant_counts
+        await self.conn.execute(sa.delete(d).where(d.c.ancestor_id.in_(state_ids)))
         await self.conn.execute(sa.delete(a).where(a.c.state_id.in_(state_ids)))
         await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(schema.run_counts).where(schema.run_counts.c.run_id.in_(run_ids)))
@@ -900,6 +911,7 @@ class Storage(abc.ABC):
     def __init__(self) -> None:
         self.listener: StorageListener = _NoListener()
         self._add_counts: Any = None
+        self._add_descendant_counts: Any = None
 
     def subscribe(self, listener: StorageListener) -> None:
         """Hear what committed transactions did: here, and on PostgreSQL on every replica (ready work,
@@ -923,6 +935,16 @@ class Storage(abc.ABC):
                 },
             )
         return self._add_counts
+
+    def add_descendant_counts_statement(self) -> Any:
+        """`INSERT INTO descendant_counts ... ON CONFLICT DO UPDATE` adding in place (built once)."""
+        if self._add_descendant_counts is None:
+            d = schema.descendant_counts
+            insert = self.dialect_insert(d)
+            self._add_descendant_counts = insert.on_conflict_do_update(
+                index_elements=["ancestor_id", "status", "shard"], set_={"states": d.c.states + insert.excluded.states}
+            )
+        return self._add_descendant_counts
 
     @abc.abstractmethod
     async def start(self) -> None:

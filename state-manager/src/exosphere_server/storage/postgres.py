@@ -36,11 +36,12 @@ def _asyncpg_dsn(url: str) -> str:
 
 
 def _claim_and_count() -> Any:
-    """`CLAIM_STATES` and the claims' `run_counts` changes in one statement (a data-modifying CTE), so that
-    the autocommitted claim stays one round trip and the counts can never miss it.
+    """`CLAIM_STATES` and the claims' `run_counts` and `descendant_counts` changes in one statement
+    (data-modifying CTEs), so that the autocommitted claim stays one round trip and the counts can
+    never miss it.
 
-    Per (run, node): CREATED loses, QUEUED gains the states claimed, added to the shard `b_shard`,
-    in key order as `Tx.write_counts` does.
+    Per (run, node) and per ancestor kept in `state_ancestors`: CREATED loses, QUEUED gains the states
+    claimed, added to the claims' shard (`schema.CLAIM_SHARD`), in key order.
     """
     claimed = CLAIM_STATES.cte("claimed")
     c = schema.run_counts
@@ -67,7 +68,32 @@ def _claim_and_count() -> Any:
         index_elements=["run_id", "identifier", "status", "shard"],
         set_={"states": c.c.states + insert.excluded.states, "revisions": c.c.revisions + insert.excluded.revisions},
     ).cte("counted")
-    return sa.select(claimed).add_cte(counted)
+
+    a, d = schema.state_ancestors, schema.descendant_counts
+    below = claimed.join(a, a.c.state_id == claimed.c.id)
+
+    def descendants(status: str, sign: int) -> sa.Select[Any]:
+        return (
+            sa.select(
+                a.c.ancestor_id,
+                sa.literal(status, sa.String).label("status"),
+                sa.bindparam("b_shard", type_=sa.Integer).label("shard"),
+                (sa.func.count() * sign).label("states"),
+            )
+            .select_from(below)
+            .group_by(a.c.ancestor_id)
+        )
+
+    moved = sa.union_all(
+        descendants(StateStatus.CREATED.value, -1), descendants(StateStatus.QUEUED.value, 1)
+    ).subquery()
+    names = ["ancestor_id", "status", "shard", "states"]
+    in_order = sa.select(*(moved.c[name] for name in names)).order_by(moved.c.ancestor_id, moved.c.status)
+    add = pg_insert(d).from_select(names, in_order)
+    counted_below = add.on_conflict_do_update(
+        index_elements=["ancestor_id", "status", "shard"], set_={"states": d.c.states + add.excluded.states}
+    ).cte("counted_below")
+    return sa.select(claimed).add_cte(counted).add_cte(counted_below)
 
 
 CLAIM_AND_COUNT = _claim_and_count()

@@ -164,8 +164,11 @@ state_ancestors = sa.Table(
 # moves a state, in the same transaction (`Tx.count_change`): a run's progress, summary and version
 # are read from a few rows, never by counting its states. A transaction adds its changes to one of
 # COUNT_SHARDS rows per key, chosen at random, so that concurrent completions of one run on
-# PostgreSQL seldom wait on the same row; readers sum the shards.
+# PostgreSQL seldom wait on the same row; readers sum the shards. Shard 0 is PostgreSQL's claims' own
+# (one statement, see `postgres.CLAIM_AND_COUNT`), so that a claim and a transaction never wait on each
+# other's count rows in a cycle.
 COUNT_SHARDS = 8
+CLAIM_SHARD = 0
 run_counts = sa.Table(
     "run_counts",
     metadata,
@@ -179,6 +182,18 @@ run_counts = sa.Table(
     sa.Column("revisions", sa.Integer, nullable=False),
     # When the first state counted here was created: a run's nodes are listed in order of first appearance.
     sa.Column("first_created", sa.BigInteger, nullable=False),
+)
+
+# How many descendants of a state (the states whose `parents` keep it: see `state_ancestors`) are in each
+# status, kept like `run_counts`: a unite asks whether everything below its target is done in a few
+# rows, instead of reading every descendant while it holds the target's lock.
+descendant_counts = sa.Table(
+    "descendant_counts",
+    metadata,
+    sa.Column("ancestor_id", sa.String(24), primary_key=True),
+    sa.Column("status", sa.String, primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("states", sa.Integer, nullable=False),
 )
 
 cron_schedules = sa.Table(

@@ -147,6 +147,7 @@ def _decoded_nodes(rows: Sequence[Any]) -> list[GraphRecord]:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(StateRecord))
+ROWS_OFF_LOOP = 1000  # a fan-out inserting this many states builds their rows in a worker thread
 
 
 def _state_row(record: StateRecord) -> dict[str, Any]:
@@ -428,7 +429,12 @@ class Tx:
             check_initial(record.status)
         # revision: 1 by default. Rows are shallow: `asdict` would deep-copy every state's JSON on the loop,
         # which for the 20,000 states of a 10,000-way fan-out held up every other request.
-        await self.conn.execute(INSERT_STATES, [_state_row(r) for r in records])
+        rows = (
+            await asyncio.to_thread(lambda: [_state_row(r) for r in records])
+            if len(records) >= ROWS_OFF_LOOP
+            else [_state_row(r) for r in records]
+        )
+        await self.conn.execute(INSERT_STATES, rows)
         for r in records:
             self.count_change(r, r.status, 1, 1)
         links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]

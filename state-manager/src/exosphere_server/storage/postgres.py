@@ -28,6 +28,12 @@ MAX_PAYLOAD_BYTES = 7900
 # payload). The sending replica has already told its own followers, so it skips its own payloads.
 RUNS_CHANNEL = "exosphere_runs"
 EVERY_RUN = "*"
+# Ready work: "<replica>\x1e<how many>\x1e<namespace>\x1f<node>". The sender has fed its own claimers
+# already and skips its payloads; the others wake as many of theirs as that many states can feed.
+# (Servers before this channel sent "<namespace>\x1f<node>" on CHANNEL; such payloads still wake every
+# claimer of the node. Those older servers do not listen here: during a rolling upgrade their
+# claimers learn of work made ready by newer replicas when their long-poll ends.)
+READY_CHANNEL = "exosphere_ready"
 log = structlog.get_logger("exosphere.storage")
 
 
@@ -176,8 +182,12 @@ class PostgresStorage(Storage):
 
     async def _before_commit(self, tx: Tx) -> None:
         # NOTIFY is delivered at commit, to every replica, and dropped on rollback.
-        payloads = [f"{ns}\x1f{node}" for ns, node in sorted(tx.ready)]
-        ready = [(CHANNEL, p if len(p.encode()) <= MAX_PAYLOAD_BYTES else EVERYONE_PAYLOAD) for p in payloads]
+        ready: list[tuple[str, str]] = []
+        for (ns, node), count in sorted(tx.ready.items()):
+            payload = f"{self.replica_id}\x1e{count}\x1e{ns}\x1f{node}"
+            ready.append(
+                (READY_CHANNEL, payload) if len(payload.encode()) <= MAX_PAYLOAD_BYTES else (CHANNEL, EVERYONE_PAYLOAD)
+            )
         if tx.schedule_changed:
             ready.append((CHANNEL, SCHEDULE_PAYLOAD))
         await self._notify(tx.conn, ready + self._run_payloads(tx.runs_changed))
@@ -205,8 +215,17 @@ class PostgresStorage(Storage):
         elif payload == EVERYONE_PAYLOAD:
             self.listener.wake_everyone()
         else:
+            # An older server's ready work, "<namespace>\x1f<node>": how many is not said, so wake every claimer.
             namespace, _, node = payload.partition("\x1f")
-            self.listener.states_ready({(namespace, node): None})  # how many is not said: wake every claimer
+            self.listener.states_ready({(namespace, node): None})
+
+    def _on_ready_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        replica, _, rest = payload.partition("\x1e")
+        if replica == self.replica_id:
+            return  # this replica's own commit: its claimers were fed in-process (_after_commit)
+        count, _, key = rest.partition("\x1e")
+        namespace, _, node = key.partition("\x1f")
+        self.listener.states_ready({(namespace, node): int(count) if count.isdigit() else None})
 
     def _on_runs_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         replica, _, ids = payload.partition("\x1e")
@@ -227,6 +246,7 @@ class PostgresStorage(Storage):
                 try:
                     await conn.add_listener(CHANNEL, self._on_notification)
                     await conn.add_listener(RUNS_CHANNEL, self._on_runs_notification)
+                    await conn.add_listener(READY_CHANNEL, self._on_ready_notification)
                     ready.set()
                     delay = 0.2
                     if connected_before:

@@ -45,6 +45,7 @@ export {
   type RunEvent,
   type RunNodeCounts,
   type RunState,
+  type RunCancelled,
   type RunSummary,
   StoreConfigModel,
   type TriggerResult,
@@ -60,6 +61,7 @@ export {
   GraphValidationError,
   LeaseLostError,
   NotFoundError,
+  PermissionDeniedError,
   RunTimeoutError,
   ServerUnavailableError,
   UnsendableOutputError,
@@ -76,3 +78,4 @@ export {
   StateStatusGroups,
 } from './generated/stateMachine.js';
 export { VERSION } from './version.js';
+export type { ApiKeyInfo, AuditLogResponse, CreatedKeyResponse, KeyRole, ListKeysResponse } from './wire.js';

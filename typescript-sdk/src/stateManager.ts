@@ -10,13 +10,22 @@ import {
   GraphNodeModel,
   type GraphTemplate,
   RetryPolicyModel,
+  type RunCancelled,
   type RunEvent,
   type RunState,
   type RunSummary,
   StoreConfigModel,
   type TriggerResult,
 } from './models.js';
-import type { GraphTrigger, RunStatesResponse } from './wire.js';
+import type {
+  ApiKeyInfo,
+  AuditLogResponse,
+  CreatedKeyResponse,
+  GraphTrigger,
+  KeyRole,
+  ListKeysResponse,
+  RunStatesResponse,
+} from './wire.js';
 
 // Idempotent reads and PUTs are repeated this many times on network errors and 5xx.
 const READ_ATTEMPTS = 5;
@@ -88,7 +97,8 @@ export class StateManager {
    * Start a run of `graphName`; resolves to `{ status: 'CREATED', run_id }`.
    *
    * `inputs` override the first node's template inputs, `store` seeds the run's key/value store,
-   * and `startDelay` (ms) postpones the first node.
+   * and `startDelay` (ms) postpones the first node. `deadlineSeconds` cancels the run (reason
+   * `deadline exceeded`) if it is still pending that long after the trigger (default: the graph's).
    *
    * @example
    * ```ts
@@ -100,9 +110,12 @@ export class StateManager {
     inputs?: Record<string, string>,
     store?: Record<string, string>,
     startDelay = 0,
+    deadlineSeconds?: number,
   ): Promise<TriggerResult> {
+    const json: Record<string, unknown> = { start_delay: startDelay, inputs: inputs ?? {}, store: store ?? {} };
+    if (deadlineSeconds !== undefined) json.deadline_seconds = deadlineSeconds;
     return this.api.requestWithRetry<TriggerResult>('POST', `${this.graphPath(graphName)}/trigger`, {
-      json: { start_delay: startDelay, inputs: inputs ?? {}, store: store ?? {} },
+      json,
       action: `Triggering graph "${graphName}"`,
       maxAttempts: READ_ATTEMPTS,
       // A trigger creates a run: only send it again when the first one surely never left.
@@ -235,6 +248,25 @@ export class StateManager {
   }
 
   /**
+   * Cancel a pending run: every state of it that has not ended becomes `CANCELLED`, and nodes
+   * executing for it see their `AbortSignal` abort within one heartbeat interval (nothing they
+   * return is applied). Cancelling again answers the same. Rejects with {@link ConflictError} for a
+   * run that has finished (the message names its status) and {@link NotFoundError} for an unknown one.
+   *
+   * @example
+   * ```ts
+   * const { cancelled_states } = await sm.cancelRun(runId, 'wrong input file');
+   * ```
+   */
+  async cancelRun(runId: string, reason?: string): Promise<RunCancelled> {
+    return this.api.requestWithRetry<RunCancelled>('POST', `${this.runPath(runId)}/cancel`, {
+      json: { reason: reason ?? null },
+      action: `Cancelling run ${runId}`,
+      maxAttempts: READ_ATTEMPTS, // a repeated cancel answers the same
+    });
+  }
+
+  /**
    * Every state of a run, oldest first, with status, inputs, outputs and error.
    *
    * @example
@@ -320,7 +352,7 @@ export class StateManager {
     const controller = new AbortController();
     const timeout = new RunTimeoutMarker();
     const timer = timeoutMs === undefined ? undefined : setTimeout(() => controller.abort(timeout), timeoutMs);
-    let seen: RunSummary | undefined;
+    let seen: { status: string; [key: string]: unknown } | undefined;
     try {
       for await (const event of this.watchRun(runId, { signal: controller.signal })) {
         const { event: _kind, version: _version, nodes: _nodes, ...summary } = event;
@@ -333,6 +365,69 @@ export class StateManager {
       clearTimeout(timer);
     }
     return this.getRun(runId);
+  }
+
+  /**
+   * Create an API key with `role` (`admin`, `operator`, `runtime` or `viewer`) for one `namespace`,
+   * or every namespace when omitted. The answer's `key` is the secret, shown this once (the server
+   * keeps only its SHA-256). Needs an admin key for every namespace.
+   *
+   * @example
+   * ```ts
+   * const created = await sm.createKey('etl-runtime', 'runtime', 'etl');
+   * console.log(created.id, created.key);
+   * ```
+   */
+  async createKey(name: string, role: KeyRole, namespace?: string): Promise<CreatedKeyResponse> {
+    return this.api.requestWithRetry<CreatedKeyResponse>('POST', '/keys', {
+      json: { name, role, namespace: namespace ?? null },
+      action: `Creating API key "${name}"`,
+      maxAttempts: READ_ATTEMPTS,
+      // A repeat that did arrive would make a second key: only resend what surely never left.
+      retryIf: (error: ApiError) => !error.requestSent,
+    });
+  }
+
+  /**
+   * Every API key, revoked ones too, without secrets.
+   *
+   * @example
+   * ```ts
+   * for (const key of (await sm.listKeys()).keys) console.log(key.id, key.name, key.role, key.revoked_at);
+   * ```
+   */
+  async listKeys(): Promise<ListKeysResponse> {
+    return this.read<ListKeysResponse>('/keys', 'Listing API keys');
+  }
+
+  /**
+   * Revoke a key: every replica refuses it from its next request. Revoking twice is harmless.
+   *
+   * @example
+   * ```ts
+   * const revoked = await sm.revokeKey('key_0123456789abcdef');
+   * console.log(revoked.revoked_at);
+   * ```
+   */
+  async revokeKey(keyId: string): Promise<ApiKeyInfo> {
+    return this.api.requestWithRetry<ApiKeyInfo>('DELETE', `/keys/${encodeURIComponent(keyId)}`, {
+      action: `Revoking API key ${keyId}`,
+      maxAttempts: READ_ATTEMPTS,
+    });
+  }
+
+  /**
+   * The newest `limit` admin and operator actions (who, what, when, namespace, target), or the
+   * newest older than entry id `before`.
+   *
+   * @example
+   * ```ts
+   * for (const e of (await sm.auditLog(20)).entries) console.log(e.at, e.key_name, e.action, e.target);
+   * ```
+   */
+  async auditLog(limit = 100, before?: number): Promise<AuditLogResponse> {
+    const query = new URLSearchParams({ limit: String(limit), ...(before !== undefined ? { before: String(before) } : {}) });
+    return this.read<AuditLogResponse>(`/audit?${query}`, 'Reading the audit log');
   }
 
   private read<T>(path: string, action: string): Promise<T> {

@@ -18,9 +18,17 @@ import type { components } from './generated/openapi.js';
 type Schemas = components['schemas'];
 
 export type GraphResponse = Schemas['GraphResponse'];
+export type ApiKeyInfo = Schemas['ApiKeyInfo'];
+export type CreatedKeyResponse = Schemas['CreatedKeyResponse'];
+export type ListKeysResponse = Schemas['ListKeysResponse'];
+export type AuditLogResponse = Schemas['AuditLogResponse'];
+export type KeyRole = Schemas['CreateKeyRequest']['role'];
 export type GraphTrigger = Schemas['GraphTrigger'];
 export type TriggerResponse = Schemas['TriggerResponse'];
 export type RunResponse = Schemas['RunResponse'];
+/** A run's progress: its summary (without `cancel_reason` and `warnings`), version, and counts per node. */
+export type RunProgressResponse = Schemas['RunProgressResponse'];
+export type CancelRunResponse = Schemas['CancelRunResponse'];
 export type RunStatesResponse = Schemas['RunStatesResponse'];
 export type StateResponse = Schemas['StateResponse'];
 export type EnqueueRequest = Schemas['EnqueueRequest'];

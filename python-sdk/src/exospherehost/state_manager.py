@@ -20,9 +20,15 @@ from pydantic import BaseModel
 
 from ._http import ApiClient, Backoff, M
 from .contract import (
+    ApiKeyInfo,
+    AuditLogResponse,
+    CancelRunResponse,
+    CreatedKeyResponse,
     GraphResponse,
     GraphTrigger,
+    KeyRole,
     ListGraphsResponse,
+    ListKeysResponse,
     ListNodesResponse,
     ListRunsResponse,
     ManualRetryResponse,
@@ -116,17 +122,22 @@ class StateManager:
         inputs: dict[str, str] | None = None,
         store: dict[str, str] | None = None,
         start_delay: int = 0,
+        deadline_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Start a run of ``graph_name``; returns ``{"status": "CREATED", "run_id": ...}``.
 
         ``inputs`` override the first node's template inputs, ``store`` seeds the run's key/value
-        store, and ``start_delay`` (milliseconds) postpones the first node.
+        store, and ``start_delay`` (milliseconds) postpones the first node. ``deadline_seconds``
+        cancels the run (reason ``deadline exceeded``) if it is still pending that long after the
+        trigger; by default the graph's ``deadline_seconds`` applies, if it has one.
 
         Example::
 
             run = await sm.trigger("my-graph", inputs={"user_id": "42"}, store={"cursor": "0"})
         """
-        body = {"start_delay": start_delay, "inputs": inputs or {}, "store": store or {}}
+        body: dict[str, Any] = {"start_delay": start_delay, "inputs": inputs or {}, "store": store or {}}
+        if deadline_seconds is not None:
+            body["deadline_seconds"] = deadline_seconds
         result = await self._client().request_with_retry(
             "POST",
             f"{self._graph_path(graph_name)}/trigger",
@@ -159,11 +170,16 @@ class StateManager:
         triggers: list[CronTrigger] | None = None,
         validation_timeout: int = 60,
         polling_interval: int = 1,
+        *,
+        timeout_seconds: float | None = None,
+        deadline_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Create or replace a graph template and wait until the server has validated it.
 
         Returns the validated graph. Raises :class:`GraphValidationError` (with the server's
         errors) when the graph is invalid or still pending after ``validation_timeout`` seconds.
+        ``timeout_seconds`` is the time-out of nodes that set none; ``deadline_seconds`` cancels runs
+        still pending that long after their trigger (reason ``deadline exceeded``).
 
         Example::
 
@@ -175,7 +191,16 @@ class StateManager:
                 triggers=[CronTrigger(expression="0 9 * * 1-5", store={"cursor": "0"})],
             )
         """
-        body: dict[str, Any] = {"secrets": secrets, "nodes": [node.model_dump(mode="json") for node in graph_nodes]}
+        # A node without a time-out is sent as before the field existed.
+        nodes = [
+            node.model_dump(mode="json", exclude={"timeout_seconds"} if node.timeout_seconds is None else None)
+            for node in graph_nodes
+        ]
+        body: dict[str, Any] = {"secrets": secrets, "nodes": nodes}
+        if timeout_seconds is not None:
+            body["timeout_seconds"] = timeout_seconds
+        if deadline_seconds is not None:
+            body["deadline_seconds"] = deadline_seconds
         if retry_policy is not None:
             body["retry_policy"] = retry_policy.model_dump(mode="json")
         if store_config is not None:
@@ -220,7 +245,10 @@ class StateManager:
         return await self._read(self._graph_path(graph_name), GraphResponse, f"Reading graph {graph_name!r}")
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
-        """Read a run's summary: ``status`` (PENDING, SUCCESS, FAILED), counts and ``finished``.
+        """Read a run's summary: ``status`` (PENDING, SUCCESS, FAILED, CANCELLED), counts and ``finished``.
+
+        A cancelled run carries its ``cancel_reason``; ``warnings`` say, for instance, that no runtime
+        serves a node the run waits for.
 
         Example::
 
@@ -228,6 +256,30 @@ class StateManager:
             print(run["status"], run["success_count"], run["errored_count"])
         """
         return _as_sent(await self._read(self._run_path(run_id), RunResponse, f"Reading run {run_id}"))
+
+    async def cancel_run(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Cancel a pending run: every state of it that has not ended becomes ``CANCELLED``.
+
+        Returns ``{"run_id", "status": "CANCELLED", "cancelled_states": N, "reason"}``; cancelling again
+        answers the same. Nodes executing for the run are cancelled by their runtimes within one
+        heartbeat interval, and nothing they report afterwards is applied. Raises
+        :class:`ConflictError` for a run that has already finished (the message names its status) and
+        :class:`NotFoundError` for an unknown run.
+
+        Example::
+
+            cancelled = await sm.cancel_run(run_id, reason="wrong input file")
+            print(cancelled["cancelled_states"])
+        """
+        result = await self._client().request_with_retry(
+            "POST",
+            f"{self._run_path(run_id)}/cancel",
+            answer=CancelRunResponse,
+            json={"reason": reason},
+            action=f"Cancelling run {run_id}",
+            max_attempts=self._attempts,
+        )
+        return _as_sent(result)
 
     async def get_run_states(self, run_id: str) -> list[dict[str, Any]]:
         """Every state of a run, oldest first, with status, inputs, outputs and error.
@@ -465,6 +517,68 @@ class StateManager:
             print((await sm.list_namespaces())["namespaces"])  # ['MyProject', ...]
         """
         return await self._read_as_sent("/namespaces", NamespacesResponse, "Listing namespaces")
+
+    # -- API keys and the audit log (an admin key for every namespace) ---------------------------
+
+    async def create_key(self, name: str, role: KeyRole, namespace: str | None = None) -> dict[str, Any]:
+        """Create an API key with ``role`` (``admin``, ``operator``, ``runtime`` or ``viewer``) for one
+        ``namespace``, or every namespace when None. The answer's ``key`` is the secret to hand out:
+        the server keeps only its SHA-256, so it is shown this once.
+
+        Example::
+
+            created = await sm.create_key("nightly-runtime", "runtime", namespace="etl")
+            print(created["id"], created["key"])
+        """
+        result = await self._client().request_with_retry(
+            "POST",
+            "/keys",
+            answer=CreatedKeyResponse,
+            json={"name": name, "role": role, "namespace": namespace},
+            action=f"Creating API key {name!r}",
+            max_attempts=self._attempts,
+            retry_if=lambda error: not error.request_sent,  # a repeat that arrived would make a second key
+        )
+        return _as_sent(result)
+
+    async def list_keys(self) -> dict[str, Any]:
+        """Every API key, revoked ones too, without their secrets: ``{"keys": [...]}``.
+
+        Example::
+
+            for key in (await sm.list_keys())["keys"]:
+                print(key["id"], key["name"], key["role"], key["namespace"], key["revoked_at"])
+        """
+        return await self._read_as_sent("/keys", ListKeysResponse, "Listing API keys")
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """Revoke a key: every replica refuses it from the next request on. Revoking twice is harmless.
+
+        Example::
+
+            revoked = await sm.revoke_key("key_0123456789abcdef")
+            print(revoked["revoked_at"])
+        """
+        result = await self._client().request_with_retry(
+            "DELETE",
+            f"/keys/{quote(key_id, safe='')}",
+            answer=ApiKeyInfo,
+            action=f"Revoking API key {key_id}",
+            max_attempts=self._attempts,
+        )
+        return _as_sent(result)
+
+    async def audit_log(self, limit: int = 100, before: int | None = None) -> dict[str, Any]:
+        """The newest ``limit`` admin and operator actions (who, what, when, namespace, target), or the
+        newest older than entry id ``before``: ``{"entries": [...]}``.
+
+        Example::
+
+            for entry in (await sm.audit_log(limit=20))["entries"]:
+                print(entry["at"], entry["key_name"], entry["action"], entry["target"])
+        """
+        query = urlencode({"limit": limit, **({"before": before} if before is not None else {})})
+        return await self._read_as_sent(f"/audit?{query}", AuditLogResponse, "Reading the audit log")
 
     def _namespace_path(self) -> str:
         return f"/namespace/{quote(self._namespace, safe='')}"

@@ -16,15 +16,18 @@
 | `EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT` | `64` | run event streams (dashboard, `/v0`) one client address may hold open |
 | `EXOSPHERE_DEFAULT_LEASE_SECONDS` | `300` | lease of a claim whose request names none (the published client) |
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
+| `EXOSPHERE_UNSERVED_NODE_SECONDS` | `60` | wait before a run says `no runtime serves node X` (unasked node) |
 | `EXOSPHERE_RUN_RETENTION_DAYS` | `0` (keep) | finished runs older than this are deleted |
 | `EXOSPHERE_DB_POOL_SIZE` | `10` | PostgreSQL connections per replica |
 | `EXOSPHERE_MAX_GRAPH_NODES` | `10000` | most nodes a graph template may have; larger upserts get a 422 |
 | `CORS_ORIGINS` | none | comma-separated origins allowed to call `/v0` and `/metrics` (never `/dashboard`) |
+| `OTEL_EXPORTER_OTLP_ENDPOINT` | none | export traces there, OTLP http/protobuf (`exosphere-server[otel]`) |
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import secrets
 from dataclasses import dataclass
@@ -66,6 +69,8 @@ class Settings:
     new_secrets_key_file: Path | None = None
     max_request_bytes: int = 50 * 1024 * 1024
     max_live_views_per_client: int = 64
+    unserved_after_ms: int = 60_000
+    tracing: bool = False  # an OTLP endpoint is configured: export traces (tracing.py)
 
     @property
     def is_sqlite(self) -> bool:
@@ -192,4 +197,33 @@ def load_settings(
         new_secrets_key_file=new_key_file,
         max_request_bytes=_int_env("EXOSPHERE_MAX_REQUEST_BYTES", 50 * 1024 * 1024),
         max_live_views_per_client=_int_env("EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT", 64, minimum=1),
+        unserved_after_ms=_int_env("EXOSPHERE_UNSERVED_NODE_SECONDS", 60, minimum=1) * 1000,
+        tracing=_tracing_configured(),
     )
+
+
+OTEL_PACKAGES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+
+
+def _tracing_configured() -> bool:
+    """Traces are exported when an OTLP endpoint is set (the standard variables), unless switched off."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    switched_off = os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+    if not endpoint or switched_off or os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "none":
+        return False
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol not in (None, "", "http/protobuf"):
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r} is not supported: use http/protobuf (port 4318)")
+    if not all(_found(name) for name in OTEL_PACKAGES):
+        raise ConfigError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed: "
+            "pip install 'exosphere-server[otel]' (or unset the variable)"
+        )
+    return True
+
+
+def _found(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False

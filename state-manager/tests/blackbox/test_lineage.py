@@ -1,5 +1,5 @@
 """A state keeps its parent, not its whole ancestry; placeholders of far ancestors still resolve exactly,
-unites still wait for everything below their target, and rows written before migration 0004 keep working."""
+unites still wait for everything below their target, and rows written before migration 0006 keep working."""
 
 from __future__ import annotations
 
@@ -194,8 +194,8 @@ def _legacy_graph(api: httpx.Client, namespace: str) -> None:
 
 
 def _make_rows_legacy(full_parents: dict[str, dict[str, str]]) -> Callable[[sa.Connection], None]:
-    """Rewrite states as the code before migration 0004 wrote them: the whole ancestry in `parents` and in
-    `state_ancestors`, then take the schema back to 0003."""
+    """Rewrite states as the code before migration 0006 wrote them: the whole ancestry in `parents` and in
+    `state_ancestors`, then take the schema back to 0005_api_keys."""
 
     def work(conn: sa.Connection) -> None:
         for state_id, parents in full_parents.items():
@@ -211,12 +211,12 @@ def _make_rows_legacy(full_parents: dict[str, dict[str, str]]) -> Callable[[sa.C
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         config.attributes["connection"] = conn
-        command.downgrade(config, "0003")
+        command.downgrade(config, "0005_api_keys")
 
     return work
 
 
-def test_runs_started_before_migration_0004_finish_exactly(
+def test_runs_started_before_migration_0006_finish_exactly(
     make_server: Callable[..., ServerProcess], namespace: str
 ) -> None:
     server = make_server()

@@ -25,6 +25,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Audit Log */
+        get: operations["audit_log_v0_audit_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v0/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Keys */
+        get: operations["list_keys_v0_keys_get"];
+        put?: never;
+        /**
+         * Create Key
+         * @description A new key; its secret (`key`) is in this answer only.
+         */
+        post: operations["create_key_v0_keys_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v0/keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke Key
+         * @description The key is refused from the next request on, on every replica; revoking it again changes nothing.
+         */
+        delete: operations["revoke_key_v0_keys__key_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/graph/{graph_name}": {
         parameters: {
             query?: never;
@@ -123,6 +181,29 @@ export interface paths {
         get: operations["get_run_v0_namespace__namespace_name__run__run_id__get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v0/namespace/{namespace_name}/run/{run_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel Run
+         * @description Cancel a run (additive, docs/wire-extensions.md "Cancel"): every state of it that has not ended
+         *     becomes CANCELLED in one transaction; executing nodes learn it from their next heartbeat (409) and
+         *     any result sent for them is refused. Cancelling again answers the same; a finished run is a `409`
+         *     that names its status; an unknown run is a `404`.
+         */
+        post: operations["cancel_run_v0_namespace__namespace_name__run__run_id__cancel_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -441,6 +522,126 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * ApiKeyInfo
+         * @description A key as ``GET /v0/keys`` lists it: never its secret, which the server does not keep.
+         */
+        ApiKeyInfo: {
+            /**
+             * Created At
+             * @description Epoch milliseconds
+             */
+            created_at: number;
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Namespace
+             * @description The one namespace the key works in; null: all
+             */
+            namespace: string | null;
+            /**
+             * Revoked At
+             * @description Epoch milliseconds; null while the key works
+             */
+            revoked_at: number | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "admin" | "operator" | "runtime" | "viewer";
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AuditEntry
+         * @description One admin or operator action that succeeded.
+         */
+        AuditEntry: {
+            /**
+             * Action
+             * @description What was done, e.g. `trigger`, `manual-retry`, `key-create`
+             */
+            action: string;
+            /**
+             * At
+             * @description When, epoch milliseconds
+             */
+            at: number;
+            /**
+             * Id
+             * @description Increasing: a later action has a larger id
+             */
+            id: number;
+            /**
+             * Key Id
+             * @description The key that acted (`root` is STATE_MANAGER_SECRET)
+             */
+            key_id: string;
+            /** Key Name */
+            key_name: string;
+            /** Namespace */
+            namespace: string | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "admin" | "operator" | "runtime" | "viewer";
+            /**
+             * Target
+             * @description What it was done to: a graph, state or key id, and the run it made
+             */
+            target: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AuditLogResponse
+         * @description ``GET /v0/audit``: the newest entries first; pass the last ``id`` as ``before`` for older ones.
+         */
+        AuditLogResponse: {
+            /** Entries */
+            entries: components["schemas"]["AuditEntry"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * CancelRunRequest
+         * @description ``POST /v0/namespace/{ns}/run/{run_id}/cancel`` (additive): cancel a pending run; the body is optional.
+         */
+        CancelRunRequest: {
+            /**
+             * Reason
+             * @description Why, shown with the run
+             */
+            reason?: string | null;
+        };
+        /**
+         * CancelRunResponse
+         * @description Answer of ``POST .../run/{run_id}/cancel``: the same for a second cancel of the same run.
+         */
+        CancelRunResponse: {
+            /**
+             * Cancelled States
+             * @description States the cancel moved to CANCELLED
+             */
+            cancelled_states: number;
+            /**
+             * Reason
+             * @description The reason given with the cancel
+             */
+            reason: string | null;
+            /** Run Id */
+            run_id: string;
+            /**
+             * Status
+             * @constant
+             */
+            status: "CANCELLED";
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * ClaimedState
          * @description A state handed to a runtime to execute.
          */
@@ -467,6 +668,69 @@ export interface components {
             node_name: string;
             /** State Id */
             state_id: string;
+            /**
+             * Traceparent
+             * @description Additive: W3C trace context of this attempt's `execute` span when the server exports traces (OpenTelemetry), so that a node's own spans nest under its state; null otherwise
+             */
+            traceparent: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * CreateKeyRequest
+         * @description ``POST /v0/keys``: a new API key with a role, for one namespace or (``namespace`` null) all.
+         */
+        CreateKeyRequest: {
+            /**
+             * Name
+             * @description Who holds the key, for people and the audit log
+             */
+            name: string;
+            /**
+             * Namespace
+             * @description The one namespace it works in; null: all
+             */
+            namespace?: string | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "admin" | "operator" | "runtime" | "viewer";
+        };
+        /**
+         * CreatedKeyResponse
+         * @description ``POST /v0/keys``: the new key, with its secret ``key``, shown this once only.
+         */
+        CreatedKeyResponse: {
+            /**
+             * Created At
+             * @description Epoch milliseconds
+             */
+            created_at: number;
+            /** Id */
+            id: string;
+            /**
+             * Key
+             * @description The secret to send as x-api-key; the server stores only its SHA-256
+             */
+            key: string;
+            /** Name */
+            name: string;
+            /**
+             * Namespace
+             * @description The one namespace the key works in; null: all
+             */
+            namespace: string | null;
+            /**
+             * Revoked At
+             * @description Epoch milliseconds; null while the key works
+             */
+            revoked_at: number | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "admin" | "operator" | "runtime" | "viewer";
         } & {
             [key: string]: unknown;
         };
@@ -680,6 +944,11 @@ export interface components {
             /** Created At */
             created_at: string;
             /**
+             * Deadline Seconds
+             * @description Additive: the default deadline of runs
+             */
+            deadline_seconds: number | null;
+            /**
              * Name
              * @description Additive
              * @default
@@ -699,6 +968,11 @@ export interface components {
                 [key: string]: boolean;
             };
             store_config: components["schemas"]["StoreConfigModel"];
+            /**
+             * Timeout Seconds
+             * @description Additive: the time-out of nodes that set none
+             */
+            timeout_seconds: number | null;
             /** Triggers */
             triggers: components["schemas"]["GraphTrigger"][];
             /** Updated At */
@@ -757,6 +1031,11 @@ export interface components {
              * @description Class name of the registered node to run
              */
             node_name: string;
+            /**
+             * Timeout Seconds
+             * @description Additive: seconds from claim to result before an attempt fails with 'Timed out after N s' (and goes through the retry policy); default: the graph's timeout_seconds, else none
+             */
+            timeout_seconds?: number | null;
             /** @description Wait for all descendants of another node */
             unites?: components["schemas"]["UnitesModel"] | null;
         };
@@ -768,6 +1047,11 @@ export interface components {
         GraphResponse: {
             /** Created At */
             created_at: string;
+            /**
+             * Deadline Seconds
+             * @description Additive: the default deadline of runs
+             */
+            deadline_seconds: number | null;
             /**
              * Name
              * @description Additive
@@ -788,6 +1072,11 @@ export interface components {
                 [key: string]: boolean;
             };
             store_config: components["schemas"]["StoreConfigModel"];
+            /**
+             * Timeout Seconds
+             * @description Additive: the time-out of nodes that set none
+             */
+            timeout_seconds: number | null;
             /** Triggers */
             triggers: components["schemas"]["GraphTrigger"][];
             /** Updated At */
@@ -880,6 +1169,16 @@ export interface components {
             namespace: string;
             /** Templates */
             templates: components["schemas"]["GraphListItem"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ListKeysResponse
+         * @description ``GET /v0/keys``: every key, revoked ones too, oldest first.
+         */
+        ListKeysResponse: {
+            /** Keys */
+            keys: components["schemas"]["ApiKeyInfo"][];
         } & {
             [key: string]: unknown;
         };
@@ -1292,6 +1591,12 @@ export interface components {
          * @description ``GET /v0/namespace/{ns}/run/{run_id}/progress``: the summary plus, per node, its states' statuses.
          */
         RunProgressResponse: {
+            /**
+             * Cancelled Count
+             * @description Additive: states ended by a cancel of the run
+             * @default 0
+             */
+            cancelled_count: number;
             /** Created At */
             created_at: string;
             /**
@@ -1341,6 +1646,17 @@ export interface components {
          * @description ``GET /v0/namespace/{ns}/run/{run_id}``: a run's summary; ``finished`` once no state may run.
          */
         RunResponse: {
+            /**
+             * Cancel Reason
+             * @description Additive: why a CANCELLED run was cancelled
+             */
+            cancel_reason: string | null;
+            /**
+             * Cancelled Count
+             * @description Additive: states ended by a cancel of the run
+             * @default 0
+             */
+            cancelled_count: number;
             /** Created At */
             created_at: string;
             /**
@@ -1371,6 +1687,11 @@ export interface components {
             success_count: number;
             /** Total Count */
             total_count: number;
+            /**
+             * Warnings
+             * @description Additive: e.g. 'no runtime serves node X (namespace N)' for states that wait for a node no runtime has asked for in a while
+             */
+            warnings: string[];
         } & {
             [key: string]: unknown;
         };
@@ -1411,12 +1732,18 @@ export interface components {
          *         RunStatus("FAILED") is RunStatus.FAILED  # True
          * @enum {string}
          */
-        RunStatus: "PENDING" | "SUCCESS" | "FAILED";
+        RunStatus: "PENDING" | "SUCCESS" | "FAILED" | "CANCELLED";
         /**
          * RunSummary
          * @description A run and how many of its states are in each group, as ``GET .../runs/{page}/{size}`` lists it.
          */
         RunSummary: {
+            /**
+             * Cancelled Count
+             * @description Additive: states ended by a cancel of the run
+             * @default 0
+             */
+            cancelled_count: number;
             /** Created At */
             created_at: string;
             /**
@@ -1542,7 +1869,7 @@ export interface components {
          *         f"{StateStatus.SUCCESS}"                     # 'SUCCESS'
          * @enum {string}
          */
-        StateStatus: "CREATED" | "QUEUED" | "EXECUTED" | "ERRORED" | "NEXT_CREATED_ERROR" | "SUCCESS" | "PRUNED" | "RETRY_CREATED";
+        StateStatus: "CREATED" | "QUEUED" | "EXECUTED" | "ERRORED" | "NEXT_CREATED_ERROR" | "SUCCESS" | "PRUNED" | "RETRY_CREATED" | "CANCELLED";
         /**
          * StoreConfigModel
          * @description The per-run key/value store of a graph: keys a trigger must give, and defaults.
@@ -1564,6 +1891,11 @@ export interface components {
          * @description ``POST /v0/namespace/{ns}/graph/{graph}/trigger``: start a run.
          */
         TriggerRequest: {
+            /**
+             * Deadline Seconds
+             * @description Additive: cancel the run ('deadline exceeded') if still pending this long after the trigger; default: the graph's deadline_seconds
+             */
+            deadline_seconds?: number | null;
             /**
              * Inputs
              * @description Override the first node's template inputs
@@ -1628,6 +1960,12 @@ export interface components {
          * @description ``PUT /v0/namespace/{ns}/graph/{graph}``: create or replace a graph template.
          */
         UpsertGraphRequest: {
+            /**
+             * Deadline Seconds
+             * @description Additive: runs still pending this long after their trigger are cancelled ('deadline exceeded')
+             * @default null
+             */
+            deadline_seconds: number | null;
             /** Nodes */
             nodes: components["schemas"]["GraphNodeModel"][];
             retry_policy?: components["schemas"]["RetryPolicyModel"];
@@ -1639,6 +1977,12 @@ export interface components {
                 [key: string]: string;
             };
             store_config?: components["schemas"]["StoreConfigModel"];
+            /**
+             * Timeout Seconds
+             * @description Additive: the time-out of nodes that set none
+             * @default null
+             */
+            timeout_seconds: number | null;
             /**
              * Triggers
              * @description Cron triggers; leaving them out removes the existing ones
@@ -1696,6 +2040,303 @@ export interface operations {
             };
         };
     };
+    audit_log_v0_audit_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description Only entries with a smaller id (the next page) */
+                before?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditLogResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_keys_v0_keys_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListKeysResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_key_v0_keys_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedKeyResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    revoke_key_v0_keys__key_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyInfo"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     get_graph_v0_namespace__namespace_name__graph__graph_name__get: {
         parameters: {
             query?: never;
@@ -1719,6 +2360,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1798,6 +2448,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -1861,6 +2520,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1940,6 +2608,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2007,6 +2684,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2067,6 +2753,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2145,6 +2840,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2208,6 +2912,96 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    cancel_run_v0_namespace__namespace_name__run__run_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CancelRunRequest"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CancelRunResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2286,6 +3080,15 @@ export interface operations {
                     "text/event-stream": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2347,6 +3150,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2420,6 +3232,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2501,6 +3322,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2562,6 +3392,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2641,6 +3480,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2706,6 +3554,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2785,6 +3642,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2850,6 +3716,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2929,6 +3804,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2994,6 +3878,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3073,6 +3966,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -3134,6 +4036,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3212,6 +4123,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -3276,6 +4196,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3351,6 +4280,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -3409,6 +4347,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

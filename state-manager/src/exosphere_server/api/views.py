@@ -47,6 +47,8 @@ def graph_view(graph: GraphRecord) -> dict[str, Any]:
         "validation_status": graph.validation_status,
         "validation_errors": graph.validation_errors,
         "validation_warnings": graph.validation_warnings,
+        "timeout_seconds": graph.timeout_seconds,
+        "deadline_seconds": graph.deadline_seconds,
     }
 
 
@@ -69,7 +71,7 @@ def registered_node_view(node: RegisteredNodeRecord) -> dict[str, Any]:
     }
 
 
-def claimed_state_view(state: StateRecord) -> dict[str, Any]:
+def claimed_state_view(state: StateRecord, traceparent: str | None = None) -> dict[str, Any]:
     return {
         "state_id": state.id,
         "node_name": state.node_name,
@@ -78,6 +80,7 @@ def claimed_state_view(state: StateRecord) -> dict[str, Any]:
         "created_at": iso(state.created_at),
         "lease_id": state.lease_id,
         "lease_expires_at": state.lease_expires_at,
+        "traceparent": traceparent,
     }
 
 
@@ -134,6 +137,7 @@ def run_view(summary: RunSummary) -> dict[str, Any]:
         "pending_count": counts.pending,
         "errored_count": counts.errored,
         "retried_count": counts.retried,
+        "cancelled_count": counts.cancelled,
         "total_count": counts.total,
         "status": summary.status,
         "created_at": iso(summary.run.created_at),

@@ -105,6 +105,7 @@ async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: 
                     parents=parents,
                     parent_id=source.id,
                     carried=carry(graph.shape.carried.get(child_id, {}), outputs),
+                    timeout_ms=graph.timeout_ms(child_id),
                 )
             )
     return children
@@ -119,7 +120,7 @@ def _kept_parents(graph: PinnedGraph, source: StateRecord) -> dict[str, str]:
 
 async def _ancestor_outputs(tx: Tx, state: StateRecord) -> dict[str, dict[str, object]]:
     """Outputs of the state's ancestors that its children's placeholders may read: what it carries, or, for a
-    state written before migration 0004 (no `parent_id`, whole ancestry in `parents`), its ancestors' rows."""
+    state written before migration 0006 (no `parent_id`, whole ancestry in `parents`), its ancestors' rows."""
     if state.parent_id is not None or not state.parents:
         return state.carried
     found = {s.id: s for s in await tx.get_states(list(state.parents.values()))}
@@ -232,6 +233,7 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
         carried=carry(graph.shape.carried.get(unite_id, {}), lineage),
         does_unites=True,
         fingerprint=fingerprint,
+        timeout_ms=graph.timeout_ms(unite_id),
         fanout_id=f"unite-{_random.token_hex(8)}",
     )
     if error is not None:

@@ -21,6 +21,8 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from exospherehost.statuses import (
+    CANCELLABLE,
+    CANCELLED,
     FAILED,
     PENDING,
     RunStatus,
@@ -33,10 +35,13 @@ from exosphere_server.clock import now_ms
 from exosphere_server.jsontext import dumps_in_pieces
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
+    ApiKeyRecord,
+    AuditRecord,
     CronScheduleRecord,
     GraphRecord,
     GraphVersionRecord,
     RegisteredNodeRecord,
+    RunCancellationRecord,
     RunCounts,
     RunRecord,
     StateRecord,
@@ -105,7 +110,12 @@ CLAIM_STATES = (
     .values(
         status=StateStatus.QUEUED.value,
         lease_id=sa.bindparam("b_lease_id"),
-        lease_expires_at=sa.bindparam("b_lease_expires_at"),
+        # A node with a time-out shorter than the lease: the lease ends at the time-out, so lease
+        # expiry (one index, one scheduler duty) also ends attempts that ran too long.
+        lease_expires_at=sa.case(
+            (_S.c.timeout_ms < sa.bindparam("b_lease_ms"), sa.bindparam("b_now") + _S.c.timeout_ms),
+            else_=sa.bindparam("b_lease_expires_at"),
+        ),
         lease_expired=False,
         claims=_S.c.claims + 1,
         started_at=sa.bindparam("b_now"),
@@ -179,6 +189,9 @@ class Tx:
         self.count_changes: dict[tuple[str, str, str], list[Any]] = {}
         # (ancestor state id, status) -> states: the same for `descendant_counts`.
         self.descendant_changes: Counter[tuple[str, str]] = Counter()
+        # Runs started and claims ended, as committed; kept only while traces are on (`Storage.track_attempts`).
+        self.runs_started: list[RunRecord] = []
+        self.attempts_ended: list[StateRecord] = []
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -392,6 +405,13 @@ class Tx:
 
     async def insert_run(self, record: RunRecord) -> None:
         await self.conn.execute(sa.insert(schema.runs).values(**asdict(record)))
+        if self._storage.track_attempts:
+            self.runs_started.append(record)
+
+    def _note_attempts_ended(self, moves: Iterable[tuple[str, StateRecord]]) -> None:
+        """Claims that ended (the state left QUEUED), as they are now, for the traces."""
+        if self._storage.track_attempts:
+            self.attempts_ended += [replace(state) for was, state in moves if was == StateStatus.QUEUED]
 
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         if not run_ids:
@@ -505,8 +525,95 @@ class Tx:
         for state in states:
             check_move(state.status, to)
         await self._update(states, {**values, "status": to.value})
+        if self._storage.track_attempts:
+            ended = {k: v for k, v in values.items() if k in ("error", "finished_at")}
+            self._note_attempts_ended((s.status, replace(s, status=to.value, **ended)) for s in states)
         for state in states:
             state.status = to.value
+
+    # -- cancelled runs and deadlines ------------------------------------------------------------
+
+    async def lock_cancellable_states(self, run_id: str) -> list[StateRecord]:
+        """The run's states that have not ended, locked in id order (the order completions lock in)."""
+        s = schema.states
+        query = (
+            sa.select(s)
+            .where(s.c.run_id == run_id, s.c.status.in_(status_values(CANCELLABLE)))
+            .order_by(s.c.id)
+            .with_for_update()
+        )
+        return await self._all(StateRecord, query)
+
+    async def get_run_cancellation(self, run_id: str) -> RunCancellationRecord | None:
+        c = schema.run_cancellations
+        row = (await self.conn.execute(sa.select(c).where(c.c.run_id == run_id))).first()
+        return _record(RunCancellationRecord, row) if row is not None else None
+
+    async def get_run_cancellations(self, run_ids: Sequence[str]) -> dict[str, RunCancellationRecord]:
+        if not run_ids:
+            return {}
+        c = schema.run_cancellations
+        found = await self._all(RunCancellationRecord, sa.select(c).where(c.c.run_id.in_(run_ids)))
+        return {record.run_id: record for record in found}
+
+    async def insert_run_cancellation(self, record: RunCancellationRecord) -> bool:
+        """Record a cancel unless one is recorded already; True when this one was inserted."""
+        stmt = self._insert(schema.run_cancellations).values(**asdict(record)).on_conflict_do_nothing()
+        inserted: int = (await self.conn.execute(stmt)).rowcount
+        return inserted == 1
+
+    async def insert_run_deadline(self, run_id: str, deadline_at: int) -> None:
+        await self.conn.execute(sa.insert(schema.run_deadlines).values(run_id=run_id, deadline_at=deadline_at))
+        self.schedule_changed = True
+
+    async def due_run_deadlines(self, now: int, limit: int) -> list[str]:
+        """Runs whose deadline has passed, oldest deadline first, each locked by one replica only."""
+        d = schema.run_deadlines
+        query = (
+            sa.select(d.c.run_id)
+            .where(d.c.deadline_at <= now)
+            .order_by(d.c.deadline_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [row[0] for row in await self.conn.execute(query)]
+
+    async def delete_run_deadline(self, run_id: str) -> None:
+        d = schema.run_deadlines
+        await self.conn.execute(sa.delete(d).where(d.c.run_id == run_id))
+
+    async def next_run_deadline(self) -> int | None:
+        d = schema.run_deadlines
+        value = (await self.conn.execute(sa.select(sa.func.min(d.c.deadline_at)))).scalar_one()
+        return int(value) if value is not None else None
+
+    # -- which nodes runtimes ask for ------------------------------------------------------------
+
+    async def note_node_polls(self, keys: Iterable[ReadyKey], now: int) -> None:
+        """Record that runtimes asked for work of these (namespace, node) pairs at `now`."""
+        rows = [{"namespace": ns, "node_name": node, "polled_at": now} for ns, node in sorted(set(keys))]
+        if not rows:
+            return
+        stmt = self._insert(schema.node_polls)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=["namespace", "node_name"], set_={"polled_at": now}), rows
+        )
+
+    async def unserved_waiting(self, waiting_since: int, run_id: str | None = None) -> dict[ReadyKey, int]:
+        """(namespace, node) -> how many states have been ready since `waiting_since` or earlier while no
+        runtime asked for that node since then; for one run, or everywhere (from the ready index)."""
+        s, p = schema.states, schema.node_polls
+        asked = sa.exists().where(
+            p.c.namespace == s.c.namespace, p.c.node_name == s.c.node_name, p.c.polled_at >= waiting_since
+        )
+        query = (
+            sa.select(s.c.namespace, s.c.node_name, sa.func.count())
+            .where(IS_CREATED, s.c.enqueue_after <= waiting_since, ~asked)
+            .group_by(s.c.namespace, s.c.node_name)
+        )
+        if run_id is not None:
+            query = query.where(s.c.run_id == run_id)
+        return {(ns, node): int(count) for ns, node, count in await self.conn.execute(query)}
 
     async def extend_lease(self, state_id: str, expires_at: int) -> None:
         """A heartbeat: the state does not move, so its run is not announced."""
@@ -538,6 +645,7 @@ class Tx:
         for was, state in moves:
             self._count_move(state, was, state.status)
         self.runs_changed.update(state.run_id for _, state in moves)
+        self._note_attempts_ended(moves)
 
     async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
         """Put a state back to CREATED: announced now if due, else handed to the scheduler."""
@@ -568,6 +676,7 @@ class Tx:
             "b_limit": limit,
             "b_lease_id": lease_id,
             "b_lease_expires_at": now + lease_ms,
+            "b_lease_ms": lease_ms,
         }
         if counting_claim is not None:
             params["b_shard"] = schema.CLAIM_SHARD
@@ -575,7 +684,7 @@ class Tx:
         claimed = [_record(StateRecord, row) for row in await self.conn.execute(statement, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
         if claimed:
-            self.note_lease(now + lease_ms)
+            self.note_lease(min(s.lease_expires_at or now + lease_ms for s in claimed))
             self.runs_changed.update(state.run_id for state in claimed)
             if counting_claim is None:
                 for state in claimed:
@@ -597,7 +706,7 @@ class Tx:
 
         A state's row keeps only some ancestors (see `schema.states.parents`); the rest are found by
         following `parent_id` upwards, for all the states at once, in one recursive statement. A
-        state written before migration 0004 has no `parent_id` and its row holds its whole lineage.
+        state written before migration 0006 has no `parent_id` and its row holds its whole lineage.
         """
         s = schema.states
         starts = {state.parent_id for state in states if state.parent_id is not None}
@@ -694,6 +803,8 @@ class Tx:
         d = schema.descendant_counts
         await self.conn.execute(sa.delete(d).where(d.c.ancestor_id.in_(state_ids)))
         await self.conn.execute(sa.delete(a).where(a.c.state_id.in_(state_ids)))
+        for table in (schema.run_cancellations, schema.run_deadlines):
+            await self.conn.execute(sa.delete(table).where(table.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(schema.run_counts).where(schema.run_counts.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(r).where(r.c.run_id.in_(run_ids)))
@@ -769,6 +880,44 @@ class Tx:
         rs = schema.revoked_sessions
         return int((await self.conn.execute(sa.delete(rs).where(rs.c.expires_at <= now))).rowcount)
 
+    # -- API keys and the audit log ---------------------------------------------------------------
+
+    async def insert_api_key(self, record: ApiKeyRecord) -> None:
+        await self.conn.execute(sa.insert(schema.api_keys).values(**asdict(record)))
+
+    async def api_key_by_secret(self, secret_sha256: str) -> ApiKeyRecord | None:
+        k = schema.api_keys
+        found = await self._all(ApiKeyRecord, sa.select(k).where(k.c.secret_sha256 == secret_sha256))
+        return found[0] if found else None
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        k = schema.api_keys
+        found = await self._all(ApiKeyRecord, sa.select(k).where(k.c.id == key_id))
+        return found[0] if found else None
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        k = schema.api_keys
+        return await self._all(ApiKeyRecord, sa.select(k).order_by(k.c.created_at, k.c.id))
+
+    async def revoke_api_key(self, key_id: str, now: int) -> None:
+        """Revoking twice keeps the first time."""
+        k = schema.api_keys
+        await self.conn.execute(sa.update(k).where(k.c.id == key_id, k.c.revoked_at.is_(None)).values(revoked_at=now))
+
+    async def insert_audit_entry(
+        self, at: int, key_id: str, key_name: str, role: str, action: str, namespace: str | None, target: str
+    ) -> None:
+        values = {"at": at, "key_id": key_id, "key_name": key_name, "role": role, "action": action}
+        await self.conn.execute(sa.insert(schema.audit_log).values(**values, namespace=namespace, target=target))
+
+    async def audit_entries(self, limit: int, before: int | None = None) -> list[AuditRecord]:
+        """Newest first, by the primary key (so no index beyond it is needed)."""
+        a = schema.audit_log
+        query = sa.select(a).order_by(a.c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(a.c.id < before)
+        return await self._all(AuditRecord, query)
+
     # -- reading runs and namespaces ------------------------------------------------------------
 
     async def state_counts_by_node(self, run_id: str) -> tuple[int, list[tuple[str, str, str, int]]]:
@@ -840,12 +989,13 @@ class Tx:
                 return sa.exists(found)
 
             # `exospherehost.statuses.run_status` in SQL.
-            pending = any_state(PENDING)
+            pending, cancelled = any_state(PENDING), any_state(CANCELLED)
             query = query.where(
                 {
                     RunStatus.PENDING: pending,
-                    RunStatus.FAILED: sa.and_(~pending, sa.or_(any_state(FAILED), ~any_state())),
-                    RunStatus.SUCCESS: sa.and_(~pending, ~any_state(FAILED), any_state()),
+                    RunStatus.CANCELLED: sa.and_(~pending, cancelled),
+                    RunStatus.FAILED: sa.and_(~pending, ~cancelled, sa.or_(any_state(FAILED), ~any_state())),
+                    RunStatus.SUCCESS: sa.and_(~pending, ~cancelled, ~any_state(FAILED), any_state()),
                 }[RunStatus(status)]
             )
         return query
@@ -900,6 +1050,7 @@ class StorageListener(Protocol):
     def runs_changed(self, run_ids: set[str]) -> None: ...
     def every_run_changed(self) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
+    def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None: ...
 
 
 class _NoListener:
@@ -909,6 +1060,7 @@ class _NoListener:
     def runs_changed(self, run_ids: set[str]) -> None: ...
     def every_run_changed(self) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
+    def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None: ...
 
 
 class Storage(abc.ABC):
@@ -918,6 +1070,8 @@ class Storage(abc.ABC):
         self.listener: StorageListener = _NoListener()
         self._add_counts: Any = None
         self._add_descendant_counts: Any = None
+        # Whether transactions collect started runs and ended claims for the listener (traces on).
+        self.track_attempts = False
 
     def subscribe(self, listener: StorageListener) -> None:
         """Hear what committed transactions did: here, and on PostgreSQL on every replica (ready work,
@@ -1012,6 +1166,8 @@ class Storage(abc.ABC):
             self.listener.schedule_changed()
         if tx.runs_changed:
             self.listener.runs_changed(tx.runs_changed)
+        if tx.runs_started or tx.attempts_ended:
+            self.listener.runs_and_attempts(tx.runs_started, tx.attempts_ended)
         if tx.earliest_lease is not None:
             # Only this replica's scheduler hears it: it expires the leases it granted; the others
             # look again within their longest sleep should this replica die.

@@ -37,10 +37,12 @@ class StateRecord:
     started_at: int | None = None
     finished_at: int | None = None
     # The state it was made from (a unite state: its target); None for a root state, and for states
-    # written before migration 0004, whose `parents` hold their whole ancestry.
+    # written before migration 0006, whose `parents` hold their whole ancestry.
     parent_id: str | None = None
     # Outputs of ancestors that placeholders further on read: identifier -> field -> value.
     carried: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Milliseconds from claim to result before the attempt fails as timed out; None: no time-out.
+    timeout_ms: int | None = None
 
 
 @dataclass
@@ -58,6 +60,8 @@ class GraphRecord:
     validation_warnings: list[str]
     created_at: int
     updated_at: int
+    timeout_seconds: float | None = None  # default time-out of the graph's nodes
+    deadline_seconds: float | None = None  # default deadline of the graph's runs
 
 
 @dataclass
@@ -69,6 +73,8 @@ class GraphVersionRecord:
     retry_policy: dict[str, Any]
     store_config: dict[str, Any]
     created_at: int
+    timeout_seconds: float | None = None
+    deadline_seconds: float | None = None
 
 
 @dataclass
@@ -97,13 +103,14 @@ class RunRecord:
 class RunCounts:
     """States of one run grouped as the runs listing reports them (PROTOCOL §3.1).
 
-    The groups are `exospherehost.statuses`' PENDING, SUCCEEDED, FAILED and RETRIED.
+    The groups are `exospherehost.statuses`' PENDING, SUCCEEDED, FAILED, RETRIED and CANCELLED.
     """
 
     success: int = 0
     pending: int = 0
     errored: int = 0
     retried: int = 0
+    cancelled: int = 0
 
     def add(self, status: str, count: int) -> None:
         """Count `count` states of `status` in their group; a status in none of them is a programming error."""
@@ -115,12 +122,24 @@ class RunCounts:
             self.errored += count
         elif status in statuses.RETRIED:
             self.retried += count
+        elif status in statuses.CANCELLED:
+            self.cancelled += count
         else:
             raise ValueError(f"State status {status!r} is in no run count group (exospherehost.statuses)")
 
     @property
     def total(self) -> int:
-        return self.success + self.pending + self.errored + self.retried
+        return self.success + self.pending + self.errored + self.retried + self.cancelled
+
+
+@dataclass
+class RunCancellationRecord:
+    """How a run was cancelled: kept apart from the run, which never changes after its trigger."""
+
+    run_id: str
+    reason: str | None
+    cancelled_states: int
+    cancelled_at: int
 
 
 @dataclass
@@ -130,3 +149,28 @@ class CronScheduleRecord:
     expression: str
     trigger: dict[str, Any]
     next_fire_at: int
+
+
+@dataclass
+class ApiKeyRecord:
+    """A scoped API key; `namespace` None means every namespace. The secret itself is never stored."""
+
+    id: str
+    name: str
+    role: str
+    namespace: str | None
+    secret_sha256: str
+    created_at: int
+    revoked_at: int | None = None
+
+
+@dataclass
+class AuditRecord:
+    id: int
+    at: int
+    key_id: str
+    key_name: str
+    role: str
+    action: str
+    namespace: str | None
+    target: str

@@ -39,6 +39,8 @@ graphs = sa.Table(
     sa.Column("validation_warnings", sa.JSON, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("timeout_seconds", sa.Float, nullable=True),
+    sa.Column("deadline_seconds", sa.Float, nullable=True),
 )
 
 # Runs pin the version they were triggered with, so re-upserting a graph never changes a run in flight.
@@ -52,6 +54,8 @@ graph_versions = sa.Table(
     sa.Column("retry_policy", sa.JSON, nullable=False),
     sa.Column("store_config", sa.JSON, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("timeout_seconds", sa.Float, nullable=True),
+    sa.Column("deadline_seconds", sa.Float, nullable=True),
 )
 
 registered_nodes = sa.Table(
@@ -94,7 +98,7 @@ states = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
     # identifier -> state id, in lineage order, of the ancestors a state keeps: the unite targets and,
-    # last, its direct parent (rows written before migration 0004 keep the whole ancestry). The whole
+    # last, its direct parent (rows written before migration 0006 keep the whole ancestry). The whole
     # lineage is read, when someone asks for it, by following `parent_id` (`Tx.with_full_lineage`).
     sa.Column("parents", sa.JSON, nullable=False),
     sa.Column("parent_id", sa.String(24), nullable=True),
@@ -117,6 +121,7 @@ states = sa.Table(
     # Bumped by every write that moves the state (insert, claim, result, retry...): the sum over a
     # run's states only grows, and grows with each change, so it numbers the run's change events.
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("timeout_ms", sa.BigInteger, nullable=True),
     sa.UniqueConstraint(
         "node_name",
         "namespace",
@@ -196,6 +201,37 @@ descendant_counts = sa.Table(
     sa.Column("states", sa.Integer, nullable=False),
 )
 
+# A cancelled run's reason and how many states the cancel ended; the primary key makes a cancel single
+# when two arrive at once (the second reads the first's answer).
+run_cancellations = sa.Table(
+    "run_cancellations",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("cancelled_states", sa.Integer, nullable=False),
+    sa.Column("cancelled_at", sa.BigInteger, nullable=False),
+)
+
+# Runs with a deadline still to check: the scheduler reads the earliest by index and deletes each row
+# once its deadline has been dealt with, so finished runs never stay in the index.
+run_deadlines = sa.Table(
+    "run_deadlines",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("deadline_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_run_deadlines_due", "deadline_at"),
+)
+
+# When a runtime last asked for work of a node: a node nobody asks for is "not served". Written at
+# most every few seconds per node and replica (`engine/serving.py`).
+node_polls = sa.Table(
+    "node_polls",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("node_name", sa.String, primary_key=True),
+    sa.Column("polled_at", sa.BigInteger, nullable=False),
+)
+
 cron_schedules = sa.Table(
     "cron_schedules",
     metadata,
@@ -234,4 +270,32 @@ revoked_sessions = sa.Table(
     sa.Column("token_id", sa.String, primary_key=True),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
     sa.Index("ix_revoked_sessions_expiry", "expires_at"),
+)
+
+# API keys with a role and a namespace scope (`None`: every namespace). Only the SHA-256 of the secret
+# is kept: the secret is 256 random bits, so a fast hash is enough and a lookup is one index probe.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("role", sa.String, nullable=False),
+    sa.Column("namespace", sa.String, nullable=True),
+    sa.Column("secret_sha256", sa.String, nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)
+
+# Who did what: one row per admin or operator action that succeeded, newest by id.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("key_id", sa.String, nullable=False),
+    sa.Column("key_name", sa.String, nullable=False),
+    sa.Column("role", sa.String, nullable=False),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("namespace", sa.String, nullable=True),
+    sa.Column("target", sa.String, nullable=False),
 )

@@ -8,14 +8,14 @@ Existing rows are left as they are and keep working: a state without `parent_id`
 `parents` holds its whole ancestry, which is what the engine reads for them (children of such a
 state are built from its ancestors' rows, as before; its full lineage is its `parents`).
 
-Revision ID: 0004
+Revision ID: 0006_parents_not_ancestry
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006_parents_not_ancestry"
+down_revision = "0005_api_keys"
 branch_labels = None
 depends_on = None
 

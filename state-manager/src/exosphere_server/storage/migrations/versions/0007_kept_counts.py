@@ -3,14 +3,14 @@
 
 Existing states are counted once here, by one aggregate each, in shard 0.
 
-Revision ID: 0005
+Revision ID: 0007_kept_counts
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0007_kept_counts"
+down_revision = "0006_parents_not_ancestry"
 branch_labels = None
 depends_on = None
 

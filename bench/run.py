@@ -50,7 +50,7 @@ from exospherehost import GraphNodeModel, StateManager, UnitesModel
 HERE = Path(__file__).parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
-OTHER_BENCHMARKS = ["server_bench.py", "dashboard_bench.py", "graph_validation_bench.py"]
+OTHER_BENCHMARKS = ["server_bench.py", "dashboard_bench.py", "graph_validation_bench.py", "scale_bench.py"]
 RUNTIMES = ("tuned", "defaults", "published")
 
 CHAIN_LENGTH = 20

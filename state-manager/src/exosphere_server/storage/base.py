@@ -157,7 +157,7 @@ def _decoded_nodes(rows: Sequence[Any]) -> list[GraphRecord]:
 
 
 _STATE_FIELDS = tuple(f.name for f in fields(StateRecord))
-ROWS_OFF_LOOP = 1000  # a fan-out inserting this many states builds their rows in a worker thread
+ROWS_OFF_LOOP = 1000  # a write of this many states prepares its rows and counts in a worker thread
 
 
 def _state_row(record: StateRecord) -> dict[str, Any]:
@@ -447,17 +447,19 @@ class Tx:
             return
         for record in records:
             check_initial(record.status)
-        # revision: 1 by default. Rows are shallow: `asdict` would deep-copy every state's JSON on the loop,
-        # which for the 20,000 states of a 10,000-way fan-out held up every other request.
-        rows = (
-            await asyncio.to_thread(lambda: [_state_row(r) for r in records])
-            if len(records) >= ROWS_OFF_LOOP
-            else [_state_row(r) for r in records]
-        )
+
+        def prepare() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+            # Rows are shallow: `asdict` would deep-copy every state's JSON. The counts are noted here too.
+            rows = [_state_row(r) for r in records]  # revision: 1 by default
+            links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
+            for r in records:
+                self.count_change(r, r.status, 1, 1)
+            return rows, links
+
+        # The 20,000 states of a 10,000-way fan-out take long enough to prepare to hold up every other
+        # request: a worker thread does it (this transaction is suspended meanwhile, so nothing races).
+        rows, links = await asyncio.to_thread(prepare) if len(records) >= ROWS_OFF_LOOP else prepare()
         await self.conn.execute(INSERT_STATES, rows)
-        for r in records:
-            self.count_change(r, r.status, 1, 1)
-        links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
         if links:
             await self.conn.execute(INSERT_ANCESTORS, links)
         self._announce(records)
@@ -631,19 +633,24 @@ class Tx:
             return
         for was, state in moves:
             check_move(was, state.status)
-        rows = [
-            {
-                "b_id": s.id,
-                "b_status": s.status,
-                "b_outputs": s.outputs,
-                "b_error": s.error,
-                "b_finished_at": s.finished_at,
-            }
-            for _, s in moves
-        ]
+
+        def prepare() -> list[dict[str, Any]]:
+            rows = [
+                {
+                    "b_id": s.id,
+                    "b_status": s.status,
+                    "b_outputs": s.outputs,
+                    "b_error": s.error,
+                    "b_finished_at": s.finished_at,
+                }
+                for _, s in moves
+            ]
+            for was, state in moves:
+                self._count_move(state, was, state.status)
+            return rows
+
+        rows = await asyncio.to_thread(prepare) if len(moves) >= ROWS_OFF_LOOP else prepare()
         await self.conn.execute(FINISH_STATE, rows)
-        for was, state in moves:
-            self._count_move(state, was, state.status)
         self.runs_changed.update(state.run_id for _, state in moves)
         self._note_attempts_ended(moves)
 

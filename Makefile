@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-python lint bench clean
+.PHONY: setup demo test test-python lint bench release clean
 
 setup: $(STAMP)
 
@@ -23,8 +23,8 @@ demo: setup
 	$(BIN)/python examples/demo.py
 
 lint: setup
-	$(BIN)/ruff check python-sdk state-manager bench examples testing
-	$(BIN)/mypy --strict python-sdk/src testing/src
+	$(BIN)/ruff check python-sdk state-manager bench examples testing scripts
+	$(BIN)/mypy --strict python-sdk/src testing/src scripts/release.py
 	$(BIN)/mypy --strict state-manager/src
 	$(BIN)/lint-imports state-manager/pyproject.toml
 
@@ -34,8 +34,12 @@ test: setup lint
 	$(BIN)/pytest python-sdk/tests state-manager/tests && \
 	for script in scripts/test-*.sh; do [ -e "$$script" ] || continue; echo "== $$script"; bash "$$script" || exit 1; done
 
+# dist/: wheels, sdists and the npm tarball, a CycloneDX SBOM (JSON and XML) each, SHA256SUMS (docs/install.md).
+release: setup
+	$(BIN)/python scripts/release.py --out dist
+
 bench: setup
 	@export EXOSPHERE_BENCH_POSTGRES_URL=$$(scripts/postgres.sh start) && $(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist

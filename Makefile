@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-python lint bench release clean
+.PHONY: setup demo test test-suites test-python lint bench release clean
 
 setup: $(STAMP)
 
@@ -28,11 +28,14 @@ lint: setup
 	$(BIN)/mypy --strict state-manager/src
 	$(BIN)/lint-imports state-manager/pyproject.toml
 
-# Each part of the product brings its own test script; `make test` runs them all.
+# Each part of the product brings its own test script; `make test` runs them all, with a PostgreSQL
+# cluster that it stops afterwards if it started it (scripts/with-postgres.sh).
 test: setup lint
-	@export EXOSPHERE_TEST_POSTGRES_URL=$$(scripts/postgres.sh start) && \
-	$(BIN)/pytest python-sdk/tests state-manager/tests && \
-	for script in scripts/test-*.sh; do [ -e "$$script" ] || continue; echo "== $$script"; bash "$$script" || exit 1; done
+	@scripts/with-postgres.sh $(MAKE) --no-print-directory test-suites
+
+test-suites:
+	$(BIN)/pytest python-sdk/tests state-manager/tests
+	@for script in scripts/test-*.sh; do [ -e "$$script" ] || continue; echo "== $$script"; bash "$$script" || exit 1; done
 
 # dist/: wheels, sdists and the npm tarball, a CycloneDX SBOM (JSON and XML) each, SHA256SUMS (docs/install.md).
 release: setup

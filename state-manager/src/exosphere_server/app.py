@@ -16,6 +16,7 @@ from exosphere_server.api import graph_routes, inspect_routes, run_routes, state
 from exosphere_server.api.auth import reject_nul_characters, require_api_key, require_metrics_key
 from exosphere_server.api.body_limit import BodyLimitMiddleware
 from exosphere_server.api.cors import ApiOnlyCORSMiddleware
+from exosphere_server.api.docs_pages import install_docs_pages
 from exosphere_server.api.errors import REFUSALS, RETRY_AFTER_SECONDS, install_error_handlers
 from exosphere_server.api.host_check import HostCheckMiddleware
 from exosphere_server.api.json_response import SafeJSONResponse
@@ -124,6 +125,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        docs_url=None,  # served from the package's own files instead (api/docs_pages.py)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.ctx = ctx
@@ -140,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(v0)
     app.include_router(dashboard_router)  # its own auth: a session cookie (dashboard/session.py)
     install_body_schemas(app, UpsertGraphRequest)
+    install_docs_pages(app)
 
     @app.get(
         "/health",

@@ -41,8 +41,9 @@ STATE = "/namespace/{namespace_name}/state/{state_id}"
 
 @router.post("/namespace/{namespace_name}/states/enqueue", response_model=EnqueueResponse)
 async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -> Response:
+    ctx = engine_context(request)
     claimed = await transitions.claim(
-        engine_context(request),
+        ctx,
         namespace_name,
         body.nodes,
         body.batch_size,
@@ -55,7 +56,7 @@ async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -
             "count": len(claimed),
             "namespace": namespace_name,
             "status": StateStatus.QUEUED,
-            "states": [claimed_state_view(s) for s in claimed],
+            "states": [claimed_state_view(s, ctx.tracing.traceparent(s)) for s in claimed],
         }
     )
 

@@ -50,7 +50,13 @@ from exospherehost import GraphNodeModel, StateManager, UnitesModel
 HERE = Path(__file__).parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
-OTHER_BENCHMARKS = ["server_bench.py", "dashboard_bench.py", "graph_validation_bench.py", "trigger_bench.py"]
+OTHER_BENCHMARKS = [
+    "server_bench.py",
+    "dashboard_bench.py",
+    "graph_validation_bench.py",
+    "scale_bench.py",
+    "trigger_bench.py",
+]
 RUNTIMES = ("tuned", "defaults", "published")
 
 CHAIN_LENGTH = 20
@@ -79,10 +85,17 @@ class User:
         await self.sm.aclose()
         await self.http.aclose()
 
-    def node(self, ident: str, name: str, inputs: dict[str, str], nxt: list[str] | None = None,
-             unites: str | None = None) -> GraphNodeModel:
-        return GraphNodeModel(node_name=name, namespace=self.namespace, identifier=ident, inputs=inputs,
-                              next_nodes=nxt or [], unites=UnitesModel(identifier=unites) if unites else None)
+    def node(
+        self, ident: str, name: str, inputs: dict[str, str], nxt: list[str] | None = None, unites: str | None = None
+    ) -> GraphNodeModel:
+        return GraphNodeModel(
+            node_name=name,
+            namespace=self.namespace,
+            identifier=ident,
+            inputs=inputs,
+            next_nodes=nxt or [],
+            unites=UnitesModel(identifier=unites) if unites else None,
+        )
 
     async def wait_for_runtime(self) -> None:
         deadline = time.monotonic() + 60
@@ -103,11 +116,19 @@ class User:
 
     async def chain(self) -> dict[str, float]:
         """(A): wall time per hop, and the gaps between consecutive `execute` calls."""
-        await self.sm.upsert_graph("chain", [
-            self.node(f"h{i}", "Hop", {"x": "0" if i == 0 else f"${{{{ h{i - 1}.outputs.x }}}}"},
-                      [f"h{i + 1}"] if i < CHAIN_LENGTH - 1 else [])
-            for i in range(CHAIN_LENGTH)
-        ], secrets={})
+        await self.sm.upsert_graph(
+            "chain",
+            [
+                self.node(
+                    f"h{i}",
+                    "Hop",
+                    {"x": "0" if i == 0 else f"${{{{ h{i - 1}.outputs.x }}}}"},
+                    [f"h{i + 1}"] if i < CHAIN_LENGTH - 1 else [],
+                )
+                for i in range(CHAIN_LENGTH)
+            ],
+            secrets={},
+        )
         walls: list[float] = []
         gaps: list[float] = []
         for _ in range(CHAIN_RUNS):
@@ -116,8 +137,11 @@ class User:
             at = {s["identifier"]: float(s["outputs"]["at"]) for s in await self.sm.get_run_states(run_id)}
             gaps += [(at[f"h{i}"] - at[f"h{i - 1}"]) * 1000 for i in range(1, CHAIN_LENGTH)]
         gaps.sort()
-        return {"hop_wall_ms": statistics.median(walls), "hop_p50_ms": statistics.median(gaps),
-                "hop_p99_ms": gaps[max(0, round(len(gaps) * 0.99) - 1)]}
+        return {
+            "hop_wall_ms": statistics.median(walls),
+            "hop_p50_ms": statistics.median(gaps),
+            "hop_p99_ms": gaps[max(0, round(len(gaps) * 0.99) - 1)],
+        }
 
     async def trigger_many(self, graph: str, count: int, release: float | None = None) -> list[str]:
         """Trigger `count` runs, TRIGGERS_IN_FLIGHT at a time; with `release` (a `perf_counter()` time),
@@ -169,12 +193,16 @@ class User:
 
     async def fan_out(self) -> float:
         """(C): milliseconds from trigger to the `unites` node's run end, median of FAN_RUNS."""
-        await self.sm.upsert_graph("fan", [
-            self.node("start", "Hop", {"x": "0"}, ["fan"]),
-            self.node("fan", "Fan", {"n": str(FAN_WIDTH)}, ["leaf"]),
-            self.node("leaf", "Hop", {"x": "${{ fan.outputs.x }}"}, ["gather"]),
-            self.node("gather", "Gather", {"n": str(FAN_WIDTH)}, unites="start"),
-        ], secrets={})
+        await self.sm.upsert_graph(
+            "fan",
+            [
+                self.node("start", "Hop", {"x": "0"}, ["fan"]),
+                self.node("fan", "Fan", {"n": str(FAN_WIDTH)}, ["leaf"]),
+                self.node("leaf", "Hop", {"x": "${{ fan.outputs.x }}"}, ["gather"]),
+                self.node("gather", "Gather", {"n": str(FAN_WIDTH)}, unites="start"),
+            ],
+            secrets={},
+        )
         return statistics.median([(await self.run_to_end("fan"))[1] * 1000 for _ in range(FAN_RUNS)])
 
 
@@ -216,8 +244,12 @@ def measure(backend: str, runtime: str, python: str, workdir: Path, runtime_sdk:
         url = fresh_postgres_url(os.environ["EXOSPHERE_BENCH_POSTGRES_URL"])
     namespace = f"bench-{runtime}"
     with ServerProcess(url, log_path=directory / "server.log") as server:
-        env = {**os.environ, "EXOSPHERE_STATE_MANAGER_URI": server.url, "EXOSPHERE_API_KEY": server.api_key,
-               "EXOSPHERE_LOG_LEVEL": "ERROR"}
+        env = {
+            **os.environ,
+            "EXOSPHERE_STATE_MANAGER_URI": server.url,
+            "EXOSPHERE_API_KEY": server.api_key,
+            "EXOSPHERE_LOG_LEVEL": "ERROR",
+        }
         if runtime == "published":
             env.pop("PYTHONPATH", None)
         elif runtime_sdk:
@@ -257,9 +289,11 @@ COLUMNS = [  # heading, key, decimals
 
 
 def print_table(record: dict[str, Any]) -> None:
-    print(f"\ncommit {record['commit'][:10]}{' (dirty)' if record['dirty'] else ''}, {record['date']}, "
-          f"{record['cpu_count']} CPUs, load {record['load_before'][0]:.2f} before, "
-          f"{record['load_after'][0]:.2f} after")
+    print(
+        f"\ncommit {record['commit'][:10]}{' (dirty)' if record['dirty'] else ''}, {record['date']}, "
+        f"{record['cpu_count']} CPUs, load {record['load_before'][0]:.2f} before, "
+        f"{record['load_after'][0]:.2f} after"
+    )
     if record["runtime_sdk"]:
         print(f"runtimes ran the SDK in {record['runtime_sdk']}")
     rows = [["backend", "runtime", *(heading for heading, _, _ in COLUMNS)]]
@@ -270,8 +304,12 @@ def print_table(record: dict[str, Any]) -> None:
                 rows.append([backend, runtime, *(_cell(mine, key, digits) for _, key, digits in COLUMNS)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) if i < 2 else cell.rjust(width)
-                        for i, (cell, width) in enumerate(zip(row, widths, strict=True))))
+        print(
+            "  ".join(
+                cell.ljust(width) if i < 2 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            )
+        )
 
 
 def main() -> None:
@@ -280,9 +318,12 @@ def main() -> None:
     parser.add_argument("--runtimes", default="tuned,defaults", help=f"comma-separated, of {', '.join(RUNTIMES)}")
     parser.add_argument("--rounds", type=int, default=1, help="how many times to run every configuration")
     parser.add_argument("--all", action="store_true", help="then run the other benchmarks of bench/")
-    parser.add_argument("--runtime-sdk", metavar="DIR",
-                        help="run the runtime with the exospherehost package found in DIR (e.g. an older "
-                             "checkout's python-sdk/src), to compare runtimes under the same user")
+    parser.add_argument(
+        "--runtime-sdk",
+        metavar="DIR",
+        help="run the runtime with the exospherehost package found in DIR (e.g. an older "
+        "checkout's python-sdk/src), to compare runtimes under the same user",
+    )
     args = parser.parse_args()
     # Stopped with SIGTERM, still stop the servers and runtimes this started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
@@ -297,8 +338,9 @@ def main() -> None:
         backends.remove("postgres")
     pythons = {"tuned": sys.executable, "defaults": sys.executable}
     if "published" in runtimes:
-        pythons["published"] = subprocess.run([str(REPO / "scripts" / "published-client.sh")], check=True,
-                                              capture_output=True, text=True).stdout.strip()
+        pythons["published"] = subprocess.run(
+            [str(REPO / "scripts" / "published-client.sh")], check=True, capture_output=True, text=True
+        ).stdout.strip()
     record: dict[str, Any] = {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
@@ -309,8 +351,14 @@ def main() -> None:
         "sdk": str(Path(exospherehost.__file__).parent),
         "runtime_sdk": args.runtime_sdk,
         "load_before": list(os.getloadavg()),
-        "sizes": {"chain": CHAIN_LENGTH, "chain_runs": CHAIN_RUNS, "independent": INDEPENDENT,
-                  "triggers_in_flight": TRIGGERS_IN_FLIGHT, "fan_width": FAN_WIDTH, "fan_runs": FAN_RUNS},
+        "sizes": {
+            "chain": CHAIN_LENGTH,
+            "chain_runs": CHAIN_RUNS,
+            "independent": INDEPENDENT,
+            "triggers_in_flight": TRIGGERS_IN_FLIGHT,
+            "fan_width": FAN_WIDTH,
+            "fan_runs": FAN_RUNS,
+        },
         "results": [],
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -320,8 +368,11 @@ def main() -> None:
                     figures = measure(backend, runtime, pythons[runtime], Path(tmp), args.runtime_sdk)
                     result = {"round": round_number, **figures}
                     record["results"].append(result)
-                    print(f"round {round_number}: {backend} {runtime}: " + ", ".join(
-                        f"{heading} {result[key]:.{digits}f}" for heading, key, digits in COLUMNS), flush=True)
+                    print(
+                        f"round {round_number}: {backend} {runtime}: "
+                        + ", ".join(f"{heading} {result[key]:.{digits}f}" for heading, key, digits in COLUMNS),
+                        flush=True,
+                    )
     record["load_after"] = list(os.getloadavg())
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.fromisoformat(record["date"]).strftime("%Y%m%dT%H%M%SZ")

@@ -91,8 +91,12 @@ def measure(backend: str, runs: int, workdir: Path) -> dict[str, Any]:
     else:
         url = fresh_postgres_url(os.environ["EXOSPHERE_BENCH_POSTGRES_URL"])
     with ServerProcess(url, log_path=directory / "server.log") as server:
-        env = {**os.environ, "EXOSPHERE_STATE_MANAGER_URI": server.url, "EXOSPHERE_API_KEY": server.api_key,
-               "EXOSPHERE_LOG_LEVEL": "ERROR"}
+        env = {
+            **os.environ,
+            "EXOSPHERE_STATE_MANAGER_URI": server.url,
+            "EXOSPHERE_API_KEY": server.api_key,
+            "EXOSPHERE_LOG_LEVEL": "ERROR",
+        }
         process = subprocess.Popen([sys.executable, str(HERE / "sdk_runtime.py"), "bench-triggers", "tuned"], env=env)
         try:
             figures = asyncio.run(_measure(server, "bench-triggers", process.pid, runs))

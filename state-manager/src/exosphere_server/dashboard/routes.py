@@ -201,6 +201,8 @@ async def run_page(namespace: str, run_id: str, request: Request) -> Response:
     nodes = await inspection.run_template_nodes(ctx, progress.run)
     live = progress.view()
     pending = live["status"] == RunStatus.PENDING
+    if live["finished"]:
+        live["finished_at"] = await runs.run_finished_at(ctx, run_id)
     return render_page(
         request,
         "run.html",

@@ -202,7 +202,9 @@ async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: 
             run = await tx.get_run(run_id)
             if run is None or run.namespace != namespace:
                 raise run_not_found(namespace, run_id)
-            return RunSummary(run, (await tx.run_counts([run_id]))[run_id])
+            summary = RunSummary(run, (await tx.run_counts([run_id]))[run_id])
+            await _note_finish_times(tx, [summary])
+            return summary
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
     async with ctx.feed.follow(namespace, run_id) as follower:
@@ -212,7 +214,27 @@ async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: 
             if remaining <= 0 or await follower.next(latest.version, remaining) is None:
                 break
             latest = follower.latest
-        return latest.summary
+    summary = latest.summary
+    if summary.finished:
+        async with ctx.storage.reader() as tx:
+            await _note_finish_times(tx, [summary])
+    return summary
+
+
+async def _note_finish_times(tx: Tx, summaries: Sequence[RunSummary]) -> None:
+    """Give finished runs their end (their last state's), read only for them: the kept counts that
+    summaries come from do not hold it, and a running run's duration runs to now."""
+    finished = [s for s in summaries if s.finished]
+    if finished:
+        ends = await tx.run_finish_times([s.run.run_id for s in finished])
+        for summary in finished:
+            summary.counts.last_finished_at = ends.get(summary.run.run_id)
+
+
+async def run_finished_at(ctx: EngineContext, run_id: str) -> int | None:
+    """When the run's last state ended (None while nothing has ended)."""
+    async with ctx.storage.reader() as tx:
+        return (await tx.run_finish_times([run_id])).get(run_id)
 
 
 async def run_cancellation(ctx: EngineContext, run_id: str) -> RunCancellationRecord | None:
@@ -244,7 +266,9 @@ async def list_runs(
             limit=size,
         )
         counts = await tx.run_counts([r.run_id for r in runs])
-    return total, [RunSummary(r, counts[r.run_id]) for r in runs]
+        summaries = [RunSummary(r, counts[r.run_id]) for r in runs]
+        await _note_finish_times(tx, summaries)
+    return total, summaries
 
 
 async def run_states(ctx: EngineContext, namespace: str, run_id: str) -> tuple[RunRecord | None, list[StateRecord]]:
@@ -264,7 +288,7 @@ async def run_states_page(
         if run is None or run.namespace != namespace:
             raise run_not_found(namespace, run_id)
         total = (await tx.run_counts([run_id]))[run_id].total
-        return total, await tx.states_of_run(run_id, offset=(page - 1) * size, limit=size)
+        return total, await tx.with_full_lineage(await tx.states_of_run(run_id, offset=(page - 1) * size, limit=size))
 
 
 async def state_in_run(ctx: EngineContext, namespace: str, graph_name: str, run_id: str, state_id: str) -> StateRecord:
@@ -273,6 +297,8 @@ async def state_in_run(ctx: EngineContext, namespace: str, graph_name: str, run_
     async with ctx.storage.reader() as tx:
         state = await tx.get_state(state_id)
         run = await tx.get_run(run_id)
+        if state is not None:
+            state = (await tx.with_full_lineage([state]))[0]
     if (
         state is None
         or run is None
@@ -288,6 +314,8 @@ async def get_state(ctx: EngineContext, namespace: str, state_id: str) -> StateR
     async with ctx.storage.reader() as tx:
         state = await tx.get_state(state_id)
         run = await tx.get_run(state.run_id) if state else None
+        if state is not None:
+            state = (await tx.with_full_lineage([state]))[0]
     if state is None or run is None or (run.namespace != namespace and state.namespace != namespace):
         raise NotFound(f"State {state_id} not found in namespace {namespace}")
     return state

@@ -115,9 +115,14 @@ function initRun(root) {
     for (const p of PHASES) root.querySelector(`[data-total="${p}"]`).textContent = view.phases[p];
     root.querySelector('[data-total="all"]').textContent = view.total;
     const took = document.getElementById("run-duration");
-    if (took) {
-      took.dataset.finished = view.finished_at ?? "";
-      took.textContent = view.finished_at != null ? `took ${formatMs(view.finished_at - view.created_at)}` : "in progress";
+    if (took && view.finished_at != null) {
+      took.dataset.finished = String(view.finished_at);
+      took.textContent = `took ${formatMs(view.finished_at - view.created_at)}`;
+    } else if (took && view.finished) {
+      took.dataset.finished = "pending"; // the live counts do not hold the end: the timeline's last bar does
+    } else if (took) {
+      took.dataset.finished = "";
+      took.textContent = "in progress";
     }
     for (const g of svg.querySelectorAll("g.node")) applyNode(g, view.nodes[g.dataset.node]);
     if (selected) {
@@ -248,6 +253,12 @@ function drawTimeline(svg, note, body) {
   svg.setAttribute("height", String(y + TIMELINE_AXIS));
   svg.setAttribute("viewBox", `0 0 ${width} ${y + TIMELINE_AXIS}`);
   svg.dataset.bars = String(body.attempts.length);
+  const took = document.getElementById("run-duration");
+  const lastEnd = Math.max(0, ...body.attempts.map((a) => a.end ?? 0));
+  if (took && took.dataset.finished === "pending" && lastEnd) {
+    took.dataset.finished = String(lastEnd);
+    took.textContent = `took ${formatMs(lastEnd - body.created_at)}`;
+  }
   note.textContent = body.attempts.length === 0 ? "no attempt has started yet"
     : body.total > body.attempts.length ? `the first ${body.attempts.length} of ${body.total} attempts` : `${body.total} attempt${body.total === 1 ? "" : "s"}`;
 }

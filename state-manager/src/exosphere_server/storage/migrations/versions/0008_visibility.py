@@ -4,14 +4,14 @@
 makes two concurrent triggers with one key give one run, on every replica. States gain the runtime
 that claimed them (name and instance) and the traceback of their error.
 
-Revision ID: 0006_visibility
+Revision ID: 0008_visibility
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_visibility"
-down_revision = "0005_api_keys"
+revision = "0008_visibility"
+down_revision = "0007_kept_counts"
 branch_labels = None
 depends_on = None
 

@@ -115,7 +115,8 @@ def watch_run(
                 EXIT_TIMEOUT,
             )
         if not as_json:
-            render.out.print(render.run_header(last.summary()))
+            # The run itself, not the last event: its answer holds the run's end (`finished_at`).
+            render.out.print(render.run_header(session.run(session.sm.get_run(run_id))))
             if last.status != RunStatus.SUCCESS:
                 states = session.run(session.sm.get_run_states(run_id))
                 render.out.print(render.failed_states([s for s in states if s["status"] in FAILED]))

@@ -1007,7 +1007,7 @@ class Tx:
         )
         rows = list(await self.conn.execute(query))
         first_seen: dict[str, int] = {}
-        for identifier, _node, _status, _count, created, _revisions, _finished in rows:
+        for identifier, _node, _status, _count, created, _revisions in rows:
             first_seen[identifier] = min(created, first_seen.get(identifier, created))
         rows.sort(key=lambda row: (first_seen[row[0]], row[0], row[2]))
         version = sum(int(row[5]) for row in rows)

@@ -188,7 +188,14 @@ async def test_watch_run_resumes_across_a_server_restart(tmp_path: Path) -> None
             seen += [event async for event in events]
             summary = await sm.wait_for_run(run_id, timeout=60)
     assert_strictly_newer(seen)
-    only_read_by_get_run = {"cancel_reason": None, "warnings": []}
+    # The run's end is read for the run itself; events of a finished run leave it null.
+    assert summary["finished_at"] is not None and summary["duration_ms"] >= 0
+    only_read_by_get_run = {
+        "cancel_reason": None,
+        "warnings": [],
+        "finished_at": summary["finished_at"],
+        "duration_ms": summary["duration_ms"],
+    }
     assert seen[-1].finished and summary["status"] == "SUCCESS"
     assert summary == {**seen[-1].summary(), **only_read_by_get_run}
 

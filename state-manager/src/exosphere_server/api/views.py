@@ -155,5 +155,7 @@ def run_view(summary: RunSummary) -> dict[str, Any]:
         "created_at": iso(summary.run.created_at),
         "started_at": iso(summary.run.created_at),
         "finished_at": iso(summary.finished_at),
-        "duration_ms": summary.duration_ms(now_ms()),
+        # A finished run whose end was not read (the progress and its events, built from the kept
+        # counts) says nothing rather than a duration that grows with the clock.
+        "duration_ms": None if summary.finished and summary.finished_at is None else summary.duration_ms(now_ms()),
     }

@@ -481,6 +481,10 @@ class Tx:
         }
         claimed = [_record(StateRecord, row) for row in await self.conn.execute(CLAIM_STATES, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
+        if len(claimed) < limit:
+            # No ready state of these nodes is left: states this transaction made ready (a completion
+            # claiming its own children) wake no claimer, who would find nothing.
+            self.ready.difference_update((namespace, name) for name in node_names)
         if claimed:
             self.note_lease(now + lease_ms)
             self.runs_changed.update(state.run_id for state in claimed)

@@ -90,9 +90,7 @@ def test_batched_results_carry_claims_with_the_normal_lease_rules(api: httpx.Cli
     assert {s["run_id"] for r in run_ids for s in states(api, r) if s["status"] == "QUEUED"} == set(run_ids)
 
 
-def test_an_eager_claim_that_never_reached_a_runtime_runs_again_after_its_lease(
-    api: httpx.Client, chain: str
-) -> None:
+def test_an_eager_claim_that_never_reached_a_runtime_runs_again_after_its_lease(api: httpx.Client, chain: str) -> None:
     run_id = trigger(api, chain, store={"start": "0"})
     [root] = claim_all(api, "Step", count=1)
     [lost] = report(api, root, {"n": "1"}, nodes=["Step"], max=1, lease_ms=1000)["states"]

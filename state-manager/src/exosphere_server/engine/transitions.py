@@ -129,11 +129,13 @@ async def _claim_in(tx: Tx, ctx: EngineContext, namespace: str, eager: EagerClai
     return await tx.claim_states(namespace, nodes, eager.limit, _random.token_hex(12), lease_ms)
 
 
-async def _hand_out(ctx: EngineContext, namespace: str, claimed: list[StateRecord]) -> list[StateRecord]:
+async def _hand_out(
+    ctx: EngineContext, namespace: str, claimed: list[StateRecord], *, eager: bool = False
+) -> list[StateRecord]:
     """Claimed and committed states as they go to the runtime: counted, and the unsendable ones failed."""
     if not claimed:
         return claimed
-    metrics.record_claims(claimed)
+    metrics.record_claims(claimed, eager=eager)
     return await _drop_unsendable(ctx, namespace, claimed)
 
 
@@ -231,7 +233,7 @@ async def executed_many(
         claimed = await _claim_in(tx, ctx, namespace, eager) if eager is not None else []
     for completed in applied:
         metrics.record_completion(completed.state, completed.status)
-    return answers, await _hand_out(ctx, namespace, claimed)
+    return answers, await _hand_out(ctx, namespace, claimed, eager=True)
 
 
 async def preload_runs(tx: Tx, ctx: EngineContext, run_ids: set[str]) -> None:

@@ -162,6 +162,7 @@ class Tx:
         self.conn = conn
         self._storage = storage
         self.ready: set[ReadyKey] = set()
+        self._made_ready: dict[str, ReadyKey] = {}  # state id -> its key, for each state made ready here
         self.schedule_changed = False
         self.runs_changed: set[str] = set()
         self.earliest_lease: int | None = None  # a new lease deadline this replica's scheduler must know
@@ -391,6 +392,7 @@ class Tx:
             if r.status == StateStatus.CREATED:
                 if r.enqueue_after <= now:
                     self.ready.add((r.namespace, r.node_name))
+                    self._made_ready[r.id] = (r.namespace, r.node_name)
                 else:
                     self.schedule_changed = True
 
@@ -481,14 +483,19 @@ class Tx:
         }
         claimed = [_record(StateRecord, row) for row in await self.conn.execute(CLAIM_STATES, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
-        if len(claimed) < limit:
-            # No ready state of these nodes is left: states this transaction made ready (a completion
-            # claiming its own children) wake no claimer, who would find nothing.
-            self.ready.difference_update((namespace, name) for name in node_names)
+        self._keep_quiet_about(claimed)
         if claimed:
             self.note_lease(now + lease_ms)
             self.runs_changed.update(state.run_id for state in claimed)
         return claimed
+
+    def _keep_quiet_about(self, claimed: Sequence[StateRecord]) -> None:
+        """A completion that claimed every state it made ready of a node (eager dispatch) announces
+        none of that node: a claimer woken for it would find nothing."""
+        taken = {state.id for state in claimed}
+        for key in {key for state_id, key in self._made_ready.items() if state_id in taken}:
+            if all(state_id in taken for state_id, other in self._made_ready.items() if other == key):
+                self.ready.discard(key)
 
     async def has_descendants(self, ancestor_id: str, statuses: Iterable[str]) -> bool:
         """Whether any descendant of one state is in one of `statuses` (stops at the first found)."""

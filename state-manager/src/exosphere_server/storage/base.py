@@ -33,6 +33,7 @@ from exosphere_server.jsontext import dumps_in_pieces
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
     CronScheduleRecord,
+    GraphHead,
     GraphRecord,
     GraphVersionRecord,
     RegisteredNodeRecord,
@@ -64,6 +65,13 @@ IS_QUEUED = sa.text(schema.status_is(StateStatus.QUEUED, "states"))
 GET_STATE = sa.select(_S).where(_S.c.id == sa.bindparam("state_id"))
 GET_STATE_FOR_UPDATE = GET_STATE.with_for_update()
 GET_RUN = sa.select(schema.runs).where(schema.runs.c.run_id == sa.bindparam("run_id"))
+GET_RUNS = sa.select(schema.runs).where(schema.runs.c.run_id.in_(sa.bindparam("run_ids", expanding=True)))
+INSERT_RUN = sa.insert(schema.runs)
+LOCK_STATES = sa.select(_S).where(_S.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(_S.c.id).with_for_update()
+_G = schema.graphs
+GET_GRAPH_HEAD = sa.select(_G.c.version, _G.c.validation_status, _G.c.validation_errors).where(
+    _G.c.namespace == sa.bindparam("namespace"), _G.c.name == sa.bindparam("name")
+)
 _V = schema.graph_versions
 GET_GRAPH_VERSION = sa.select(_V).where(
     _V.c.namespace == sa.bindparam("namespace"),
@@ -192,6 +200,11 @@ class Tx:
         g = schema.graphs
         found = await self._graphs(self._graphs_query().where(g.c.namespace == namespace, g.c.name == name))
         return found[0] if found else None
+
+    async def graph_head(self, namespace: str, name: str) -> GraphHead | None:
+        """A graph's version and validation, without reading (or decoding) its nodes."""
+        row = (await self.conn.execute(GET_GRAPH_HEAD, {"namespace": namespace, "name": name})).first()
+        return None if row is None else GraphHead(row.version, row.validation_status, row.validation_errors)
 
     async def get_graphs(self, keys: Iterable[tuple[str, str]]) -> list[GraphRecord]:
         """Several graphs by (namespace, name), in that order."""
@@ -329,13 +342,12 @@ class Tx:
     # -- runs ------------------------------------------------------------------------------------
 
     async def insert_run(self, record: RunRecord) -> None:
-        await self.conn.execute(sa.insert(schema.runs).values(**asdict(record)))
+        await self.conn.execute(INSERT_RUN, [asdict(record)])
 
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         if not run_ids:
             return []
-        r = schema.runs
-        return await self._all(RunRecord, sa.select(r).where(r.c.run_id.in_(run_ids)))
+        return [_record(RunRecord, row) for row in await self.conn.execute(GET_RUNS, {"run_ids": list(run_ids)})]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = (await self.conn.execute(GET_RUN, {"run_id": run_id})).first()
@@ -512,9 +524,8 @@ class Tx:
         """Read and lock (PostgreSQL: FOR UPDATE) several states, always in id order."""
         if not state_ids:
             return {}
-        s = schema.states
-        query = sa.select(s).where(s.c.id.in_(state_ids)).order_by(s.c.id).with_for_update()
-        return {r.id: r for r in await self._all(StateRecord, query)}
+        rows = await self.conn.execute(LOCK_STATES, {"ids": list(state_ids)})
+        return {r.id: r for r in (_record(StateRecord, row) for row in rows)}
 
     async def states_of_run(self, run_id: str, offset: int = 0, limit: int | None = None) -> list[StateRecord]:
         """A run's states, oldest first; a page of them with `offset` and `limit`."""

@@ -55,6 +55,15 @@ class GraphRecord:
     updated_at: int
 
 
+@dataclass(frozen=True)
+class GraphHead:
+    """What a trigger reads of a graph: its version and validation, not its nodes (they come pinned)."""
+
+    version: int
+    validation_status: str
+    validation_errors: list[str]
+
+
 @dataclass
 class GraphVersionRecord:
     namespace: str

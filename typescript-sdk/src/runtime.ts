@@ -333,6 +333,8 @@ export class Runtime {
       for (const claim of this.held.values()) claim.abort.abort(new ExosphereError(`Runtime "${this.name}" stopped`));
       await allDone;
     }
+    // States that an answer to a result brought after the queue was emptied: handed back too.
+    await Promise.all(this.queue.splice(0).map((claim) => this.release(claim)));
     this.stopNow.abort(); // ends the heartbeat loop
     await heartbeat;
     this.logger.info(`Runtime "${this.name}" stopped`);
@@ -363,8 +365,11 @@ export class Runtime {
       // at least a whole prefetch in one go.
       if (free < prefetch) {
         await new Promise<void>((resolve) => {
-          this.slotFreed = resolve;
-          stop.addEventListener('abort', () => resolve(), { once: true });
+          // The listener goes with the wait: this loop waits for every few states, and listeners left
+          // on the signal would pile up for the runtime's whole life.
+          const onStop = () => resolve();
+          this.slotFreed = () => (stop.removeEventListener('abort', onStop), resolve());
+          stop.addEventListener('abort', onStop, { once: true });
         });
         continue;
       }

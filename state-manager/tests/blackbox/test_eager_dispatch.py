@@ -7,10 +7,12 @@ published client's) claims nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from exosphere_testing import ServerProcess
 
 from .helpers import by_identifier, claim, claim_all, node, register, run, states, trigger, upsert
 
@@ -19,6 +21,10 @@ DEPTH = 6
 
 @pytest.fixture
 def chain(api: httpx.Client, namespace: str) -> str:
+    return upsert_chain(api, namespace)
+
+
+def upsert_chain(api: httpx.Client, namespace: str) -> str:
     """`step0 -> step1 -> ... -> step5`, every step the node `Step`, its input the previous step's output."""
     register(api, {"Step": (("n",), ("n",))})
     steps = [
@@ -134,3 +140,32 @@ def test_a_bad_claim_is_refused_before_the_result_is_applied(
     response = api.post(f"/state/{root['state_id']}/executed", json=body)
     assert response.status_code == 422 and complaint in response.text, response.text
     assert by_identifier(states(api, run_id), "step0")[0]["status"] == "QUEUED"
+
+
+def test_eager_claims_hold_across_replicas(
+    backend: str, make_server: Callable[..., ServerProcess], namespace: str
+) -> None:
+    """Made in the completing transaction, a claim carried by an answer is the database's: the other
+    replica neither hands the state out again nor refuses the lease."""
+    if backend != "postgres":
+        pytest.skip("replicas share a PostgreSQL database; an SQLite file belongs to one server")
+    first = make_server()
+    second = make_server(first.database_url)
+    headers = {"x-api-key": first.api_key}
+    with (
+        httpx.Client(base_url=f"{first.url}/v0/namespace/{namespace}", headers=headers, timeout=30) as one,
+        httpx.Client(base_url=f"{second.url}/v0/namespace/{namespace}", headers=headers, timeout=30) as two,
+    ):
+        upsert_chain(one, namespace)
+        run_id = trigger(one, "eager", store={"start": "0"})
+        [state] = claim_all(two, "Step", count=1)
+        replicas = [one, two]
+        for step in range(DEPTH):
+            reporter = replicas[step % 2]  # each result goes to the other replica than the last
+            answer = report(reporter, state, {"n": str(step + 1)}, nodes=["Step"], max=1)
+            if step + 1 == DEPTH:
+                break
+            [state] = answer["states"]
+            assert claim(replicas[(step + 1) % 2], "Step") == []  # held, not offered again elsewhere
+        finished = run(two, run_id)
+        assert finished["finished"] and finished["status"] == "SUCCESS", finished

@@ -45,6 +45,7 @@ export {
   type RunEvent,
   type RunNodeCounts,
   type RunState,
+  type RunCancelled,
   type RunSummary,
   StoreConfigModel,
   type TriggerResult,

@@ -25,7 +25,14 @@
  */
 import { z } from 'zod';
 import { StateStatus } from './generated/stateMachine.js';
-import type { GraphResponse, RunResponse, StateResponse, TriggerResponse } from './wire.js';
+import type {
+  CancelRunResponse,
+  GraphResponse,
+  RunProgressResponse,
+  RunResponse,
+  StateResponse,
+  TriggerResponse,
+} from './wire.js';
 
 /** When a `unites` node fires: after every descendant of its target succeeded, or after all are done. */
 export const UnitesStrategyEnum = {
@@ -114,6 +121,16 @@ export const GraphNodeModel = z.object({
     .transform((items) => items ?? null),
   /** Wait for every descendant of another node first (default `null`). */
   unites: UnitesModel.nullish().transform((unites) => unites ?? null),
+  /**
+   * Seconds from claim to result before an attempt fails with `Timed out after N s` (and goes
+   * through the retry policy); default `null`: the graph's `timeout_seconds`, else none.
+   */
+  timeout_seconds: z
+    .number()
+    .positive()
+    .max(100 * 365 * 86_400)
+    .nullish()
+    .transform((seconds) => seconds ?? null),
 });
 export type GraphNodeModel = z.input<typeof GraphNodeModel>;
 
@@ -225,8 +242,12 @@ export type GraphTemplate = GraphResponse;
 /** The answer to a trigger: `{ status: 'CREATED', run_id }`. */
 export type TriggerResult = TriggerResponse;
 
-/** A run's summary (`GET .../run/{run_id}`): status, counts and `finished`. */
+/** A run's summary (`GET .../run/{run_id}`): status, counts and `finished`; a cancelled run's
+ * `cancel_reason`, and `warnings` such as `no runtime serves node X (namespace N)`. */
 export type RunSummary = RunResponse;
+
+/** The answer to {@link StateManager.cancelRun}: `{ run_id, status: 'CANCELLED', cancelled_states, reason }`. */
+export type RunCancelled = CancelRunResponse;
 
 /** How many states of one node of a run are in each status (their sum is the node's fan-out). */
 export interface RunNodeCounts {
@@ -240,10 +261,8 @@ export interface RunNodeCounts {
  * the run's changes and is the event's id. `event` is `snapshot` for the first event of a
  * connection, `change` after each change, and `finished` for the last one.
  */
-export interface RunEvent extends RunSummary {
+export interface RunEvent extends RunProgressResponse {
   event: 'snapshot' | 'change' | 'finished';
-  version: number;
-  nodes: RunNodeCounts[];
 }
 
 /** One state of a run (`GET .../run/{run_id}/states`). */

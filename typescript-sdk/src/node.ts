@@ -41,8 +41,9 @@ export type NodeResult = NodeData | NodeData[] | null | undefined | void;
  *   them (a fan-out: one next branch per item) or nothing. Throw {@link PruneSignal} or
  *   {@link ReQueueAfterSignal} to end the branch or to run again later; any other error fails the
  *   state (and the graph's retry policy decides what happens next).
- * * `this.signal` aborts when the runtime gives the state up (its lease was lost, or shutdown
- *   ran out of grace time): pass it to `fetch` and other cancellable calls.
+ * * `execute(signal)` gets an `AbortSignal` (also `this.signal`) that aborts when the runtime gives
+ *   the state up: its run was cancelled, it ran past its graph node's `timeout_seconds`, its lease
+ *   was lost, or shutdown ran out of grace time. Pass it to `fetch` and other cancellable calls.
  * * `static timeoutMs` (optional) bounds one execution; exceeding it fails the state.
  *
  * Type the data by passing it as type arguments: `class Greet extends BaseNode<{ name: string }>`.
@@ -75,11 +76,22 @@ export abstract class BaseNode<TInputs extends NodeData = NodeData, TSecrets ext
   inputs!: TInputs;
   /** The graph's secrets named by `Secrets`. */
   secrets!: TSecrets;
-  /** Aborted when the runtime gives this execution up. */
+  /** Aborted when the runtime gives this execution up (the same signal `execute` is given). */
   signal!: AbortSignal;
 
-  /** Do the work of one state. */
-  abstract execute(): Promise<NodeResult> | NodeResult;
+  /**
+   * Do the work of one state. `signal` aborts when the runtime gives the state up (its run was
+   * cancelled, it timed out, its lease was lost): whatever is returned afterwards is discarded.
+   *
+   * @example
+   * ```ts
+   * async execute(signal: AbortSignal) {
+   *   const page = await fetch(this.inputs.url, { signal });
+   *   return { body: await page.text() };
+   * }
+   * ```
+   */
+  abstract execute(signal: AbortSignal): Promise<NodeResult> | NodeResult;
 }
 
 /** A concrete node class, as passed to `Runtime`. */
@@ -261,7 +273,7 @@ export async function runNode(
     instance.inputs = parseData(node, 'inputs', node.Inputs, inputs);
     instance.secrets = parseData(node, 'secrets', node.Secrets, secrets);
     instance.signal = signal;
-    const result = await withTimeout(node, Promise.resolve().then(() => instance.execute()));
+    const result = await withTimeout(node, Promise.resolve().then(() => instance.execute(signal)));
     const outputs = dumpOutputs(node, result);
     checkOutputsSendable(node, outputs);
     return { endpoint: 'executed', body: { outputs } };

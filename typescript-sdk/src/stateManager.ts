@@ -10,6 +10,7 @@ import {
   GraphNodeModel,
   type GraphTemplate,
   RetryPolicyModel,
+  type RunCancelled,
   type RunEvent,
   type RunState,
   type RunSummary,
@@ -88,7 +89,8 @@ export class StateManager {
    * Start a run of `graphName`; resolves to `{ status: 'CREATED', run_id }`.
    *
    * `inputs` override the first node's template inputs, `store` seeds the run's key/value store,
-   * and `startDelay` (ms) postpones the first node.
+   * and `startDelay` (ms) postpones the first node. `deadlineSeconds` cancels the run (reason
+   * `deadline exceeded`) if it is still pending that long after the trigger (default: the graph's).
    *
    * @example
    * ```ts
@@ -100,9 +102,12 @@ export class StateManager {
     inputs?: Record<string, string>,
     store?: Record<string, string>,
     startDelay = 0,
+    deadlineSeconds?: number,
   ): Promise<TriggerResult> {
+    const json: Record<string, unknown> = { start_delay: startDelay, inputs: inputs ?? {}, store: store ?? {} };
+    if (deadlineSeconds !== undefined) json.deadline_seconds = deadlineSeconds;
     return this.api.requestWithRetry<TriggerResult>('POST', `${this.graphPath(graphName)}/trigger`, {
-      json: { start_delay: startDelay, inputs: inputs ?? {}, store: store ?? {} },
+      json,
       action: `Triggering graph "${graphName}"`,
       maxAttempts: READ_ATTEMPTS,
       // A trigger creates a run: only send it again when the first one surely never left.
@@ -235,6 +240,25 @@ export class StateManager {
   }
 
   /**
+   * Cancel a pending run: every state of it that has not ended becomes `CANCELLED`, and nodes
+   * executing for it see their `AbortSignal` abort within one heartbeat interval (nothing they
+   * return is applied). Cancelling again answers the same. Rejects with {@link ConflictError} for a
+   * run that has finished (the message names its status) and {@link NotFoundError} for an unknown one.
+   *
+   * @example
+   * ```ts
+   * const { cancelled_states } = await sm.cancelRun(runId, 'wrong input file');
+   * ```
+   */
+  async cancelRun(runId: string, reason?: string): Promise<RunCancelled> {
+    return this.api.requestWithRetry<RunCancelled>('POST', `${this.runPath(runId)}/cancel`, {
+      json: { reason: reason ?? null },
+      action: `Cancelling run ${runId}`,
+      maxAttempts: READ_ATTEMPTS, // a repeated cancel answers the same
+    });
+  }
+
+  /**
    * Every state of a run, oldest first, with status, inputs, outputs and error.
    *
    * @example
@@ -320,7 +344,7 @@ export class StateManager {
     const controller = new AbortController();
     const timeout = new RunTimeoutMarker();
     const timer = timeoutMs === undefined ? undefined : setTimeout(() => controller.abort(timeout), timeoutMs);
-    let seen: RunSummary | undefined;
+    let seen: { status: string; [key: string]: unknown } | undefined;
     try {
       for await (const event of this.watchRun(runId, { signal: controller.signal })) {
         const { event: _kind, version: _version, nodes: _nodes, ...summary } = event;

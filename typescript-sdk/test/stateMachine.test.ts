@@ -16,8 +16,9 @@ describe('the generated state machine', () => {
     assert.equal(StateStatusEnum, StateStatus);
     assert.deepEqual(Object.values(StateStatus), [
       'CREATED', 'QUEUED', 'EXECUTED', 'ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED',
+      'CANCELLED',
     ]);
-    assert.deepEqual(Object.values(RunStatus), ['PENDING', 'SUCCESS', 'FAILED']);
+    assert.deepEqual(Object.values(RunStatus), ['PENDING', 'SUCCESS', 'FAILED', 'CANCELLED']);
   });
 
   test('every status has its moves and a phase', () => {
@@ -33,11 +34,12 @@ describe('the generated state machine', () => {
     assert.equal(canMove('SUCCESS', 'QUEUED'), false);
     assert.equal(canMove('toString', 'QUEUED'), false);
     assert.equal(canMove('CANCELLED', 'QUEUED'), false);
+    assert.equal(canMove('QUEUED', 'CANCELLED'), true);
   });
 
   test('the groups a run is counted by split the statuses between them', () => {
-    const { PENDING, SUCCEEDED, FAILED, RETRIED } = StateStatusGroups;
-    const counted = [...PENDING, ...SUCCEEDED, ...FAILED, ...RETRIED].sort();
+    const { PENDING, SUCCEEDED, FAILED, RETRIED, CANCELLED } = StateStatusGroups;
+    const counted = [...PENDING, ...SUCCEEDED, ...FAILED, ...RETRIED, ...CANCELLED].sort();
     assert.deepEqual(counted, [...Object.values(StateStatus)].sort());
   });
 });

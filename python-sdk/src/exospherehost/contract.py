@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .models import (
+    MAX_TIMEOUT_SECONDS,
     CronTrigger,
     GraphNodeModel,
     GraphValidationStatusEnum,
@@ -86,6 +87,15 @@ class UpsertGraphRequest(BaseModel):
     triggers: list[GraphTrigger] = Field(
         default_factory=list, description="Cron triggers; leaving them out removes the existing ones"
     )
+    timeout_seconds: float | None = Field(
+        default=None, gt=0, le=MAX_TIMEOUT_SECONDS, description="Additive: the time-out of nodes that set none"
+    )
+    deadline_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="Additive: runs still pending this long after their trigger are cancelled ('deadline exceeded')",
+    )
 
 
 class TriggerRequest(BaseModel):
@@ -94,6 +104,19 @@ class TriggerRequest(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict, description="Override the first node's template inputs")
     store: dict[str, str] = Field(default_factory=dict, description="The run's key/value store")
     start_delay: int = Field(default=0, ge=0, le=MAX_DELAY_MS, description="Milliseconds before the root state may run")
+    deadline_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="Additive: cancel the run ('deadline exceeded') if still pending this long after the trigger; "
+        "default: the graph's deadline_seconds",
+    )
+
+
+class CancelRunRequest(BaseModel):
+    """``POST /v0/namespace/{ns}/run/{run_id}/cancel`` (additive): cancel a pending run; the body is optional."""
+
+    reason: str | None = Field(default=None, max_length=2000, description="Why, shown with the run")
 
 
 class EnqueueRequest(BaseModel):
@@ -226,6 +249,8 @@ class GraphResponse(Answer):
     validation_warnings: list[str] = Field(
         default_factory=list, description="Additive: problems that do not block runs, e.g. unregistered nodes"
     )
+    timeout_seconds: float | None = Field(default=None, description="Additive: the time-out of nodes that set none")
+    deadline_seconds: float | None = Field(default=None, description="Additive: the default deadline of runs")
 
 
 class GraphListItem(GraphResponse):
@@ -298,9 +323,19 @@ class RunSummary(Answer):
     pending_count: int = Field(description="States that may still run")
     errored_count: int = Field(description="States failed for good")
     retried_count: int = Field(description="Failed attempts that were retried")
+    cancelled_count: int = Field(default=0, description="Additive: states ended by a cancel of the run")
     total_count: int
     status: RunStatus
     created_at: IsoTime
+
+
+class CancelRunResponse(Answer):
+    """Answer of ``POST .../run/{run_id}/cancel``: the same for a second cancel of the same run."""
+
+    run_id: str
+    status: Literal[RunStatus.CANCELLED]
+    cancelled_states: int = Field(description="States the cancel moved to CANCELLED")
+    reason: str | None = Field(default=None, description="The reason given with the cancel")
 
 
 class ListRunsResponse(Answer):
@@ -313,11 +348,22 @@ class ListRunsResponse(Answer):
     runs: list[RunSummary]
 
 
-class RunResponse(RunSummary):
-    """``GET /v0/namespace/{ns}/run/{run_id}``: a run's summary; ``finished`` once no state may run."""
+class RunFinished(RunSummary):
+    """A run's summary with its namespace; ``finished`` once no state may run (what every run read shares)."""
 
     namespace: str
     finished: bool
+
+
+class RunResponse(RunFinished):
+    """``GET /v0/namespace/{ns}/run/{run_id}``: a run's summary; ``finished`` once no state may run."""
+
+    cancel_reason: str | None = Field(default=None, description="Additive: why a CANCELLED run was cancelled")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Additive: e.g. 'no runtime serves node X (namespace N)' for states that wait for a node "
+        "no runtime has asked for in a while",
+    )
 
 
 class NodeProgress(Answer):
@@ -328,7 +374,7 @@ class NodeProgress(Answer):
     counts: dict[StateStatus, int]
 
 
-class RunProgressResponse(RunResponse):
+class RunProgressResponse(RunFinished):
     """``GET /v0/namespace/{ns}/run/{run_id}/progress``: the summary plus, per node, its states' statuses."""
 
     version: int = Field(
@@ -355,7 +401,8 @@ class RunEvent(RunProgressResponse):
     event: Literal["snapshot", "change", "finished"]
 
     def summary(self) -> dict[str, Any]:
-        """The run summary as :meth:`StateManager.get_run <exospherehost.StateManager.get_run>` returns it."""
+        """The run summary as :meth:`StateManager.get_run <exospherehost.StateManager.get_run>` returns it,
+        less what only ``get_run`` reads (``cancel_reason``, ``warnings``)."""
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True, exclude={"event", "version", "nodes"})
 
 
@@ -615,6 +662,7 @@ __all__ = [
     "ReleaseRequest",
     "ReleaseResponse",
     "RunEvent",
+    "RunFinished",
     "RunGraphEdge",
     "RunGraphNode",
     "RunGraphResponse",

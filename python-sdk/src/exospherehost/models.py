@@ -30,6 +30,10 @@ from .statuses import StateStatus
 StateStatusEnum = StateStatus
 
 
+MAX_TIMEOUT_SECONDS = 100 * 365 * 86_400.0
+"""The largest time-out or deadline a graph, node or trigger may carry (a hundred years)."""
+
+
 class GraphValidationStatusEnum(str, Enum):
     """Validation status of a graph template."""
 
@@ -99,6 +103,13 @@ class GraphNodeModel(BaseModel):
     inputs: dict[str, str] = Field(default_factory=dict, description="Input values; may hold ${{ ... }} placeholders")
     next_nodes: list[str] | None = Field(default=None, description="Identifiers of the nodes that follow")
     unites: UnitesModel | None = Field(default=None, description="Wait for all descendants of another node")
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="Additive: seconds from claim to result before an attempt fails with 'Timed out after N s' "
+        "(and goes through the retry policy); default: the graph's timeout_seconds, else none",
+    )
 
     @field_validator("node_name")
     @classmethod

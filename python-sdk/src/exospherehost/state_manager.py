@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from ._http import ApiClient, Backoff, M
 from .contract import (
+    CancelRunResponse,
     GraphResponse,
     GraphTrigger,
     ListGraphsResponse,
@@ -116,17 +117,22 @@ class StateManager:
         inputs: dict[str, str] | None = None,
         store: dict[str, str] | None = None,
         start_delay: int = 0,
+        deadline_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Start a run of ``graph_name``; returns ``{"status": "CREATED", "run_id": ...}``.
 
         ``inputs`` override the first node's template inputs, ``store`` seeds the run's key/value
-        store, and ``start_delay`` (milliseconds) postpones the first node.
+        store, and ``start_delay`` (milliseconds) postpones the first node. ``deadline_seconds``
+        cancels the run (reason ``deadline exceeded``) if it is still pending that long after the
+        trigger; by default the graph's ``deadline_seconds`` applies, if it has one.
 
         Example::
 
             run = await sm.trigger("my-graph", inputs={"user_id": "42"}, store={"cursor": "0"})
         """
-        body = {"start_delay": start_delay, "inputs": inputs or {}, "store": store or {}}
+        body: dict[str, Any] = {"start_delay": start_delay, "inputs": inputs or {}, "store": store or {}}
+        if deadline_seconds is not None:
+            body["deadline_seconds"] = deadline_seconds
         result = await self._client().request_with_retry(
             "POST",
             f"{self._graph_path(graph_name)}/trigger",
@@ -159,11 +165,16 @@ class StateManager:
         triggers: list[CronTrigger] | None = None,
         validation_timeout: int = 60,
         polling_interval: int = 1,
+        *,
+        timeout_seconds: float | None = None,
+        deadline_seconds: float | None = None,
     ) -> dict[str, Any]:
         """Create or replace a graph template and wait until the server has validated it.
 
         Returns the validated graph. Raises :class:`GraphValidationError` (with the server's
         errors) when the graph is invalid or still pending after ``validation_timeout`` seconds.
+        ``timeout_seconds`` is the time-out of nodes that set none; ``deadline_seconds`` cancels runs
+        still pending that long after their trigger (reason ``deadline exceeded``).
 
         Example::
 
@@ -175,7 +186,16 @@ class StateManager:
                 triggers=[CronTrigger(expression="0 9 * * 1-5", store={"cursor": "0"})],
             )
         """
-        body: dict[str, Any] = {"secrets": secrets, "nodes": [node.model_dump(mode="json") for node in graph_nodes]}
+        # A node without a time-out is sent as before the field existed.
+        nodes = [
+            node.model_dump(mode="json", exclude={"timeout_seconds"} if node.timeout_seconds is None else None)
+            for node in graph_nodes
+        ]
+        body: dict[str, Any] = {"secrets": secrets, "nodes": nodes}
+        if timeout_seconds is not None:
+            body["timeout_seconds"] = timeout_seconds
+        if deadline_seconds is not None:
+            body["deadline_seconds"] = deadline_seconds
         if retry_policy is not None:
             body["retry_policy"] = retry_policy.model_dump(mode="json")
         if store_config is not None:
@@ -220,7 +240,10 @@ class StateManager:
         return await self._read(self._graph_path(graph_name), GraphResponse, f"Reading graph {graph_name!r}")
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
-        """Read a run's summary: ``status`` (PENDING, SUCCESS, FAILED), counts and ``finished``.
+        """Read a run's summary: ``status`` (PENDING, SUCCESS, FAILED, CANCELLED), counts and ``finished``.
+
+        A cancelled run carries its ``cancel_reason``; ``warnings`` say, for instance, that no runtime
+        serves a node the run waits for.
 
         Example::
 
@@ -228,6 +251,30 @@ class StateManager:
             print(run["status"], run["success_count"], run["errored_count"])
         """
         return _as_sent(await self._read(self._run_path(run_id), RunResponse, f"Reading run {run_id}"))
+
+    async def cancel_run(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Cancel a pending run: every state of it that has not ended becomes ``CANCELLED``.
+
+        Returns ``{"run_id", "status": "CANCELLED", "cancelled_states": N, "reason"}``; cancelling again
+        answers the same. Nodes executing for the run are cancelled by their runtimes within one
+        heartbeat interval, and nothing they report afterwards is applied. Raises
+        :class:`ConflictError` for a run that has already finished (the message names its status) and
+        :class:`NotFoundError` for an unknown run.
+
+        Example::
+
+            cancelled = await sm.cancel_run(run_id, reason="wrong input file")
+            print(cancelled["cancelled_states"])
+        """
+        result = await self._client().request_with_retry(
+            "POST",
+            f"{self._run_path(run_id)}/cancel",
+            answer=CancelRunResponse,
+            json={"reason": reason},
+            action=f"Cancelling run {run_id}",
+            max_attempts=self._attempts,
+        )
+        return _as_sent(result)
 
     async def get_run_states(self, run_id: str) -> list[dict[str, Any]]:
         """Every state of a run, oldest first, with status, inputs, outputs and error.

@@ -14,6 +14,7 @@ A state's life, as this server runs it (PROTOCOL §7.1)::
                 ^          |
                 +----------+  released, or ReQueueAfter
     ERRORED | NEXT_CREATED_ERROR -> RETRY_CREATED  (retried by hand)
+    CREATED | QUEUED -> CANCELLED  (its run was cancelled, by hand or by its deadline)
 
 Every group is a ``frozenset`` of :class:`StateStatus`. Because ``StateStatus`` is a ``StrEnum``, a
 plain string read from the wire or the database is found in a group too.
@@ -63,6 +64,8 @@ class StateStatus(StrEnum):
     """The node ended this branch of the run (``PruneSignal``)."""
     RETRY_CREATED = "RETRY_CREATED"
     """Replaced by a newer attempt, made by the retry policy or by hand."""
+    CANCELLED = "CANCELLED"
+    """Its run was cancelled before it ended: it never runs, and a result sent for it is refused."""
 
 
 class RunStatus(StrEnum):
@@ -81,6 +84,8 @@ class RunStatus(StrEnum):
     """No state is pending and none :data:`FAILED`."""
     FAILED = "FAILED"
     """No state is pending and some state failed, or the run has no state at all."""
+    CANCELLED = "CANCELLED"
+    """The run was cancelled (by hand or by its deadline) while states were pending."""
 
 
 class Phase(StrEnum):
@@ -99,13 +104,15 @@ class Phase(StrEnum):
     PRUNED = "pruned"
     ERRORED = "errored"
     RETRIED = "retried"
+    CANCELLED = "cancelled"
 
 
 _S = StateStatus
 
 # -- groups ------------------------------------------------------------------------------------
-# Where a run stands. PENDING, SUCCEEDED, FAILED and RETRIED split the statuses between them: they
-# are the `pending_count`, `success_count`, `errored_count` and `retried_count` of a run (PROTOCOL §3.1).
+# Where a run stands. PENDING, SUCCEEDED, FAILED, RETRIED and CANCELLED split the statuses between
+# them: they are the `pending_count`, `success_count`, `errored_count` and `retried_count` of a run
+# (PROTOCOL §3.1), and its additive `cancelled_count`.
 
 WAITING = frozenset({_S.CREATED})
 """Waiting for a runtime to claim it, now or after a delay."""
@@ -119,7 +126,9 @@ FAILED = frozenset({_S.ERRORED, _S.NEXT_CREATED_ERROR})
 """Ended in failure: one of these makes a finished run FAILED."""
 RETRIED = frozenset({_S.RETRY_CREATED})
 """Replaced by a newer attempt: counts neither for nor against the run."""
-FINAL = SUCCEEDED | FAILED | RETRIED
+CANCELLED = frozenset({_S.CANCELLED})
+"""Ended because the run was cancelled: counts neither as success nor as failure, but as itself."""
+FINAL = SUCCEEDED | FAILED | RETRIED | CANCELLED
 """Over: no runtime will run it again by itself (a FAILED state may still be retried by hand)."""
 
 # Which transition may start from, or leads to, which status.
@@ -133,12 +142,14 @@ AFTER_EXECUTED = frozenset({_S.SUCCESS, _S.NEXT_CREATED_ERROR})
 """Where a reported result (``executed``) leaves a state."""
 AFTER_ERRORED = frozenset({_S.ERRORED, _S.RETRY_CREATED})
 """Where a failed attempt (``errored``, an expired lease) leaves a state: retried, or failed for good."""
+CANCELLABLE = frozenset({_S.CREATED, _S.QUEUED})
+"""What cancelling a run moves to CANCELLED: every state of it that has not ended."""
 NEVER_STORED = frozenset({_S.EXECUTED})
 """Names of the v0 protocol that this server never writes: it records a result and creates the next
 states in one transaction, so a state goes from QUEUED straight to SUCCESS."""
 
 # What a unite waits for: while any descendant of its target is in the set, it does not fire.
-UNITE_ALL_SUCCESS_WAITS_ON = PENDING | FAILED | frozenset({_S.PRUNED})
+UNITE_ALL_SUCCESS_WAITS_ON = PENDING | FAILED | CANCELLED | frozenset({_S.PRUNED})
 """``ALL_SUCCESS``: every descendant succeeded; a RETRY_CREATED one counts through its retry, itself a descendant."""
 UNITE_ALL_DONE_WAITS_ON = PENDING
 """``ALL_DONE``: every descendant is :data:`FINAL`."""
@@ -151,7 +162,9 @@ GROUPS: Mapping[str, frozenset[StateStatus]] = MappingProxyType(
         "SUCCEEDED": SUCCEEDED,
         "FAILED": FAILED,
         "RETRIED": RETRIED,
+        "CANCELLED": CANCELLED,
         "FINAL": FINAL,
+        "CANCELLABLE": CANCELLABLE,
         "RETRYABLE_BY_HAND": RETRYABLE_BY_HAND,
         "INITIAL": INITIAL,
         "AFTER_EXECUTED": AFTER_EXECUTED,
@@ -171,6 +184,7 @@ PHASE: Mapping[str, Phase] = MappingProxyType(
         _S.PRUNED: Phase.PRUNED,
         **dict.fromkeys(FAILED, Phase.ERRORED),
         **dict.fromkeys(RETRIED, Phase.RETRIED),
+        **dict.fromkeys(CANCELLED, Phase.CANCELLED),
     }
 )
 """The phase of each status.
@@ -182,13 +196,14 @@ client shows without a phase rather than failing."""
 
 ALLOWED_MOVES: Mapping[StateStatus, frozenset[StateStatus]] = MappingProxyType(
     {
-        _S.CREATED: frozenset({_S.QUEUED}),  # claimed
+        _S.CREATED: frozenset({_S.QUEUED, _S.CANCELLED}),  # claimed; its run cancelled
         _S.QUEUED: frozenset(
             {
                 _S.CREATED,  # released, or offered again later (ReQueueAfter)
                 *AFTER_EXECUTED,
                 _S.PRUNED,
-                *AFTER_ERRORED,  # also an expired lease
+                *AFTER_ERRORED,  # also an expired lease or a time-out
+                _S.CANCELLED,  # its run cancelled while a runtime held it
             }
         ),
         _S.EXECUTED: frozenset(),
@@ -197,6 +212,7 @@ ALLOWED_MOVES: Mapping[StateStatus, frozenset[StateStatus]] = MappingProxyType(
         _S.SUCCESS: frozenset(),
         _S.PRUNED: frozenset(),
         _S.RETRY_CREATED: frozenset(),
+        _S.CANCELLED: frozenset(),
     }
 )
 """The statuses each status may move to, taken from what the engine does (``engine/transitions.py``).
@@ -251,15 +267,19 @@ def check_initial(status: str) -> None:
         raise IllegalMoveError(f"A state cannot be created {status} (exospherehost.statuses.INITIAL)")
 
 
-def run_status(*, pending: int, failed: int, total: int) -> RunStatus:
-    """A run's status from how many of its states are :data:`PENDING`, :data:`FAILED`, and in all.
+def run_status(*, pending: int, failed: int, total: int, cancelled: int = 0) -> RunStatus:
+    """A run's status from how many of its states are :data:`PENDING`, :data:`FAILED`,
+    :data:`CANCELLED`, and in all.
 
     Example::
 
         run_status(pending=2, failed=1, total=9)  # RunStatus.PENDING
         run_status(pending=0, failed=0, total=9)  # RunStatus.SUCCESS
         run_status(pending=0, failed=0, total=0)  # RunStatus.FAILED: a run without states did nothing
+        run_status(pending=0, failed=1, total=9, cancelled=3)  # RunStatus.CANCELLED
     """
     if pending > 0:
         return RunStatus.PENDING
+    if cancelled > 0:
+        return RunStatus.CANCELLED
     return RunStatus.FAILED if failed > 0 or total == 0 else RunStatus.SUCCESS

@@ -34,8 +34,15 @@ REPO = Path(__file__).resolve().parents[3]
 
 # Every group each status belongs to. Adding a status means adding its row; adding a group, its column.
 MEMBERSHIP: dict[StateStatus, set[str]] = {
-    S.CREATED: {"WAITING", "PENDING", "INITIAL", "UNITE_ALL_SUCCESS_WAITS_ON", "UNITE_ALL_DONE_WAITS_ON"},
-    S.QUEUED: {"RUNNING", "PENDING", "UNITE_ALL_SUCCESS_WAITS_ON", "UNITE_ALL_DONE_WAITS_ON"},
+    S.CREATED: {
+        "WAITING",
+        "PENDING",
+        "INITIAL",
+        "CANCELLABLE",
+        "UNITE_ALL_SUCCESS_WAITS_ON",
+        "UNITE_ALL_DONE_WAITS_ON",
+    },
+    S.QUEUED: {"RUNNING", "PENDING", "CANCELLABLE", "UNITE_ALL_SUCCESS_WAITS_ON", "UNITE_ALL_DONE_WAITS_ON"},
     S.EXECUTED: {"RUNNING", "PENDING", "NEVER_STORED", "UNITE_ALL_SUCCESS_WAITS_ON", "UNITE_ALL_DONE_WAITS_ON"},
     S.ERRORED: {"FAILED", "FINAL", "RETRYABLE_BY_HAND", "AFTER_ERRORED", "UNITE_ALL_SUCCESS_WAITS_ON"},
     S.NEXT_CREATED_ERROR: {
@@ -49,6 +56,7 @@ MEMBERSHIP: dict[StateStatus, set[str]] = {
     S.SUCCESS: {"SUCCEEDED", "FINAL", "INITIAL", "AFTER_EXECUTED"},
     S.PRUNED: {"SUCCEEDED", "FINAL", "UNITE_ALL_SUCCESS_WAITS_ON"},
     S.RETRY_CREATED: {"RETRIED", "FINAL", "AFTER_ERRORED"},
+    S.CANCELLED: {"CANCELLED", "FINAL", "UNITE_ALL_SUCCESS_WAITS_ON"},
 }
 PHASES: dict[StateStatus, Phase] = {
     S.CREATED: Phase.WAITING,
@@ -59,8 +67,10 @@ PHASES: dict[StateStatus, Phase] = {
     S.SUCCESS: Phase.SUCCESS,
     S.PRUNED: Phase.PRUNED,
     S.RETRY_CREATED: Phase.RETRIED,
+    S.CANCELLED: Phase.CANCELLED,
 }
-RUN_COUNT_GROUPS = ("PENDING", "SUCCEEDED", "FAILED", "RETRIED")  # pending/success/errored/retried_count
+# pending/success/errored/retried/cancelled_count
+RUN_COUNT_GROUPS = ("PENDING", "SUCCEEDED", "FAILED", "RETRIED", "CANCELLED")
 
 
 @pytest.mark.parametrize("status", list(StateStatus))
@@ -107,7 +117,11 @@ def test_a_final_state_never_runs_again() -> None:
 
 
 def test_the_transitions_end_where_the_groups_say() -> None:
-    assert statuses.AFTER_EXECUTED | statuses.AFTER_ERRORED | {S.PRUNED, S.CREATED} == ALLOWED_MOVES[S.QUEUED]
+    assert (
+        statuses.AFTER_EXECUTED | statuses.AFTER_ERRORED | {S.PRUNED, S.CREATED, S.CANCELLED} == ALLOWED_MOVES[S.QUEUED]
+    )
+    for status in statuses.CANCELLABLE:
+        assert can_move(status, S.CANCELLED)
     for status in statuses.RETRYABLE_BY_HAND:
         assert can_move(status, S.RETRY_CREATED)
 
@@ -117,7 +131,8 @@ def test_can_move_takes_members_and_plain_strings_and_refuses_unknown_names() ->
     assert can_move("QUEUED", "PRUNED")
     assert not can_move("SUCCESS", "QUEUED")
     assert not can_move("CANCELLED", "QUEUED")
-    assert not can_move("CREATED", "CANCELLED")
+    assert can_move("CREATED", "CANCELLED")
+    assert not can_move("SUCCESS", "CANCELLED")
     check_move("ERRORED", "RETRY_CREATED")
     with pytest.raises(IllegalMoveError, match="from SUCCESS to QUEUED"):
         check_move(S.SUCCESS, S.QUEUED)
@@ -140,6 +155,11 @@ def test_run_status(pending: int, failed: int, total: int, expected: RunStatus) 
     assert run_status(pending=pending, failed=failed, total=total) is expected
 
 
+def test_a_run_with_cancelled_states_and_nothing_pending_is_cancelled_whatever_else_failed() -> None:
+    assert run_status(pending=0, failed=2, total=9, cancelled=3) is RunStatus.CANCELLED
+    assert run_status(pending=1, failed=0, total=9, cancelled=3) is RunStatus.PENDING
+
+
 def test_the_old_names_are_the_same_class_and_statuses_read_as_their_value() -> None:
     assert models.StateStatusEnum is StateStatus is exospherehost.StateStatusEnum
     assert exospherehost.RunStatus is RunStatus
@@ -152,6 +172,7 @@ def test_the_old_names_are_the_same_class_and_statuses_read_as_their_value() -> 
         "SUCCESS",
         "PRUNED",
         "RETRY_CREATED",
+        "CANCELLED",
     ]
     assert f"{S.SUCCESS}" == str(S.SUCCESS) == "SUCCESS" == S.SUCCESS
     assert "ERRORED" in statuses.FAILED and PHASE.get("QUEUED") is Phase.RUNNING and PHASE.get("NEW") is None

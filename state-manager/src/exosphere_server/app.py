@@ -28,6 +28,7 @@ from exosphere_server.config import Settings, write_new_key_file
 from exosphere_server.dashboard.routes import router as dashboard_router
 from exosphere_server.engine import health as engine_health
 from exosphere_server.engine import metrics as engine_metrics
+from exosphere_server.engine import serving
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.run_feed import RunFeed
 from exosphere_server.engine.secret_box import SecretBox
@@ -40,6 +41,11 @@ from exosphere_server.storage.base import Storage
 log = structlog.get_logger("exosphere.server")
 HEALTH_DATABASE_TIMEOUT_S = 2.0
 READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
+UNSERVED = Gauge(
+    "exosphere_unserved_node_states",
+    "States ready for longer than EXOSPHERE_UNSERVED_NODE_SECONDS for a node no runtime asked for",
+    ["namespace", "node"],
+)
 WAITING = Gauge(
     "exosphere_waiting_requests", "Long-polls (claims, run waits) and run event streams this replica holds open now"
 )
@@ -102,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
         default_lease_ms=settings.default_lease_ms,
         cron_catch_up=settings.cron_catch_up,
         max_graph_nodes=settings.max_graph_nodes,
+        unserved_after_ms=settings.unserved_after_ms,
     )
     scheduler = Scheduler(ctx, settings.run_retention_days)
     storage.subscribe(EngineListener(ctx.wakeups, ctx.feed, scheduler))
@@ -166,6 +173,9 @@ def create_app(settings: Settings) -> FastAPI:
         READY_DEPTH.clear()
         for (namespace, node), depth in depths.items():
             READY_DEPTH.labels(namespace, node).set(depth)
+        UNSERVED.clear()
+        for (namespace, node), count in (await serving.unserved_nodes(ctx)).items():
+            UNSERVED.labels(namespace, node).set(count)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     # Added innermost first: the body limit (inside the request id, so its refusal carries the id);

@@ -16,6 +16,7 @@
 | `EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT` | `64` | run event streams (dashboard, `/v0`) one client address may hold open |
 | `EXOSPHERE_DEFAULT_LEASE_SECONDS` | `300` | lease of a claim whose request names none (the published client) |
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
+| `EXOSPHERE_UNSERVED_NODE_SECONDS` | `60` | wait before a run says `no runtime serves node X` (unasked node) |
 | `EXOSPHERE_RUN_RETENTION_DAYS` | `0` (keep) | finished runs older than this are deleted |
 | `EXOSPHERE_DB_POOL_SIZE` | `10` | PostgreSQL connections per replica |
 | `EXOSPHERE_MAX_GRAPH_NODES` | `10000` | most nodes a graph template may have; larger upserts get a 422 |
@@ -66,6 +67,7 @@ class Settings:
     new_secrets_key_file: Path | None = None
     max_request_bytes: int = 50 * 1024 * 1024
     max_live_views_per_client: int = 64
+    unserved_after_ms: int = 60_000
 
     @property
     def is_sqlite(self) -> bool:
@@ -192,4 +194,5 @@ def load_settings(
         new_secrets_key_file=new_key_file,
         max_request_bytes=_int_env("EXOSPHERE_MAX_REQUEST_BYTES", 50 * 1024 * 1024),
         max_live_views_per_client=_int_env("EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT", 64, minimum=1),
+        unserved_after_ms=_int_env("EXOSPHERE_UNSERVED_NODE_SECONDS", 60, minimum=1) * 1000,
     )

@@ -155,6 +155,9 @@ def drive_every_route(r: Recorder) -> None:
     )
     r.call("POST", STATE + "/manual-retry", state_id=retry["state_id"], json={"fanout_id": uuid.uuid4().hex})
 
+    # The run waiting for `later` is cancelled (twice: the same answer).
+    cancelled = [r.call("POST", NS + "/run/{run_id}/cancel", run_id=state_run(r, later["state_id"])) for _ in "ab"]
+    assert cancelled[0] == cancelled[1] and cancelled[0]["cancelled_states"] == 1
     for run_id in run_ids:
         r.call("GET", NS + "/run/{run_id}", run_id=run_id)
         r.call("GET", NS + "/run/{run_id}/states", run_id=run_id)

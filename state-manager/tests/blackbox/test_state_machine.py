@@ -22,6 +22,7 @@ import pytest
 from exosphere_testing import ServerProcess
 from exospherehost.statuses import (
     ALLOWED_MOVES,
+    CANCELLED,
     FAILED,
     INITIAL,
     NEVER_STORED,
@@ -170,6 +171,20 @@ def requeue_release_and_expire(walk: Walk) -> str:
     return run_id
 
 
+def cancelled_with_work_waiting_and_running(walk: Walk) -> str:
+    """A run cancelled with one Work state held by a runtime and one waiting: both CANCELLED."""
+    run_id = start(walk)
+    [root] = take(walk, run_id, "Start")
+    ok(executed(walk.api, root, {"part": "a", "extra": "e"}, {"part": "b", "extra": "e"}))
+    walk.look(run_id)
+    [held] = take(walk, run_id, "Work")
+    assert ok(walk.api.post(f"/run/{run_id}/cancel"))["cancelled_states"] == 2
+    walk.look(run_id)
+    assert executed(walk.api, held, {"out": "late"}).status_code == 409
+    walk.look(run_id)
+    return run_id
+
+
 @dataclass
 class Walked:
     walk: Walk
@@ -197,7 +212,13 @@ def walked(server: ServerProcess) -> Iterator[Walked]:
             retry_policy={"max_retries": 1, "strategy": "FIXED", "backoff_factor": 1},
         )
         walk = Walk(api)
-        scenarios = (fan_out_and_unite, next_states_fail, errors_retries_and_prune, requeue_release_and_expire)
+        scenarios = (
+            fan_out_and_unite,
+            next_states_fail,
+            errors_retries_and_prune,
+            requeue_release_and_expire,
+            cancelled_with_work_waiting_and_running,
+        )
         yield Walked(walk, [scenario(walk) for scenario in scenarios], namespace)
 
 
@@ -223,6 +244,7 @@ def test_the_run_summary_and_graph_count_every_status(walked: Walked) -> None:
             "success_count": sum(s["status"] in SUCCEEDED for s in seen),
             "errored_count": sum(s["status"] in FAILED for s in seen),
             "retried_count": sum(s["status"] in RETRIED for s in seen),
+            "cancelled_count": sum(s["status"] in CANCELLED for s in seen),
             "total_count": len(seen),
         }
         assert {key: summary[key] for key in expected} == expected

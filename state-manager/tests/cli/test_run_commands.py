@@ -34,7 +34,7 @@ def test_trigger_wait_follows_a_fan_out_and_unite_to_success_and_prints_the_outp
         for line in result.stdout.splitlines()
         if line.startswith("│") and (cells := [c.strip() for c in line.strip("│").split("│")])
     }
-    header = ["node", "waiting", "running", "succeeded", "pruned", "retried", "errored", "total"]
+    header = ["node", "waiting", "running", "succeeded", "pruned", "retried", "errored", "cancelled", "total"]
     assert rows["work (Work)"][header.index("succeeded")] == rows["work (Work)"][header.index("total")] == "3"
     assert rows["merge (Merge)"][header.index("succeeded")] == rows["merge (Merge)"][header.index("total")] == "1"
     # The outputs of the last node: Merge ran once, after every branch.

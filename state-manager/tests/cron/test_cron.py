@@ -240,3 +240,26 @@ def test_two_replicas_fire_each_occurrence_once(
             assert max(seconds.values()) == 1, seconds
         finally:
             tick_graph(api_b, namespace, "dup")
+
+
+def test_cron_fired_runs_are_cancelled_like_any_other_and_carry_the_graph_deadline(
+    api: httpx.Client, namespace: str, unschedule: list[str]
+) -> None:
+    register(api, {"Tick": ((), ("y",))})
+    unschedule += ["tick", "tock"]
+    tick_graph(api, namespace, "tick", [cron()])
+    [fired, *_] = wait_for_runs(api, "tick", 1)
+    tick_graph(api, namespace, "tick")  # no more firing
+    answer = api.post(f"/run/{fired['run_id']}/cancel", json={"reason": "enough"})
+    assert answer.json() == {
+        "run_id": fired["run_id"],
+        "status": "CANCELLED",
+        "cancelled_states": 1,
+        "reason": "enough",
+    }
+
+    upsert(api, "tock", [node("tick", "Tick", namespace)], triggers=[cron()], deadline_seconds=0.5)
+    [late, *_] = wait_for_runs(api, "tock", 1)
+    tick_graph(api, namespace, "tock")
+    summary = api.get(f"/run/{late['run_id']}", params={"wait_ms": 30_000}).json()
+    assert summary["status"] == "CANCELLED" and summary["cancel_reason"] == "deadline exceeded", summary

@@ -1,4 +1,5 @@
-"""The dashboard in a real headless Chromium against a real server: login, templates, runs, live graph, retry."""
+"""The dashboard in a real headless Chromium against a real server: login, templates, runs, live graph, retry,
+cancel."""
 
 from __future__ import annotations
 
@@ -142,6 +143,34 @@ def test_a_node_lists_its_states_a_page_at_a_time(
     expect(dashboard.locator("#node-states tbody tr")).to_have_count(20)
     dashboard.select_option("#node-status", "SUCCESS")
     expect(dashboard.locator("#node-panel-total")).to_have_text("0 states")
+
+
+def test_cancel_a_run_from_its_page_only_after_confirming(
+    dashboard: Page, api: httpx.Client, namespace: str, pipeline: str
+) -> None:
+    run_id = trigger(api, pipeline, store={"text": "x"})
+    [root] = claim_all(api, "Split", count=1)
+    executed(api, root, {"part": "a"}, {"part": "b"})
+    [held] = claim_all(api, "Work", count=1)
+    dashboard.goto(f"/dashboard/ns/{namespace}/runs/{run_id}")
+    expect(dashboard.locator("#cancel-run")).to_be_enabled()
+
+    asked: list[str] = []
+    dashboard.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+    dashboard.click("#cancel-run")
+    assert asked and run_id in asked[0]
+    assert api.get(f"/run/{run_id}").json()["status"] == "PENDING"  # declined: nothing was sent
+
+    dashboard.once("dialog", lambda dialog: dialog.accept())
+    dashboard.click("#cancel-run")
+    expect(dashboard.locator("#cancel-result")).to_have_text("Cancelled: 2 states")
+    expect(dashboard.locator("#run-status")).to_have_text("CANCELLED")  # from the live events
+    expect(dashboard.locator("#cancel-run")).to_be_disabled()
+    expect(node_box(dashboard, "work")).to_have_attribute("data-phase", "cancelled")
+    assert executed(api, held, {"out": "late"}).status_code == 409
+    dashboard.reload()
+    expect(dashboard.locator("#cancel-reason")).to_have_text("Cancelled: cancelled from the dashboard (2 states)")
+    expect(dashboard.locator("#cancel-run")).to_have_count(0)
 
 
 def test_retry_an_errored_state_from_its_page_and_see_the_new_attempt_succeed(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exosphere_server.clock import now_ms
-from exosphere_server.engine import graphs, runs, transitions
+from exosphere_server.engine import cancellation, graphs, runs, transitions
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.storage.sqlite import SqliteStorage
@@ -42,5 +42,31 @@ async def test_only_finished_runs_older_than_the_cut_are_deleted(tmp_path: Path)
             assert await tx.get_run(done) is None
             assert await tx.states_of_run(done) == []
             assert await tx.get_run(live) is not None and len(await tx.states_of_run(live)) == 1
+    finally:
+        await storage.close()
+
+
+async def test_a_cancelled_run_is_finished_for_retention_and_its_cancel_record_goes_with_it(tmp_path: Path) -> None:
+    storage = SqliteStorage(tmp_path / "exosphere.db")
+    await storage.start()
+    ctx = EngineContext(storage=storage, box=SecretBox(b"k" * 32))
+    try:
+        await graphs.upsert_graph(
+            ctx,
+            "ns",
+            "g",
+            nodes=[GraphNodeModel(node_name="Echo", namespace="ns", identifier="e", inputs={"x": "1"})],
+            secrets={},
+            retry_policy=RetryPolicyModel(),
+            store_config=StoreConfigModel(),
+            triggers=[],
+        )
+        cancelled = await runs.trigger(ctx, "ns", "g", inputs={}, store={})
+        assert (await cancellation.cancel_run(ctx, "ns", cancelled, "stop")).cancelled_states == 1
+        async with storage.transaction() as tx:
+            assert await tx.delete_finished_runs(older_than=now_ms() + 1000, limit=100) == 1
+        async with storage.reader() as tx:
+            assert await tx.get_run(cancelled) is None
+            assert await tx.get_run_cancellation(cancelled) is None
     finally:
         await storage.close()

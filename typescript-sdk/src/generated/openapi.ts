@@ -129,6 +129,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/namespace/{namespace_name}/run/{run_id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel Run
+         * @description Cancel a run (additive, docs/wire-extensions.md "Cancel"): every state of it that has not ended
+         *     becomes CANCELLED in one transaction; executing nodes learn it from their next heartbeat (409) and
+         *     any result sent for them is refused. Cancelling again answers the same; a finished run is a `409`
+         *     that names its status; an unknown run is a `404`.
+         */
+        post: operations["cancel_run_v0_namespace__namespace_name__run__run_id__cancel_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/run/{run_id}/events": {
         parameters: {
             query?: never;
@@ -441,6 +464,42 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * CancelRunRequest
+         * @description ``POST /v0/namespace/{ns}/run/{run_id}/cancel`` (additive): cancel a pending run; the body is optional.
+         */
+        CancelRunRequest: {
+            /**
+             * Reason
+             * @description Why, shown with the run
+             */
+            reason?: string | null;
+        };
+        /**
+         * CancelRunResponse
+         * @description Answer of ``POST .../run/{run_id}/cancel``: the same for a second cancel of the same run.
+         */
+        CancelRunResponse: {
+            /**
+             * Cancelled States
+             * @description States the cancel moved to CANCELLED
+             */
+            cancelled_states: number;
+            /**
+             * Reason
+             * @description The reason given with the cancel
+             */
+            reason: string | null;
+            /** Run Id */
+            run_id: string;
+            /**
+             * Status
+             * @constant
+             */
+            status: "CANCELLED";
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * ClaimedState
          * @description A state handed to a runtime to execute.
          */
@@ -722,6 +781,11 @@ export interface components {
             /** Created At */
             created_at: string;
             /**
+             * Deadline Seconds
+             * @description Additive: the default deadline of runs
+             */
+            deadline_seconds: number | null;
+            /**
              * Name
              * @description Additive
              * @default
@@ -741,6 +805,11 @@ export interface components {
                 [key: string]: boolean;
             };
             store_config: components["schemas"]["StoreConfigModel"];
+            /**
+             * Timeout Seconds
+             * @description Additive: the time-out of nodes that set none
+             */
+            timeout_seconds: number | null;
             /** Triggers */
             triggers: components["schemas"]["GraphTrigger"][];
             /** Updated At */
@@ -799,6 +868,11 @@ export interface components {
              * @description Class name of the registered node to run
              */
             node_name: string;
+            /**
+             * Timeout Seconds
+             * @description Additive: seconds from claim to result before an attempt fails with 'Timed out after N s' (and goes through the retry policy); default: the graph's timeout_seconds, else none
+             */
+            timeout_seconds?: number | null;
             /** @description Wait for all descendants of another node */
             unites?: components["schemas"]["UnitesModel"] | null;
         };
@@ -810,6 +884,11 @@ export interface components {
         GraphResponse: {
             /** Created At */
             created_at: string;
+            /**
+             * Deadline Seconds
+             * @description Additive: the default deadline of runs
+             */
+            deadline_seconds: number | null;
             /**
              * Name
              * @description Additive
@@ -830,6 +909,11 @@ export interface components {
                 [key: string]: boolean;
             };
             store_config: components["schemas"]["StoreConfigModel"];
+            /**
+             * Timeout Seconds
+             * @description Additive: the time-out of nodes that set none
+             */
+            timeout_seconds: number | null;
             /** Triggers */
             triggers: components["schemas"]["GraphTrigger"][];
             /** Updated At */
@@ -1334,6 +1418,12 @@ export interface components {
          * @description ``GET /v0/namespace/{ns}/run/{run_id}/progress``: the summary plus, per node, its states' statuses.
          */
         RunProgressResponse: {
+            /**
+             * Cancelled Count
+             * @description Additive: states ended by a cancel of the run
+             * @default 0
+             */
+            cancelled_count: number;
             /** Created At */
             created_at: string;
             /**
@@ -1383,6 +1473,17 @@ export interface components {
          * @description ``GET /v0/namespace/{ns}/run/{run_id}``: a run's summary; ``finished`` once no state may run.
          */
         RunResponse: {
+            /**
+             * Cancel Reason
+             * @description Additive: why a CANCELLED run was cancelled
+             */
+            cancel_reason: string | null;
+            /**
+             * Cancelled Count
+             * @description Additive: states ended by a cancel of the run
+             * @default 0
+             */
+            cancelled_count: number;
             /** Created At */
             created_at: string;
             /**
@@ -1413,6 +1514,11 @@ export interface components {
             success_count: number;
             /** Total Count */
             total_count: number;
+            /**
+             * Warnings
+             * @description Additive: e.g. 'no runtime serves node X (namespace N)' for states that wait for a node no runtime has asked for in a while
+             */
+            warnings: string[];
         } & {
             [key: string]: unknown;
         };
@@ -1453,12 +1559,18 @@ export interface components {
          *         RunStatus("FAILED") is RunStatus.FAILED  # True
          * @enum {string}
          */
-        RunStatus: "PENDING" | "SUCCESS" | "FAILED";
+        RunStatus: "PENDING" | "SUCCESS" | "FAILED" | "CANCELLED";
         /**
          * RunSummary
          * @description A run and how many of its states are in each group, as ``GET .../runs/{page}/{size}`` lists it.
          */
         RunSummary: {
+            /**
+             * Cancelled Count
+             * @description Additive: states ended by a cancel of the run
+             * @default 0
+             */
+            cancelled_count: number;
             /** Created At */
             created_at: string;
             /**
@@ -1584,7 +1696,7 @@ export interface components {
          *         f"{StateStatus.SUCCESS}"                     # 'SUCCESS'
          * @enum {string}
          */
-        StateStatus: "CREATED" | "QUEUED" | "EXECUTED" | "ERRORED" | "NEXT_CREATED_ERROR" | "SUCCESS" | "PRUNED" | "RETRY_CREATED";
+        StateStatus: "CREATED" | "QUEUED" | "EXECUTED" | "ERRORED" | "NEXT_CREATED_ERROR" | "SUCCESS" | "PRUNED" | "RETRY_CREATED" | "CANCELLED";
         /**
          * StoreConfigModel
          * @description The per-run key/value store of a graph: keys a trigger must give, and defaults.
@@ -1606,6 +1718,11 @@ export interface components {
          * @description ``POST /v0/namespace/{ns}/graph/{graph}/trigger``: start a run.
          */
         TriggerRequest: {
+            /**
+             * Deadline Seconds
+             * @description Additive: cancel the run ('deadline exceeded') if still pending this long after the trigger; default: the graph's deadline_seconds
+             */
+            deadline_seconds?: number | null;
             /**
              * Inputs
              * @description Override the first node's template inputs
@@ -1670,6 +1787,12 @@ export interface components {
          * @description ``PUT /v0/namespace/{ns}/graph/{graph}``: create or replace a graph template.
          */
         UpsertGraphRequest: {
+            /**
+             * Deadline Seconds
+             * @description Additive: runs still pending this long after their trigger are cancelled ('deadline exceeded')
+             * @default null
+             */
+            deadline_seconds: number | null;
             /** Nodes */
             nodes: components["schemas"]["GraphNodeModel"][];
             retry_policy?: components["schemas"]["RetryPolicyModel"];
@@ -1681,6 +1804,12 @@ export interface components {
                 [key: string]: string;
             };
             store_config?: components["schemas"]["StoreConfigModel"];
+            /**
+             * Timeout Seconds
+             * @description Additive: the time-out of nodes that set none
+             * @default null
+             */
+            timeout_seconds: number | null;
             /**
              * Triggers
              * @description Cron triggers; leaving them out removes the existing ones
@@ -2246,6 +2375,78 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["RunResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    cancel_run_v0_namespace__namespace_name__run__run_id__cancel_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                run_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": components["schemas"]["CancelRunRequest"] | null;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CancelRunResponse"];
                 };
             };
             /** @description The API key is missing or wrong */

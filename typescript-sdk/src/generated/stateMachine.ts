@@ -33,6 +33,8 @@ export const StateStatus = {
   PRUNED: 'PRUNED',
   /** Replaced by a newer attempt, made by the retry policy or by hand. */
   RETRY_CREATED: 'RETRY_CREATED',
+  /** Its run was cancelled before it ended: it never runs, and a result sent for it is refused. */
+  CANCELLED: 'CANCELLED',
 } as const;
 export type StateStatus = (typeof StateStatus)[keyof typeof StateStatus];
 
@@ -44,6 +46,8 @@ export const RunStatus = {
   SUCCESS: 'SUCCESS',
   /** No state is pending and some state failed, or the run has no state at all. */
   FAILED: 'FAILED',
+  /** The run was cancelled (by hand or by its deadline) while states were pending. */
+  CANCELLED: 'CANCELLED',
 } as const;
 export type RunStatus = (typeof RunStatus)[keyof typeof RunStatus];
 
@@ -55,6 +59,7 @@ export const Phase = {
   PRUNED: 'pruned',
   ERRORED: 'errored',
   RETRIED: 'retried',
+  CANCELLED: 'cancelled',
 } as const;
 export type Phase = (typeof Phase)[keyof typeof Phase];
 
@@ -66,7 +71,9 @@ export type StateStatusGroup =
   | 'SUCCEEDED'
   | 'FAILED'
   | 'RETRIED'
+  | 'CANCELLED'
   | 'FINAL'
+  | 'CANCELLABLE'
   | 'RETRYABLE_BY_HAND'
   | 'INITIAL'
   | 'AFTER_EXECUTED'
@@ -89,8 +96,12 @@ export const StateStatusGroups: Readonly<Record<StateStatusGroup, readonly State
   FAILED: ['ERRORED', 'NEXT_CREATED_ERROR'],
   /** Replaced by a newer attempt: counts neither for nor against the run. */
   RETRIED: ['RETRY_CREATED'],
+  /** Ended because the run was cancelled: counts neither as success nor as failure, but as itself. */
+  CANCELLED: ['CANCELLED'],
   /** Over: no runtime will run it again by itself (a FAILED state may still be retried by hand). */
-  FINAL: ['ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED'],
+  FINAL: ['ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED', 'CANCELLED'],
+  /** What cancelling a run moves to CANCELLED: every state of it that has not ended. */
+  CANCELLABLE: ['CREATED', 'QUEUED'],
   /** A manual retry (`manual-retry`, `exosphere state retry`, the dashboard) accepts only these. */
   RETRYABLE_BY_HAND: ['ERRORED', 'NEXT_CREATED_ERROR'],
   /**
@@ -112,7 +123,7 @@ export const StateStatusGroups: Readonly<Record<StateStatusGroup, readonly State
    * `ALL_SUCCESS`: every descendant succeeded; a RETRY_CREATED one counts through its retry, itself a
    * descendant.
    */
-  UNITE_ALL_SUCCESS_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED', 'ERRORED', 'NEXT_CREATED_ERROR', 'PRUNED'],
+  UNITE_ALL_SUCCESS_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED', 'ERRORED', 'NEXT_CREATED_ERROR', 'PRUNED', 'CANCELLED'],
   /** `ALL_DONE`: every descendant is `FINAL`. */
   UNITE_ALL_DONE_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED'],
 };
@@ -127,18 +138,20 @@ export const PHASE: Readonly<Record<StateStatus, Phase>> = {
   SUCCESS: 'success',
   PRUNED: 'pruned',
   RETRY_CREATED: 'retried',
+  CANCELLED: 'cancelled',
 };
 
 /** The statuses each status may move to, taken from what the engine does (`engine/transitions.py`). */
 export const ALLOWED_MOVES: Readonly<Record<StateStatus, readonly StateStatus[]>> = {
-  CREATED: ['QUEUED'],
-  QUEUED: ['CREATED', 'ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED'],
+  CREATED: ['QUEUED', 'CANCELLED'],
+  QUEUED: ['CREATED', 'ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED', 'CANCELLED'],
   EXECUTED: [],
   ERRORED: ['RETRY_CREATED'],
   NEXT_CREATED_ERROR: ['RETRY_CREATED'],
   SUCCESS: [],
   PRUNED: [],
   RETRY_CREATED: [],
+  CANCELLED: [],
 };
 
 /** Whether a state in `source` may move to `target` (ALLOWED_MOVES); false for a name that is no status. */

@@ -56,7 +56,7 @@ def build_app(plugins: Iterable[EntryPoint] | None = None) -> typer.Typer:
         app.command("server", context_settings=ANY_ARGUMENTS)(_server_not_installed)
     app.add_typer(graphs.app, name="graph")
     app.command("trigger")(runs.trigger)
-    app.command("runs")(runs.list_runs)
+    app.add_typer(runs.runs_app, name="runs")
     app.add_typer(runs.run_app, name="run")
     app.add_typer(states.app, name="state")
     return app

@@ -34,12 +34,14 @@ PHASE_STYLE = {
     Phase.PRUNED: "yellow",
     Phase.RETRIED: "magenta",
     Phase.ERRORED: "bold red",
+    Phase.CANCELLED: "bright_black",
 }
 STATUS_STYLE: dict[str, str] = {
     **{status: PHASE_STYLE[PHASE[status]] for status in StateStatus},
     RunStatus.PENDING: "cyan",
     RunStatus.SUCCESS: "green",
     RunStatus.FAILED: "bold red",
+    RunStatus.CANCELLED: "bright_black",
     "VALID": "green",
     "INVALID": "bold red",
 }
@@ -51,6 +53,7 @@ PROGRESS_COLUMNS = (
     ("pruned", Phase.PRUNED),
     ("retried", Phase.RETRIED),
     ("errored", Phase.ERRORED),
+    ("cancelled", Phase.CANCELLED),
 )
 FANOUT_SHOWN = 5  # siblings of one node shown under a parent before the rest are summarised
 
@@ -166,6 +169,7 @@ def run_list(runs: list[dict[str, Any]], total: int) -> RenderableType:
         "pending",
         "errored",
         "retried",
+        "cancelled",
         "total",
         "created (UTC)",
         caption=f"{len(runs)} of {total} runs, newest first" if total > len(runs) else None,
@@ -179,6 +183,7 @@ def run_list(runs: list[dict[str, Any]], total: int) -> RenderableType:
             str(run["pending_count"]),
             str(run["errored_count"]),
             str(run["retried_count"]),
+            str(run.get("cancelled_count", 0)),
             str(run["total_count"]),
             when(run.get("created_at")),
         )
@@ -190,8 +195,14 @@ def run_header(run: Mapping[str, Any], elapsed: float | None = None) -> Text:
     text.append_text(status_text("RUNNING" if run["status"] == RunStatus.PENDING else run["status"]))
     counts = f"  {run['total_count']} states: {run['success_count']} succeeded, {run['pending_count']} pending, "
     text.append(counts + f"{run['errored_count']} errored, {run['retried_count']} retried")
+    if run.get("cancelled_count"):
+        text.append(f", {run['cancelled_count']} cancelled")
     if elapsed is not None:
         text.append(f"  elapsed {duration(elapsed)}")
+    if run.get("cancel_reason"):
+        text.append(f"\ncancelled: {run['cancel_reason']}", style=STATUS_STYLE[RunStatus.CANCELLED])
+    for warning in run.get("warnings") or []:
+        text.append(f"\nwarning: {warning}", style="bold yellow")
     return text
 
 

@@ -1,4 +1,4 @@
-"""`exosphere trigger`, `exosphere runs` and `exosphere run show`: starting runs and following them."""
+"""`exosphere trigger`, `exosphere runs` and `exosphere run show`: starting runs, following and cancelling them."""
 
 from __future__ import annotations
 
@@ -24,11 +24,12 @@ from exospherehost.cli.options import (
     parse_pairs,
 )
 from exospherehost.cli.session import Session
-from exospherehost.errors import ApiError, RunTimeoutError
+from exospherehost.errors import ApiError, ConflictError, RunTimeoutError
 from exospherehost.state_manager import StateManager
 from exospherehost.statuses import RunStatus
 
-run_app = typer.Typer(help="Inspect one run.", no_args_is_help=True)
+run_app = typer.Typer(help="Inspect or cancel one run.", no_args_is_help=True)
+runs_app = typer.Typer(help="List the namespace's runs, newest first; `exosphere runs cancel` cancels many.")
 RUN_STATUSES = tuple(RunStatus)
 
 
@@ -145,7 +146,9 @@ async def _terminal_nodes(sm: StateManager, graph_name: str) -> set[str] | None:
     return {node["identifier"] for node in graph.get("nodes") or [] if not node.get("next_nodes")}
 
 
+@runs_app.callback(invoke_without_command=True)
 def list_runs(
+    ctx: typer.Context,
     graph: Annotated[str | None, typer.Option("--graph", "-g", help="Only runs of this graph")] = None,
     status: Annotated[
         str | None, typer.Option("--status", help=f"Only {', '.join(RUN_STATUSES[:-1])} or {RUN_STATUSES[-1]} runs")
@@ -156,7 +159,9 @@ def list_runs(
     namespace: NamespaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the namespace's runs, newest first."""
+    """List the namespace's runs, newest first (`exosphere runs cancel --help`: cancel many)."""
+    if ctx.invoked_subcommand is not None:
+        return
     wanted: RunStatus | None = None
     if status is not None:
         given = status.strip().upper()
@@ -190,3 +195,71 @@ def show_run(
         render.print_json({"run": run, "states": states})
     else:
         render.out.print(render.run_tree(run, states, show_all))
+
+
+@run_app.command("cancel")
+def cancel_run(
+    run_id: Annotated[str, typer.Argument(help="Run id (printed by `exosphere trigger`)")],
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; shown with the run")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    namespace: NamespaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a pending run: its unfinished states become CANCELLED and its executing nodes are stopped.
+
+    Cancelling a run again prints the same; a finished run is refused (exit 3) naming its status.
+    """
+    with connect(server, key, namespace) as session:
+        answer = session.run(session.sm.cancel_run(run_id.strip(), reason))
+    if as_json:
+        render.print_json(answer)
+    else:
+        render.out.print(f"run {answer['run_id']} cancelled: {answer['cancelled_states']} states", markup=False)
+
+
+@runs_app.command("cancel")
+def cancel_runs(
+    graph: Annotated[str, typer.Option("--graph", "-g", help="Cancel runs of this graph")],
+    status: Annotated[
+        str, typer.Option("--status", help="Which runs: RUNNING (the same as PENDING), the only ones a cancel ends")
+    ] = "RUNNING",
+    reason: Annotated[str | None, typer.Option("--reason", help="Why; shown with each run")] = None,
+    server: ServerOption = DEFAULT_SERVER,
+    key: KeyOption = None,
+    namespace: NamespaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel every pending run of a graph, e.g. `exosphere runs cancel --graph G --status RUNNING`."""
+    if status.strip().upper() not in ("RUNNING", RunStatus.PENDING):
+        raise CliError(f"invalid --status {status!r}: only RUNNING (or PENDING) runs can be cancelled", EXIT_USAGE)
+    with connect(server, key, namespace) as session:
+        cancelled, finished = session.run(_cancel_pending_runs(session.sm, graph.strip(), reason))
+    if as_json:
+        render.print_json({"cancelled": cancelled, "finished_meanwhile": finished})
+    else:
+        states = sum(answer["cancelled_states"] for answer in cancelled)
+        ended = f"; {len(finished)} finished before their cancel" if finished else ""
+        render.out.print(f"{len(cancelled)} runs of {graph.strip()} cancelled ({states} states){ended}", markup=False)
+
+
+async def _cancel_pending_runs(
+    sm: StateManager, graph: str, reason: str | None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Cancel the graph's pending runs, listed first (cancelling changes what the listing holds)."""
+    run_ids: list[str] = []
+    page = 1
+    while True:
+        listed = await sm.list_runs(page, 1000, graph_name=graph, status=RunStatus.PENDING)
+        run_ids += [run["run_id"] for run in listed["runs"]]
+        if page * 1000 >= listed["total"] or not listed["runs"]:
+            break
+        page += 1
+    cancelled: list[dict[str, Any]] = []
+    finished: list[str] = []
+    for run_id in dict.fromkeys(run_ids):
+        try:
+            cancelled.append(await sm.cancel_run(run_id, reason))
+        except ConflictError:
+            finished.append(run_id)  # it ended between the listing and its cancel
+    return cancelled, finished

@@ -51,6 +51,8 @@ async def upsert_graph(namespace_name: str, graph_name: str, request: Request) -
             retry_policy=body.retry_policy,
             store_config=body.store_config,
             triggers=[t.model_dump(mode="json") for t in body.triggers],
+            timeout_seconds=body.timeout_seconds,
+            deadline_seconds=body.deadline_seconds,
         )
         answer = await json_answer(graph_view(record), status_code=201)
         # Freed here, gradually and off the loop, rather than all at once when the handler returns.

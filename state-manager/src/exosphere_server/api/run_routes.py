@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from exospherehost.contract import (
+    CancelRunResponse,
     ListRunsResponse,
     NodeDetailsResponse,
     RunGraphResponse,
@@ -16,7 +17,7 @@ from exospherehost.contract import (
     TriggerResponse,
 )
 from exospherehost.statuses import StateStatus
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Header, Path, Query, Request
 from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
@@ -29,9 +30,9 @@ from exosphere_server.api.run_stream import (
     follow_for_stream,
     sse_event,
 )
-from exosphere_server.api.schemas import MAX_WAIT_MS, TriggerRequest
+from exosphere_server.api.schemas import MAX_WAIT_MS, CancelRunRequest, TriggerRequest
 from exosphere_server.api.views import run_progress_view, run_view, state_view
-from exosphere_server.engine import runs
+from exosphere_server.engine import cancellation, runs, serving
 from exosphere_server.engine.run_counts import RunStateCounts
 from exosphere_server.engine.run_feed import RunFollower
 
@@ -50,6 +51,7 @@ async def trigger(namespace_name: str, graph_name: str, body: TriggerRequest, re
         inputs=body.inputs,
         store=body.store,
         start_delay_ms=body.start_delay,
+        deadline_seconds=body.deadline_seconds,
     )
     return SafeJSONResponse({"status": StateStatus.CREATED, "run_id": run_id})
 
@@ -74,8 +76,42 @@ async def list_runs(
 async def get_run(
     namespace_name: str, run_id: str, request: Request, wait_ms: int = Query(default=0, ge=0, le=MAX_WAIT_MS)
 ) -> Response:
-    summary = await runs.run_summary(engine_context(request), namespace_name, run_id, wait_ms)
-    return SafeJSONResponse({**run_view(summary), "namespace": summary.run.namespace, "finished": summary.finished})
+    ctx = engine_context(request)
+    summary = await runs.run_summary(ctx, namespace_name, run_id, wait_ms)
+    cancel = await runs.run_cancellation(ctx, run_id) if summary.counts.cancelled else None
+    warnings = await serving.unserved_warnings(ctx, run_id) if summary.counts.pending else []
+    return SafeJSONResponse(
+        {
+            **run_view(summary),
+            "namespace": summary.run.namespace,
+            "finished": summary.finished,
+            "cancel_reason": cancel.reason if cancel else None,
+            "warnings": warnings,
+        }
+    )
+
+
+@router.post("/namespace/{namespace_name}/run/{run_id}/cancel", response_model=CancelRunResponse)
+async def cancel_run(
+    namespace_name: str,
+    run_id: str,
+    request: Request,
+    body: Annotated[CancelRunRequest | None, Body()] = None,
+) -> Response:
+    """Cancel a run (additive, docs/wire-extensions.md "Cancel"): every state of it that has not ended
+    becomes CANCELLED in one transaction; executing nodes learn it from their next heartbeat (409) and
+    any result sent for them is refused. Cancelling again answers the same; a finished run is a `409`
+    that names its status; an unknown run is a `404`."""
+    reason = body.reason if body is not None else None
+    record = await cancellation.cancel_run(engine_context(request), namespace_name, run_id, reason)
+    return SafeJSONResponse(
+        {
+            "run_id": run_id,
+            "status": RunStatus.CANCELLED,
+            "cancelled_states": record.cancelled_states,
+            "reason": record.reason,
+        }
+    )
 
 
 @router.get(

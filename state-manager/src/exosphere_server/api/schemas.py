@@ -20,6 +20,7 @@ from exosphere_server.engine.storable import unstorable_at
 
 __all__ = [
     "MAX_WAIT_MS",
+    "CancelRunRequest",
     "EnqueueRequest",
     "ErroredRequest",
     "ExecutedManyRequest",
@@ -71,6 +72,10 @@ class UpsertGraphRequest(StorableBody, contract.UpsertGraphRequest):
 
 class TriggerRequest(StorableBody, contract.TriggerRequest):
     __doc__ = contract.TriggerRequest.__doc__
+
+
+class CancelRunRequest(StorableBody, contract.CancelRunRequest):
+    __doc__ = contract.CancelRunRequest.__doc__
 
 
 class EnqueueRequest(StorableBody, contract.EnqueueRequest):

@@ -47,6 +47,8 @@ def graph_view(graph: GraphRecord) -> dict[str, Any]:
         "validation_status": graph.validation_status,
         "validation_errors": graph.validation_errors,
         "validation_warnings": graph.validation_warnings,
+        "timeout_seconds": graph.timeout_seconds,
+        "deadline_seconds": graph.deadline_seconds,
     }
 
 
@@ -134,6 +136,7 @@ def run_view(summary: RunSummary) -> dict[str, Any]:
         "pending_count": counts.pending,
         "errored_count": counts.errored,
         "retried_count": counts.retried,
+        "cancelled_count": counts.cancelled,
         "total_count": counts.total,
         "status": summary.status,
         "created_at": iso(summary.run.created_at),

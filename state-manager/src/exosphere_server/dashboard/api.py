@@ -29,7 +29,7 @@ from exosphere_server.api.run_stream import (
 )
 from exosphere_server.dashboard import data, session
 from exosphere_server.dashboard.rendering import when
-from exosphere_server.engine import inspection, transitions
+from exosphere_server.engine import cancellation, inspection, transitions
 from exosphere_server.engine.run_counts import RunStateCounts
 from exosphere_server.engine.run_feed import RunFollower
 from exosphere_server.storage.records import StateRecord
@@ -144,4 +144,20 @@ async def retry(namespace: str, state_id: str, body: RetryRequest, request: Requ
         "id": created.id,
         "status": created.status,
         "url": f"/dashboard/ns/{namespace}/states/{created.id}",
+    }
+
+
+class CancelRequest(BaseModel):
+    reason: str | None = Field(default=None, max_length=2000, description="Why, shown on the run's page")
+
+
+@router.post(RUN + "/cancel")
+async def cancel(namespace: str, run_id: str, body: CancelRequest, request: Request) -> dict[str, Any]:
+    """Cancel a run (the same as `POST /v0/.../run/{run_id}/cancel`), after the page's confirmation."""
+    record = await cancellation.cancel_run(engine_context(request), namespace, run_id, body.reason)
+    return {
+        "run_id": run_id,
+        "status": "CANCELLED",
+        "cancelled_states": record.cancelled_states,
+        "reason": record.reason,
     }

@@ -19,8 +19,16 @@ from exosphere_server.storage.records import GraphRecord, RunCounts, RunRecord
 # A state is drawn in the colour of its phase (`exospherehost.statuses.PHASE`; dashboard.css has one
 # colour per phase). PHASES is the order of the stacked bars; a node takes the most urgent phase among
 # its states (PHASE_PRIORITY), which is also the order of its summary line. Each names every phase.
-PHASES = (Phase.SUCCESS, Phase.PRUNED, Phase.RUNNING, Phase.WAITING, Phase.ERRORED, Phase.RETRIED)
-PHASE_PRIORITY = (Phase.ERRORED, Phase.RUNNING, Phase.WAITING, Phase.SUCCESS, Phase.PRUNED, Phase.RETRIED)
+PHASES = (Phase.SUCCESS, Phase.PRUNED, Phase.RUNNING, Phase.WAITING, Phase.ERRORED, Phase.RETRIED, Phase.CANCELLED)
+PHASE_PRIORITY = (
+    Phase.ERRORED,
+    Phase.RUNNING,
+    Phase.WAITING,
+    Phase.CANCELLED,
+    Phase.SUCCESS,
+    Phase.PRUNED,
+    Phase.RETRIED,
+)
 PHASE_LABELS = {
     Phase.SUCCESS: "done",
     Phase.RUNNING: "running",
@@ -28,6 +36,7 @@ PHASE_LABELS = {
     Phase.ERRORED: "failed",
     Phase.PRUNED: "pruned",
     Phase.RETRIED: "retried",
+    Phase.CANCELLED: "cancelled",
 }
 # The status filter lists statuses in the order of a state's life (the order of `Phase`).
 ALL_STATUSES = tuple(sorted(StateStatus, key=lambda status: list(Phase).index(PHASE[status])))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
-from exospherehost.statuses import RETRYABLE_BY_HAND
+from exospherehost.statuses import RETRYABLE_BY_HAND, RunStatus
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
@@ -21,7 +21,7 @@ from exosphere_server.api.lockout import lockout_message, lockout_seconds_left, 
 from exosphere_server.dashboard import api, data, session
 from exosphere_server.dashboard.layout import layout_template
 from exosphere_server.dashboard.rendering import render_page
-from exosphere_server.engine import inspection
+from exosphere_server.engine import inspection, runs, serving
 from exosphere_server.engine.errors import NotFound
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -185,12 +185,16 @@ async def run_page(namespace: str, run_id: str, request: Request) -> Response:
     except NotFound as exc:
         return _not_found(request, exc)
     nodes = await inspection.run_template_nodes(ctx, progress.run)
+    live = progress.view()
+    pending = live["status"] == RunStatus.PENDING
     return render_page(
         request,
         "run.html",
         namespace=namespace,
         run=progress.run,
-        live=progress.view(),
+        live=live,
+        cancelled=await runs.run_cancellation(ctx, run_id),
+        warnings=await serving.unserved_warnings(ctx, run_id) if pending else [],
         drawing=layout_template(nodes),
         statuses=data.ALL_STATUSES,
     )

@@ -12,6 +12,7 @@ from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigMo
 from exosphere_server.engine.graph_shape import GraphShape, analyse_graph
 from exosphere_server.engine.run_feed import RunFeed
 from exosphere_server.engine.secret_box import SecretBox
+from exosphere_server.engine.serving import NodePolls
 from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.storage.base import Storage
 from exosphere_server.storage.records import GraphVersionRecord, RunRecord
@@ -27,6 +28,15 @@ class PinnedGraph:
     shape: GraphShape
     retry_policy: RetryPolicyModel
     store_config: StoreConfigModel
+    timeout_seconds: float | None = None
+    deadline_seconds: float | None = None
+
+    def timeout_ms(self, identifier: str) -> int | None:
+        """The time-out of one node's attempts: its own `timeout_seconds`, else the graph's, else none."""
+        seconds = self.shape.nodes[identifier].timeout_seconds
+        if seconds is None:
+            seconds = self.timeout_seconds
+        return None if seconds is None else max(1, round(seconds * 1000))
 
 
 class PinnedGraphs:
@@ -61,6 +71,8 @@ def _pin(record: GraphVersionRecord) -> PinnedGraph:
         analyse_graph(nodes, store_config, {}),
         RetryPolicyModel.model_validate(record.retry_policy),
         store_config,
+        record.timeout_seconds,
+        record.deadline_seconds,
     )
 
 
@@ -109,13 +121,17 @@ class EngineContext:
     default_lease_ms: int = 300_000
     cron_catch_up: str = "latest"
     max_graph_nodes: int = 10_000
+    unserved_after_ms: int = 60_000
     pinned: PinnedGraphs = field(default_factory=lambda: PinnedGraphs())
     runs: RunCache = field(default_factory=lambda: RunCache())
     revoked_sessions: RevokedSessionCache = field(default_factory=lambda: RevokedSessionCache())
     feed: RunFeed = field(init=False)
+    polls: NodePolls = field(init=False)
 
     def __post_init__(self) -> None:
         self.feed = RunFeed(self.storage)
+        # Written often enough that a served node never looks unserved: four times per wait at least.
+        self.polls = NodePolls(min(5_000, self.unserved_after_ms // 4))
 
     def stop_waiting(self) -> None:
         """The server is stopping: long-polls answer now and run streams end, so connections drain at once."""

@@ -1,7 +1,7 @@
 """When the scheduler must act next, and waking claimers of delayed states whose time has come.
 
 Both read indexes only (never a table scan): the ready index by `enqueue_after`, the lease index by
-`lease_expires_at`, the cron index by `next_fire_at`.
+`lease_expires_at`, the cron index by `next_fire_at`, the run deadline index by `deadline_at`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,13 @@ async def wake_states_due_between(ctx: EngineContext, start_ms: int, end_ms: int
 
 
 async def next_deadline(ctx: EngineContext, now_ms: int) -> int | None:
-    """The earliest of: a delayed state becoming ready after `now_ms`, a lease running out, a cron
-    occurrence; None when there is none."""
+    """The earliest of: a delayed state becoming ready after `now_ms`, a lease running out (or a node's
+    time-out, which caps its lease), a cron occurrence, a run's deadline; None when there is none."""
     async with ctx.storage.reader() as tx:
-        deadlines = [await tx.next_due_after(now_ms), await tx.next_lease_expiry(), await tx.next_cron_at()]
+        deadlines = [
+            await tx.next_due_after(now_ms),
+            await tx.next_lease_expiry(),
+            await tx.next_cron_at(),
+            await tx.next_run_deadline(),
+        ]
     return min((d for d in deadlines if d is not None), default=None)

@@ -27,6 +27,10 @@ class LeaseLost(Conflict):
     """A runtime reports on a state it no longer holds: the lease expired or the state was claimed again."""
 
 
+class StateCancelled(LeaseLost):
+    """A runtime reports on (or heartbeats) a state whose run was cancelled: stop, nothing is applied."""
+
+
 class GraphInvalid(BadRequest):
     """A graph template breaks structural rules; `errors` lists every problem."""
 

@@ -49,6 +49,8 @@ async def upsert_graph(
     retry_policy: RetryPolicyModel,
     store_config: StoreConfigModel,
     triggers: list[dict[str, Any]],
+    timeout_seconds: float | None = None,
+    deadline_seconds: float | None = None,
 ) -> GraphRecord:
     """Validate and store a new version of a graph; the answer carries the final validation status.
 
@@ -83,6 +85,8 @@ async def upsert_graph(
             validation_warnings=warnings,
             created_at=existing[1] if existing else now,
             updated_at=now,
+            timeout_seconds=timeout_seconds,
+            deadline_seconds=deadline_seconds,
         )
         await tx.save_graph(record)
         await tx.insert_graph_version(
@@ -94,6 +98,8 @@ async def upsert_graph(
                 retry_policy=record.retry_policy,
                 store_config=record.store_config,
                 created_at=now,
+                timeout_seconds=timeout_seconds,
+                deadline_seconds=deadline_seconds,
             )
         )
         await tx.replace_graph_node_refs(namespace, graph_name, await asyncio.to_thread(_node_refs, shape))

@@ -89,6 +89,7 @@ async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: 
                     run=run,
                     inputs=inputs,
                     parents=parents,
+                    timeout_ms=graph.timeout_ms(child_id),
                 )
             )
     return children
@@ -205,6 +206,7 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
         parents=parents,
         does_unites=True,
         fingerprint=fingerprint,
+        timeout_ms=graph.timeout_ms(unite_id),
         fanout_id=f"unite-{_random.token_hex(8)}",
     )
     if error is not None:

@@ -31,7 +31,8 @@ class RunSummary:
 
     @property
     def status(self) -> RunStatus:
-        return run_status(pending=self.counts.pending, failed=self.counts.errored, total=self.counts.total)
+        counts = self.counts
+        return run_status(pending=counts.pending, failed=counts.errored, total=counts.total, cancelled=counts.cancelled)
 
     @property
     def finished(self) -> bool:

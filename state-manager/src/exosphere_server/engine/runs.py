@@ -14,7 +14,7 @@ from exosphere_server.engine.next_states import new_state
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
 from exosphere_server.engine.run_counts import RunSummary, run_not_found
 from exosphere_server.storage.base import Tx
-from exosphere_server.storage.records import RunRecord, StateRecord
+from exosphere_server.storage.records import RunCancellationRecord, RunRecord, StateRecord
 
 STATE_ID = re.compile(r"^[0-9a-f]{24}$")
 
@@ -28,8 +28,12 @@ async def trigger(
     store: Mapping[str, str],
     start_delay_ms: int = 0,
     defaults_satisfy_required: bool = False,
+    deadline_seconds: float | None = None,
 ) -> str:
-    """Start a run of the graph's current version: the run, its store and its root state commit together (D5)."""
+    """Start a run of the graph's current version: the run, its store and its root state commit together (D5).
+
+    `deadline_seconds` (else the graph's default) cancels the run with reason `deadline exceeded` when
+    it is still pending that long after the trigger."""
     async with ctx.storage.transaction() as tx:
         return await start_run(
             tx,
@@ -40,6 +44,7 @@ async def trigger(
             store=store,
             start_delay_ms=start_delay_ms,
             defaults_satisfy_required=defaults_satisfy_required,
+            deadline_seconds=deadline_seconds,
         )
 
 
@@ -53,6 +58,7 @@ async def start_run(
     store: Mapping[str, str],
     start_delay_ms: int,
     defaults_satisfy_required: bool,
+    deadline_seconds: float | None = None,
 ) -> str:
     graph = await tx.graph_head(namespace, graph_name)
     if graph is None:
@@ -90,9 +96,14 @@ async def start_run(
                 inputs=root_inputs,
                 parents={},
                 enqueue_after=run.created_at + start_delay_ms,
+                timeout_ms=pinned.timeout_ms(root.identifier),
             )
         ]
     )
+    if deadline_seconds is None:
+        deadline_seconds = pinned.deadline_seconds
+    if deadline_seconds is not None:
+        await tx.insert_run_deadline(run.run_id, run.created_at + max(1, round(deadline_seconds * 1000)))
     return run.run_id
 
 
@@ -145,6 +156,12 @@ async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: 
                 break
             latest = follower.latest
         return latest.summary
+
+
+async def run_cancellation(ctx: EngineContext, run_id: str) -> RunCancellationRecord | None:
+    """How the run was cancelled (its reason), or None when it was not."""
+    async with ctx.storage.reader() as tx:
+        return await tx.get_run_cancellation(run_id)
 
 
 async def list_runs(

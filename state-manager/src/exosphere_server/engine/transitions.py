@@ -18,7 +18,7 @@ from exospherehost.statuses import AFTER_ERRORED, AFTER_EXECUTED, RETRYABLE_BY_H
 from exosphere_server.clock import now_ms
 from exosphere_server.engine import metrics
 from exosphere_server.engine.context import EngineContext, PinnedGraph
-from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, LeaseLost, NotFound
+from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, LeaseLost, NotFound, StateCancelled
 from exosphere_server.engine.fingerprint import unite_fingerprint
 from exosphere_server.engine.next_states import (
     Finished,
@@ -29,6 +29,7 @@ from exosphere_server.engine.next_states import (
 )
 from exosphere_server.engine.retry_policy import retry_delay_ms
 from exosphere_server.engine.secret_box import SecretUnreadable
+from exosphere_server.engine.serving import note_served
 from exosphere_server.engine.storable import unstorable_at
 from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
@@ -62,15 +63,37 @@ async def run_and_graph(tx: Tx, ctx: EngineContext, run_id: str) -> tuple[RunRec
 
 
 def _check_held(state: StateRecord, lease_id: str | None, *, not_held: str = "State is not queued") -> None:
-    """Refuse a report on a state the caller does not hold: a lost lease is 409, a wrong status 400."""
+    """Refuse a report on a state the caller does not hold: a lost lease or a cancelled run is 409, a
+    wrong status 400."""
     if state.status == _S.QUEUED and (lease_id is None or lease_id == state.lease_id):
         return
+    _check_not_cancelled(state)
     if state.lease_expired or (lease_id is not None and lease_id != state.lease_id):
         raise LeaseLost(
             f"Lease lost: state {state.id} is no longer held under this lease "
             f"(status {state.status}{', lease expired' if state.lease_expired else ''})"
         )
     raise BadRequest(not_held)
+
+
+def _check_not_cancelled(state: StateRecord) -> None:
+    if state.status == _S.CANCELLED:
+        raise StateCancelled(f"State {state.id} is CANCELLED ({state.error}): stop it; nothing sent for it is applied")
+
+
+def timeout_error(timeout_ms: int) -> str:
+    """The error of an attempt that ran past its node's `timeout_seconds`."""
+    return f"Timed out after {timeout_ms / 1000:g} s"
+
+
+def _timed_out(state: StateRecord) -> bool:
+    """Whether the lease ran out at the attempt's time-out rather than for want of a heartbeat."""
+    return (
+        state.timeout_ms is not None
+        and state.started_at is not None
+        and state.lease_expires_at is not None
+        and state.lease_expires_at >= state.started_at + state.timeout_ms
+    )
 
 
 # -- claims ------------------------------------------------------------------------------------
@@ -93,6 +116,7 @@ async def claim(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
     keys = [(namespace, name) for name in dict.fromkeys(node_names)]
+    await note_served(ctx, namespace, node_names)
     while True:
         with ctx.wakeups.watch(keys) as waiter:
             if gone is not None and await gone():
@@ -106,6 +130,7 @@ async def claim(
             if remaining <= 0 or ctx.wakeups.closing:
                 return []
             await waiter.wait(remaining)
+            await note_served(ctx, namespace, node_names)  # still asking, however long it waits
 
 
 @dataclass(frozen=True)
@@ -154,10 +179,16 @@ async def _drop_unsendable(ctx: EngineContext, namespace: str, claimed: list[Sta
 async def heartbeat(ctx: EngineContext, namespace: str, state_id: str, lease_id: str, lease_ms: int | None) -> int:
     async with ctx.storage.transaction(durable=False) as tx:
         state = await load_state(tx, namespace, state_id)
+        if state.lease_id == lease_id:
+            _check_not_cancelled(state)  # how an executing node learns that its run was cancelled
         if state.status != _S.QUEUED or state.lease_id != lease_id:
             raise LeaseLost(f"Lease lost: state {state_id} is {state.status} and no longer held under this lease")
         expires = now_ms() + (lease_ms or ctx.default_lease_ms)
+        if state.timeout_ms is not None and state.started_at is not None:
+            # Never past the time-out: the lease then runs out at it, and lease expiry fails the attempt.
+            expires = min(expires, state.started_at + state.timeout_ms)
         await tx.extend_lease(state.id, expires)
+    await note_served(ctx, state.namespace, [state.node_name])  # a busy runtime polls no more, but serves
     return expires
 
 
@@ -233,6 +264,8 @@ async def executed_many(
         claimed = await _claim_in(tx, ctx, namespace, eager) if eager is not None else []
     for completed in applied:
         metrics.record_completion(completed.state, completed.status)
+    if eager is not None:
+        await note_served(ctx, namespace, eager.nodes)  # asking with its results is asking for work
     return answers, await _hand_out(ctx, namespace, claimed, eager=True)
 
 
@@ -419,6 +452,8 @@ async def manual_retry(ctx: EngineContext, namespace: str, state_id: str, fanout
             retryable = " or ".join(sorted(RETRYABLE_BY_HAND))
             raise Conflict(f"State {state_id} is {state.status}: only {retryable} states can be retried")
         run, _graph = await run_and_graph(tx, ctx, state.run_id)
+        if await tx.get_run_cancellation(run.run_id) is not None:
+            raise Conflict(f"Run {run.run_id} is cancelled: nothing new starts in it, so {state_id} cannot be retried")
         retry = _copy_attempt(state, run, retry_count=0, fanout_id=fanout_id, manual_retry_fanout_id=fanout_id)
         if not await tx.insert_state_unless_duplicate(retry):
             raise Conflict("Duplicate retry state detected")
@@ -435,6 +470,9 @@ async def expire_leases(ctx: EngineContext, limit: int = 200) -> int:
             assert state.lease_expires_at is not None
             when = datetime.fromtimestamp(state.lease_expires_at / 1000, UTC).isoformat(timespec="milliseconds")
             error = f"Lease expired at {when}: the runtime sent no result or heartbeat in time"
+            if _timed_out(state):
+                assert state.timeout_ms is not None
+                error = timeout_error(state.timeout_ms)
             state.lease_expired = True
             try:
                 run, graph = await run_and_graph(tx, ctx, state.run_id)

@@ -20,6 +20,8 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from exospherehost.statuses import (
+    CANCELLABLE,
+    CANCELLED,
     FAILED,
     PENDING,
     RunStatus,
@@ -37,6 +39,7 @@ from exosphere_server.storage.records import (
     GraphRecord,
     GraphVersionRecord,
     RegisteredNodeRecord,
+    RunCancellationRecord,
     RunCounts,
     RunRecord,
     StateRecord,
@@ -112,7 +115,12 @@ CLAIM_STATES = (
     .values(
         status=StateStatus.QUEUED.value,
         lease_id=sa.bindparam("b_lease_id"),
-        lease_expires_at=sa.bindparam("b_lease_expires_at"),
+        # A node with a time-out shorter than the lease: the lease ends at the time-out, so lease
+        # expiry (one index, one scheduler duty) also ends attempts that ran too long.
+        lease_expires_at=sa.case(
+            (_S.c.timeout_ms < sa.bindparam("b_lease_ms"), sa.bindparam("b_now") + _S.c.timeout_ms),
+            else_=sa.bindparam("b_lease_expires_at"),
+        ),
         lease_expired=False,
         claims=_S.c.claims + 1,
         started_at=sa.bindparam("b_now"),
@@ -445,6 +453,90 @@ class Tx:
         for state in states:
             state.status = to.value
 
+    # -- cancelled runs and deadlines ------------------------------------------------------------
+
+    async def lock_cancellable_states(self, run_id: str) -> list[StateRecord]:
+        """The run's states that have not ended, locked in id order (the order completions lock in)."""
+        s = schema.states
+        query = (
+            sa.select(s)
+            .where(s.c.run_id == run_id, s.c.status.in_(status_values(CANCELLABLE)))
+            .order_by(s.c.id)
+            .with_for_update()
+        )
+        return await self._all(StateRecord, query)
+
+    async def get_run_cancellation(self, run_id: str) -> RunCancellationRecord | None:
+        c = schema.run_cancellations
+        row = (await self.conn.execute(sa.select(c).where(c.c.run_id == run_id))).first()
+        return _record(RunCancellationRecord, row) if row is not None else None
+
+    async def get_run_cancellations(self, run_ids: Sequence[str]) -> dict[str, RunCancellationRecord]:
+        if not run_ids:
+            return {}
+        c = schema.run_cancellations
+        found = await self._all(RunCancellationRecord, sa.select(c).where(c.c.run_id.in_(run_ids)))
+        return {record.run_id: record for record in found}
+
+    async def insert_run_cancellation(self, record: RunCancellationRecord) -> bool:
+        """Record a cancel unless one is recorded already; True when this one was inserted."""
+        stmt = self._insert(schema.run_cancellations).values(**asdict(record)).on_conflict_do_nothing()
+        inserted: int = (await self.conn.execute(stmt)).rowcount
+        return inserted == 1
+
+    async def insert_run_deadline(self, run_id: str, deadline_at: int) -> None:
+        await self.conn.execute(sa.insert(schema.run_deadlines).values(run_id=run_id, deadline_at=deadline_at))
+        self.schedule_changed = True
+
+    async def due_run_deadlines(self, now: int, limit: int) -> list[str]:
+        """Runs whose deadline has passed, oldest deadline first, each locked by one replica only."""
+        d = schema.run_deadlines
+        query = (
+            sa.select(d.c.run_id)
+            .where(d.c.deadline_at <= now)
+            .order_by(d.c.deadline_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [row[0] for row in await self.conn.execute(query)]
+
+    async def delete_run_deadline(self, run_id: str) -> None:
+        d = schema.run_deadlines
+        await self.conn.execute(sa.delete(d).where(d.c.run_id == run_id))
+
+    async def next_run_deadline(self) -> int | None:
+        d = schema.run_deadlines
+        value = (await self.conn.execute(sa.select(sa.func.min(d.c.deadline_at)))).scalar_one()
+        return int(value) if value is not None else None
+
+    # -- which nodes runtimes ask for ------------------------------------------------------------
+
+    async def note_node_polls(self, keys: Iterable[ReadyKey], now: int) -> None:
+        """Record that runtimes asked for work of these (namespace, node) pairs at `now`."""
+        rows = [{"namespace": ns, "node_name": node, "polled_at": now} for ns, node in sorted(set(keys))]
+        if not rows:
+            return
+        stmt = self._insert(schema.node_polls)
+        await self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=["namespace", "node_name"], set_={"polled_at": now}), rows
+        )
+
+    async def unserved_waiting(self, waiting_since: int, run_id: str | None = None) -> dict[ReadyKey, int]:
+        """(namespace, node) -> how many states have been ready since `waiting_since` or earlier while no
+        runtime asked for that node since then; for one run, or everywhere (from the ready index)."""
+        s, p = schema.states, schema.node_polls
+        asked = sa.exists().where(
+            p.c.namespace == s.c.namespace, p.c.node_name == s.c.node_name, p.c.polled_at >= waiting_since
+        )
+        query = (
+            sa.select(s.c.namespace, s.c.node_name, sa.func.count())
+            .where(IS_CREATED, s.c.enqueue_after <= waiting_since, ~asked)
+            .group_by(s.c.namespace, s.c.node_name)
+        )
+        if run_id is not None:
+            query = query.where(s.c.run_id == run_id)
+        return {(ns, node): int(count) for ns, node, count in await self.conn.execute(query)}
+
     async def extend_lease(self, state_id: str, expires_at: int) -> None:
         """A heartbeat: the state does not move, so its run is not announced."""
         s = schema.states
@@ -492,12 +584,13 @@ class Tx:
             "b_limit": limit,
             "b_lease_id": lease_id,
             "b_lease_expires_at": now + lease_ms,
+            "b_lease_ms": lease_ms,
         }
         claimed = [_record(StateRecord, row) for row in await self.conn.execute(CLAIM_STATES, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
         self._keep_quiet_about(claimed)
         if claimed:
-            self.note_lease(now + lease_ms)
+            self.note_lease(min(s.lease_expires_at or now + lease_ms for s in claimed))
             self.runs_changed.update(state.run_id for state in claimed)
         return claimed
 
@@ -585,6 +678,8 @@ class Tx:
             return 0
         state_ids = sa.select(s.c.id).where(s.c.run_id.in_(run_ids))
         await self.conn.execute(sa.delete(a).where(a.c.state_id.in_(state_ids)))
+        for table in (schema.run_cancellations, schema.run_deadlines):
+            await self.conn.execute(sa.delete(table).where(table.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(r).where(r.c.run_id.in_(run_ids)))
         self.runs_changed.update(run_ids)  # a follower of a deleted run learns that it is gone
@@ -723,12 +818,13 @@ class Tx:
                 return exists.where(s.c.status.in_(status_values(statuses))) if statuses else exists
 
             # `exospherehost.statuses.run_status` in SQL.
-            pending = any_state(PENDING)
+            pending, cancelled = any_state(PENDING), any_state(CANCELLED)
             query = query.where(
                 {
                     RunStatus.PENDING: pending,
-                    RunStatus.FAILED: sa.and_(~pending, sa.or_(any_state(FAILED), ~any_state())),
-                    RunStatus.SUCCESS: sa.and_(~pending, ~any_state(FAILED), any_state()),
+                    RunStatus.CANCELLED: sa.and_(~pending, cancelled),
+                    RunStatus.FAILED: sa.and_(~pending, ~cancelled, sa.or_(any_state(FAILED), ~any_state())),
+                    RunStatus.SUCCESS: sa.and_(~pending, ~cancelled, ~any_state(FAILED), any_state()),
                 }[RunStatus(status)]
             )
         return query

@@ -36,6 +36,8 @@ class StateRecord:
     claims: int = 0
     started_at: int | None = None
     finished_at: int | None = None
+    # Milliseconds from claim to result before the attempt fails as timed out; None: no time-out.
+    timeout_ms: int | None = None
 
 
 @dataclass
@@ -53,6 +55,8 @@ class GraphRecord:
     validation_warnings: list[str]
     created_at: int
     updated_at: int
+    timeout_seconds: float | None = None  # default time-out of the graph's nodes
+    deadline_seconds: float | None = None  # default deadline of the graph's runs
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ class GraphVersionRecord:
     retry_policy: dict[str, Any]
     store_config: dict[str, Any]
     created_at: int
+    timeout_seconds: float | None = None
+    deadline_seconds: float | None = None
 
 
 @dataclass
@@ -101,13 +107,14 @@ class RunRecord:
 class RunCounts:
     """States of one run grouped as the runs listing reports them (PROTOCOL §3.1).
 
-    The groups are `exospherehost.statuses`' PENDING, SUCCEEDED, FAILED and RETRIED.
+    The groups are `exospherehost.statuses`' PENDING, SUCCEEDED, FAILED, RETRIED and CANCELLED.
     """
 
     success: int = 0
     pending: int = 0
     errored: int = 0
     retried: int = 0
+    cancelled: int = 0
 
     def add(self, status: str, count: int) -> None:
         """Count `count` states of `status` in their group; a status in none of them is a programming error."""
@@ -119,12 +126,24 @@ class RunCounts:
             self.errored += count
         elif status in statuses.RETRIED:
             self.retried += count
+        elif status in statuses.CANCELLED:
+            self.cancelled += count
         else:
             raise ValueError(f"State status {status!r} is in no run count group (exospherehost.statuses)")
 
     @property
     def total(self) -> int:
-        return self.success + self.pending + self.errored + self.retried
+        return self.success + self.pending + self.errored + self.retried + self.cancelled
+
+
+@dataclass
+class RunCancellationRecord:
+    """How a run was cancelled: kept apart from the run, which never changes after its trigger."""
+
+    run_id: str
+    reason: str | None
+    cancelled_states: int
+    cancelled_at: int
 
 
 @dataclass

@@ -39,6 +39,8 @@ graphs = sa.Table(
     sa.Column("validation_warnings", sa.JSON, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("timeout_seconds", sa.Float, nullable=True),
+    sa.Column("deadline_seconds", sa.Float, nullable=True),
 )
 
 # Runs pin the version they were triggered with, so re-upserting a graph never changes a run in flight.
@@ -52,6 +54,8 @@ graph_versions = sa.Table(
     sa.Column("retry_policy", sa.JSON, nullable=False),
     sa.Column("store_config", sa.JSON, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("timeout_seconds", sa.Float, nullable=True),
+    sa.Column("deadline_seconds", sa.Float, nullable=True),
 )
 
 registered_nodes = sa.Table(
@@ -111,6 +115,7 @@ states = sa.Table(
     # Bumped by every write that moves the state (insert, claim, result, retry...): the sum over a
     # run's states only grows, and grows with each change, so it numbers the run's change events.
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("timeout_ms", sa.BigInteger, nullable=True),
     sa.UniqueConstraint(
         "node_name",
         "namespace",
@@ -151,6 +156,37 @@ state_ancestors = sa.Table(
     metadata,
     sa.Column("ancestor_id", sa.String(24), primary_key=True),
     sa.Column("state_id", sa.String(24), primary_key=True),
+)
+
+# A cancelled run's reason and how many states the cancel ended; the primary key makes a cancel single
+# when two arrive at once (the second reads the first's answer).
+run_cancellations = sa.Table(
+    "run_cancellations",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("cancelled_states", sa.Integer, nullable=False),
+    sa.Column("cancelled_at", sa.BigInteger, nullable=False),
+)
+
+# Runs with a deadline still to check: the scheduler reads the earliest by index and deletes each row
+# once its deadline has been dealt with, so finished runs never stay in the index.
+run_deadlines = sa.Table(
+    "run_deadlines",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("deadline_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_run_deadlines_due", "deadline_at"),
+)
+
+# When a runtime last asked for work of a node: a node nobody asks for is "not served". Written at
+# most every few seconds per node and replica (`engine/serving.py`).
+node_polls = sa.Table(
+    "node_polls",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("node_name", sa.String, primary_key=True),
+    sa.Column("polled_at", sa.BigInteger, nullable=False),
 )
 
 cron_schedules = sa.Table(

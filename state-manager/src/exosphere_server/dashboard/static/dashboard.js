@@ -51,7 +51,33 @@ function follow(url, liveEl, onProgress) {
 
 // -- run page ------------------------------------------------------------------------------------
 
+// The run page's cancel button: asks for confirmation, then cancels; the live view shows the result.
+function initCancel(root) {
+  const button = document.getElementById("cancel-run");
+  if (!button) return;
+  button.addEventListener("click", async () => {
+    if (!window.confirm(`Cancel run ${root.dataset.runId}? Its unfinished states end CANCELLED and running nodes are stopped.`)) return;
+    const result = document.getElementById("cancel-result");
+    button.disabled = true;
+    result.textContent = "cancelling…";
+    try {
+      const body = await getJSON(root.dataset.cancelUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...CSRF },
+        body: JSON.stringify({ reason: "cancelled from the dashboard" }),
+      });
+      result.textContent = `Cancelled: ${body.cancelled_states} state${body.cancelled_states === 1 ? "" : "s"}`;
+    } catch (error) {
+      result.textContent = `Cancel refused: ${error.message}`;
+      result.className = "problem";
+      button.disabled = false;
+    }
+  });
+  button.disabled = false; // rendered disabled: clickable only once this handler is in place
+}
+
 function initRun(root) {
+  initCancel(root);
   const svg = document.getElementById("graph");
   const panel = document.getElementById("node-panel");
   const statusSelect = document.getElementById("node-status");
@@ -84,6 +110,8 @@ function initRun(root) {
     status.textContent = view.status;
     status.dataset.status = view.status;
     status.className = `badge r-${view.status.toLowerCase()}`;
+    const cancel = document.getElementById("cancel-run");
+    if (cancel && view.status !== "PENDING") cancel.disabled = true; // finished: nothing left to cancel
     for (const p of PHASES) root.querySelector(`[data-total="${p}"]`).textContent = view.phases[p];
     root.querySelector('[data-total="all"]').textContent = view.total;
     for (const g of svg.querySelectorAll("g.node")) applyNode(g, view.nodes[g.dataset.node]);

@@ -97,6 +97,11 @@ export class AuthenticationError extends ApiError {
   override name = 'AuthenticationError';
 }
 
+/** The key is valid but its role or namespace does not allow the call (403); the message names the role it needs. */
+export class PermissionDeniedError extends ApiError {
+  override name = 'PermissionDeniedError';
+}
+
 /** The graph, run or state does not exist in this namespace (404). */
 export class NotFoundError extends ApiError {
   override name = 'NotFoundError';
@@ -163,6 +168,8 @@ export function errorForStatus(status: number, detail: unknown, action = ''): Ap
   switch (status) {
     case 401:
       return new AuthenticationError(status, detail, action);
+    case 403:
+      return new PermissionDeniedError(status, detail, action);
     case 404:
       return new NotFoundError(status, detail, action);
     case 409:

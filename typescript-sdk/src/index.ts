@@ -61,6 +61,7 @@ export {
   GraphValidationError,
   LeaseLostError,
   NotFoundError,
+  PermissionDeniedError,
   RunTimeoutError,
   ServerUnavailableError,
   UnsendableOutputError,
@@ -77,3 +78,4 @@ export {
   StateStatusGroups,
 } from './generated/stateMachine.js';
 export { VERSION } from './version.js';
+export type { ApiKeyInfo, AuditLogResponse, CreatedKeyResponse, KeyRole, ListKeysResponse } from './wire.js';

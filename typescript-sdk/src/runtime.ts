@@ -41,6 +41,7 @@ import { ApiClient, Backoff, sleep } from './http.js';
 import { type Logger, defaultLogger } from './log.js';
 import { type NodeClass, type Outcome, checkNodeClasses, failed, needsSecrets, nodeRegistration, runNode } from './node.js';
 import type { ClaimedState, EagerClaim, EnqueueRequest, EnqueueResponse, RegisterNodesRequest, SecretsResponse } from './wire.js';
+import { inStateTraceContext } from './tracing.js';
 
 /** How long one claim request may wait on the server for work (the server caps it at 60 s). */
 export const CLAIM_WAIT_MS = 25_000;
@@ -90,6 +91,8 @@ interface Claim {
   nodeName: string;
   inputs: Record<string, unknown>;
   leaseId: string | undefined;
+  /** The state's `execute` span (W3C traceparent), when the server exports traces. */
+  traceparent: string | undefined;
   /** The lease is gone: drop the state silently. */
   lost: boolean;
   /** Aborted when the runtime gives the state up (lease lost, or shutdown out of grace). */
@@ -476,6 +479,7 @@ export class Runtime {
       nodeName: state.node_name,
       inputs: state.inputs !== null && typeof state.inputs === 'object' ? state.inputs : {},
       leaseId: typeof state.lease_id === 'string' ? state.lease_id : undefined,
+      traceparent: typeof state.traceparent === 'string' ? state.traceparent : undefined,
       lost: false,
       abort: new AbortController(),
       slotFreed: false,
@@ -559,7 +563,7 @@ export class Runtime {
       }
     }
     // runNode never rejects; when the state is given up it keeps running, unobserved.
-    return runNode(node, claim.inputs, secrets, claim.abort.signal);
+    return inStateTraceContext(claim.traceparent, () => runNode(node, claim.inputs, secrets, claim.abort.signal));
   }
 
   private async fetchSecrets(claim: Claim): Promise<Record<string, unknown>> {

@@ -17,7 +17,15 @@ import {
   StoreConfigModel,
   type TriggerResult,
 } from './models.js';
-import type { GraphTrigger, RunStatesResponse } from './wire.js';
+import type {
+  ApiKeyInfo,
+  AuditLogResponse,
+  CreatedKeyResponse,
+  GraphTrigger,
+  KeyRole,
+  ListKeysResponse,
+  RunStatesResponse,
+} from './wire.js';
 
 // Idempotent reads and PUTs are repeated this many times on network errors and 5xx.
 const READ_ATTEMPTS = 5;
@@ -357,6 +365,69 @@ export class StateManager {
       clearTimeout(timer);
     }
     return this.getRun(runId);
+  }
+
+  /**
+   * Create an API key with `role` (`admin`, `operator`, `runtime` or `viewer`) for one `namespace`,
+   * or every namespace when omitted. The answer's `key` is the secret, shown this once (the server
+   * keeps only its SHA-256). Needs an admin key for every namespace.
+   *
+   * @example
+   * ```ts
+   * const created = await sm.createKey('etl-runtime', 'runtime', 'etl');
+   * console.log(created.id, created.key);
+   * ```
+   */
+  async createKey(name: string, role: KeyRole, namespace?: string): Promise<CreatedKeyResponse> {
+    return this.api.requestWithRetry<CreatedKeyResponse>('POST', '/keys', {
+      json: { name, role, namespace: namespace ?? null },
+      action: `Creating API key "${name}"`,
+      maxAttempts: READ_ATTEMPTS,
+      // A repeat that did arrive would make a second key: only resend what surely never left.
+      retryIf: (error: ApiError) => !error.requestSent,
+    });
+  }
+
+  /**
+   * Every API key, revoked ones too, without secrets.
+   *
+   * @example
+   * ```ts
+   * for (const key of (await sm.listKeys()).keys) console.log(key.id, key.name, key.role, key.revoked_at);
+   * ```
+   */
+  async listKeys(): Promise<ListKeysResponse> {
+    return this.read<ListKeysResponse>('/keys', 'Listing API keys');
+  }
+
+  /**
+   * Revoke a key: every replica refuses it from its next request. Revoking twice is harmless.
+   *
+   * @example
+   * ```ts
+   * const revoked = await sm.revokeKey('key_0123456789abcdef');
+   * console.log(revoked.revoked_at);
+   * ```
+   */
+  async revokeKey(keyId: string): Promise<ApiKeyInfo> {
+    return this.api.requestWithRetry<ApiKeyInfo>('DELETE', `/keys/${encodeURIComponent(keyId)}`, {
+      action: `Revoking API key ${keyId}`,
+      maxAttempts: READ_ATTEMPTS,
+    });
+  }
+
+  /**
+   * The newest `limit` admin and operator actions (who, what, when, namespace, target), or the
+   * newest older than entry id `before`.
+   *
+   * @example
+   * ```ts
+   * for (const e of (await sm.auditLog(20)).entries) console.log(e.at, e.key_name, e.action, e.target);
+   * ```
+   */
+  async auditLog(limit = 100, before?: number): Promise<AuditLogResponse> {
+    const query = new URLSearchParams({ limit: String(limit), ...(before !== undefined ? { before: String(before) } : {}) });
+    return this.read<AuditLogResponse>(`/audit?${query}`, 'Reading the audit log');
   }
 
   private read<T>(path: string, action: string): Promise<T> {

@@ -18,6 +18,11 @@ import type { components } from './generated/openapi.js';
 type Schemas = components['schemas'];
 
 export type GraphResponse = Schemas['GraphResponse'];
+export type ApiKeyInfo = Schemas['ApiKeyInfo'];
+export type CreatedKeyResponse = Schemas['CreatedKeyResponse'];
+export type ListKeysResponse = Schemas['ListKeysResponse'];
+export type AuditLogResponse = Schemas['AuditLogResponse'];
+export type KeyRole = Schemas['CreateKeyRequest']['role'];
 export type GraphTrigger = Schemas['GraphTrigger'];
 export type TriggerResponse = Schemas['TriggerResponse'];
 export type RunResponse = Schemas['RunResponse'];

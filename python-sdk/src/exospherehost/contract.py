@@ -510,6 +510,11 @@ class ClaimedState(Answer):
     created_at: IsoTime
     lease_id: str | None = Field(default=None, description="Additive: the claim's lease, sent back with its result")
     lease_expires_at: int | None = Field(default=None, description="Additive: epoch milliseconds")
+    traceparent: str | None = Field(
+        default=None,
+        description="Additive: W3C trace context of this attempt's `execute` span when the server exports "
+        "traces (OpenTelemetry), so that a node's own spans nest under its state; null otherwise",
+    )
 
 
 class EnqueueResponse(Answer):
@@ -601,6 +606,64 @@ class ReleaseResponse(Answer):
     status: Literal[StateStatus.CREATED]
 
 
+# ---- API keys and the audit log (admin) ---------------------------------------------------------
+
+KeyRole = Literal["admin", "operator", "runtime", "viewer"]
+"""What a key may do: ``admin`` everything; ``operator`` read, trigger, retry, cancel and signal;
+``runtime`` register nodes, claim, report results and read the secrets of its namespace; ``viewer``
+read only (the dashboard included). ``docs/operations.md`` has the table of routes per role."""
+
+
+class CreateKeyRequest(BaseModel):
+    """``POST /v0/keys``: a new API key with a role, for one namespace or (``namespace`` null) all."""
+
+    name: str = Field(min_length=1, max_length=200, description="Who holds the key, for people and the audit log")
+    role: KeyRole
+    namespace: str | None = Field(default=None, min_length=1, description="The one namespace it works in; null: all")
+
+
+class ApiKeyInfo(Answer):
+    """A key as ``GET /v0/keys`` lists it: never its secret, which the server does not keep."""
+
+    id: str
+    name: str
+    role: KeyRole
+    namespace: str | None = Field(description="The one namespace the key works in; null: all")
+    created_at: int = Field(description="Epoch milliseconds")
+    revoked_at: int | None = Field(description="Epoch milliseconds; null while the key works")
+
+
+class CreatedKeyResponse(ApiKeyInfo):
+    """``POST /v0/keys``: the new key, with its secret ``key``, shown this once only."""
+
+    key: str = Field(description="The secret to send as x-api-key; the server stores only its SHA-256")
+
+
+class ListKeysResponse(Answer):
+    """``GET /v0/keys``: every key, revoked ones too, oldest first."""
+
+    keys: list[ApiKeyInfo]
+
+
+class AuditEntry(Answer):
+    """One admin or operator action that succeeded."""
+
+    id: int = Field(description="Increasing: a later action has a larger id")
+    at: int = Field(description="When, epoch milliseconds")
+    key_id: str = Field(description="The key that acted (`root` is STATE_MANAGER_SECRET)")
+    key_name: str
+    role: KeyRole
+    action: str = Field(description="What was done, e.g. `trigger`, `manual-retry`, `key-create`")
+    namespace: str | None
+    target: str = Field(description="What it was done to: a graph, state or key id, and the run it made")
+
+
+class AuditLogResponse(Answer):
+    """``GET /v0/audit``: the newest entries first; pass the last ``id`` as ``before`` for older ones."""
+
+    entries: list[AuditEntry]
+
+
 # ---- answers: everything else ---------------------------------------------------------------------
 
 
@@ -622,7 +685,12 @@ __all__ = [
     "MAX_WAIT_MS",
     "MIN_LEASE_MS",
     "Answer",
+    "ApiKeyInfo",
+    "AuditEntry",
+    "AuditLogResponse",
     "ClaimedState",
+    "CreateKeyRequest",
+    "CreatedKeyResponse",
     "EagerClaim",
     "EnqueueRequest",
     "EnqueueResponse",
@@ -643,7 +711,9 @@ __all__ = [
     "HeartbeatRequest",
     "HeartbeatResponse",
     "IsoTime",
+    "KeyRole",
     "ListGraphsResponse",
+    "ListKeysResponse",
     "ListNodesResponse",
     "ListRunsResponse",
     "ManualRetryRequest",

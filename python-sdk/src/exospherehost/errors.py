@@ -82,6 +82,11 @@ class AuthenticationError(ApiError):
     """The API key was refused (401). Check ``EXOSPHERE_API_KEY`` against the server's secret."""
 
 
+class PermissionDeniedError(ApiError):
+    """The API key is valid but its role or namespace does not allow this call (403); the message names
+    the role the call needs."""
+
+
 class NotFoundError(ApiError):
     """The graph, run or state does not exist in this namespace (404)."""
 
@@ -141,6 +146,8 @@ def error_for_status(status_code: int, detail: Any, action: str = "") -> ApiErro
     """The most specific :class:`ApiError` for an error answer: the one table of status codes."""
     if status_code == 401:
         return AuthenticationError(status_code, detail, action)
+    if status_code == 403:
+        return PermissionDeniedError(status_code, detail, action)
     if status_code == 404:
         return NotFoundError(status_code, detail, action)
     if status_code == 409:
@@ -161,6 +168,7 @@ __all__ = [
     "GraphValidationError",
     "LeaseLostError",
     "NotFoundError",
+    "PermissionDeniedError",
     "RunTimeoutError",
     "ServerUnavailableError",
     "UnexpectedAnswerError",

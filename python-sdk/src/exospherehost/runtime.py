@@ -37,6 +37,7 @@ from urllib.parse import quote
 
 from ._batching import MAX_BATCH, BatchUnsupportedError, EagerClaims, ResultBatcher
 from ._http import ApiClient, Backoff
+from ._tracing import state_trace_context
 from .contract import ClaimedState, EnqueueResponse, SecretsResponse
 from .errors import (
     ApiError,
@@ -71,6 +72,7 @@ class _Claim:
     node_name: str
     inputs: dict[str, Any]
     lease_id: str | None
+    traceparent: str | None = None  # the state's execute span, when the server exports traces
     lost: bool = False
     execution: asyncio.Task[Outcome | None] | None = None
     # True once the state no longer takes an execution slot: executed (its outcome may still be on
@@ -375,7 +377,7 @@ class Runtime:
         return answer.states
 
     def _accept(self, state: ClaimedState) -> None:
-        claim = _Claim(state.state_id, state.node_name, dict(state.inputs), state.lease_id)
+        claim = _Claim(state.state_id, state.node_name, dict(state.inputs), state.lease_id, state.traceparent)
         self._held[claim.state_id] = claim
         self._in_slots += 1
         self._queue.put_nowait(claim)
@@ -444,7 +446,8 @@ class Runtime:
                 return None
             except ApiError as exc:
                 return Outcome.failed(exc)
-        return await run_node(node, claim.inputs, secrets)
+        with state_trace_context(claim.traceparent):
+            return await run_node(node, claim.inputs, secrets)
 
     async def _fetch_secrets(self, claim: _Claim) -> dict[str, Any]:
         server_errors = 0

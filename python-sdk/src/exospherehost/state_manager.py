@@ -20,10 +20,15 @@ from pydantic import BaseModel
 
 from ._http import ApiClient, Backoff, M
 from .contract import (
+    ApiKeyInfo,
+    AuditLogResponse,
     CancelRunResponse,
+    CreatedKeyResponse,
     GraphResponse,
     GraphTrigger,
+    KeyRole,
     ListGraphsResponse,
+    ListKeysResponse,
     ListNodesResponse,
     ListRunsResponse,
     ManualRetryResponse,
@@ -512,6 +517,68 @@ class StateManager:
             print((await sm.list_namespaces())["namespaces"])  # ['MyProject', ...]
         """
         return await self._read_as_sent("/namespaces", NamespacesResponse, "Listing namespaces")
+
+    # -- API keys and the audit log (an admin key for every namespace) ---------------------------
+
+    async def create_key(self, name: str, role: KeyRole, namespace: str | None = None) -> dict[str, Any]:
+        """Create an API key with ``role`` (``admin``, ``operator``, ``runtime`` or ``viewer``) for one
+        ``namespace``, or every namespace when None. The answer's ``key`` is the secret to hand out:
+        the server keeps only its SHA-256, so it is shown this once.
+
+        Example::
+
+            created = await sm.create_key("nightly-runtime", "runtime", namespace="etl")
+            print(created["id"], created["key"])
+        """
+        result = await self._client().request_with_retry(
+            "POST",
+            "/keys",
+            answer=CreatedKeyResponse,
+            json={"name": name, "role": role, "namespace": namespace},
+            action=f"Creating API key {name!r}",
+            max_attempts=self._attempts,
+            retry_if=lambda error: not error.request_sent,  # a repeat that arrived would make a second key
+        )
+        return _as_sent(result)
+
+    async def list_keys(self) -> dict[str, Any]:
+        """Every API key, revoked ones too, without their secrets: ``{"keys": [...]}``.
+
+        Example::
+
+            for key in (await sm.list_keys())["keys"]:
+                print(key["id"], key["name"], key["role"], key["namespace"], key["revoked_at"])
+        """
+        return await self._read_as_sent("/keys", ListKeysResponse, "Listing API keys")
+
+    async def revoke_key(self, key_id: str) -> dict[str, Any]:
+        """Revoke a key: every replica refuses it from the next request on. Revoking twice is harmless.
+
+        Example::
+
+            revoked = await sm.revoke_key("key_0123456789abcdef")
+            print(revoked["revoked_at"])
+        """
+        result = await self._client().request_with_retry(
+            "DELETE",
+            f"/keys/{quote(key_id, safe='')}",
+            answer=ApiKeyInfo,
+            action=f"Revoking API key {key_id}",
+            max_attempts=self._attempts,
+        )
+        return _as_sent(result)
+
+    async def audit_log(self, limit: int = 100, before: int | None = None) -> dict[str, Any]:
+        """The newest ``limit`` admin and operator actions (who, what, when, namespace, target), or the
+        newest older than entry id ``before``: ``{"entries": [...]}``.
+
+        Example::
+
+            for entry in (await sm.audit_log(limit=20))["entries"]:
+                print(entry["at"], entry["key_name"], entry["action"], entry["target"])
+        """
+        query = urlencode({"limit": limit, **({"before": before} if before is not None else {})})
+        return await self._read_as_sent(f"/audit?{query}", AuditLogResponse, "Reading the audit log")
 
     def _namespace_path(self) -> str:
         return f"/namespace/{quote(self._namespace, safe='')}"

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import structlog
 from exospherehost.contract import HealthResponse
 from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.responses import Response
 
 from exosphere_server import __version__
-from exosphere_server.api import graph_routes, inspect_routes, run_routes, state_routes
+from exosphere_server.api import graph_routes, inspect_routes, key_routes, run_routes, state_routes
+from exosphere_server.api.access import check_every_route_has_a_rule
+from exosphere_server.api.audit_trail import AuditTrailMiddleware
 from exosphere_server.api.auth import reject_nul_characters, require_api_key, require_metrics_key
 from exosphere_server.api.body_limit import BodyLimitMiddleware
 from exosphere_server.api.cors import ApiOnlyCORSMiddleware
@@ -24,8 +28,10 @@ from exosphere_server.api.off_loop import install_body_schemas
 from exosphere_server.api.request_id import RequestIdMiddleware
 from exosphere_server.api.run_stream import LiveViews
 from exosphere_server.api.schemas import UpsertGraphRequest
+from exosphere_server.clock import now_ms
 from exosphere_server.config import Settings, write_new_key_file
-from exosphere_server.dashboard.routes import router as dashboard_router
+from exosphere_server.dashboard import api as dashboard_api
+from exosphere_server.dashboard import routes as dashboard_routes
 from exosphere_server.engine import health as engine_health
 from exosphere_server.engine import metrics as engine_metrics
 from exosphere_server.engine import serving
@@ -37,9 +43,12 @@ from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.scheduler.loop import Scheduler
 from exosphere_server.storage import open_storage
 from exosphere_server.storage.base import Storage
+from exosphere_server.storage.records import RunRecord, StateRecord
+from exosphere_server.tracing import Tracing, open_tracing
 
 log = structlog.get_logger("exosphere.server")
 HEALTH_DATABASE_TIMEOUT_S = 2.0
+TRACE_FLUSH_TIMEOUT_S = 1.0
 READY_DEPTH = Gauge("exosphere_ready_states", "States ready and waiting for a runtime", ["namespace", "node"])
 UNSERVED = Gauge(
     "exosphere_unserved_node_states",
@@ -54,8 +63,8 @@ WAITING = Gauge(
 class EngineListener:
     """Storage events to the parts that wait on them: claimers, the run change feed, the scheduler."""
 
-    def __init__(self, wakeups: Wakeups, feed: RunFeed, scheduler: Scheduler) -> None:
-        self.wakeups, self.feed, self.scheduler = wakeups, feed, scheduler
+    def __init__(self, wakeups: Wakeups, feed: RunFeed, scheduler: Scheduler, tracing: Tracing) -> None:
+        self.wakeups, self.feed, self.scheduler, self.tracing = wakeups, feed, scheduler, tracing
 
     def states_ready(self, keys: set[tuple[str, str]]) -> None:
         self.wakeups.notify(keys)
@@ -74,6 +83,28 @@ class EngineListener:
 
     def lease_granted(self, deadline_ms: int) -> None:
         self.scheduler.note_deadline(deadline_ms)
+
+    def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None:
+        now = now_ms()
+        for run in started:
+            self.tracing.run_started(run, now)
+        self.tracing.attempts_ended(ended, now)
+
+
+async def flush_traces(tracing: Tracing) -> None:
+    """Send the spans not exported yet, for at most TRACE_FLUSH_TIMEOUT_S: a collector that is down must
+    not hold the server's stop (the exporter's own time-out is 10 s). Spans still queued then are lost."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(tracing.shutdown), TRACE_FLUSH_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("traces_not_flushed", detail=f"the OTLP collector took none within {TRACE_FLUSH_TIMEOUT_S} s")
+
+
+def fastapi_telemetry(tracing: Tracing) -> TelemetryConfig:
+    off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    if not tracing.enabled:
+        return off
+    return {**off, "tracing": True, "operation_spans": True, "tracer_provider": tracing.tracer_provider}
 
 
 async def check_secrets_key(settings: Settings, storage: Storage, box: SecretBox) -> None:
@@ -110,8 +141,10 @@ def create_app(settings: Settings) -> FastAPI:
         max_graph_nodes=settings.max_graph_nodes,
         unserved_after_ms=settings.unserved_after_ms,
     )
+    ctx.tracing = open_tracing(settings.tracing)
+    storage.track_attempts = ctx.tracing.enabled
     scheduler = Scheduler(ctx, settings.run_retention_days)
-    storage.subscribe(EngineListener(ctx.wakeups, ctx.feed, scheduler))
+    storage.subscribe(EngineListener(ctx.wakeups, ctx.feed, scheduler, ctx.tracing))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -125,12 +158,16 @@ def create_app(settings: Settings) -> FastAPI:
             await scheduler.stop()
             ctx.stop_waiting()
             await storage.close()
+            await flush_traces(ctx.tracing)
 
     app = FastAPI(
         title="Exosphere State Manager",
         version=__version__,
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        # FastAPI's own spans of each request (joining a caller's traceparent) when traces are on;
+        # nothing at all otherwise.
+        telemetry=fastapi_telemetry(ctx.tracing),
     )
     app.state.settings = settings
     app.state.ctx = ctx
@@ -142,10 +179,15 @@ def create_app(settings: Settings) -> FastAPI:
     v0 = APIRouter(
         prefix="/v0", dependencies=[Depends(require_api_key), Depends(reject_nul_characters)], responses=REFUSALS
     )
-    for module in (graph_routes, state_routes, run_routes, inspect_routes):
+    api_modules = (graph_routes, state_routes, run_routes, inspect_routes, key_routes)
+    for module in api_modules:
         v0.include_router(module.router)
     app.include_router(v0)
-    app.include_router(dashboard_router)  # its own auth: a session cookie (dashboard/session.py)
+    app.include_router(dashboard_routes.router)  # its own auth: a session cookie (dashboard/session.py)
+    check_every_route_has_a_rule(
+        [m.router for m in api_modules] + [dashboard_routes.router, dashboard_routes.pages, dashboard_api.router],
+        public=dashboard_routes.PUBLIC_ROUTES,
+    )
     install_body_schemas(app, UpsertGraphRequest)
 
     @app.get(
@@ -178,9 +220,11 @@ def create_app(settings: Settings) -> FastAPI:
             UNSERVED.labels(namespace, node).set(count)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    # Added innermost first: the body limit (inside the request id, so its refusal carries the id);
-    # the Host check wraps everything, so a rebound name is answered by nothing else; CORS only for
-    # the API (cors.py), then the request id on every answer that gets that far.
+    # Added innermost first: the audit trail (it sees the answers of the routes); the body limit (inside
+    # the request id, so its refusal carries the id); the Host check wraps everything, so a rebound
+    # name is answered by nothing else; CORS only for the API (cors.py), then the request id on every
+    # answer that gets that far.
+    app.add_middleware(AuditTrailMiddleware, ctx=ctx)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     if settings.cors_origins:

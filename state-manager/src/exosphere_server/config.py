@@ -21,11 +21,13 @@
 | `EXOSPHERE_DB_POOL_SIZE` | `10` | PostgreSQL connections per replica |
 | `EXOSPHERE_MAX_GRAPH_NODES` | `10000` | most nodes a graph template may have; larger upserts get a 422 |
 | `CORS_ORIGINS` | none | comma-separated origins allowed to call `/v0` and `/metrics` (never `/dashboard`) |
+| `OTEL_EXPORTER_OTLP_ENDPOINT` | none | export traces there, OTLP http/protobuf (`exosphere-server[otel]`) |
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import os
 import secrets
 from dataclasses import dataclass
@@ -68,6 +70,7 @@ class Settings:
     max_request_bytes: int = 50 * 1024 * 1024
     max_live_views_per_client: int = 64
     unserved_after_ms: int = 60_000
+    tracing: bool = False  # an OTLP endpoint is configured: export traces (tracing.py)
 
     @property
     def is_sqlite(self) -> bool:
@@ -195,4 +198,32 @@ def load_settings(
         max_request_bytes=_int_env("EXOSPHERE_MAX_REQUEST_BYTES", 50 * 1024 * 1024),
         max_live_views_per_client=_int_env("EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT", 64, minimum=1),
         unserved_after_ms=_int_env("EXOSPHERE_UNSERVED_NODE_SECONDS", 60, minimum=1) * 1000,
+        tracing=_tracing_configured(),
     )
+
+
+OTEL_PACKAGES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")
+
+
+def _tracing_configured() -> bool:
+    """Traces are exported when an OTLP endpoint is set (the standard variables), unless switched off."""
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    switched_off = os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true"
+    if not endpoint or switched_off or os.environ.get("OTEL_TRACES_EXPORTER", "").lower() == "none":
+        return False
+    protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol not in (None, "", "http/protobuf"):
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL {protocol!r} is not supported: use http/protobuf (port 4318)")
+    if not all(_found(name) for name in OTEL_PACKAGES):
+        raise ConfigError(
+            "OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry is not installed: "
+            "pip install 'exosphere-server[otel]' (or unset the variable)"
+        )
+    return True
+
+
+def _found(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False

@@ -176,6 +176,12 @@ def drive_every_route(r: Recorder) -> None:
             node_id=state["state_id"],
         )
 
+    created = r.call("POST", "/v0/keys", json={"name": "contract", "role": "viewer", "namespace": ns})
+    r.call("POST", "/v0/keys", json={"name": "contract-all", "role": "operator"})
+    r.call("GET", "/v0/keys")
+    r.call("DELETE", "/v0/keys/{key_id}", key_id=created["id"])
+    r.call("GET", "/v0/audit", params={"limit": 5})
+
 
 def claim(r: Recorder, node_name: str, count: int) -> list[dict[str, Any]]:
     claimed: list[dict[str, Any]] = []

@@ -46,13 +46,15 @@ def settings(api_key: str | None = "the-key") -> Settings:
 
 
 def test_a_session_token_is_signed_expires_and_ends_with_the_api_key() -> None:
-    token = session.issue_token(settings())
-    assert session.verified_token(settings(), token)
+    token = session.issue_token(settings(), "key_0123456789abcdef")
+    verified = session.verified_token(settings(), token)
+    assert verified is not None and verified.key_id == "key_0123456789abcdef"
     assert "the-key" not in token
-    issued, nonce, signature = token.split(".")
-    assert session.verified_token(settings(), f"{int(issued) + 1}.{nonce}.{signature}") is None  # tampered
+    issued, nonce, key_id, signature = token.split(".")
+    assert session.verified_token(settings(), f"{int(issued) + 1}.{nonce}.{key_id}.{signature}") is None  # tampered
+    assert session.verified_token(settings(), f"{issued}.{nonce}.root.{signature}") is None  # another key's session
     assert session.verified_token(settings("rotated-key"), token) is None  # a new API key ends old sessions
-    stale = session.issue_token(settings(), issued_ms=now_ms() - session.SESSION_TTL_MS - 1)
+    stale = session.issue_token(settings(), "root", issued_ms=now_ms() - session.SESSION_TTL_MS - 1)
     assert session.verified_token(settings(), stale) is None
     assert session.verified_token(settings(), None) is None and session.verified_token(settings(), "garbage") is None
 

@@ -37,5 +37,3 @@ def session_token(server: ServerProcess, headers: dict[str, str] | None = None) 
 
 def with_session(token: str, **headers: str) -> dict[str, str]:
     return {"cookie": f"{SESSION_COOKIE}={token}", **headers}
-
-

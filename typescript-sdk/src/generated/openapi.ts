@@ -25,6 +25,64 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Audit Log */
+        get: operations["audit_log_v0_audit_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v0/keys": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Keys */
+        get: operations["list_keys_v0_keys_get"];
+        put?: never;
+        /**
+         * Create Key
+         * @description A new key; its secret (`key`) is in this answer only.
+         */
+        post: operations["create_key_v0_keys_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v0/keys/{key_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Revoke Key
+         * @description The key is refused from the next request on, on every replica; revoking it again changes nothing.
+         */
+        delete: operations["revoke_key_v0_keys__key_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/graph/{graph_name}": {
         parameters: {
             query?: never;
@@ -464,6 +522,90 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * ApiKeyInfo
+         * @description A key as ``GET /v0/keys`` lists it: never its secret, which the server does not keep.
+         */
+        ApiKeyInfo: {
+            /**
+             * Created At
+             * @description Epoch milliseconds
+             */
+            created_at: number;
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Namespace
+             * @description The one namespace the key works in; null: all
+             */
+            namespace: string | null;
+            /**
+             * Revoked At
+             * @description Epoch milliseconds; null while the key works
+             */
+            revoked_at: number | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "admin" | "operator" | "runtime" | "viewer";
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AuditEntry
+         * @description One admin or operator action that succeeded.
+         */
+        AuditEntry: {
+            /**
+             * Action
+             * @description What was done, e.g. `trigger`, `manual-retry`, `key-create`
+             */
+            action: string;
+            /**
+             * At
+             * @description When, epoch milliseconds
+             */
+            at: number;
+            /**
+             * Id
+             * @description Increasing: a later action has a larger id
+             */
+            id: number;
+            /**
+             * Key Id
+             * @description The key that acted (`root` is STATE_MANAGER_SECRET)
+             */
+            key_id: string;
+            /** Key Name */
+            key_name: string;
+            /** Namespace */
+            namespace: string | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "admin" | "operator" | "runtime" | "viewer";
+            /**
+             * Target
+             * @description What it was done to: a graph, state or key id, and the run it made
+             */
+            target: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * AuditLogResponse
+         * @description ``GET /v0/audit``: the newest entries first; pass the last ``id`` as ``before`` for older ones.
+         */
+        AuditLogResponse: {
+            /** Entries */
+            entries: components["schemas"]["AuditEntry"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * CancelRunRequest
          * @description ``POST /v0/namespace/{ns}/run/{run_id}/cancel`` (additive): cancel a pending run; the body is optional.
          */
@@ -526,6 +668,69 @@ export interface components {
             node_name: string;
             /** State Id */
             state_id: string;
+            /**
+             * Traceparent
+             * @description Additive: W3C trace context of this attempt's `execute` span when the server exports traces (OpenTelemetry), so that a node's own spans nest under its state; null otherwise
+             */
+            traceparent: string | null;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * CreateKeyRequest
+         * @description ``POST /v0/keys``: a new API key with a role, for one namespace or (``namespace`` null) all.
+         */
+        CreateKeyRequest: {
+            /**
+             * Name
+             * @description Who holds the key, for people and the audit log
+             */
+            name: string;
+            /**
+             * Namespace
+             * @description The one namespace it works in; null: all
+             */
+            namespace?: string | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "admin" | "operator" | "runtime" | "viewer";
+        };
+        /**
+         * CreatedKeyResponse
+         * @description ``POST /v0/keys``: the new key, with its secret ``key``, shown this once only.
+         */
+        CreatedKeyResponse: {
+            /**
+             * Created At
+             * @description Epoch milliseconds
+             */
+            created_at: number;
+            /** Id */
+            id: string;
+            /**
+             * Key
+             * @description The secret to send as x-api-key; the server stores only its SHA-256
+             */
+            key: string;
+            /** Name */
+            name: string;
+            /**
+             * Namespace
+             * @description The one namespace the key works in; null: all
+             */
+            namespace: string | null;
+            /**
+             * Revoked At
+             * @description Epoch milliseconds; null while the key works
+             */
+            revoked_at: number | null;
+            /**
+             * Role
+             * @enum {string}
+             */
+            role: "admin" | "operator" | "runtime" | "viewer";
         } & {
             [key: string]: unknown;
         };
@@ -1006,6 +1211,16 @@ export interface components {
             namespace: string;
             /** Templates */
             templates: components["schemas"]["GraphListItem"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ListKeysResponse
+         * @description ``GET /v0/keys``: every key, revoked ones too, oldest first.
+         */
+        ListKeysResponse: {
+            /** Keys */
+            keys: components["schemas"]["ApiKeyInfo"][];
         } & {
             [key: string]: unknown;
         };
@@ -1867,6 +2082,303 @@ export interface operations {
             };
         };
     };
+    audit_log_v0_audit_get: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description Only entries with a smaller id (the next page) */
+                before?: number | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditLogResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    list_keys_v0_keys_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListKeysResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    create_key_v0_keys_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateKeyRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedKeyResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    revoke_key_v0_keys__key_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                key_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKeyInfo"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     get_graph_v0_namespace__namespace_name__graph__graph_name__get: {
         parameters: {
             query?: never;
@@ -1890,6 +2402,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1969,6 +2490,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2032,6 +2562,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2111,6 +2650,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2178,6 +2726,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2238,6 +2795,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2316,6 +2882,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2379,6 +2954,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2458,6 +3042,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2522,6 +3115,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2597,6 +3199,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2663,6 +3274,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2744,6 +3364,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2805,6 +3434,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2884,6 +3522,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -2949,6 +3596,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3028,6 +3684,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -3093,6 +3758,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3172,6 +3846,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -3237,6 +3920,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3316,6 +4008,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -3377,6 +4078,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3455,6 +4165,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -3519,6 +4238,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3594,6 +4322,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The body is over the server's size limit */
             413: {
                 headers: {
@@ -3652,6 +4389,15 @@ export interface operations {
             };
             /** @description The API key is missing or wrong */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -27,7 +27,7 @@ export interface Harness {
 }
 
 /** Start one server for the test file, and stop it (and every runtime) at the end. */
-export function useServer(): Harness {
+export function useServer(extraEnv: Record<string, string> = {}): Harness {
   const runtimes: Runtime[] = [];
   const harness = {
     server: undefined as unknown as TestServer,
@@ -49,7 +49,7 @@ export function useServer(): Harness {
     },
   };
   before(async () => {
-    harness.server = await startServer();
+    harness.server = await startServer(extraEnv);
     if (process.env.TEST_LOGS) process.stderr.write(`server log: ${harness.server.dataDir}/server.log\n`);
   });
   after(async () => {

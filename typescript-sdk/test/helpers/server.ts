@@ -49,7 +49,7 @@ export interface TestServer {
   log(): string;
 }
 
-export async function startServer(): Promise<TestServer> {
+export async function startServer(extraEnv: Record<string, string> = {}): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'exosphere-ts-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -58,6 +58,7 @@ export async function startServer(): Promise<TestServer> {
     STATE_MANAGER_SECRET: API_KEY,
     SECRETS_ENCRYPTION_KEY: randomBytes(32).toString('base64url') + '=',
     EXOSPHERE_DATA_DIR: dataDir,
+    ...extraEnv,
   };
   const logFile = join(dataDir, 'server.log');
   let child: ChildProcess | undefined;

@@ -19,11 +19,11 @@ from typing import Any
 
 import typer
 
-from exospherehost.cli import graphs, render, runs, states
+from exospherehost.cli import graphs, keys, render, runs, states
 from exospherehost.cli.errors import EXIT_USAGE, CliError
 
 PLUGIN_GROUP = "exospherehost.cli_plugins"
-BUILT_IN = ("graph", "trigger", "runs", "run", "state")
+BUILT_IN = ("graph", "trigger", "runs", "run", "state", "key", "audit")
 SERVER_INSTALL = "pip install exosphere-server"
 # Options of a command that cannot run are accepted, so that the answer is always the one-line reason.
 ANY_ARGUMENTS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -59,6 +59,8 @@ def build_app(plugins: Iterable[EntryPoint] | None = None) -> typer.Typer:
     app.add_typer(runs.runs_app, name="runs")
     app.add_typer(runs.run_app, name="run")
     app.add_typer(states.app, name="state")
+    app.add_typer(keys.app, name="key")
+    app.command("audit")(keys.audit)
     return app
 
 

@@ -31,18 +31,21 @@ class Session:
     becomes a one-line `CliError` (exit code and wording in errors.py).
     """
 
-    def __init__(self, server: str, key: str | None, namespace: str, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, server: str, key: str | None, namespace: str | None, timeout: float = DEFAULT_TIMEOUT_SECONDS
+    ) -> None:
+        """`namespace` None: a command about no one namespace (`exosphere key ...`)."""
         server = server.strip().rstrip("/")
         if not server.startswith(("http://", "https://")):
             raise CliError(f"invalid server address {server!r}: use e.g. http://127.0.0.1:8000", EXIT_USAGE)
-        if not namespace.strip():
+        if namespace is not None and not namespace.strip():
             raise CliError("no namespace: pass --namespace or set EXOSPHERE_NAMESPACE", EXIT_USAGE)
         self.server = server
-        self.namespace = namespace
+        self.namespace = namespace or ""
         self.timeout = timeout
         # One attempt per request: a person (or a script) learns of a failure at once and decides
         # whether to run the command again, rather than waiting through the SDK's retries.
-        self.sm = StateManager(namespace, state_manager_uri=server, key=key, timeout=timeout, attempts=1)
+        self.sm = StateManager(self.namespace, state_manager_uri=server, key=key, timeout=timeout, attempts=1)
         self._runner = asyncio.Runner()
 
     def run(self, call: Coroutine[Any, Any, T]) -> T:

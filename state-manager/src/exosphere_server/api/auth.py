@@ -1,5 +1,9 @@
-"""The dependencies of every `/v0` route: the API key (compared in constant time), then NUL-free parameters;
-and the key check of `/metrics`. Wrong keys count towards the client address's lock-out (`lockout.py`)."""
+"""The dependencies of every `/v0` route: the API key (who is calling, `authenticate`), whether that key
+may call the route (`api/access.py`), then NUL-free parameters; and the key check of `/metrics`.
+Wrong keys count towards the client address's lock-out (`lockout.py`).
+
+The key is `STATE_MANAGER_SECRET` (compared in constant time: the admin `root`) or a scoped key
+created with `exosphere key create`, looked up in storage on every request (`engine/keys.py`)."""
 
 from __future__ import annotations
 
@@ -8,19 +12,15 @@ import hmac
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
+from exosphere_server.api.access import authorize
+from exosphere_server.api.deps import engine_context
 from exosphere_server.api.lockout import note_failure, refuse_if_locked_out
 from exosphere_server.config import Settings
+from exosphere_server.engine.keys import LOCAL, ROOT, Principal, key_for_secret, principal_of
 
 
 def key_equals(given: str | None, expected: str) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
-
-
-def api_key_matches(request: Request, given: str | None) -> bool:
-    expected: str | None = request.app.state.settings.api_key
-    if expected is None:
-        return True  # loopback without a configured key: a local development server
-    return key_equals(given, expected)
 
 
 def _check(request: Request, given: str | None, matches: bool) -> None:
@@ -32,9 +32,32 @@ def _check(request: Request, given: str | None, matches: bool) -> None:
         raise HTTPException(status_code=401, detail="Invalid API key")
 
 
+async def principal_for_key(request: Request, given: str | None) -> Principal | None:
+    """Who `given` is, or None for a key that is wrong or revoked (the caller answers 401).
+
+    A keyless local server lets everyone in as admin, but still honours a scoped key it is sent, so
+    that roles can be tried out on a laptop.
+    """
+    settings: Settings = request.app.state.settings
+    if settings.api_key is not None and given is not None and key_equals(given, settings.api_key):
+        return ROOT
+    record = await key_for_secret(engine_context(request), given) if given else None
+    if record is not None and record.revoked_at is None:
+        return principal_of(record)
+    return LOCAL if settings.api_key is None and record is None else None
+
+
+async def authenticate(request: Request, given: str | None) -> Principal:
+    """The caller of a `/v0` route or of the dashboard login; 401 (or 429 when locked out) otherwise."""
+    principal = await principal_for_key(request, given)
+    _check(request, given, principal is not None)
+    assert principal is not None  # _check raised otherwise
+    return principal
+
+
 async def require_api_key(request: Request) -> None:
-    given = request.headers.get("x-api-key")
-    _check(request, given, api_key_matches(request, given))
+    """Every `/v0` route: a known key (401 otherwise) with a role that may call the route (403)."""
+    authorize(request, await authenticate(request, request.headers.get("x-api-key")))
 
 
 def _metrics_credential(request: Request) -> str | None:

@@ -23,6 +23,7 @@ log = structlog.get_logger("exosphere.api")
 # The refusals every `/v0` route may give (docs/wire-extensions.md), for the OpenAPI document.
 REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "The API key is missing or wrong"},
+    403: {"model": ErrorResponse, "description": "The key's role or namespace does not allow this call (named)"},
     413: {"model": ErrorResponse, "description": "The body is over the server's size limit"},
     429: {"model": ErrorResponse, "description": "Locked out after repeated wrong keys; see Retry-After"},
     503: {"model": ErrorResponse, "description": "The database is unavailable; retry after Retry-After"},

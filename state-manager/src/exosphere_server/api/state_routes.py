@@ -42,8 +42,9 @@ STATE = "/namespace/{namespace_name}/state/{state_id}"
 
 @router.post("/namespace/{namespace_name}/states/enqueue", response_model=EnqueueResponse)
 async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -> Response:
+    ctx = engine_context(request)
     claimed = await transitions.claim(
-        engine_context(request),
+        ctx,
         namespace_name,
         body.nodes,
         body.batch_size,
@@ -56,7 +57,7 @@ async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -
             "count": len(claimed),
             "namespace": namespace_name,
             "status": StateStatus.QUEUED,
-            "states": [claimed_state_view(s) for s in claimed],
+            "states": [claimed_state_view(s, ctx.tracing.traceparent(s)) for s in claimed],
         }
     )
 
@@ -64,10 +65,9 @@ async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -
 @router.post("/namespace/{namespace_name}/states/executed", response_model=ExecutedManyResponse)
 async def executed_many(namespace_name: str, body: ExecutedManyRequest, request: Request) -> Response:
     """Additive: several results in one call and one transaction; each item answered on its own."""
+    ctx = engine_context(request)
     reports = [transitions.ExecutedReport(r.state_id, r.outputs, r.lease_id) for r in body.results]
-    answers, claimed = await transitions.executed_many(
-        engine_context(request), namespace_name, reports, _eager(body.claim)
-    )
+    answers, claimed = await transitions.executed_many(ctx, namespace_name, reports, _eager(body.claim))
     return SafeJSONResponse(
         {
             "results": [
@@ -76,17 +76,17 @@ async def executed_many(namespace_name: str, body: ExecutedManyRequest, request:
                 else {"state_id": report.state_id, "status_code": status_code(error), "detail": error.message}
                 for report, error in zip(reports, answers, strict=True)
             ],
-            "states": [claimed_state_view(s) for s in claimed],
+            "states": [claimed_state_view(s, ctx.tracing.traceparent(s)) for s in claimed],
         }
     )
 
 
 @router.post(STATE + "/executed", response_model=ExecutedResponse)
 async def executed(namespace_name: str, state_id: str, body: ExecutedRequest, request: Request) -> Response:
-    claimed = await transitions.executed(
-        engine_context(request), namespace_name, state_id, body.outputs, body.lease_id, _eager(body.claim)
-    )
-    return SafeJSONResponse({"status": StateStatus.EXECUTED, "states": [claimed_state_view(s) for s in claimed]})
+    ctx = engine_context(request)
+    claimed = await transitions.executed(ctx, namespace_name, state_id, body.outputs, body.lease_id, _eager(body.claim))
+    states = [claimed_state_view(s, ctx.tracing.traceparent(s)) for s in claimed]
+    return SafeJSONResponse({"status": StateStatus.EXECUTED, "states": states})
 
 
 def _eager(claim: EagerClaim | None) -> transitions.EagerClaim | None:

@@ -71,7 +71,7 @@ def registered_node_view(node: RegisteredNodeRecord) -> dict[str, Any]:
     }
 
 
-def claimed_state_view(state: StateRecord) -> dict[str, Any]:
+def claimed_state_view(state: StateRecord, traceparent: str | None = None) -> dict[str, Any]:
     return {
         "state_id": state.id,
         "node_name": state.node_name,
@@ -80,6 +80,7 @@ def claimed_state_view(state: StateRecord) -> dict[str, Any]:
         "created_at": iso(state.created_at),
         "lease_id": state.lease_id,
         "lease_expires_at": state.lease_expires_at,
+        "traceparent": traceparent,
     }
 
 

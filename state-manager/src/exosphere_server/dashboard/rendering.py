@@ -76,5 +76,7 @@ _env.globals.update(
 
 
 def render_page(request: Request, page_template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    html = _env.get_template(page_template).render(request=request, **context)
+    # Who is logged in (a page behind the session; the login form has nobody), shown in the header.
+    who = getattr(request.state, "principal", None)
+    html = _env.get_template(page_template).render(request=request, who=who, **context)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)

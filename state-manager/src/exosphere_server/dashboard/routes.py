@@ -21,8 +21,9 @@ from exosphere_server.api.lockout import lockout_message, lockout_seconds_left, 
 from exosphere_server.dashboard import api, data, session
 from exosphere_server.dashboard.layout import layout_template
 from exosphere_server.dashboard.rendering import render_page
-from exosphere_server.engine import inspection, runs, serving
+from exosphere_server.engine import audit, inspection, runs, serving
 from exosphere_server.engine.errors import NotFound
+from exosphere_server.engine.keys import Principal
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 # After the session: a visitor who is not logged in learns nothing about the parameters. NUL in a path
@@ -31,6 +32,11 @@ pages = APIRouter(dependencies=[Depends(session.require_page_session), Depends(r
 STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
 RUNS_PER_PAGE = 25
+AUDIT_PER_PAGE = 100
+# The routes open without a session; every other one has its roles in api/access.py.
+PUBLIC_ROUTES = tuple(
+    f"dashboard.routes.{name}" for name in ("login_form", "login", "logout", "static_file", "dashboard_root")
+)
 
 
 # -- login -----------------------------------------------------------------------------------------
@@ -58,15 +64,18 @@ async def login(request: Request) -> Response:
     form = parse_qs((await request.body()).decode(errors="replace"))
     given = (form.get("api_key") or [""])[0]
     target = session.safe_next((form.get("next") or [""])[0])
-    matches = session.key_matches(request.app.state.settings, given)
+    principal = await session.login_principal(request, given)
+    matches = principal is not None
     if not matches:
         note_failure(request)  # counted first, so the failure that reaches the limit already says so
     if left := lockout_seconds_left(request):
         return _locked_out_form(request, target, left)
     if not matches:
-        return render_page(request, "login.html", status_code=401, next=target, error="That API key is not valid.")
+        error = "That API key is not valid (runtime keys cannot open the dashboard)."
+        return render_page(request, "login.html", status_code=401, next=target, error=error)
+    assert principal is not None
     response = RedirectResponse(target, status_code=303)
-    session.set_session_cookie(request, response)
+    session.set_session_cookie(request, response, principal)
     return response
 
 
@@ -100,7 +109,12 @@ def _not_found(request: Request, exc: NotFound) -> Response:
 @pages.get("/")
 async def namespaces_page(request: Request) -> Response:
     found = await inspection.namespace_counts(engine_context(request))
-    return render_page(request, "namespaces.html", namespaces=found)
+    principal: Principal = request.state.principal
+    if principal.namespace is not None:  # a key for one namespace sees that one only
+        found = {name: counts for name, counts in found.items() if principal.may_act_in(name)}
+    return render_page(
+        request, "namespaces.html", namespaces=found, show_audit=session.session_may(request, AUDIT_PAGE)
+    )
 
 
 @pages.get("/ns/{namespace}")
@@ -194,6 +208,7 @@ async def run_page(namespace: str, run_id: str, request: Request) -> Response:
         run=progress.run,
         live=live,
         cancelled=await runs.run_cancellation(ctx, run_id),
+        may_cancel=session.session_may(request, "dashboard.api.cancel"),
         warnings=await serving.unserved_warnings(ctx, run_id) if pending else [],
         drawing=layout_template(nodes),
         statuses=data.ALL_STATUSES,
@@ -213,8 +228,20 @@ async def state_page(namespace: str, state_id: str, request: Request) -> Respons
         detail=detail,
         state=detail.state,
         retryable=detail.state.status in RETRYABLE_BY_HAND,
+        may_retry=session.session_may(request, "dashboard.api.retry"),
         limit=data.SAME_POSITION_LIMIT,
     )
+
+
+AUDIT_PAGE = "dashboard.routes.audit_page"
+
+
+@pages.get("/audit")
+async def audit_page(request: Request, before: int | None = Query(default=None, ge=1)) -> Response:
+    """Who did what (admin only): the newest entries first, a page at a time."""
+    entries = await audit.audit_entries(engine_context(request), AUDIT_PER_PAGE, before)
+    older = entries[-1].id if len(entries) == AUDIT_PER_PAGE else None
+    return render_page(request, "audit.html", entries=entries, older=older)
 
 
 router.include_router(pages)

@@ -16,6 +16,7 @@ from exosphere_server.engine.serving import NodePolls
 from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.storage.base import Storage
 from exosphere_server.storage.records import GraphVersionRecord, RunRecord
+from exosphere_server.tracing import Tracing
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,7 @@ class EngineContext:
     pinned: PinnedGraphs = field(default_factory=lambda: PinnedGraphs())
     runs: RunCache = field(default_factory=lambda: RunCache())
     revoked_sessions: RevokedSessionCache = field(default_factory=lambda: RevokedSessionCache())
+    tracing: Tracing = field(default_factory=Tracing)  # off unless an OTLP endpoint is configured
     feed: RunFeed = field(init=False)
     polls: NodePolls = field(init=False)
 

@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -34,6 +34,8 @@ from exosphere_server.clock import now_ms
 from exosphere_server.jsontext import dumps_in_pieces
 from exosphere_server.storage import schema
 from exosphere_server.storage.records import (
+    ApiKeyRecord,
+    AuditRecord,
     CronScheduleRecord,
     GraphHead,
     GraphRecord,
@@ -182,6 +184,9 @@ class Tx:
         self.schedule_changed = False
         self.runs_changed: set[str] = set()
         self.earliest_lease: int | None = None  # a new lease deadline this replica's scheduler must know
+        # Runs started and claims ended, as committed; kept only while traces are on (`Storage.track_attempts`).
+        self.runs_started: list[RunRecord] = []
+        self.attempts_ended: list[StateRecord] = []
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -351,6 +356,13 @@ class Tx:
 
     async def insert_run(self, record: RunRecord) -> None:
         await self.conn.execute(INSERT_RUN, [asdict(record)])
+        if self._storage.track_attempts:
+            self.runs_started.append(record)
+
+    def _note_attempts_ended(self, moves: Iterable[tuple[str, StateRecord]]) -> None:
+        """Claims that ended (the state left QUEUED), as they are now, for the traces."""
+        if self._storage.track_attempts:
+            self.attempts_ended += [replace(state) for was, state in moves if was == StateStatus.QUEUED]
 
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         if not run_ids:
@@ -450,6 +462,9 @@ class Tx:
         for state in states:
             check_move(state.status, to)
         await self._update(states, {**values, "status": to.value})
+        if self._storage.track_attempts:
+            ended = {k: v for k, v in values.items() if k in ("error", "finished_at")}
+            self._note_attempts_ended((s.status, replace(s, status=to.value, **ended)) for s in states)
         for state in states:
             state.status = to.value
 
@@ -565,6 +580,7 @@ class Tx:
         ]
         await self.conn.execute(FINISH_STATE, rows)
         self.runs_changed.update(state.run_id for _, state in moves)
+        self._note_attempts_ended(moves)
 
     async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
         """Put a state back to CREATED: announced now if due, else handed to the scheduler."""
@@ -754,6 +770,44 @@ class Tx:
         rs = schema.revoked_sessions
         return int((await self.conn.execute(sa.delete(rs).where(rs.c.expires_at <= now))).rowcount)
 
+    # -- API keys and the audit log ---------------------------------------------------------------
+
+    async def insert_api_key(self, record: ApiKeyRecord) -> None:
+        await self.conn.execute(sa.insert(schema.api_keys).values(**asdict(record)))
+
+    async def api_key_by_secret(self, secret_sha256: str) -> ApiKeyRecord | None:
+        k = schema.api_keys
+        found = await self._all(ApiKeyRecord, sa.select(k).where(k.c.secret_sha256 == secret_sha256))
+        return found[0] if found else None
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRecord | None:
+        k = schema.api_keys
+        found = await self._all(ApiKeyRecord, sa.select(k).where(k.c.id == key_id))
+        return found[0] if found else None
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        k = schema.api_keys
+        return await self._all(ApiKeyRecord, sa.select(k).order_by(k.c.created_at, k.c.id))
+
+    async def revoke_api_key(self, key_id: str, now: int) -> None:
+        """Revoking twice keeps the first time."""
+        k = schema.api_keys
+        await self.conn.execute(sa.update(k).where(k.c.id == key_id, k.c.revoked_at.is_(None)).values(revoked_at=now))
+
+    async def insert_audit_entry(
+        self, at: int, key_id: str, key_name: str, role: str, action: str, namespace: str | None, target: str
+    ) -> None:
+        values = {"at": at, "key_id": key_id, "key_name": key_name, "role": role, "action": action}
+        await self.conn.execute(sa.insert(schema.audit_log).values(**values, namespace=namespace, target=target))
+
+    async def audit_entries(self, limit: int, before: int | None = None) -> list[AuditRecord]:
+        """Newest first, by the primary key (so no index beyond it is needed)."""
+        a = schema.audit_log
+        query = sa.select(a).order_by(a.c.id.desc()).limit(limit)
+        if before is not None:
+            query = query.where(a.c.id < before)
+        return await self._all(AuditRecord, query)
+
     # -- reading runs and namespaces ------------------------------------------------------------
 
     async def state_counts_by_node(self, run_id: str) -> tuple[int, list[tuple[str, str, str, int]]]:
@@ -879,6 +933,7 @@ class StorageListener(Protocol):
     def runs_changed(self, run_ids: set[str]) -> None: ...
     def every_run_changed(self) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
+    def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None: ...
 
 
 class _NoListener:
@@ -888,6 +943,7 @@ class _NoListener:
     def runs_changed(self, run_ids: set[str]) -> None: ...
     def every_run_changed(self) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
+    def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None: ...
 
 
 class Storage(abc.ABC):
@@ -895,6 +951,8 @@ class Storage(abc.ABC):
 
     def __init__(self) -> None:
         self.listener: StorageListener = _NoListener()
+        # Whether transactions collect started runs and ended claims for the listener (traces on).
+        self.track_attempts = False
 
     def subscribe(self, listener: StorageListener) -> None:
         """Hear what committed transactions did: here, and on PostgreSQL on every replica (ready work,
@@ -964,6 +1022,8 @@ class Storage(abc.ABC):
             self.listener.schedule_changed()
         if tx.runs_changed:
             self.listener.runs_changed(tx.runs_changed)
+        if tx.runs_started or tx.attempts_ended:
+            self.listener.runs_and_attempts(tx.runs_started, tx.attempts_ended)
         if tx.earliest_lease is not None:
             # Only this replica's scheduler hears it: it expires the leases it granted; the others
             # look again within their longest sleep should this replica die.

@@ -153,3 +153,28 @@ class CronScheduleRecord:
     expression: str
     trigger: dict[str, Any]
     next_fire_at: int
+
+
+@dataclass
+class ApiKeyRecord:
+    """A scoped API key; `namespace` None means every namespace. The secret itself is never stored."""
+
+    id: str
+    name: str
+    role: str
+    namespace: str | None
+    secret_sha256: str
+    created_at: int
+    revoked_at: int | None = None
+
+
+@dataclass
+class AuditRecord:
+    id: int
+    at: int
+    key_id: str
+    key_name: str
+    role: str
+    action: str
+    namespace: str | None
+    target: str

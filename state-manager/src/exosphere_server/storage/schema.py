@@ -228,3 +228,31 @@ revoked_sessions = sa.Table(
     sa.Column("expires_at", sa.BigInteger, nullable=False),
     sa.Index("ix_revoked_sessions_expiry", "expires_at"),
 )
+
+# API keys with a role and a namespace scope (`None`: every namespace). Only the SHA-256 of the secret
+# is kept: the secret is 256 random bits, so a fast hash is enough and a lookup is one index probe.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("role", sa.String, nullable=False),
+    sa.Column("namespace", sa.String, nullable=True),
+    sa.Column("secret_sha256", sa.String, nullable=False, unique=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+)
+
+# Who did what: one row per admin or operator action that succeeded, newest by id.
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("key_id", sa.String, nullable=False),
+    sa.Column("key_name", sa.String, nullable=False),
+    sa.Column("role", sa.String, nullable=False),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("namespace", sa.String, nullable=True),
+    sa.Column("target", sa.String, nullable=False),
+)

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-python lint bench clean
+.PHONY: setup demo test test-suites test-python lint bench release clean
 
 setup: $(STAMP)
 
@@ -23,19 +23,26 @@ demo: setup
 	$(BIN)/python examples/demo.py
 
 lint: setup
-	$(BIN)/ruff check python-sdk state-manager bench examples testing
-	$(BIN)/mypy --strict python-sdk/src testing/src
+	$(BIN)/ruff check python-sdk state-manager bench examples testing scripts
+	$(BIN)/mypy --strict python-sdk/src testing/src scripts/release.py
 	$(BIN)/mypy --strict state-manager/src
 	$(BIN)/lint-imports state-manager/pyproject.toml
 
-# Each part of the product brings its own test script; `make test` runs them all.
+# Each part of the product brings its own test script; `make test` runs them all, with a PostgreSQL
+# cluster that it stops afterwards if it started it (scripts/with-postgres.sh).
 test: setup lint
-	@export EXOSPHERE_TEST_POSTGRES_URL=$$(scripts/postgres.sh start) && \
-	$(BIN)/pytest python-sdk/tests state-manager/tests && \
-	for script in scripts/test-*.sh; do [ -e "$$script" ] || continue; echo "== $$script"; bash "$$script" || exit 1; done
+	@scripts/with-postgres.sh $(MAKE) --no-print-directory test-suites
+
+test-suites:
+	$(BIN)/pytest python-sdk/tests state-manager/tests
+	@for script in scripts/test-*.sh; do [ -e "$$script" ] || continue; echo "== $$script"; bash "$$script" || exit 1; done
+
+# dist/: wheels, sdists and the npm tarball, a CycloneDX SBOM (JSON and XML) each, SHA256SUMS (docs/install.md).
+release: setup
+	$(BIN)/python scripts/release.py --out dist
 
 bench: setup
 	@export EXOSPHERE_BENCH_POSTGRES_URL=$$(scripts/postgres.sh start) && $(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist

@@ -52,7 +52,7 @@ from exospherehost import GraphNodeModel, StateManager, UnitesModel
 HERE = Path(__file__).parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
-OTHER_BENCHMARKS = ["server_bench.py", "dashboard_bench.py", "graph_validation_bench.py"]
+OTHER_BENCHMARKS = ["server_bench.py", "dashboard_bench.py", "graph_validation_bench.py", "scale_bench.py"]
 RUNTIMES = ("tuned", "defaults", "published", "ts-tuned", "ts-defaults")
 TYPESCRIPT_SDK = REPO / "typescript-sdk"
 

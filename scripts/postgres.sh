@@ -2,6 +2,7 @@
 # A throwaway PostgreSQL cluster for tests and benchmarks, on loopback only.
 #   scripts/postgres.sh start   -> installs Debian's postgresql if missing, starts the cluster, prints its URL
 #   scripts/postgres.sh stop
+#   scripts/postgres.sh status  -> exit 0 when the cluster is running (never installs anything)
 #   scripts/postgres.sh url
 set -euo pipefail
 PGPORT="${EXOSPHERE_PG_PORT:-55432}"
@@ -42,9 +43,13 @@ case "${1:-start}" in
     BIN=$(pg_bin)
     as_postgres "$BIN/pg_ctl" -D "$PGDATA" -m fast stop >/dev/null 2>&1 || true
     ;;
+  status)
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+    [ -n "$dir" ] && as_postgres "$dir/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1
+    ;;
   url)
     echo "$URL"
     ;;
   *)
-    echo "usage: $0 start|stop|url" >&2; exit 2;;
+    echo "usage: $0 start|stop|status|url" >&2; exit 2;;
 esac

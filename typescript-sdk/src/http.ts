@@ -306,12 +306,15 @@ function parseDetail(text: string, statusText: string): unknown {
 }
 
 function unavailable(err: unknown, action: string, timeoutMs: number, timedOut: boolean): ServerUnavailableError {
-  if (timedOut) return new ServerUnavailableError(undefined, `no answer within ${timeoutMs} ms`, action, { cause: err });
+  // "server unavailable" leads: it is what a runtime's log says while a server restarts.
+  if (timedOut) {
+    return new ServerUnavailableError(undefined, `server unavailable (no answer within ${timeoutMs} ms)`, action, { cause: err });
+  }
   const cause = err instanceof Error ? (err.cause as { code?: string; message?: string } | undefined) : undefined;
   const code = cause?.code;
   const reason = cause?.message ?? (err instanceof Error ? err.message : String(err));
   const message = code && !reason.includes(code) ? `${code} (${reason})` : reason;
-  const error = new ServerUnavailableError(undefined, message, action, { cause: err });
+  const error = new ServerUnavailableError(undefined, `server unavailable (${message})`, action, { cause: err });
   error.requestSent = !(code && NOT_SENT_CODES.has(code));
   return error;
 }

@@ -22,6 +22,15 @@ class Sleepy extends BaseNode {
   }
 }
 
+class Fan extends BaseNode {
+  static name = 'Fan';
+  static Inputs = z.object({ width: z.string(), tag: z.string() });
+  static Outputs = z.object({ tag: z.string() });
+  async execute() {
+    return Array.from({ length: Number(this.inputs.width) }, (_, i) => ({ tag: `${this.inputs.tag}-${i}` }));
+  }
+}
+
 class After extends BaseNode {
   static name = 'After';
   static Inputs = z.object({ slept: z.string() });
@@ -53,6 +62,34 @@ describe('server restart', () => {
       ['after', 'SUCCESS', 0],
     ]);
     assert.deepEqual(states[1]?.outputs, { done: 'after 1500' });
+  });
+});
+
+describe('server stopped with SIGTERM', () => {
+  test('a busy runtime logs "server unavailable", reconnects quietly and every state succeeds once', async () => {
+    const ns = harness.namespace();
+    const sm = harness.stateManager(ns);
+    const logger = new MemoryLogger();
+    await harness.runtime(ns, [Fan, Sleepy, After], { logger, workers: 4 });
+    await sm.upsertGraph('busy', [
+      { node_name: 'Fan', namespace: ns, identifier: 'fan', inputs: { width: '${{ store.width }}', tag: ns }, next_nodes: ['sleep'] },
+      { node_name: 'Sleepy', namespace: ns, identifier: 'sleep', inputs: { ms: '50', tag: '${{ fan.outputs.tag }}' }, next_nodes: ['after'] },
+      { node_name: 'After', namespace: ns, identifier: 'after', inputs: { slept: '${{ sleep.outputs.slept }}' } },
+    ], {}, undefined, { required_keys: ['width'] });
+    const width = 40;
+    const { run_id } = await sm.trigger('busy', {}, { width: String(width) });
+    await eventually(async () => [...started].filter((tag) => tag.startsWith(`${ns}-`)).length >= 5, 20_000, 'work to run');
+    await harness.server.stop(); // SIGTERM mid fan-out
+    await eventually(async () => logger.lines.some((l) => l.includes('server unavailable')), 20_000, 'the runtime to notice');
+    await harness.server.restart();
+    const run = await sm.waitForRun(run_id, 60_000);
+    assert.equal(run.status, 'SUCCESS');
+    const states = await sm.getRunStates(run_id);
+    assert.ok(states.every((s) => s.status === 'SUCCESS'), JSON.stringify(states.map((s) => s.status)));
+    const tags = states.filter((s) => s.identifier === 'sleep').map((s) => String(s.inputs.tag)).sort();
+    assert.deepEqual(tags, Array.from({ length: width }, (_, i) => `${ns}-${i}`).sort()); // each branch once
+    const noise = [...logger.lines, ...harness.server.log().split('\n')].filter((l) => /^ERROR|Traceback|\b500\b|"level": "error"/.test(l));
+    assert.deepEqual(noise, []);
   });
 });
 

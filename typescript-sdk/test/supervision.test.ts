@@ -150,7 +150,7 @@ describe('results and heartbeats go on after faults', () => {
     await eventually(async () => fake.callsTo(stateId, 'heartbeat').length >= 3 && gates.has('heartbeats'), 60_000, 'a heartbeat after the stalled ones');
     gates.get('heartbeats')!();
     await eventually(async () => fake.callsTo(stateId, 'executed').length > 0, 60_000, 'the held state to be reported');
-    const timeouts = logger.lines.filter((l) => l.includes(`Heartbeat for state ${stateId} failed: no answer within 1000 ms`));
+    const timeouts = logger.lines.filter((l) => l.includes(`Heartbeat for state ${stateId} failed: server unavailable (no answer within 1000 ms)`));
     assert.equal(timeouts.length, 2, logger.lines.join('\n'));
     await echoed('still claiming');
   });

@@ -107,7 +107,8 @@ def _unavailable(exc: httpx.RequestError, action: str) -> ServerUnavailableError
     # request may be sent again. An answer that cannot be read (a corrupt compressed body, say) is
     # treated like a lost answer: the request may have been applied, and is retried as such.
     sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-    error = ServerUnavailableError(None, f"{type(exc).__name__}: {exc or 'no answer'}", action)
+    # "server unavailable" leads: it is what a runtime's log says while a server restarts.
+    error = ServerUnavailableError(None, f"server unavailable ({type(exc).__name__}: {exc or 'no answer'})", action)
     error.request_sent = sent
     error.timed_out = isinstance(exc, httpx.TimeoutException)
     return error

@@ -11,6 +11,8 @@ import sys
 import venv
 from pathlib import Path
 
+from exospherehost._version import VERSION
+
 SDK = Path(__file__).resolve().parents[2]
 INSTALL_TIMEOUT = 600
 
@@ -45,7 +47,9 @@ def test_the_cli_extra_gives_exosphere_without_the_server(tmp_path: Path) -> Non
     for command in ("server", "graph", "trigger", "runs", "run", "state"):
         assert command in helped.stdout
     server = run(bin_dir / "exosphere", "server", "--port", "8001")
-    assert server.returncode == 2 and "pip install exosphere-server" in server.stderr, server
+    assert server.returncode == 2 and "pip install exosphere_server-" in server.stderr, server
+    versions = run(bin_dir / "exosphere", "--version", check=True)
+    assert versions.stdout == f"exospherehost {VERSION}\nexosphere-server not installed\n", versions
     # The client commands work: with nothing listening, they say so.
     down = run(bin_dir / "exosphere", "runs", "-n", "demo", "--server", "http://127.0.0.1:9")
     assert down.returncode == 3 and "cannot reach the state manager" in down.stderr, down

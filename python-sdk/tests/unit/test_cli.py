@@ -184,7 +184,7 @@ def test_without_the_server_package_server_says_how_to_get_it(
 ) -> None:
     for args in (["server"], ["server", "--port", "9000"]):
         result = run_app(monkeypatch, capsys, *args, plugins=[])
-        one_line_error(result, EXIT_USAGE, "pip install exosphere-server")
+        one_line_error(result, EXIT_USAGE, "pip install exosphere_server-")
 
 
 def test_installed_packages_add_commands_and_a_broken_one_only_breaks_itself(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import structlog
@@ -20,6 +20,7 @@ from exosphere_server.api.audit_trail import AuditTrailMiddleware
 from exosphere_server.api.auth import reject_nul_characters, require_api_key, require_metrics_key
 from exosphere_server.api.body_limit import BodyLimitMiddleware
 from exosphere_server.api.cors import ApiOnlyCORSMiddleware
+from exosphere_server.api.docs_pages import install_docs_pages
 from exosphere_server.api.errors import REFUSALS, RETRY_AFTER_SECONDS, install_error_handlers
 from exosphere_server.api.host_check import HostCheckMiddleware
 from exosphere_server.api.json_response import SafeJSONResponse
@@ -66,8 +67,8 @@ class EngineListener:
     def __init__(self, wakeups: Wakeups, feed: RunFeed, scheduler: Scheduler, tracing: Tracing) -> None:
         self.wakeups, self.feed, self.scheduler, self.tracing = wakeups, feed, scheduler, tracing
 
-    def states_ready(self, keys: set[tuple[str, str]]) -> None:
-        self.wakeups.notify(keys)
+    def states_ready(self, ready: Mapping[tuple[str, str], int | None]) -> None:
+        self.wakeups.feed(ready)
 
     def wake_everyone(self) -> None:
         self.wakeups.notify_all()
@@ -165,6 +166,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        docs_url=None,  # served from the package's own files instead (api/docs_pages.py)
+        redoc_url=None,
         # FastAPI's own spans of each request (joining a caller's traceparent) when traces are on;
         # nothing at all otherwise.
         telemetry=fastapi_telemetry(ctx.tracing),
@@ -189,6 +192,7 @@ def create_app(settings: Settings) -> FastAPI:
         public=dashboard_routes.PUBLIC_ROUTES,
     )
     install_body_schemas(app, UpsertGraphRequest)
+    install_docs_pages(app)
 
     @app.get(
         "/health",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 
 def string_schema(*fields: str) -> dict[str, Any]:
@@ -115,3 +119,69 @@ def states(api: httpx.Client, run_id: str) -> list[dict[str, Any]]:
 
 def by_identifier(found: list[dict[str, Any]], identifier: str) -> list[dict[str, Any]]:
     return [s for s in found if s["identifier"] == identifier]
+
+
+def on_database(url: str, work: Callable[[sa.Connection], Any]) -> Any:
+    """Run `work` on a connection to the server's database, in one committed transaction (either backend)."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url)
+        try:
+            with engine.begin() as conn:
+                return work(conn)
+        finally:
+            engine.dispose()
+
+    async def on_postgres() -> Any:
+        engine = create_async_engine(url.replace("postgresql://", "postgresql+asyncpg://", 1))
+        try:
+            async with engine.begin() as conn:
+                return await conn.run_sync(work)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(on_postgres())
+
+
+def counts_match_states(api: httpx.Client, database_url: str, run_id: str) -> None:
+    """The run's kept counts and version (`GET .../progress`), and its states' kept descendant counts,
+    equal what its states say, counted here in SQL."""
+
+    def count(conn: sa.Connection) -> tuple[int, dict[tuple[str, str], int]]:
+        rows = conn.execute(
+            sa.text(
+                "SELECT identifier, status, COUNT(*), SUM(revision) FROM states WHERE run_id = :r "
+                "GROUP BY identifier, status"
+            ),
+            {"r": run_id},
+        ).all()
+        return sum(int(r[3]) for r in rows), {(r[0], r[1]): int(r[2]) for r in rows}
+
+    def below(conn: sa.Connection) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """Descendants per (ancestor, status): counted from the rows, and as kept in `descendant_counts`."""
+        run_states = "SELECT id FROM states WHERE run_id = :r"
+        counted = conn.execute(
+            sa.text(
+                "SELECT a.ancestor_id, s.status, COUNT(*) FROM state_ancestors a JOIN states s ON s.id = a.state_id "
+                f"WHERE a.ancestor_id IN ({run_states}) GROUP BY a.ancestor_id, s.status"
+            ),
+            {"r": run_id},
+        ).all()
+        kept = conn.execute(
+            sa.text(
+                "SELECT ancestor_id, status, SUM(states) FROM descendant_counts "
+                f"WHERE ancestor_id IN ({run_states}) GROUP BY ancestor_id, status"
+            ),
+            {"r": run_id},
+        ).all()
+        return {(r[0], r[1]): int(r[2]) for r in counted}, {(r[0], r[1]): int(r[2]) for r in kept if r[2]}
+
+    counted_below, kept_below = on_database(database_url, below)
+    assert kept_below == counted_below
+    version, expected = on_database(database_url, count)
+    response = api.get(f"/run/{run_id}/progress")
+    assert response.status_code == 200, response.text
+    progress = response.json()
+    kept = {(n["identifier"], status): c for n in progress["nodes"] for status, c in n["counts"].items()}
+    assert kept == expected
+    assert progress["version"] == version
+    assert progress["total_count"] == sum(expected.values())

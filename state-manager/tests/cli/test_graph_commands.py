@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from .conftest import SECRET_VALUE, Cli, fan_graph
 
 WriteFile = Callable[[str, Any], Path]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_apply_a_valid_yaml_file_prints_valid_and_the_graph_is_stored(cli: Cli, write_file: WriteFile) -> None:
@@ -86,3 +88,15 @@ def test_list_and_show_never_print_secret_values(cli: Cli, write_file: WriteFile
     as_json = cli("graph", "show", "fan", "--json")
     assert as_json.json()["secrets"] == {"token": True}
     assert SECRET_VALUE not in shown.stdout + as_json.stdout + listed.stdout
+
+
+def test_the_documented_example_of_every_error_at_once_is_what_apply_prints(cli: Cli) -> None:
+    page = (REPO / "docs" / "cli.md").read_text()
+    block = re.search(r"<!-- broken-graph-output -->\n```console\n\$ exosphere (.*)\n((?:.*\n)*?)```", page)
+    assert block, "docs/cli.md lost its broken-graph example"
+    command, expected = block.group(1).split(), block.group(2)
+    command[command.index("examples/broken-graph.yaml")] = str(REPO / "examples" / "broken-graph.yaml")
+    command = command[: command.index("-n")]  # the test's own namespace instead of `demo`
+    result = cli(*command)
+    assert result.code == 1
+    assert result.stdout == expected

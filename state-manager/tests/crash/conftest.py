@@ -18,15 +18,19 @@ APP = Path(__file__).parent / "runtime_app.py"
 def runtimes(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(server: ServerProcess, namespace: str, *mode: str) -> subprocess.Popen[bytes]:
+    def start(
+        server: ServerProcess, namespace: str, *mode: str, log_path: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`log_path`: the runtime's log at INFO goes there (otherwise WARNING and above, to the console)."""
         env = {
             **os.environ,
             "EXOSPHERE_STATE_MANAGER_URI": server.url,
             "EXOSPHERE_API_KEY": server.api_key,
             "CRASH_LOG": str(tmp_path / "executions.log"),
-            "EXOSPHERE_LOG_LEVEL": "WARNING",
+            "EXOSPHERE_LOG_LEVEL": "INFO" if log_path else "WARNING",
         }
-        process = subprocess.Popen([sys.executable, str(APP), namespace, *mode], env=env)
+        output = open(log_path, "ab") if log_path else None  # noqa: SIM115
+        process = subprocess.Popen([sys.executable, str(APP), namespace, *mode], env=env, stdout=output, stderr=output)
         started.append(process)
         return process
 

@@ -207,3 +207,31 @@ def test_empty_secret_values_are_accepted():
 
 def test_structure_error_is_a_value_error():
     assert issubclass(GraphStructureError, ValueError)
+
+
+def test_states_carry_only_what_nodes_further_on_read_of_their_ancestors():
+    # a -> b -> c -> d; d reads a.v and b.w, c reads b.w: b-states carry a.v, c-states carry a.v and b.w.
+    shape = analyse(
+        node("a", "b"),
+        node("b", "c"),
+        node("c", "d", x="${{ b.outputs.w }}"),
+        node("d", x="${{ a.outputs.v }}", y="${{ b.outputs.w }}"),
+    )
+    assert shape.carried == {"b": {"a": ("v",)}, "c": {"a": ("v",), "b": ("w",)}}
+    assert shape.unite_targets == frozenset()
+
+
+def test_what_a_unite_reads_is_carried_by_its_target_and_every_branch_in_between():
+    # a -> s -> (w1, w2) -> u (unites s, reads a.v); u -> after (reads a.v and s.i).
+    shape = analyse(
+        node("a", "s"),
+        node("s", "w1", "w2"),
+        node("w1", "u"),
+        node("w2", "u"),
+        node("u", "after", unites="s", x="${{ a.outputs.v }}"),
+        node("after", x="${{ a.outputs.v }}", y="${{ s.outputs.i }}"),
+    )
+    assert shape.unite_targets == {"s"}
+    assert shape.carried["s"] == {"a": ("v",)}  # the unite state is made from the s state
+    assert shape.carried["u"] == {"a": ("v",), "s": ("i",)}  # what `after` reads, made from the u state
+    assert shape.carried["w1"] == shape.carried["w2"] == {"a": ("v",), "s": ("i",)}

@@ -2,7 +2,7 @@
 
 It needs the ``cli`` extra (``pip install "exospherehost[cli]"``: typer, rich, pyyaml); without it,
 `exosphere` says so in one line. `exosphere server` comes with the server package
-(``pip install exosphere-server``), which adds it through an entry point (see `app.py`).
+(its wheel from a release, docs/install.md), which adds it through an entry point (see `app.py`).
 
 Example::
 

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint, PackageNotFoundError, entry_points, version
 from typing import Any
 
 import typer
 
+from exospherehost._version import VERSION
 from exospherehost.cli import graphs, keys, render, runs, states
 from exospherehost.cli.errors import EXIT_USAGE, CliError
 
 PLUGIN_GROUP = "exospherehost.cli_plugins"
 BUILT_IN = ("graph", "trigger", "runs", "run", "state", "key", "audit")
-SERVER_INSTALL = "pip install exosphere-server"
+# The server is on no package index: it comes with a release (`make release` builds one).
+SERVER_INSTALL = f"pip install exosphere_server-{VERSION}-py3-none-any.whl from a release (docs/install.md)"
 # Options of a command that cannot run are accepted, so that the answer is always the one-line reason.
 ANY_ARGUMENTS: dict[str, Any] = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -43,7 +45,11 @@ def build_app(plugins: Iterable[EntryPoint] | None = None) -> typer.Typer:
     )
 
     @app.callback()
-    def _root() -> None:
+    def _root(
+        _version: bool = typer.Option(
+            False, "--version", is_eager=True, callback=_print_versions, help="Print the SDK and server versions."
+        ),
+    ) -> None:
         """Exosphere command line."""
 
     # Plugins first: `exosphere --help` lists commands in the order they were added, `server` on top.
@@ -88,8 +94,34 @@ def _unloadable(plugin: EntryPoint, exc: Exception) -> Callable[[], None]:
     return report
 
 
+def installed_versions() -> dict[str, str | None]:
+    """The installed version of the SDK and of the server (None when the server is not installed).
+
+    Read from the packages' metadata, so the SDK still never imports the server.
+
+    Example::
+
+        installed_versions()  # {"exospherehost": "0.1.0", "exosphere-server": "0.1.0"}
+    """
+    versions: dict[str, str | None] = {}
+    for distribution in ("exospherehost", "exosphere-server"):
+        try:
+            versions[distribution] = version(distribution)
+        except PackageNotFoundError:
+            versions[distribution] = None
+    return versions
+
+
+def _print_versions(wanted: bool) -> None:
+    if not wanted:
+        return
+    for distribution, number in installed_versions().items():
+        typer.echo(f"{distribution} {number or 'not installed'}")
+    raise typer.Exit()
+
+
 def _server_not_installed() -> None:
-    """Start the state manager (needs the server package: pip install exosphere-server)."""
+    """Start the state manager (needs the server package, from a release: docs/install.md)."""
     raise CliError(f"`exosphere server` needs the state manager, which is not installed: {SERVER_INSTALL}", EXIT_USAGE)
 
 

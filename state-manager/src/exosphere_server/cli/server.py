@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from exosphere_server.config import ConfigError, load_settings
-from exosphere_server.logs import configure_logging
+from exosphere_server.logs import LOG_FORMATS, configure_logging
 
 
 def server(
@@ -16,9 +16,19 @@ def server(
     ),
     api_key: str | None = typer.Option(None, "--api-key", help="API key (default: $STATE_MANAGER_SECRET)"),
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR"),
+    log_format: str = typer.Option(
+        "auto",
+        envvar="EXOSPHERE_LOG_FORMAT",
+        help="auto (human-readable on a terminal, JSON lines otherwise), json or console",
+    ),
 ) -> None:
     """Start the state manager."""
-    configure_logging(log_level.upper())
+    if log_format not in LOG_FORMATS:
+        typer.echo(
+            f"exosphere server: --log-format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}", err=True
+        )
+        raise typer.Exit(2)
+    configure_logging(log_level.upper(), log_format)
     try:
         settings = load_settings(host=host, port=port, database_url=database_url, api_key=api_key)
     except ConfigError as exc:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from exospherehost.models import GraphNodeModel, StoreConfigModel
 
+from .carried_outputs import Carried, carried_fields
 from .lineage import LineageTree
 from .placeholders import OutputRef, PlaceholderError, StoreRef, parse_template
 
@@ -48,6 +49,11 @@ class GraphShape:
     nodes: dict[str, GraphNodeModel]
     ancestors: LineageTree
     unite_nodes: tuple[str, ...]
+    # Identifiers some unite node targets: the only ancestors a state's `parents` row keeps besides its
+    # direct parent, since a unite finds "everything descending from that state" through them.
+    unite_targets: frozenset[str]
+    # What each node's states carry for placeholders further on (:mod:`.carried_outputs`).
+    carried: Carried
 
 
 def analyse_graph(
@@ -89,7 +95,22 @@ def analyse_graph(
         nodes=by_id,
         ancestors=ancestors,
         unite_nodes=tuple(ident for ident, node in by_id.items() if node.unites is not None),
+        unite_targets=frozenset(node.unites.identifier for node in by_id.values() if node.unites is not None),
+        carried=carried_fields(successors, _output_reads(by_id)),
     )
+
+
+def _output_reads(by_id: dict[str, GraphNodeModel]) -> dict[str, set[tuple[str, str]]]:
+    """The (identifier, field) pairs each node's input placeholders read (the templates parsed cleanly)."""
+    return {
+        ident: {
+            (ref.identifier, ref.field)
+            for value in node.inputs.values()
+            for ref in parse_template(value).refs
+            if isinstance(ref, OutputRef)
+        }
+        for ident, node in by_id.items()
+    }
 
 
 def _index_nodes(nodes: list[GraphNodeModel], errors: list[str]) -> dict[str, GraphNodeModel]:

@@ -73,7 +73,8 @@ async def node_states_page(
     how many match in all; a 404 for a run not in `namespace`."""
     async with ctx.storage.reader() as tx:
         await _run_in(tx, namespace, run_id)
-        return await tx.states_of_node(run_id, identifier, statuses, (page - 1) * size, size)
+        total, states = await tx.states_of_node(run_id, identifier, statuses, (page - 1) * size, size)
+        return total, await tx.with_full_lineage(states)
 
 
 async def state_detail(ctx: EngineContext, namespace: str, state_id: str, same_position_limit: int) -> StateDetail:
@@ -84,4 +85,5 @@ async def state_detail(ctx: EngineContext, namespace: str, state_id: str, same_p
         if state is None or run is None or run.namespace != namespace:
             raise NotFound(f"State {state_id} not found in namespace {namespace}")
         same_position = await tx.states_at_same_position(state, same_position_limit)
+        state = (await tx.with_full_lineage([state]))[0]
     return StateDetail(state, run, same_position)

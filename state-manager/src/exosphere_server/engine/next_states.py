@@ -6,6 +6,7 @@ children exist, or the failure is recorded, in the same commit as the result.
 
 from __future__ import annotations
 
+import asyncio
 import secrets as _random
 import uuid
 from collections.abc import Mapping, Sequence
@@ -15,11 +16,14 @@ from exospherehost.models import UnitesStrategyEnum
 from exospherehost.statuses import UNITE_ALL_DONE_WAITS_ON, UNITE_ALL_SUCCESS_WAITS_ON, StateStatus
 
 from exosphere_server.clock import now_ms
+from exosphere_server.engine.carried_outputs import carry
 from exosphere_server.engine.context import PinnedGraph
 from exosphere_server.engine.fingerprint import unite_fingerprint
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
 from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
+
+YIELD_EVERY = 500  # children of this many sources are built between two turns of the event loop
 
 
 class NextStateError(Exception):
@@ -34,6 +38,8 @@ def new_state(
     run: RunRecord,
     inputs: dict[str, str],
     parents: dict[str, str],
+    parent_id: str | None = None,
+    carried: dict[str, dict[str, object]] | None = None,
     enqueue_after: int | None = None,
     **extra: object,
 ) -> StateRecord:
@@ -49,6 +55,8 @@ def new_state(
         inputs=inputs,
         outputs={},
         parents=parents,
+        parent_id=parent_id,
+        carried=carried or {},
         enqueue_after=now if enqueue_after is None else enqueue_after,
         created_at=now,
         updated_at=now,
@@ -68,16 +76,22 @@ def resolve_store(key: str, run: RunRecord, graph: PinnedGraph) -> str:
 
 
 async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: list[StateRecord]) -> list[StateRecord]:
-    """Build every child of the executed states (original and fan-out siblings); raise NextStateError on any problem."""
+    """Build every child of the executed states (original and fan-out siblings); raise NextStateError on any problem.
+
+    Each child is built from its source state's row alone (its outputs and what it carries): the
+    cost of a hop does not depend on how deep in the run it is.
+    """
     node = graph.shape.nodes[executed[0].identifier]
     next_ids = [n for n in (node.next_nodes or []) if graph.shape.nodes[n].unites is None]
     if not next_ids:
         return []
-    lineage_outputs = await _ancestor_outputs(tx, executed[0].parents)
+    ancestors = await _ancestor_outputs(tx, executed[0])  # siblings share the original's lineage
     children: list[StateRecord] = []
-    for source in executed:
-        outputs = {**lineage_outputs, source.identifier: source.outputs}
-        parents = {**source.parents, source.identifier: source.id}
+    for position, source in enumerate(executed):
+        if position and position % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a wide fan-out builds thousands of children: let other requests in
+        outputs = {**ancestors, source.identifier: source.outputs}
+        parents = _kept_parents(graph, source)
         for child_id in next_ids:
             child = graph.shape.nodes[child_id]
             inputs = _resolve_inputs(child.inputs, child_id, outputs, run, graph)
@@ -89,17 +103,28 @@ async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: 
                     run=run,
                     inputs=inputs,
                     parents=parents,
+                    parent_id=source.id,
+                    carried=carry(graph.shape.carried.get(child_id, {}), outputs),
                     timeout_ms=graph.timeout_ms(child_id),
                 )
             )
     return children
 
 
-async def _ancestor_outputs(tx: Tx, parents: Mapping[str, str]) -> dict[str, dict[str, object]]:
-    if not parents:
-        return {}
-    found = {s.id: s for s in await tx.get_states(list(parents.values()))}
-    return {ident: found[state_id].outputs for ident, state_id in parents.items() if state_id in found}
+def _kept_parents(graph: PinnedGraph, source: StateRecord) -> dict[str, str]:
+    """A child's `parents`: the source's unite-target ancestors, then the source itself (its direct parent)."""
+    kept = {ident: state_id for ident, state_id in source.parents.items() if ident in graph.shape.unite_targets}
+    kept[source.identifier] = source.id
+    return kept
+
+
+async def _ancestor_outputs(tx: Tx, state: StateRecord) -> dict[str, dict[str, object]]:
+    """Outputs of the state's ancestors that its children's placeholders may read: what it carries, or, for a
+    state written before migration 0006 (no `parent_id`, whole ancestry in `parents`), its ancestors' rows."""
+    if state.parent_id is not None or not state.parents:
+        return state.carried
+    found = {s.id: s for s in await tx.get_states(list(state.parents.values()))}
+    return {ident: found[state_id].outputs for ident, state_id in state.parents.items() if state_id in found}
 
 
 def _resolve_inputs(
@@ -190,7 +215,7 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
         parents=parents,
         manual_retry_fanout_id="",
     )
-    lineage = await _ancestor_outputs(tx, parents)
+    lineage = {**await _ancestor_outputs(tx, target), target.identifier: target.outputs}
     error: str | None = None
     try:
         inputs = _resolve_inputs(node.inputs, unite_id, lineage, run, graph)
@@ -204,6 +229,8 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
         run=run,
         inputs=inputs,
         parents=parents,
+        parent_id=target.id,
+        carried=carry(graph.shape.carried.get(unite_id, {}), lineage),
         does_unites=True,
         fingerprint=fingerprint,
         timeout_ms=graph.timeout_ms(unite_id),

@@ -207,7 +207,7 @@ async def run_states_page(
         if run is None or run.namespace != namespace:
             raise run_not_found(namespace, run_id)
         total = (await tx.run_counts([run_id]))[run_id].total
-        return total, await tx.states_of_run(run_id, offset=(page - 1) * size, limit=size)
+        return total, await tx.with_full_lineage(await tx.states_of_run(run_id, offset=(page - 1) * size, limit=size))
 
 
 async def state_in_run(ctx: EngineContext, namespace: str, graph_name: str, run_id: str, state_id: str) -> StateRecord:
@@ -216,6 +216,8 @@ async def state_in_run(ctx: EngineContext, namespace: str, graph_name: str, run_
     async with ctx.storage.reader() as tx:
         state = await tx.get_state(state_id)
         run = await tx.get_run(run_id)
+        if state is not None:
+            state = (await tx.with_full_lineage([state]))[0]
     if (
         state is None
         or run is None
@@ -231,6 +233,8 @@ async def get_state(ctx: EngineContext, namespace: str, state_id: str) -> StateR
     async with ctx.storage.reader() as tx:
         state = await tx.get_state(state_id)
         run = await tx.get_run(state.run_id) if state else None
+        if state is not None:
+            state = (await tx.with_full_lineage([state]))[0]
     if state is None or run is None or (run.namespace != namespace and state.namespace != namespace):
         raise NotFound(f"State {state_id} not found in namespace {namespace}")
     return state

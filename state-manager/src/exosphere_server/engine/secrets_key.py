@@ -54,6 +54,27 @@ async def verify_secrets_key(
     return "rotated"
 
 
+async def rotate_secrets_key(storage: Storage, current: SecretBox, new: SecretBox) -> int:
+    """Re-encrypt every graph secret from `current` to `new` in one transaction; the graphs rewritten.
+
+    Raises `SecretsKeyMismatch` when `current` is not the key the database records (nothing changes).
+
+    Example::
+
+        await rotate_secrets_key(storage, SecretBox(old_key), SecretBox(secrets.token_bytes(32)))
+    """
+    async with storage.transaction() as tx:
+        stored = await tx.get_server_setting(KEY_CHECK)
+        graphs = await tx.graph_secrets()
+        if stored is None and graphs and not _opens(current, graphs):
+            raise SecretsKeyMismatch(_mismatch_message(None))
+        if stored is not None and stored != current.key_check:
+            raise SecretsKeyMismatch(_mismatch_message(None))
+        await _reencrypt(tx, graphs, current, new)
+        await tx.set_server_setting(KEY_CHECK, new.key_check)
+    return len(graphs)
+
+
 def _mismatch_message(missing_key_file: str | None) -> str:
     if missing_key_file is not None:
         return (

@@ -116,20 +116,28 @@ async def claim(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_ms / 1000
     keys = [(namespace, name) for name in dict.fromkeys(node_names)]
+    woken = False  # woken for ready work: leaving without looking for it must hand the wake-up on
     await note_served(ctx, namespace, node_names)
     while True:
-        with ctx.wakeups.watch(keys) as waiter:
-            if gone is not None and await gone():
-                return []
-            claimed = await ctx.storage.claim(
-                namespace, list(dict.fromkeys(node_names)), batch_size, _random.token_hex(12), lease
-            )
+        with ctx.wakeups.watch(keys, batch_size) as waiter:
+            looked = False
+            try:
+                if gone is not None and await gone():
+                    return []
+                claimed = await ctx.storage.claim(
+                    namespace, list(dict.fromkeys(node_names)), batch_size, _random.token_hex(12), lease
+                )
+                looked = True
+            finally:
+                if woken and not looked:
+                    ctx.wakeups.pass_on(keys, instead_of=waiter)
+            woken = False
             if claimed:
                 return await _hand_out(ctx, namespace, claimed)
             remaining = deadline - loop.time()
             if remaining <= 0 or ctx.wakeups.closing:
                 return []
-            await waiter.wait(remaining)
+            woken = await waiter.wait(remaining)
             await note_served(ctx, namespace, node_names)  # still asking, however long it waits
 
 

@@ -13,6 +13,7 @@ import contextlib
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, fields, replace
@@ -163,6 +164,14 @@ def _decoded_nodes(rows: Sequence[Any]) -> list[GraphRecord]:
     return records
 
 
+_STATE_FIELDS = tuple(f.name for f in fields(StateRecord))
+ROWS_OFF_LOOP = 1000  # a write of this many states prepares its rows and counts in a worker thread
+
+
+def _state_row(record: StateRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in _STATE_FIELDS}
+
+
 def _record(cls: type[R], row: Any) -> R:
     mapping = row._mapping
     return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
@@ -179,11 +188,16 @@ class Tx:
     def __init__(self, conn: Any, storage: Storage) -> None:
         self.conn = conn
         self._storage = storage
-        self.ready: set[ReadyKey] = set()
+        self.ready: Counter[ReadyKey] = Counter()  # how many states became claimable now, per key
         self._made_ready: dict[str, ReadyKey] = {}  # state id -> its key, for each state made ready here
         self.schedule_changed = False
         self.runs_changed: set[str] = set()
         self.earliest_lease: int | None = None  # a new lease deadline this replica's scheduler must know
+        # (run_id, identifier, status) -> [node_name, states, revisions, first_created]: what this
+        # transaction changes in `run_counts`, written once just before commit (`write_counts`).
+        self.count_changes: dict[tuple[str, str, str], list[Any]] = {}
+        # (ancestor state id, status) -> states: the same for `descendant_counts`.
+        self.descendant_changes: Counter[tuple[str, str]] = Counter()
         # Runs started and claims ended, as committed; kept only while traces are on (`Storage.track_attempts`).
         self.runs_started: list[RunRecord] = []
         self.attempts_ended: list[StateRecord] = []
@@ -195,6 +209,55 @@ class Tx:
 
     def _insert(self, table: sa.Table) -> Any:
         return self._storage.dialect_insert(table)
+
+    def count_change(self, state: StateRecord, status: str, states: int, revisions: int) -> None:
+        """Note that `states` more (or fewer) states of `state`'s run and node are in `status`, and that
+        `revisions` revisions were written; `write_counts` applies the sum at commit."""
+        if states:
+            for ancestor_id in state.parents.values():
+                self.descendant_changes[(ancestor_id, status)] += states
+        key = (state.run_id, state.identifier, status)
+        change = self.count_changes.get(key)
+        if change is None:
+            self.count_changes[key] = [state.node_name, states, revisions, state.created_at]
+        else:
+            change[1] += states
+            change[2] += revisions
+            change[3] = min(change[3], state.created_at)
+
+    def _count_move(self, state: StateRecord, was: str, to: str) -> None:
+        if was != to:
+            self.count_change(state, was, -1, 0)
+        self.count_change(state, to, 1 if was != to else 0, 1)
+
+    async def write_counts(self) -> None:
+        """Add this transaction's count changes to `run_counts` and `descendant_counts` with atomic increments
+        (exact however many replicas commit at once), table by table in key order, so that two transactions
+        never wait on each other in a cycle."""
+        shard = 1 + secrets.randbelow(schema.COUNT_SHARDS - 1)  # shard 0 is PostgreSQL's claims'
+        if self.count_changes:
+            rows = [
+                {
+                    "run_id": run_id,
+                    "identifier": identifier,
+                    "status": status,
+                    "shard": shard,
+                    "node_name": node_name,
+                    "states": states,
+                    "revisions": revisions,
+                    "first_created": first_created,
+                }
+                for (run_id, identifier, status), (node_name, states, revisions, first_created) in sorted(
+                    self.count_changes.items()
+                )
+            ]
+            self.count_changes = {}
+            await self.conn.execute(self._storage.add_counts_statement(), rows)
+        changed = sorted((key, n) for key, n in self.descendant_changes.items() if n)
+        self.descendant_changes = Counter()
+        if changed:
+            rows = [{"ancestor_id": a, "status": st, "shard": shard, "states": n} for (a, st), n in changed]
+            await self.conn.execute(self._storage.add_descendant_counts_statement(), rows)
 
     # -- graphs ----------------------------------------------------------------------------------
 
@@ -374,17 +437,19 @@ class Tx:
         return _record(RunRecord, row) if row is not None else None
 
     async def run_counts(self, run_ids: Sequence[str]) -> dict[str, RunCounts]:
+        """How many states each run has per count group, from `run_counts` (a few rows per run)."""
         counts = {run_id: RunCounts() for run_id in run_ids}
         if not run_ids:
             return counts
-        s = schema.states
+        c = schema.run_counts
         query = (
-            sa.select(s.c.run_id, s.c.status, sa.func.count())
-            .where(s.c.run_id.in_(run_ids))
-            .group_by(s.c.run_id, s.c.status)
+            sa.select(c.c.run_id, c.c.status, sa.func.sum(c.c.states))
+            .where(c.c.run_id.in_(run_ids))
+            .group_by(c.c.run_id, c.c.status)
         )
         for run_id, status, count in await self.conn.execute(query):
-            counts[run_id].add(status, count)
+            if count:
+                counts[run_id].add(status, int(count))
         return counts
 
     # -- states ----------------------------------------------------------------------------------
@@ -395,8 +460,19 @@ class Tx:
             return
         for record in records:
             check_initial(record.status)
-        await self.conn.execute(INSERT_STATES, [asdict(r) for r in records])  # revision: 1 by default
-        links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
+
+        def prepare() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+            # Rows are shallow: `asdict` would deep-copy every state's JSON. The counts are noted here too.
+            rows = [_state_row(r) for r in records]  # revision: 1 by default
+            links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
+            for r in records:
+                self.count_change(r, r.status, 1, 1)
+            return rows, links
+
+        # The 20,000 states of a 10,000-way fan-out take long enough to prepare to hold up every other
+        # request: a worker thread does it (this transaction is suspended meanwhile, so nothing races).
+        rows, links = await asyncio.to_thread(prepare) if len(records) >= ROWS_OFF_LOOP else prepare()
+        await self.conn.execute(INSERT_STATES, rows)
         if links:
             await self.conn.execute(INSERT_ANCESTORS, links)
         self._announce(records)
@@ -404,10 +480,11 @@ class Tx:
     async def insert_state_unless_duplicate(self, record: StateRecord) -> bool:
         """Insert one state unless its attempt key or unite fingerprint exists; True when inserted."""
         check_initial(record.status)
-        stmt = self._insert(schema.states).values(**asdict(record)).on_conflict_do_nothing()
+        stmt = self._insert(schema.states).values(**_state_row(record)).on_conflict_do_nothing()
         result = await self.conn.execute(stmt)
         if result.rowcount == 0:
             return False
+        self.count_change(record, record.status, 1, 1)
         links = [{"ancestor_id": a, "state_id": record.id} for a in dict.fromkeys(record.parents.values())]
         if links:
             await self.conn.execute(sa.insert(schema.state_ancestors), links)
@@ -423,7 +500,7 @@ class Tx:
             self.runs_changed.add(r.run_id)
             if r.status == StateStatus.CREATED:
                 if r.enqueue_after <= now:
-                    self.ready.add((r.namespace, r.node_name))
+                    self.ready[(r.namespace, r.node_name)] += 1
                     self._made_ready[r.id] = (r.namespace, r.node_name)
                 else:
                     self.schedule_changed = True
@@ -451,6 +528,8 @@ class Tx:
         values.setdefault("updated_at", now_ms())
         ids = [state.id for state in states]
         await self.conn.execute(sa.update(s).where(s.c.id.in_(ids)).values(revision=s.c.revision + 1, **values))
+        for state in states:
+            self._count_move(state, state.status, values.get("status", state.status))
         self.runs_changed.update(state.run_id for state in states)
 
     async def move_states(self, states: Sequence[StateRecord], to: StateStatus, **values: Any) -> None:
@@ -568,16 +647,23 @@ class Tx:
             return
         for was, state in moves:
             check_move(was, state.status)
-        rows = [
-            {
-                "b_id": s.id,
-                "b_status": s.status,
-                "b_outputs": s.outputs,
-                "b_error": s.error,
-                "b_finished_at": s.finished_at,
-            }
-            for _, s in moves
-        ]
+
+        def prepare() -> list[dict[str, Any]]:
+            rows = [
+                {
+                    "b_id": s.id,
+                    "b_status": s.status,
+                    "b_outputs": s.outputs,
+                    "b_error": s.error,
+                    "b_finished_at": s.finished_at,
+                }
+                for _, s in moves
+            ]
+            for was, state in moves:
+                self._count_move(state, was, state.status)
+            return rows
+
+        rows = await asyncio.to_thread(prepare) if len(moves) >= ROWS_OFF_LOOP else prepare()
         await self.conn.execute(FINISH_STATE, rows)
         self.runs_changed.update(state.run_id for _, state in moves)
         self._note_attempts_ended(moves)
@@ -589,9 +675,20 @@ class Tx:
         self._announce([state])
 
     async def claim_states(
-        self, namespace: str, node_names: Sequence[str], limit: int, lease_id: str, lease_ms: int
+        self,
+        namespace: str,
+        node_names: Sequence[str],
+        limit: int,
+        lease_id: str,
+        lease_ms: int,
+        *,
+        counting_claim: Any = None,
     ) -> list[StateRecord]:
-        """Hand out up to `limit` ready states, oldest first; each claim is a lease."""
+        """Hand out up to `limit` ready states, oldest first; each claim is a lease.
+
+        `counting_claim`: a statement that claims as `CLAIM_STATES` does and also adds the claims to
+        `run_counts` (PostgreSQL claims in one autocommitted statement); else `write_counts` does.
+        """
         now = now_ms()
         params = {
             "b_namespace": namespace,
@@ -602,32 +699,73 @@ class Tx:
             "b_lease_expires_at": now + lease_ms,
             "b_lease_ms": lease_ms,
         }
-        claimed = [_record(StateRecord, row) for row in await self.conn.execute(CLAIM_STATES, params)]
+        if counting_claim is not None:
+            params["b_shard"] = schema.CLAIM_SHARD
+        statement = CLAIM_STATES if counting_claim is None else counting_claim
+        claimed = [_record(StateRecord, row) for row in await self.conn.execute(statement, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
         self._keep_quiet_about(claimed)
         if claimed:
             self.note_lease(min(s.lease_expires_at or now + lease_ms for s in claimed))
             self.runs_changed.update(state.run_id for state in claimed)
+            if counting_claim is None:
+                for state in claimed:
+                    self._count_move(state, StateStatus.CREATED.value, state.status)
         return claimed
 
     def _keep_quiet_about(self, claimed: Sequence[StateRecord]) -> None:
-        """A completion that claimed every state it made ready of a node (eager dispatch) announces
-        none of that node: a claimer woken for it would find nothing."""
-        taken = {state.id for state in claimed}
-        for key in {key for state_id, key in self._made_ready.items() if state_id in taken}:
-            if all(state_id in taken for state_id, other in self._made_ready.items() if other == key):
-                self.ready.discard(key)
+        """States this transaction made ready and claimed itself (a completion's eager dispatch) are
+        not announced: a claimer woken for them would find nothing."""
+        for state in claimed:
+            key = self._made_ready.pop(state.id, None)
+            if key is not None:
+                self.ready[key] -= 1
+                if self.ready[key] <= 0:
+                    del self.ready[key]
 
     async def has_descendants(self, ancestor_id: str, statuses: Iterable[str]) -> bool:
-        """Whether any descendant of one state is in one of `statuses` (stops at the first found)."""
-        s, a = schema.states, schema.state_ancestors
-        query = (
-            sa.select(sa.literal(1))
-            .select_from(a.join(s, s.c.id == a.c.state_id))
-            .where(a.c.ancestor_id == ancestor_id, s.c.status.in_(status_values(statuses)))
-            .limit(1)
-        )
-        return (await self.conn.execute(query)).first() is not None
+        """Whether any descendant of one state is in one of `statuses`: from `descendant_counts` (committed)
+        plus this transaction's own moves, which are written only at commit."""
+        wanted = status_values(statuses)
+        d = schema.descendant_counts
+        query = sa.select(sa.func.sum(d.c.states)).where(d.c.ancestor_id == ancestor_id, d.c.status.in_(wanted))
+        committed = (await self.conn.execute(query)).scalar_one() or 0
+        own = sum(self.descendant_changes[(ancestor_id, status)] for status in wanted)
+        return int(committed) + own > 0
+
+    async def with_full_lineage(self, states: Sequence[StateRecord]) -> list[StateRecord]:
+        """The states with `parents` holding their whole lineage, root first (PROTOCOL §5.2), for people reading it.
+
+        A state's row keeps only some ancestors (see `schema.states.parents`); the rest are found by
+        following `parent_id` upwards, for all the states at once, in one recursive statement. A
+        state written before migration 0006 has no `parent_id` and its row holds its whole lineage.
+        """
+        s = schema.states
+        starts = {state.parent_id for state in states if state.parent_id is not None}
+        if not starts:
+            return list(states)
+        up = sa.select(s.c.id, s.c.identifier, s.c.parent_id).where(s.c.id.in_(starts)).cte("up", recursive=True)
+        # UNION, not UNION ALL: states of one page share most of their ancestors, each is read once.
+        up = up.union(sa.select(s.c.id, s.c.identifier, s.c.parent_id).where(s.c.id == up.c.parent_id))
+        found = {row.id: (row.identifier, row.parent_id) for row in await self.conn.execute(sa.select(up))}
+        tops = [state_id for state_id, (_, parent_id) in found.items() if parent_id is None]
+        top_parents: dict[str, dict[str, str]] = {}
+        if tops:
+            query = sa.select(s.c.id, s.c.parents).where(s.c.id.in_(tops))
+            top_parents = {row.id: dict(row.parents) for row in await self.conn.execute(query)}
+        full: list[StateRecord] = []
+        for state in states:
+            chain: list[tuple[str, str]] = []
+            above: dict[str, str] = {}
+            current = state.parent_id
+            while current is not None and current in found:
+                identifier, parent_id = found[current]
+                chain.append((identifier, current))
+                if parent_id is None:
+                    above = top_parents.get(current, {})  # {} for a root; the whole lineage for an old row
+                current = parent_id
+            full.append(replace(state, parents={**above, **dict(reversed(chain))}) if chain else state)
+        return full
 
     async def lock_states(self, state_ids: Sequence[str]) -> dict[str, StateRecord]:
         """Read and lock (PostgreSQL: FOR UPDATE) several states, always in id order."""
@@ -693,10 +831,13 @@ class Tx:
         if not run_ids:
             return 0
         state_ids = sa.select(s.c.id).where(s.c.run_id.in_(run_ids))
+        d = schema.descendant_counts
+        await self.conn.execute(sa.delete(d).where(d.c.ancestor_id.in_(state_ids)))
         await self.conn.execute(sa.delete(a).where(a.c.state_id.in_(state_ids)))
         for table in (schema.run_cancellations, schema.run_deadlines):
             await self.conn.execute(sa.delete(table).where(table.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
+        await self.conn.execute(sa.delete(schema.run_counts).where(schema.run_counts.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(r).where(r.c.run_id.in_(run_ids)))
         self.runs_changed.update(run_ids)  # a follower of a deleted run learns that it is gone
         return len(run_ids)
@@ -811,24 +952,25 @@ class Tx:
     # -- reading runs and namespaces ------------------------------------------------------------
 
     async def state_counts_by_node(self, run_id: str) -> tuple[int, list[tuple[str, str, str, int]]]:
-        """The run's version and (identifier, node name, status, count) of its states, aggregated in the
-        database; nodes in the order they first appeared, statuses sorted within a node.
+        """The run's version and (identifier, node name, status, count) of its states, from `run_counts`;
+        nodes in the order they first appeared, statuses sorted within a node.
 
-        The version is the sum of the states' revisions, read by the same statement as the counts
-        (one snapshot, also on PostgreSQL): counts read at version v are exactly those of version v.
+        The version is the sum of the revisions written to the run's states, read by the same statement
+        as the counts (one snapshot, also on PostgreSQL): counts read at version v are exactly those of
+        version v. Its cost depends on the graph's size, not the run's.
         """
-        s = schema.states
+        c = schema.run_counts
         query = (
             sa.select(
-                s.c.identifier,
-                s.c.node_name,
-                s.c.status,
-                sa.func.count(),
-                sa.func.min(s.c.created_at),
-                sa.func.sum(s.c.revision),
+                c.c.identifier,
+                c.c.node_name,
+                c.c.status,
+                sa.func.sum(c.c.states),
+                sa.func.min(c.c.first_created),
+                sa.func.sum(c.c.revisions),
             )
-            .where(s.c.run_id == run_id)
-            .group_by(s.c.identifier, s.c.node_name, s.c.status)
+            .where(c.c.run_id == run_id)
+            .group_by(c.c.identifier, c.c.node_name, c.c.status)
         )
         rows = list(await self.conn.execute(query))
         first_seen: dict[str, int] = {}
@@ -836,7 +978,9 @@ class Tx:
             first_seen[identifier] = min(created, first_seen.get(identifier, created))
         rows.sort(key=lambda row: (first_seen[row[0]], row[0], row[2]))
         version = sum(int(row[5]) for row in rows)
-        return version, [(identifier, node, status, int(count)) for identifier, node, status, count, _, _ in rows]
+        # A status no state is in any more keeps its row (it dates the node and holds revisions): not listed.
+        counts = [(identifier, node, status, int(count)) for identifier, node, status, count, _, _ in rows if count]
+        return version, counts
 
     async def namespace_counts(self) -> dict[str, tuple[int, int, int]]:
         """namespace -> (graph templates, runs, registered nodes), for every namespace holding any of them."""
@@ -857,7 +1001,7 @@ class Tx:
         created_to: int | None,
     ) -> sa.Select[Any]:
         """Runs of a namespace filtered by graph, summary status (as `RunSummary.status`) and creation time."""
-        r, s = schema.runs, schema.states
+        r, c = schema.runs, schema.run_counts
         query = sa.select(r).where(r.c.namespace == namespace)
         if graph_name:
             query = query.where(r.c.graph_name == graph_name)
@@ -868,8 +1012,12 @@ class Tx:
         if status:
 
             def any_state(statuses: Collection[str] = ()) -> sa.Exists:
-                exists = sa.exists().where(s.c.run_id == r.c.run_id)
-                return exists.where(s.c.status.in_(status_values(statuses))) if statuses else exists
+                # From the run's counts, not its states: a few rows whatever the run's size.
+                where = [c.c.run_id == r.c.run_id]
+                if statuses:
+                    where.append(c.c.status.in_(status_values(statuses)))
+                found = sa.select(sa.literal(1)).where(*where).group_by(c.c.status).having(sa.func.sum(c.c.states) > 0)
+                return sa.exists(found)
 
             # `exospherehost.statuses.run_status` in SQL.
             pending, cancelled = any_state(PENDING), any_state(CANCELLED)
@@ -927,7 +1075,7 @@ class Tx:
 class StorageListener(Protocol):
     """What the engine wants to hear from storage after each commit."""
 
-    def states_ready(self, keys: set[ReadyKey]) -> None: ...
+    def states_ready(self, ready: Mapping[ReadyKey, int | None]) -> None: ...
     def wake_everyone(self) -> None: ...
     def schedule_changed(self) -> None: ...
     def runs_changed(self, run_ids: set[str]) -> None: ...
@@ -937,7 +1085,7 @@ class StorageListener(Protocol):
 
 
 class _NoListener:
-    def states_ready(self, keys: set[ReadyKey]) -> None: ...
+    def states_ready(self, ready: Mapping[ReadyKey, int | None]) -> None: ...
     def wake_everyone(self) -> None: ...
     def schedule_changed(self) -> None: ...
     def runs_changed(self, run_ids: set[str]) -> None: ...
@@ -951,6 +1099,8 @@ class Storage(abc.ABC):
 
     def __init__(self) -> None:
         self.listener: StorageListener = _NoListener()
+        self._add_counts: Any = None
+        self._add_descendant_counts: Any = None
         # Whether transactions collect started runs and ended claims for the listener (traces on).
         self.track_attempts = False
 
@@ -962,6 +1112,30 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def dialect_insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT construct, which knows ON CONFLICT."""
+
+    def add_counts_statement(self) -> Any:
+        """`INSERT INTO run_counts ... ON CONFLICT DO UPDATE` adding to the counts in place (built once)."""
+        if self._add_counts is None:
+            c = schema.run_counts
+            insert = self.dialect_insert(c)
+            self._add_counts = insert.on_conflict_do_update(
+                index_elements=["run_id", "identifier", "status", "shard"],
+                set_={
+                    "states": c.c.states + insert.excluded.states,
+                    "revisions": c.c.revisions + insert.excluded.revisions,
+                },
+            )
+        return self._add_counts
+
+    def add_descendant_counts_statement(self) -> Any:
+        """`INSERT INTO descendant_counts ... ON CONFLICT DO UPDATE` adding in place (built once)."""
+        if self._add_descendant_counts is None:
+            d = schema.descendant_counts
+            insert = self.dialect_insert(d)
+            self._add_descendant_counts = insert.on_conflict_do_update(
+                index_elements=["ancestor_id", "status", "shard"], set_={"states": d.c.states + insert.excluded.states}
+            )
+        return self._add_descendant_counts
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -992,6 +1166,7 @@ class Storage(abc.ABC):
                 await self._relax_durability(conn)
             tx = Tx(conn, self)
             yield tx
+            await tx.write_counts()
             await self._before_commit(tx)
         self._after_commit(tx)
 

@@ -11,10 +11,12 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 import structlog
+from exospherehost.statuses import StateStatus
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from exosphere_server.storage.base import Storage, Tx, encode_json
+from exosphere_server.storage import schema
+from exosphere_server.storage.base import CLAIM_STATES, Storage, Tx, encode_json
 from exosphere_server.storage.migrate import upgrade_to_head
 from exosphere_server.storage.records import StateRecord
 
@@ -26,11 +28,81 @@ MAX_PAYLOAD_BYTES = 7900
 # payload). The sending replica has already told its own followers, so it skips its own payloads.
 RUNS_CHANNEL = "exosphere_runs"
 EVERY_RUN = "*"
+# Ready work: "<replica>\x1e<how many>\x1e<namespace>\x1f<node>". The sender has fed its own claimers
+# already and skips its payloads; the others wake as many of theirs as that many states can feed.
+# (Servers before this channel sent "<namespace>\x1f<node>" on CHANNEL; such payloads still wake every
+# claimer of the node. Those older servers do not listen here: during a rolling upgrade their
+# claimers learn of work made ready by newer replicas when their long-poll ends.)
+READY_CHANNEL = "exosphere_ready"
 log = structlog.get_logger("exosphere.storage")
 
 
 def _asyncpg_dsn(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1]
+
+
+def _claim_and_count() -> Any:
+    """`CLAIM_STATES` and the claims' `run_counts` and `descendant_counts` changes in one statement
+    (data-modifying CTEs), so that the autocommitted claim stays one round trip and the counts can
+    never miss it.
+
+    Per (run, node) and per ancestor kept in `state_ancestors`: CREATED loses, QUEUED gains the states
+    claimed, added to the claims' shard (`schema.CLAIM_SHARD`), in key order.
+    """
+    claimed = CLAIM_STATES.cte("claimed")
+    c = schema.run_counts
+
+    def side(status: str, sign: int, revisions: int) -> sa.Select[Any]:
+        return sa.select(
+            claimed.c.run_id,
+            claimed.c.identifier,
+            sa.literal(status, sa.String).label("status"),
+            sa.bindparam("b_shard", type_=sa.Integer).label("shard"),
+            sa.func.min(claimed.c.node_name).label("node_name"),
+            (sa.func.count() * sign).label("states"),
+            (sa.func.count() * revisions).label("revisions"),
+            sa.func.min(claimed.c.created_at).label("first_created"),
+        ).group_by(claimed.c.run_id, claimed.c.identifier)
+
+    moves = sa.union_all(side(StateStatus.CREATED.value, -1, 0), side(StateStatus.QUEUED.value, 1, 1)).subquery()
+    columns = ["run_id", "identifier", "status", "shard", "node_name", "states", "revisions", "first_created"]
+    ordered = sa.select(*(moves.c[name] for name in columns)).order_by(
+        moves.c.run_id, moves.c.identifier, moves.c.status
+    )
+    insert = pg_insert(c).from_select(columns, ordered)
+    counted = insert.on_conflict_do_update(
+        index_elements=["run_id", "identifier", "status", "shard"],
+        set_={"states": c.c.states + insert.excluded.states, "revisions": c.c.revisions + insert.excluded.revisions},
+    ).cte("counted")
+
+    a, d = schema.state_ancestors, schema.descendant_counts
+    below = claimed.join(a, a.c.state_id == claimed.c.id)
+
+    def descendants(status: str, sign: int) -> sa.Select[Any]:
+        return (
+            sa.select(
+                a.c.ancestor_id,
+                sa.literal(status, sa.String).label("status"),
+                sa.bindparam("b_shard", type_=sa.Integer).label("shard"),
+                (sa.func.count() * sign).label("states"),
+            )
+            .select_from(below)
+            .group_by(a.c.ancestor_id)
+        )
+
+    moved = sa.union_all(
+        descendants(StateStatus.CREATED.value, -1), descendants(StateStatus.QUEUED.value, 1)
+    ).subquery()
+    names = ["ancestor_id", "status", "shard", "states"]
+    in_order = sa.select(*(moved.c[name] for name in names)).order_by(moved.c.ancestor_id, moved.c.status)
+    add = pg_insert(d).from_select(names, in_order)
+    counted_below = add.on_conflict_do_update(
+        index_elements=["ancestor_id", "status", "shard"], set_={"states": d.c.states + add.excluded.states}
+    ).cte("counted_below")
+    return sa.select(claimed).add_cte(counted).add_cte(counted_below)
+
+
+CLAIM_AND_COUNT = _claim_and_count()
 
 
 class PostgresStorage(Storage):
@@ -95,7 +167,9 @@ class PostgresStorage(Storage):
     ) -> list[StateRecord]:
         async with self._claims.connect() as conn:
             tx = Tx(conn, self)
-            claimed = await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms)
+            claimed = await tx.claim_states(
+                namespace, node_names, limit, lease_id, lease_ms, counting_claim=CLAIM_AND_COUNT
+            )
             if claimed:
                 # Autocommit: the claim has committed, so this second statement tells the other
                 # replicas' followers that these runs moved (CREATED -> QUEUED).
@@ -108,8 +182,12 @@ class PostgresStorage(Storage):
 
     async def _before_commit(self, tx: Tx) -> None:
         # NOTIFY is delivered at commit, to every replica, and dropped on rollback.
-        payloads = [f"{ns}\x1f{node}" for ns, node in sorted(tx.ready)]
-        ready = [(CHANNEL, p if len(p.encode()) <= MAX_PAYLOAD_BYTES else EVERYONE_PAYLOAD) for p in payloads]
+        ready: list[tuple[str, str]] = []
+        for (ns, node), count in sorted(tx.ready.items()):
+            payload = f"{self.replica_id}\x1e{count}\x1e{ns}\x1f{node}"
+            ready.append(
+                (READY_CHANNEL, payload) if len(payload.encode()) <= MAX_PAYLOAD_BYTES else (CHANNEL, EVERYONE_PAYLOAD)
+            )
         if tx.schedule_changed:
             ready.append((CHANNEL, SCHEDULE_PAYLOAD))
         await self._notify(tx.conn, ready + self._run_payloads(tx.runs_changed))
@@ -137,8 +215,17 @@ class PostgresStorage(Storage):
         elif payload == EVERYONE_PAYLOAD:
             self.listener.wake_everyone()
         else:
+            # An older server's ready work, "<namespace>\x1f<node>": how many is not said, so wake every claimer.
             namespace, _, node = payload.partition("\x1f")
-            self.listener.states_ready({(namespace, node)})
+            self.listener.states_ready({(namespace, node): None})
+
+    def _on_ready_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        replica, _, rest = payload.partition("\x1e")
+        if replica == self.replica_id:
+            return  # this replica's own commit: its claimers were fed in-process (_after_commit)
+        count, _, key = rest.partition("\x1e")
+        namespace, _, node = key.partition("\x1f")
+        self.listener.states_ready({(namespace, node): int(count) if count.isdigit() else None})
 
     def _on_runs_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         replica, _, ids = payload.partition("\x1e")
@@ -159,6 +246,7 @@ class PostgresStorage(Storage):
                 try:
                     await conn.add_listener(CHANNEL, self._on_notification)
                     await conn.add_listener(RUNS_CHANNEL, self._on_runs_notification)
+                    await conn.add_listener(READY_CHANNEL, self._on_ready_notification)
                     ready.set()
                     delay = 0.2
                     if connected_before:

@@ -36,6 +36,11 @@ class StateRecord:
     claims: int = 0
     started_at: int | None = None
     finished_at: int | None = None
+    # The state it was made from (a unite state: its target); None for a root state, and for states
+    # written before migration 0006, whose `parents` hold their whole ancestry.
+    parent_id: str | None = None
+    # Outputs of ancestors that placeholders further on read: identifier -> field -> value.
+    carried: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Milliseconds from claim to result before the attempt fails as timed out; None: no time-out.
     timeout_ms: int | None = None
 

@@ -97,7 +97,13 @@ states = sa.Table(
     sa.Column("outputs", sa.JSON, nullable=False),
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("error", sa.Text, nullable=True),
-    sa.Column("parents", sa.JSON, nullable=False),  # identifier -> state id, in lineage order
+    # identifier -> state id, in lineage order, of the ancestors a state keeps: the unite targets and,
+    # last, its direct parent (rows written before migration 0006 keep the whole ancestry). The whole
+    # lineage is read, when someone asks for it, by following `parent_id` (`Tx.with_full_lineage`).
+    sa.Column("parents", sa.JSON, nullable=False),
+    sa.Column("parent_id", sa.String(24), nullable=True),
+    # What placeholders further on read of the ancestors' outputs (engine/carried_outputs.py).
+    sa.Column("carried", sa.JSON, nullable=False, server_default=sa.text("'{}'")),
     sa.Column("does_unites", sa.Boolean, nullable=False),
     sa.Column("fingerprint", sa.String, nullable=True, unique=True),  # only unite states carry one
     sa.Column("enqueue_after", sa.BigInteger, nullable=False),
@@ -150,12 +156,49 @@ states = sa.Table(
     sa.Index("ix_states_run", "run_id", "created_at"),
 )
 
-# One row per (state, ancestor state): the descendants of a state, for `unites`, by index.
+# One row per (state, ancestor kept in its `parents`): the descendants of a unite target, and the
+# children of a state, by index.
 state_ancestors = sa.Table(
     "state_ancestors",
     metadata,
     sa.Column("ancestor_id", sa.String(24), primary_key=True),
     sa.Column("state_id", sa.String(24), primary_key=True),
+)
+
+# How many states of a run are in each (node identifier, status), kept up to date by every write that
+# moves a state, in the same transaction (`Tx.count_change`): a run's progress, summary and version
+# are read from a few rows, never by counting its states. A transaction adds its changes to one of
+# COUNT_SHARDS rows per key, chosen at random, so that concurrent completions of one run on
+# PostgreSQL seldom wait on the same row; readers sum the shards. Shard 0 is PostgreSQL's claims' own
+# (one statement, see `postgres.CLAIM_AND_COUNT`), so that a claim and a transaction never wait on each
+# other's count rows in a cycle.
+COUNT_SHARDS = 8
+CLAIM_SHARD = 0
+run_counts = sa.Table(
+    "run_counts",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("identifier", sa.String, primary_key=True),
+    sa.Column("status", sa.String, primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("node_name", sa.String, nullable=False),
+    sa.Column("states", sa.Integer, nullable=False),  # may be 0: the row still dates the identifier
+    # Revisions written (see `states.revision`): their sum over a run is the run's version.
+    sa.Column("revisions", sa.Integer, nullable=False),
+    # When the first state counted here was created: a run's nodes are listed in order of first appearance.
+    sa.Column("first_created", sa.BigInteger, nullable=False),
+)
+
+# How many descendants of a state (the states whose `parents` keep it: see `state_ancestors`) are in each
+# status, kept like `run_counts`: a unite asks whether everything below its target is done in a few
+# rows, instead of reading every descendant while it holds the target's lock.
+descendant_counts = sa.Table(
+    "descendant_counts",
+    metadata,
+    sa.Column("ancestor_id", sa.String(24), primary_key=True),
+    sa.Column("status", sa.String, primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True),
+    sa.Column("states", sa.Integer, nullable=False),
 )
 
 # A cancelled run's reason and how many states the cancel ended; the primary key makes a cancel single

@@ -39,13 +39,25 @@ def _begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("exosphere_write") else "BEGIN")
 
 
+# A statement given at least this many rows runs in a worker thread: binding and writing thousands of
+# rows (the states of a 10,000-way fan-out) takes long enough to hold up every other request, `/health`
+# included. Smaller ones stay on the loop, where they cost less than the hop to a thread.
+THREAD_FROM_ROWS = 200
+
+
 class _LoopConnection:
-    """A sync connection behind the awaitable `execute` that `Tx` uses."""
+    """A sync connection behind the awaitable `execute` that `Tx` uses.
+
+    The connection is this coroutine's alone while it runs (a transaction holds the writer lock), so a
+    worker thread may use it in between: the file database is opened without sqlite3's same-thread check.
+    """
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        if isinstance(parameters, list) and len(parameters) >= THREAD_FROM_ROWS:
+            return await asyncio.to_thread(self._conn.execute, statement, parameters)
         return self._conn.execute(statement, parameters)
 
 

@@ -123,12 +123,12 @@ async def _set_deadline(tx: Tx, pinned: PinnedGraph, run: RunRecord, deadline_se
 
 async def _triggerable_graph(tx: Tx, ctx: EngineContext, namespace: str, graph_name: str) -> tuple[PinnedGraph, int]:
     """The graph's current version, pinned, and its number; 404 for no graph, 400 for an invalid one."""
-    graph = await tx.graph_validity(namespace, graph_name)
+    graph = await tx.graph_head(namespace, graph_name)
     if graph is None:
         raise NotFound(f"Graph template not found for namespace {namespace} and graph {graph_name}")
-    current, status, errors = graph
-    if status != "VALID":
-        reasons = "; ".join(errors)
+    current = graph.version
+    if graph.validation_status != "VALID":
+        reasons = "; ".join(graph.validation_errors)
         raise BadRequest("Graph template is not valid" + (f": {reasons}" if reasons else ""))
     pinned = ctx.pinned.cached(namespace, graph_name, current)
     if pinned is None:

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from .._sendable import first_problem, sendable_text
 from ..errors import UnsendableOutputError
-from ..signals import PruneSignal, ReQueueAfterSignal
+from ..signals import PruneSignal, ReQueueAfterSignal, WaitForSignal
 
 
 class BaseNode:
@@ -43,7 +43,8 @@ class BaseNode:
       runs in a worker thread, so blocking code does not stall the runtime.
     * ``timeout`` (seconds, optional) bounds one execution; exceeding it fails the state.
     * Raise :class:`~exospherehost.PruneSignal` or :class:`~exospherehost.ReQueueAfterSignal` to
-      end the branch or to run again later.
+      end the branch or to run again later, :class:`~exospherehost.WaitForSignal` to wait for a
+      signal sent to the run; ``self.signal`` is then its payload when the node runs again (else None).
 
     Example::
 
@@ -77,10 +78,12 @@ class BaseNode:
     # Typed loosely on purpose: each subclass has its own Inputs/Secrets models.
     inputs: Any
     secrets: Any
+    signal: dict[str, str] | None
 
     def __init__(self) -> None:
         self.inputs = None
         self.secrets = None
+        self.signal = None
 
     async def execute(self) -> BaseModel | list[BaseModel] | None:
         """Do the work of one state, reading ``self.inputs`` and ``self.secrets``."""
@@ -146,7 +149,7 @@ def node_schema(node: type[BaseNode], namespace: str) -> dict[str, Any]:
 class Outcome:
     """What to tell the state manager about one execution: the endpoint and its body."""
 
-    endpoint: Literal["executed", "errored", "prune", "re-enqueue-after"]
+    endpoint: Literal["executed", "errored", "prune", "re-enqueue-after", "wait-for-signal"]
     body: dict[str, Any]
 
     @classmethod
@@ -163,7 +166,9 @@ def describe_error(exc: BaseException) -> str:
     return sendable_text(f"{type(exc).__name__}: {exc}")
 
 
-async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[str, Any]) -> Outcome:
+async def run_node(
+    node: type[BaseNode], inputs: dict[str, Any], secrets: dict[str, Any], signal: dict[str, str] | None = None
+) -> Outcome:
     """Execute ``node`` once for one state and describe the result; never raises (except cancellation).
 
     Example::
@@ -175,6 +180,7 @@ async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[s
         instance = node()
         instance.inputs = node.Inputs(**inputs)
         instance.secrets = _parse_secrets(node, secrets)
+        instance.signal = dict(signal) if signal is not None else None
         result = await _execute_with_timeout(instance, node.timeout)
         outputs = dump_outputs(node, result)
         check_outputs_sendable(node, outputs)
@@ -187,6 +193,8 @@ async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[s
         return Outcome("prune", {"data": signal.data})
     except ReQueueAfterSignal as signal:
         return Outcome("re-enqueue-after", {"enqueue_after": signal.delay_ms})
+    except WaitForSignal as wait:
+        return Outcome("wait-for-signal", {"name": wait.name, "timeout_seconds": wait.timeout_seconds})
     except Exception as exc:
         return Outcome.failed(exc)
 

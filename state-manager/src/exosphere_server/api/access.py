@@ -54,6 +54,7 @@ RULES: dict[str, Rule] = {
     # runs
     "api.run_routes.trigger": Rule(OPERATE, audit="trigger"),
     "api.run_routes.cancel_run": Rule(OPERATE, audit="cancel"),
+    "api.signal_routes.send_signal": Rule(OPERATE, audit="signal"),
     "api.run_routes.list_runs": Rule(VIEW),
     "api.run_routes.get_run": Rule(VIEW),
     "api.run_routes.run_events": Rule(VIEW),
@@ -70,6 +71,7 @@ RULES: dict[str, Rule] = {
     "api.state_routes.heartbeat": Rule(RUNTIME),
     "api.state_routes.release": Rule(RUNTIME),
     "api.state_routes.secrets": Rule(RUNTIME),
+    "api.state_routes.wait_for_signal": Rule(RUNTIME),
     "api.state_routes.prune": Rule(SIGNAL, audit="prune"),
     "api.state_routes.re_enqueue_after": Rule(SIGNAL, audit="re-enqueue-after"),
     "api.state_routes.manual_retry": Rule(OPERATE, audit="manual-retry"),

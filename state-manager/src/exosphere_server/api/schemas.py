@@ -31,8 +31,10 @@ __all__ = [
     "ReEnqueueAfterRequest",
     "RegisterNodesRequest",
     "ReleaseRequest",
+    "SendSignalRequest",
     "TriggerRequest",
     "UpsertGraphRequest",
+    "WaitForSignalRequest",
 ]
 
 
@@ -116,3 +118,19 @@ class ReleaseRequest(StorableBody, contract.ReleaseRequest):
 
 class RegisterNodesRequest(StorableBody, contract.RegisterNodesRequest):
     __doc__ = contract.RegisterNodesRequest.__doc__
+
+
+class WaitForSignalRequest(StorableBody, contract.WaitForSignalRequest):
+    __doc__ = contract.WaitForSignalRequest.__doc__
+
+
+class SendSignalRequest(contract.SendSignalRequest):
+    __doc__ = contract.SendSignalRequest.__doc__
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = unstorable_at(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return data

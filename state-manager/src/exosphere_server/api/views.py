@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exospherehost.contract import GraphTrigger
+from exospherehost.statuses import StateStatus
 
 from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
 from exosphere_server.storage.records import GraphRecord, RegisteredNodeRecord, StateRecord
@@ -81,6 +82,7 @@ def claimed_state_view(state: StateRecord, traceparent: str | None = None) -> di
         "lease_id": state.lease_id,
         "lease_expires_at": state.lease_expires_at,
         "traceparent": traceparent,
+        "signal": state.signal,
     }
 
 
@@ -108,6 +110,9 @@ def state_view(state: StateRecord) -> dict[str, Any]:
         "updated_at": iso(state.updated_at),
         "started_at": iso(state.started_at),
         "finished_at": iso(state.finished_at),
+        "waiting_for": state.waiting_for if state.status == StateStatus.WAITING else None,
+        "wait_timeout_at": state.wait_timeout_at if state.status == StateStatus.WAITING else None,
+        "signal": state.signal,
     }
 
 

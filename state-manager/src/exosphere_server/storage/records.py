@@ -43,6 +43,11 @@ class StateRecord:
     carried: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Milliseconds from claim to result before the attempt fails as timed out; None: no time-out.
     timeout_ms: int | None = None
+    # `WaitForSignal`: the signal it waits for while WAITING, and when that wait times out (None: never).
+    waiting_for: str | None = None
+    wait_timeout_at: int | None = None
+    # The payload of the signal that woke it, handed to its next claim; None until one did.
+    signal: dict[str, str] | None = None
 
 
 @dataclass
@@ -174,3 +179,13 @@ class AuditRecord:
     action: str
     namespace: str | None
     target: str
+
+
+@dataclass
+class RunSignalRecord:
+    """The last signal sent to a run under one name."""
+
+    run_id: str
+    name: str
+    payload: dict[str, str]
+    sent_at: int

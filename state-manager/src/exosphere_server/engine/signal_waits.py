@@ -58,6 +58,7 @@ async def wait_for_signal(
         await tx.move_states([state], _S.WAITING, waiting_for=name, wait_timeout_at=timeout_at, lease_expires_at=None)
         if timeout_at is not None:
             tx.schedule_changed = True  # the scheduler must wake for this time-out
+    metrics.record_completion(state, _S.WAITING)  # the runtime's attempt ended here
     return _S.WAITING, timeout_at
 
 

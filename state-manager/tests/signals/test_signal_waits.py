@@ -23,6 +23,7 @@ from tests.blackbox.helpers import by_identifier, node, register, run, states, t
 from tests.signals.conftest import log_lines
 
 Runtimes = Callable[[], subprocess.Popen[bytes]]
+TIMEOUT = "${{ store.timeout }}"
 
 
 def _approval_graph(api: httpx.Client, namespace: str, graph: str = "approve", **extra: Any) -> None:
@@ -34,9 +35,7 @@ def _approval_graph(api: httpx.Client, namespace: str, graph: str = "approve", *
         graph,
         [
             node("split", "Split", namespace, {"width": "${{ store.width }}"}, ["approve"]),
-            node(
-                "approve", "Approve", namespace, {"item": "${{ split.outputs.item }}", "timeout": "${{ store.timeout }}"}
-            ),
+            node("approve", "Approve", namespace, {"item": "${{ split.outputs.item }}", "timeout": TIMEOUT}),
         ],
         store_config={"required_keys": ["width"], "default_values": {"timeout": ""}},
         **extra,

@@ -94,6 +94,7 @@ RULES: dict[str, Rule] = {
     "dashboard.api.attempts": Rule(VIEW),
     "dashboard.api.retry": Rule(OPERATE, audit="manual-retry"),
     "dashboard.api.cancel": Rule(OPERATE, audit="cancel"),
+    "dashboard.api.send_signal": Rule(OPERATE, audit="signal"),
 }
 
 NAMESPACE_PARAMS = ("namespace_name", "namespace")  # the path parameter naming the namespace: /v0, dashboard

@@ -6,7 +6,9 @@
 For each backend and runtime configuration: a fresh server and database, a runtime process
 (`bench/sdk_runtime.py`: `tuned` passes the project's arguments, `defaults` the seed's default
 `Runtime(...)` arguments, `published` runs the published `exospherehost==0.0.3` client with the tuned
-arguments) and this process as the user, driving it with the SDK's `StateManager`:
+arguments; `ts-tuned` and `ts-defaults` are the same two configurations of the TypeScript runtime,
+`typescript-sdk/bench/runtime.ts`, which needs the SDK built there: `npm ci && npm run build`) and
+this process as the user, driving it with the SDK's `StateManager`:
 
 (A) hop: a chain of 20 trivial nodes, 10 runs. `wall/hop` is the time from sending the trigger to
     `wait_for_run` returning, / 20 (median of the runs); `hop p50`/`p99` are the times between the
@@ -51,7 +53,8 @@ HERE = Path(__file__).parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
 OTHER_BENCHMARKS = ["server_bench.py", "dashboard_bench.py", "graph_validation_bench.py", "scale_bench.py"]
-RUNTIMES = ("tuned", "defaults", "published")
+RUNTIMES = ("tuned", "defaults", "published", "ts-tuned", "ts-defaults")
+TYPESCRIPT_SDK = REPO / "typescript-sdk"
 
 CHAIN_LENGTH = 20
 CHAIN_RUNS = 10
@@ -222,8 +225,12 @@ def measure(backend: str, runtime: str, python: str, workdir: Path, runtime_sdk:
             env.pop("PYTHONPATH", None)
         elif runtime_sdk:
             env["PYTHONPATH"] = runtime_sdk
-        arguments = "defaults" if runtime == "defaults" else "tuned"
-        process = subprocess.Popen([python, str(HERE / "sdk_runtime.py"), namespace, arguments], env=env)
+        arguments = "defaults" if runtime.endswith("defaults") else "tuned"
+        if runtime.startswith("ts-"):
+            command = ["node", "--import", "tsx", "bench/runtime.ts", namespace, arguments]
+            process = subprocess.Popen(command, env=env, cwd=TYPESCRIPT_SDK)
+        else:
+            process = subprocess.Popen([python, str(HERE / "sdk_runtime.py"), namespace, arguments], env=env)
         try:
             figures = asyncio.run(_measure(server, namespace, process.pid))
         finally:
@@ -295,7 +302,9 @@ def main() -> None:
             sys.exit("set EXOSPHERE_BENCH_POSTGRES_URL (an admin URL) or use `make bench`")
         print("postgres: skipped (set EXOSPHERE_BENCH_POSTGRES_URL or use `make bench`)")
         backends.remove("postgres")
-    pythons = {"tuned": sys.executable, "defaults": sys.executable}
+    pythons = {runtime: sys.executable for runtime in RUNTIMES}
+    if any(r.startswith("ts-") for r in runtimes) and not (TYPESCRIPT_SDK / "dist" / "index.js").exists():
+        sys.exit("the TypeScript runtimes need the SDK built: cd typescript-sdk && npm ci && npm run build")
     if "published" in runtimes:
         pythons["published"] = subprocess.run([str(REPO / "scripts" / "published-client.sh")], check=True,
                                               capture_output=True, text=True).stdout.strip()

@@ -4,11 +4,21 @@
  * How work flows (each an async loop, supervised: an unexpected error is logged with its stack and
  * the loop starts again after a backoff, so no loop ever ends quietly):
  *
- * * the *claimer* long-polls `states/enqueue` for at most as many states as there are free slots
- *   (workers plus a small prefetch), so states are never hoarded and the local queue is bounded;
- * * `workers` *worker* loops run one state at a time and deliver the outcome, retrying with backoff
- *   until the server accepts it or says the lease is lost (409);
+ * * the *claimer* long-polls `states/enqueue` for as many states as there are free execution
+ *   slots plus a prefetch: as many states as the workers finish during one claim round trip
+ *   (measured), at least `workers / 2` (or 1) and at most `batchSize`. Fast nodes are claimed in big
+ *   batches, slow ones a few at a time, so states are never hoarded;
+ * * `workers` *worker* loops run one state at a time, so `workers` bounds the concurrent `execute`
+ *   calls; a finished state frees its slot at once;
+ * * each outcome is then *delivered* on its own, retrying with backoff until the server accepts it
+ *   or says the lease is lost (409); `executed` results that finish while a report is in flight
+ *   share the next request (`batching.ts`);
+ * * a report of results also *claims* (eager dispatch): it asks for the free slots no claim in
+ *   flight has asked for (at least one while a worker is idle), and the server answers with states
+ *   claimed in the transaction that applied the results. A chain costs one request per hop;
  * * the *heartbeat* keeps the lease of every held state alive (every lease/3).
+ *
+ * The Python SDK's runtime works the same way, with the same defaults.
  *
  * On SIGINT/SIGTERM (or `stop()`) the runtime stops claiming, hands unstarted states back, gives
  * running nodes `shutdownGraceMs` to finish, then hands back what is still running. A second signal
@@ -26,10 +36,11 @@ import {
   ServerUnavailableError,
   describeError,
 } from './errors.js';
+import { BatchUnsupportedError, type ExecutedItem, MAX_BATCH, ResultBatcher } from './batching.js';
 import { ApiClient, Backoff, sleep } from './http.js';
 import { type Logger, defaultLogger } from './log.js';
 import { type NodeClass, type Outcome, checkNodeClasses, failed, needsSecrets, nodeRegistration, runNode } from './node.js';
-import type { ClaimedState, EnqueueRequest, EnqueueResponse, RegisterNodesRequest, SecretsResponse } from './wire.js';
+import type { ClaimedState, EagerClaim, EnqueueRequest, EnqueueResponse, RegisterNodesRequest, SecretsResponse } from './wire.js';
 import { inStateTraceContext } from './tracing.js';
 
 /** How long one claim request may wait on the server for work (the server caps it at 60 s). */
@@ -41,6 +52,10 @@ const SECRETS_SERVER_ERROR_ATTEMPTS = 5;
 const LOG_EVERY_N_FAILURES = 10;
 // How long a background loop that failed unexpectedly waits before it starts again (first, most).
 const RESTART_BACKOFF_MS = [500, 30_000] as const;
+// Weight of the newest sample in the running averages of execution and claim round-trip times.
+const EWMA_WEIGHT = 0.2;
+// A claim answered later than this probably waited on the server for work: not a round-trip sample.
+const ROUND_TRIP_SAMPLE_LIMIT_MS = 250;
 
 /** Settings of a {@link Runtime}. Every field is optional. */
 export interface RuntimeOptions {
@@ -52,7 +67,11 @@ export interface RuntimeOptions {
   stateManagerVersion?: string;
   /** Most states taken in one claim (1..1000). Default 16. */
   batchSize?: number;
-  /** States executed concurrently. Default 4. */
+  /**
+   * Most `execute` calls running at once. Default 4. The runtime claims as many states as it has
+   * free slots for, plus as many as its workers finish during one claim round trip, so the
+   * defaults keep up with fast nodes too.
+   */
   workers?: number;
   /** Pause between empty claims in ms, used only with servers that cannot long-poll. Default 1000. */
   pollInterval?: number;
@@ -80,6 +99,8 @@ interface Claim {
   lost: boolean;
   /** Aborted when the runtime gives the state up (lease lost, or shutdown out of grace). */
   abort: AbortController;
+  /** The state no longer takes an execution slot: executed (its outcome may still be on its way), handed back or given up. */
+  slotFreed: boolean;
 }
 
 /**
@@ -130,11 +151,21 @@ export class Runtime {
   private readonly graceMs: number;
   private readonly handleSignals: boolean;
   private readonly logger: Logger;
-  private readonly capacity: number;
+  private readonly minPrefetch: number;
+  private readonly maxHeld: number;
 
   private phase: 'new' | 'starting' | 'running' | 'stopping' | 'stopped' = 'new';
   private api!: ApiClient;
   private readonly held = new Map<string, Claim>();
+  private batcher!: ResultBatcher;
+  /** Claimed states not yet executed: queued or running. */
+  private inSlots = 0;
+  /** States asked for by claims in flight (the long-poll and eager claims). */
+  private asked = 0;
+  /** Running averages (ms) that size the prefetch; undefined until measured. */
+  private executionMs: number | undefined;
+  private roundTripMs: number | undefined;
+  private readonly deliveries = new Set<Promise<void>>();
   private readonly queue: Claim[] = [];
   private readonly idleWorkers: ((claim: Claim | null) => void)[] = [];
   private slotFreed: () => void = () => {};
@@ -163,9 +194,12 @@ export class Runtime {
     problems.push(...(nodes?.length ? checkNodeClasses(nodes) : ['nodes must list at least one node class']));
     if (problems.length) throw new ConfigurationError(problems, 'Runtime configuration');
     for (const node of nodes) this.nodes.set(node.name, node);
-    // Claimed states never exceed the workers plus a small prefetch, so a busy runtime does not
-    // sit on work another runtime could start now.
-    this.capacity = this.workers + Math.min(this.batchSize, Math.max(1, Math.floor(this.workers / 2)));
+    // States waiting for or in `execute` never exceed the workers plus the prefetch, so a busy
+    // runtime does not sit on work another runtime could start now.
+    this.minPrefetch = Math.min(this.batchSize, Math.max(1, Math.floor(this.workers / 2)));
+    // Executed states whose outcome is still on its way to the server also hold a lease; past this
+    // many, claiming waits for the server to take results.
+    this.maxHeld = this.workers + this.batchSize + MAX_BATCH;
     this.done = new Promise((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
@@ -188,6 +222,8 @@ export class Runtime {
     if (this.phase !== 'new') throw new ExosphereError(`Runtime "${this.name}" was already started`);
     this.phase = 'starting';
     this.api = new ApiClient(`${this.uri.replace(/\/+$/, '')}/${this.version}`, this.key, undefined, this.logger);
+    const claims = { reserve: () => this.reserveClaim(), settle: (claim: EagerClaim | undefined, states: ClaimedState[]) => this.settleClaim(claim, states) };
+    this.batcher = new ResultBatcher(this.api, `${this.namespacePath}/states/executed`, claims, this.stopNow.signal);
     if (this.handleSignals) signalHub.add(this);
     try {
       await this.register();
@@ -294,7 +330,7 @@ export class Runtime {
     );
     await Promise.all(unstarted.map((claim) => this.release(claim)));
     for (const wake of this.idleWorkers.splice(0)) wake(null);
-    const allDone = Promise.all(workers);
+    const allDone = Promise.all(workers).then(() => this.deliveriesDone());
     const graceOver = new AbortController();
     await Promise.race([allDone, sleep(this.graceMs, this.stopNow.signal).then(() => graceOver.abort())]);
     if (graceOver.signal.aborted && this.held.size > 0) {
@@ -302,6 +338,8 @@ export class Runtime {
       for (const claim of this.held.values()) claim.abort.abort(new ExosphereError(`Runtime "${this.name}" stopped`));
       await allDone;
     }
+    // States that an answer to a result brought after the queue was emptied: handed back too.
+    await Promise.all(this.queue.splice(0).map((claim) => this.release(claim)));
     this.stopNow.abort(); // ends the heartbeat loop
     await heartbeat;
     this.logger.info(`Runtime "${this.name}" stopped`);
@@ -318,22 +356,33 @@ export class Runtime {
     return supervise(`Runtime "${this.name}": the ${name}`, loop, this.logger, stop);
   }
 
+  private async deliveriesDone(): Promise<void> {
+    while (this.deliveries.size) await Promise.all([...this.deliveries]);
+  }
+
   private async claimLoop(): Promise<void> {
     const backoff = new Backoff();
     const stop = this.stopping.signal;
     while (!stop.aborted) {
-      const free = this.capacity - this.held.size;
-      if (free <= 0) {
+      const prefetch = this.prefetch();
+      const free = this.unaskedSlots(prefetch);
+      // Until the queue has drained into the workers, a claim could only be small: wait, then claim
+      // at least a whole prefetch in one go.
+      if (free < prefetch) {
         await new Promise<void>((resolve) => {
-          this.slotFreed = resolve;
-          stop.addEventListener('abort', () => resolve(), { once: true });
+          // The listener goes with the wait: this loop waits for every few states, and listeners left
+          // on the signal would pile up for the runtime's whole life.
+          const onStop = () => resolve();
+          this.slotFreed = () => (stop.removeEventListener('abort', onStop), resolve());
+          stop.addEventListener('abort', onStop, { once: true });
         });
         continue;
       }
       const started = Date.now();
       let states: ClaimedState[];
+      this.asked += free;
       try {
-        states = await this.claim(Math.min(this.batchSize, free));
+        states = await this.claim(free);
       } catch (err) {
         if (stop.aborted) break;
         // Not an answer of the server but a bug: the supervisor logs it with its stack.
@@ -351,17 +400,57 @@ export class Runtime {
         else this.logger.debug(line);
         await sleep(delay, stop);
         continue;
+      } finally {
+        this.asked -= free;
       }
+      const elapsed = Date.now() - started;
+      if (states.length && elapsed < ROUND_TRIP_SAMPLE_LIMIT_MS) this.roundTripMs = average(this.roundTripMs, elapsed);
       if (backoff.attempts) {
         this.logger.info(`Claiming states works again after ${backoff.attempts} failed attempt(s)`);
         backoff.reset();
       }
       for (const state of states) this.accept(state);
-      if (states.length === 0 && Date.now() - started < CLAIM_WAIT_MS / 2) {
+      if (states.length === 0 && elapsed < CLAIM_WAIT_MS / 2) {
         // An empty answer that came back at once: the server does not long-poll.
         await sleep(this.pollInterval, stop);
       }
     }
+  }
+
+  /** States this runtime may still ask for: free slots plus the prefetch, less what claims in flight asked for. */
+  private unaskedSlots(prefetch: number): number {
+    const slots = this.workers + prefetch - this.inSlots;
+    return Math.min(this.batchSize, slots - this.asked, this.maxHeld - this.held.size - this.asked);
+  }
+
+  /** How many states to claim beyond the free slots: what the workers finish in one round trip. */
+  private prefetch(): number {
+    if (this.executionMs === undefined || this.roundTripMs === undefined) return this.minPrefetch;
+    const finishedPerRoundTrip = (this.workers * this.roundTripMs) / Math.max(this.executionMs, 0.001);
+    return Math.floor(Math.min(this.batchSize, Math.max(this.minPrefetch, finishedPerRoundTrip)));
+  }
+
+  /** The `claim` a report of results sends along (eager dispatch); its slots stay asked for until settled. */
+  private reserveClaim(): EagerClaim | undefined {
+    if (this.stopping.signal.aborted) return undefined;
+    let count = this.unaskedSlots(this.prefetch());
+    if (count < 1 && this.inSlots < this.workers && this.held.size + this.asked < this.maxHeld) {
+      // A worker is idle: its next state comes with this answer rather than after the long-poll's,
+      // even when the long-poll already asked for the whole prefetch (a chain's next hop).
+      count = 1;
+    }
+    if (count < 1) return undefined;
+    this.asked += count;
+    return { nodes: [...this.nodes.keys()], max: count, lease_ms: this.leaseMs };
+  }
+
+  /** Take the states a report's answer carried, and give back what its `claim` asked for. */
+  private settleClaim(claim: EagerClaim | undefined, states: ClaimedState[]): void {
+    if (claim) {
+      this.asked -= claim.max;
+      this.slotFreed(); // the claimer may ask for what this claim did not get
+    }
+    for (const state of states) this.accept(state);
   }
 
   private async claim(count: number): Promise<ClaimedState[]> {
@@ -396,8 +485,10 @@ export class Runtime {
       signalPayload: state.signal !== null && typeof state.signal === 'object' ? state.signal : undefined,
       lost: false,
       abort: new AbortController(),
+      slotFreed: false,
     };
     this.held.set(claim.stateId, claim);
+    this.inSlots += 1;
     const idle = this.idleWorkers.shift();
     if (idle) idle(claim);
     else this.queue.push(claim);
@@ -429,8 +520,29 @@ export class Runtime {
       if (claim.abort.signal.aborted) resolve('given-up');
       claim.abort.signal.addEventListener('abort', () => resolve('given-up'), { once: true });
     });
+    const started = performance.now();
     const outcome = await Promise.race([this.execute(claim), givenUp]);
-    if (outcome !== 'given-up' && outcome !== undefined) await this.deliver(claim, outcome);
+    if (outcome === 'given-up' || outcome === undefined) return this.giveBack(claim);
+    this.executionMs = average(this.executionMs, performance.now() - started);
+    // The worker (and its slot) moves on to the next state while this outcome is reported.
+    this.freeSlot(claim);
+    const delivery = this.deliverAndFinish(claim, outcome);
+    this.deliveries.add(delivery);
+    void delivery.finally(() => this.deliveries.delete(delivery));
+  }
+
+  private async deliverAndFinish(claim: Claim, outcome: Outcome): Promise<void> {
+    try {
+      await this.deliver(claim, outcome);
+    } catch (err) {
+      // A bug here must cost one state, never leave it held for ever.
+      this.logger.error(`Unexpected error while reporting state ${claim.stateId} (${claim.nodeName}): ${withStack(err)}`);
+    }
+    await this.giveBack(claim);
+  }
+
+  /** Done with a state: handed back when the runtime gave it up (shutdown), else just let go. */
+  private async giveBack(claim: Claim): Promise<void> {
     if (claim.abort.signal.aborted && !claim.lost) await this.release(claim);
     else this.finish(claim);
   }
@@ -480,12 +592,20 @@ export class Runtime {
     const body: Record<string, unknown> = { ...outcome.body };
     if (claim.leaseId !== undefined) body.lease_id = claim.leaseId;
     const what = `state ${claim.stateId} (${claim.nodeName})`;
+    const action = `Reporting ${outcome.endpoint} for ${what}`;
     try {
-      await this.api.requestWithRetry('POST', this.statePath(claim, outcome.endpoint), {
-        json: body,
-        action: `Reporting ${outcome.endpoint} for ${what}`,
-        signal: claim.abort.signal,
-      });
+      try {
+        if (outcome.endpoint !== 'executed') throw new BatchUnsupportedError();
+        const item = { state_id: claim.stateId, ...body } as ExecutedItem;
+        await untilAborted(this.batcher.deliver(item, action), claim.abort.signal);
+      } catch (err) {
+        if (!(err instanceof BatchUnsupportedError)) throw err;
+        await this.api.requestWithRetry('POST', this.statePath(claim, outcome.endpoint), {
+          json: body,
+          action,
+          signal: claim.abort.signal,
+        });
+      }
     } catch (err) {
       if (claim.abort.signal.aborted) return;
       if (err instanceof ConflictError || err instanceof NotFoundError) {
@@ -504,7 +624,15 @@ export class Runtime {
     else this.logger.debug(`${what} reported ${outcome.endpoint}`);
   }
 
+  private freeSlot(claim: Claim): void {
+    if (claim.slotFreed) return;
+    claim.slotFreed = true;
+    this.inSlots -= 1;
+    this.slotFreed();
+  }
+
   private finish(claim: Claim): void {
+    this.freeSlot(claim);
     this.held.delete(claim.stateId);
     this.slotFreed();
   }
@@ -623,6 +751,23 @@ function withStack(err: unknown): string {
   const frames = (err.stack ?? '').split('\n').filter((line) => /^\s+at /.test(line));
   const cause = err.cause === undefined ? '' : `\nCaused by: ${withStack(err.cause)}`;
   return [describeError(err), ...frames].join('\n') + cause;
+}
+
+function average(current: number | undefined, sample: number): number {
+  return current === undefined ? sample : current + EWMA_WEIGHT * (sample - current);
+}
+
+/** `promise`, or the abort reason as soon as `signal` aborts (the promise itself goes on). */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => (signal.removeEventListener('abort', onAbort), resolve(value)),
+      (err: unknown) => (signal.removeEventListener('abort', onAbort), reject(err)),
+    );
+  });
 }
 
 /** The start of an unexpected answer, for a log line. */

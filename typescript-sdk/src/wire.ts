@@ -38,3 +38,6 @@ export type ClaimedState = Schemas['ClaimedState'];
 export type SecretsResponse = Schemas['SecretsResponse'];
 export type RegisterNodesRequest = Schemas['RegisterNodesRequest'];
 export type NodeRegistration = Schemas['NodeRegistration'];
+export type EagerClaim = Schemas['EagerClaim'];
+export type ExecutedManyRequest = Schemas['ExecutedManyRequest'];
+export type ExecutedManyResponse = Schemas['ExecutedManyResponse'];

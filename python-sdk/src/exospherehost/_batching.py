@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from ._http import ApiClient
-from .contract import ExecutedItemRefused, ExecutedManyResponse
+from .contract import ClaimedState, ExecutedItemRefused, ExecutedManyResponse
 from .errors import ApiError, AuthenticationError, UnexpectedAnswerError, error_for_status
 
 logger = logging.getLogger("exospherehost")
@@ -25,10 +27,23 @@ class BatchUnsupportedError(Exception):
     """The server has no batch endpoint; deliver this result on its own."""
 
 
+@dataclass(frozen=True)
+class EagerClaims:
+    """Where a batch gets the ``claim`` it sends along (eager dispatch) and hands the claimed states.
+
+    ``reserve()`` gives the ``claim`` field of the next call, its slots reserved, or None;
+    ``settle(claim, states)`` gives the reservation back and takes the states the answer carried.
+    """
+
+    reserve: Callable[[], dict[str, Any] | None]
+    settle: Callable[[dict[str, Any] | None, list[ClaimedState]], None]
+
+
 class ResultBatcher:
-    def __init__(self, api: ApiClient, path: str) -> None:
+    def __init__(self, api: ApiClient, path: str, claims: EagerClaims | None = None) -> None:
         self._api = api
         self._path = path
+        self._claims = claims
         self._pending: list[tuple[dict[str, Any], str, asyncio.Future[None]]] = []
         self._sender: asyncio.Task[None] | None = None
         self.supported = True
@@ -46,14 +61,20 @@ class ResultBatcher:
     async def _send_all(self) -> None:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            claim = self._claims.reserve() if self._claims is not None else None
+            body: dict[str, Any] = {"results": [item for item, _, _ in batch]}
+            if claim is not None:
+                body["claim"] = claim
+            claimed: list[ClaimedState] = []
             try:
                 answer = await self._api.request_with_retry(
                     "POST",
                     self._path,
                     answer=ExecutedManyResponse,
-                    json={"results": [item for item, _, _ in batch]},
+                    json=body,
                     action=f"Reporting {len(batch)} result(s)",
                 )
+                claimed = answer.states
             except UnexpectedAnswerError as exc:
                 # The results may well have been applied; sent again one by one, each gets its own
                 # answer (a repeated result is answered as the first time).
@@ -79,6 +100,10 @@ class ResultBatcher:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                # States claimed by an answer that never arrived are not lost: their leases expire.
+                if self._claims is not None:
+                    self._claims.settle(claim, claimed)
             results = answer.results
             for (_, action, future), result in zip(batch, results, strict=False):
                 if future.done():

@@ -130,11 +130,30 @@ class EnqueueRequest(BaseModel):
     )
 
 
+class EagerClaim(BaseModel):
+    """Additive ``claim`` of a result: claim ready states of these nodes in the transaction that applies it.
+
+    The answer then carries them (``states``, as a claim's), so the next ``execute`` starts without
+    another request: one round trip per hop. Each is a lease like any claim's.
+
+    Example::
+
+        {"outputs": [{"out": "x"}], "lease_id": "...", "claim": {"nodes": ["Next"], "max": 1}}
+    """
+
+    nodes: list[str] = Field(min_length=1, max_length=1000, description="Node names this runtime serves")
+    max: int = Field(ge=1, le=1000, description="Most states to claim")
+    lease_ms: int | None = Field(
+        default=None, ge=MIN_LEASE_MS, le=MAX_LEASE_MS, description="Lease of each claim; the server's default if null"
+    )
+
+
 class ExecutedRequest(BaseModel):
     """``POST .../state/{state_id}/executed``: the outputs of a state; more than one fans out."""
 
     outputs: list[dict[str, str]]
     lease_id: str | None = None
+    claim: EagerClaim | None = Field(default=None, description="Additive: claim ready states in the same transaction")
 
 
 class ExecutedItem(BaseModel):
@@ -149,6 +168,7 @@ class ExecutedManyRequest(BaseModel):
     """``POST /v0/namespace/{ns}/states/executed``: several results in one call."""
 
     results: list[ExecutedItem] = Field(min_length=1, max_length=500)
+    claim: EagerClaim | None = Field(default=None, description="Additive: claim ready states in the same transaction")
 
 
 class ErroredRequest(BaseModel):
@@ -547,6 +567,9 @@ class ExecutedResponse(Answer):
     """``POST .../state/{state_id}/executed``."""
 
     status: Literal[StateStatus.EXECUTED]
+    states: list[ClaimedState] = Field(
+        default_factory=list, description="Additive: states claimed for the request's `claim` (none without one)"
+    )
 
 
 class ExecutedItemAccepted(Answer):
@@ -569,6 +592,9 @@ class ExecutedManyResponse(Answer):
 
     # Tried in order: most items are accepted, and a refused one has no `status` to match.
     results: list[Annotated[ExecutedItemAccepted | ExecutedItemRefused, Field(union_mode="left_to_right")]]
+    states: list[ClaimedState] = Field(
+        default_factory=list, description="Additive: states claimed for the request's `claim` (none without one)"
+    )
 
 
 class ErroredResponse(Answer):
@@ -720,6 +746,7 @@ __all__ = [
     "ClaimedState",
     "CreateKeyRequest",
     "CreatedKeyResponse",
+    "EagerClaim",
     "EnqueueRequest",
     "EnqueueResponse",
     "ErrorResponse",

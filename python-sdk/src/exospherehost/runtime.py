@@ -12,6 +12,10 @@ How work flows (one asyncio task each):
 * each outcome is then *delivered* on its own task, retrying with backoff until the server accepts
   it or says the lease is lost; ``executed`` results that finish while a report is in flight share
   the next request (``_batching``), and a lone result goes out at once;
+* a report of results also *claims* (eager dispatch): it asks for as many states as there are free
+  slots that no claim in flight has asked for, and the server answers with states claimed in the
+  transaction that applied the results (the children they created among them). A chain thus costs
+  one request per hop; the claimer's long-poll is only for work no result brought;
 * the *heartbeat* keeps the lease of every held state alive (every lease/3), until its outcome is
   delivered.
 
@@ -31,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from ._batching import MAX_BATCH, BatchUnsupportedError, ResultBatcher
+from ._batching import MAX_BATCH, BatchUnsupportedError, EagerClaims, ResultBatcher
 from ._http import ApiClient, Backoff
 from ._tracing import state_trace_context
 from .contract import ClaimedState, EnqueueResponse, SecretsResponse
@@ -148,6 +152,7 @@ class Runtime:
         # Fresh per start(): asyncio primitives bind to the loop that first uses them.
         self._held.clear()
         self._in_slots = 0  # claimed states not yet executed: queued or running
+        self._asked = 0  # states asked for by claims in flight (the long-poll and eager claims)
         # Running averages (seconds) that size the prefetch; None until measured.
         self._execution_time: float | None = None
         self._round_trip: float | None = None
@@ -221,7 +226,11 @@ class Runtime:
             self._install_signal_handlers()
         base_url = f"{self._uri.rstrip('/')}/{self._version}"
         self._api = ApiClient(base_url, self._key, max_connections=2 * (self._workers + self._batch_size) + 4)
-        self._batcher = ResultBatcher(self._api, f"{self._namespace_path}/states/executed")
+        self._batcher = ResultBatcher(
+            self._api,
+            f"{self._namespace_path}/states/executed",
+            claims=EagerClaims(self._reserve_claim, self._settle_claim),
+        )
         try:
             if await self._register():
                 await self._serve()
@@ -283,7 +292,7 @@ class Runtime:
         backoff = Backoff()
         while True:
             prefetch = self._prefetch()
-            free = min(self._batch_size, self._workers + prefetch - self._in_slots, self._max_held - len(self._held))
+            free = self._unasked_slots(prefetch)
             # Until the queue has drained into the workers, a claim could only be small: wait, then
             # claim at least a whole prefetch in one go.
             if free < prefetch:
@@ -291,6 +300,7 @@ class Runtime:
                 await self._slot_freed.wait()
                 continue
             started = loop.time()
+            self._asked += free
             try:
                 states = await self._claim(free)
             except ApiError as exc:
@@ -299,6 +309,8 @@ class Runtime:
                 logger.log(level, "%s; retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                self._asked -= free
             if backoff.attempts:
                 logger.info("Claiming states works again after %d failed attempt(s)", backoff.attempts)
                 backoff.reset()
@@ -310,6 +322,35 @@ class Runtime:
             if not states and elapsed < CLAIM_WAIT_MS / 2000:
                 # An empty answer that came back at once: the server does not long-poll.
                 await asyncio.sleep(self._poll_interval)
+
+    def _unasked_slots(self, prefetch: int) -> int:
+        """States this runtime may still ask for: free slots plus the prefetch, less what claims in
+        flight asked for, within the bound on held states."""
+        slots = self._workers + prefetch - self._in_slots
+        return min(self._batch_size, slots - self._asked, self._max_held - len(self._held) - self._asked)
+
+    def _reserve_claim(self) -> dict[str, Any] | None:
+        """The ``claim`` a report of results sends along (eager dispatch); its slots stay asked for
+        until :meth:`_settle_claim`."""
+        if self._stopping.is_set():
+            return None
+        count = self._unasked_slots(self._prefetch())
+        if count < 1 and self._in_slots < self._workers and len(self._held) + self._asked < self._max_held:
+            # A worker is idle: its next state comes with this answer rather than after the long-poll's,
+            # even when the long-poll already asked for the whole prefetch (a chain's next hop).
+            count = 1
+        if count < 1:
+            return None
+        self._asked += count
+        return {"nodes": list(self._nodes), "max": count, "lease_ms": self._lease_ms}
+
+    def _settle_claim(self, claim: dict[str, Any] | None, states: list[ClaimedState]) -> None:
+        """Take the states a report's answer carried, and give back what its ``claim`` asked for."""
+        if claim is not None:
+            self._asked -= claim["max"]
+            self._slot_freed.set()  # the claimer may ask for what this claim did not get
+        for state in states:
+            self._accept(state)
 
     def _prefetch(self) -> int:
         """How many states to claim beyond the free slots: what the workers finish in one round trip."""

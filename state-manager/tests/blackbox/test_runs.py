@@ -33,7 +33,7 @@ def test_children_get_inputs_from_outputs_and_the_store(api: httpx.Client, chain
     run_id = trigger(api, chain, store={"text": "a b"})
     [root] = claim_all(api, "Split", count=1)
     assert root["inputs"] == {"text": "a b"}
-    assert executed(api, root, {"part": "a"}, {"part": "b"}).json() == {"status": "EXECUTED"}
+    assert executed(api, root, {"part": "a"}, {"part": "b"}).json() == {"status": "EXECUTED", "states": []}
     children = claim_all(api, "Upper", count=2)
     assert sorted(c["inputs"]["part"] for c in children) == ["a", "b"]
     assert {c["inputs"]["suffix"] for c in children} == {"-d!"}

@@ -816,6 +816,34 @@ export interface components {
             };
         };
         /**
+         * EagerClaim
+         * @description Additive ``claim`` of a result: claim ready states of these nodes in the transaction that applies it.
+         *
+         *     The answer then carries them (``states``, as a claim's), so the next ``execute`` starts without
+         *     another request: one round trip per hop. Each is a lease like any claim's.
+         *
+         *     Example::
+         *
+         *         {"outputs": [{"out": "x"}], "lease_id": "...", "claim": {"nodes": ["Next"], "max": 1}}
+         */
+        EagerClaim: {
+            /**
+             * Lease Ms
+             * @description Lease of each claim; the server's default if null
+             */
+            lease_ms?: number | null;
+            /**
+             * Max
+             * @description Most states to claim
+             */
+            max: number;
+            /**
+             * Nodes
+             * @description Node names this runtime serves
+             */
+            nodes: string[];
+        };
+        /**
          * EnqueueRequest
          * @description ``POST /v0/namespace/{ns}/states/enqueue``: claim ready states of these nodes.
          */
@@ -946,6 +974,8 @@ export interface components {
          * @description ``POST /v0/namespace/{ns}/states/executed``: several results in one call.
          */
         ExecutedManyRequest: {
+            /** @description Additive: claim ready states in the same transaction */
+            claim?: components["schemas"]["EagerClaim"] | null;
             /** Results */
             results: components["schemas"]["ExecutedItem"][];
         };
@@ -956,6 +986,11 @@ export interface components {
         ExecutedManyResponse: {
             /** Results */
             results: (components["schemas"]["ExecutedItemAccepted"] | components["schemas"]["ExecutedItemRefused"])[];
+            /**
+             * States
+             * @description Additive: states claimed for the request's `claim` (none without one)
+             */
+            states: components["schemas"]["ClaimedState"][];
         } & {
             [key: string]: unknown;
         };
@@ -964,6 +999,8 @@ export interface components {
          * @description ``POST .../state/{state_id}/executed``: the outputs of a state; more than one fans out.
          */
         ExecutedRequest: {
+            /** @description Additive: claim ready states in the same transaction */
+            claim?: components["schemas"]["EagerClaim"] | null;
             /** Lease Id */
             lease_id?: string | null;
             /** Outputs */
@@ -976,6 +1013,11 @@ export interface components {
          * @description ``POST .../state/{state_id}/executed``.
          */
         ExecutedResponse: {
+            /**
+             * States
+             * @description Additive: states claimed for the request's `claim` (none without one)
+             */
+            states: components["schemas"]["ClaimedState"][];
             /**
              * Status
              * @constant

@@ -89,6 +89,9 @@ export class FakeStateManager {
   }
 
   private reply(path: string): Reply {
+    // A server that predates the batch endpoint: the runtime reports each result on its own, to
+    // the `executed` route whose faults the tests script.
+    if (path.endsWith('/states/executed')) return { status: 404, body: { detail: 'Not Found' } };
     const endpoint = path.split('/').at(-1) ?? '';
     const fault = this.faults.get(endpoint)?.shift();
     if (fault) return fault;

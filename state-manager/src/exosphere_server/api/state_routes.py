@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from exospherehost.contract import (
+    EagerClaim,
     EnqueueResponse,
     ErroredResponse,
     ExecutedManyResponse,
@@ -66,8 +67,9 @@ async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -
 @router.post("/namespace/{namespace_name}/states/executed", response_model=ExecutedManyResponse)
 async def executed_many(namespace_name: str, body: ExecutedManyRequest, request: Request) -> Response:
     """Additive: several results in one call and one transaction; each item answered on its own."""
+    ctx = engine_context(request)
     reports = [transitions.ExecutedReport(r.state_id, r.outputs, r.lease_id) for r in body.results]
-    answers = await transitions.executed_many(engine_context(request), namespace_name, reports)
+    answers, claimed = await transitions.executed_many(ctx, namespace_name, reports, _eager(body.claim))
     return SafeJSONResponse(
         {
             "results": [
@@ -75,15 +77,23 @@ async def executed_many(namespace_name: str, body: ExecutedManyRequest, request:
                 if error is None
                 else {"state_id": report.state_id, "status_code": status_code(error), "detail": error.message}
                 for report, error in zip(reports, answers, strict=True)
-            ]
+            ],
+            "states": [claimed_state_view(s, ctx.tracing.traceparent(s)) for s in claimed],
         }
     )
 
 
 @router.post(STATE + "/executed", response_model=ExecutedResponse)
 async def executed(namespace_name: str, state_id: str, body: ExecutedRequest, request: Request) -> Response:
-    await transitions.executed(engine_context(request), namespace_name, state_id, body.outputs, body.lease_id)
-    return SafeJSONResponse({"status": StateStatus.EXECUTED})
+    ctx = engine_context(request)
+    claimed = await transitions.executed(ctx, namespace_name, state_id, body.outputs, body.lease_id, _eager(body.claim))
+    states = [claimed_state_view(s, ctx.tracing.traceparent(s)) for s in claimed]
+    return SafeJSONResponse({"status": StateStatus.EXECUTED, "states": states})
+
+
+def _eager(claim: EagerClaim | None) -> transitions.EagerClaim | None:
+    """The result's additive `claim` (eager dispatch); without it nothing is claimed, as for the original client."""
+    return None if claim is None else transitions.EagerClaim(claim.nodes, claim.max, claim.lease_ms)
 
 
 @router.post(STATE + "/errored", response_model=ErroredResponse)

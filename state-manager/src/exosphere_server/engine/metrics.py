@@ -12,6 +12,11 @@ from exosphere_server.engine.context import EngineContext
 from exosphere_server.storage.records import StateRecord
 
 CLAIMS = Counter("exosphere_claims_total", "States handed to runtimes", ["namespace", "node"])
+EAGER_CLAIMS = Counter(
+    "exosphere_eager_claims_total",
+    "States handed to runtimes in the answer to their results (eager dispatch), also counted in claims_total",
+    ["namespace", "node"],
+)
 COMPLETIONS = Counter("exosphere_completions_total", "States that reached a result", ["namespace", "node", "status"])
 ERRORS = Counter("exosphere_state_errors_total", "Failed attempts (errored or lease expired)", ["namespace", "node"])
 LEASE_EXPIRIES = Counter("exosphere_lease_expiries_total", "Claims whose lease ran out without a result")
@@ -22,10 +27,12 @@ QUEUE_WAIT = Histogram(
 )
 
 
-def record_claims(states: Iterable[StateRecord]) -> None:
+def record_claims(states: Iterable[StateRecord], *, eager: bool = False) -> None:
     now = now_ms()
     for state in states:
         CLAIMS.labels(state.namespace, state.node_name).inc()
+        if eager:
+            EAGER_CLAIMS.labels(state.namespace, state.node_name).inc()
         QUEUE_WAIT.observe(max(0, now - state.enqueue_after) / 1000)
 
 

@@ -60,7 +60,7 @@ async def start_run(
     defaults_satisfy_required: bool,
     deadline_seconds: float | None = None,
 ) -> str:
-    graph = await tx.get_graph(namespace, graph_name)
+    graph = await tx.graph_head(namespace, graph_name)
     if graph is None:
         raise NotFound(f"Graph template not found for namespace {namespace} and graph {graph_name}")
     if graph.validation_status != "VALID":

@@ -133,13 +133,43 @@ async def claim(
                     ctx.wakeups.pass_on(keys, instead_of=waiter)
             woken = False
             if claimed:
-                metrics.record_claims(claimed)
-                return await _drop_unsendable(ctx, namespace, claimed)
+                return await _hand_out(ctx, namespace, claimed)
             remaining = deadline - loop.time()
             if remaining <= 0 or ctx.wakeups.closing:
                 return []
             woken = await waiter.wait(remaining)
             await note_served(ctx, namespace, node_names)  # still asking, however long it waits
+
+
+@dataclass(frozen=True)
+class EagerClaim:
+    """Ready states of `nodes` to claim in a completion's own transaction (eager dispatch).
+
+    The runtime that reports a result gets its next states in the same answer, so the next
+    `execute` needs no claim request of its own: one round trip per hop. Made inside the completing
+    transaction, it sees the children that transaction created, and on PostgreSQL it holds across
+    replicas like any claim (SKIP LOCKED).
+    """
+
+    nodes: Sequence[str]
+    limit: int
+    lease_ms: int | None = None
+
+
+async def _claim_in(tx: Tx, ctx: EngineContext, namespace: str, eager: EagerClaim) -> list[StateRecord]:
+    lease_ms = eager.lease_ms or ctx.default_lease_ms
+    nodes = list(dict.fromkeys(eager.nodes))
+    return await tx.claim_states(namespace, nodes, eager.limit, _random.token_hex(12), lease_ms)
+
+
+async def _hand_out(
+    ctx: EngineContext, namespace: str, claimed: list[StateRecord], *, eager: bool = False
+) -> list[StateRecord]:
+    """Claimed and committed states as they go to the runtime: counted, and the unsendable ones failed."""
+    if not claimed:
+        return claimed
+    metrics.record_claims(claimed, eager=eager)
+    return await _drop_unsendable(ctx, namespace, claimed)
 
 
 async def _drop_unsendable(ctx: EngineContext, namespace: str, claimed: list[StateRecord]) -> list[StateRecord]:
@@ -191,22 +221,32 @@ class ExecutedReport:
 
 
 async def executed(
-    ctx: EngineContext, namespace: str, state_id: str, outputs: list[dict[str, str]], lease_id: str | None
-) -> None:
-    """Record outputs (one per fan-out branch), create the children, mark success: one transaction."""
-    [answer] = await executed_many(ctx, namespace, [ExecutedReport(state_id, outputs, lease_id)])
+    ctx: EngineContext,
+    namespace: str,
+    state_id: str,
+    outputs: list[dict[str, str]],
+    lease_id: str | None,
+    eager: EagerClaim | None = None,
+) -> list[StateRecord]:
+    """Record outputs (one per fan-out branch), create the children, mark success: one transaction.
+
+    Returns the states claimed for `eager` in that transaction (none without it)."""
+    [answer], claimed = await executed_many(ctx, namespace, [ExecutedReport(state_id, outputs, lease_id)], eager)
     if answer is not None:
         raise answer
+    return claimed
 
 
 async def executed_many(
-    ctx: EngineContext, namespace: str, reports: Sequence[ExecutedReport]
-) -> list[EngineError | None]:
+    ctx: EngineContext, namespace: str, reports: Sequence[ExecutedReport], eager: EagerClaim | None = None
+) -> tuple[list[EngineError | None], list[StateRecord]]:
     """Apply several results in one transaction (one commit); each refusal is returned, not raised.
 
     A refusal is decided before anything of its report is written, so the others still commit. The
     reads and writes of all reports go together (one lock statement, one update, one insert), which
-    is what makes a busy runtime cheap on PostgreSQL, where every statement is a round trip.
+    is what makes a busy runtime cheap on PostgreSQL, where every statement is a round trip. With
+    `eager`, the same transaction then claims ready states for the reporting runtime (returned
+    second), among them the children just created.
     """
     answers: list[EngineError | None] = [None] * len(reports)
     applied: list[_Completed] = []
@@ -229,9 +269,12 @@ async def executed_many(
         await tx.finish_states([(c.was, c.state) for c in applied])
         await tx.insert_states([s for c in applied for s in (*c.siblings, *c.children)])
         await evaluate_unites_of([c.finished for c in applied], tx)
+        claimed = await _claim_in(tx, ctx, namespace, eager) if eager is not None else []
     for completed in applied:
         metrics.record_completion(completed.state, completed.status)
-    return answers
+    if eager is not None:
+        await note_served(ctx, namespace, eager.nodes)  # asking with its results is asking for work
+    return answers, await _hand_out(ctx, namespace, claimed, eager=True)
 
 
 async def preload_runs(tx: Tx, ctx: EngineContext, run_ids: set[str]) -> None:

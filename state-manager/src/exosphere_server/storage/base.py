@@ -38,6 +38,7 @@ from exosphere_server.storage.records import (
     ApiKeyRecord,
     AuditRecord,
     CronScheduleRecord,
+    GraphHead,
     GraphRecord,
     GraphVersionRecord,
     RegisteredNodeRecord,
@@ -72,6 +73,13 @@ IS_WAITING = sa.text(schema.status_is(StateStatus.WAITING, "states"))
 GET_STATE = sa.select(_S).where(_S.c.id == sa.bindparam("state_id"))
 GET_STATE_FOR_UPDATE = GET_STATE.with_for_update()
 GET_RUN = sa.select(schema.runs).where(schema.runs.c.run_id == sa.bindparam("run_id"))
+GET_RUNS = sa.select(schema.runs).where(schema.runs.c.run_id.in_(sa.bindparam("run_ids", expanding=True)))
+INSERT_RUN = sa.insert(schema.runs)
+LOCK_STATES = sa.select(_S).where(_S.c.id.in_(sa.bindparam("ids", expanding=True))).order_by(_S.c.id).with_for_update()
+_G = schema.graphs
+GET_GRAPH_HEAD = sa.select(_G.c.version, _G.c.validation_status, _G.c.validation_errors).where(
+    _G.c.namespace == sa.bindparam("namespace"), _G.c.name == sa.bindparam("name")
+)
 _V = schema.graph_versions
 GET_GRAPH_VERSION = sa.select(_V).where(
     _V.c.namespace == sa.bindparam("namespace"),
@@ -183,6 +191,7 @@ class Tx:
         self.conn = conn
         self._storage = storage
         self.ready: Counter[ReadyKey] = Counter()  # how many states became claimable now, per key
+        self._made_ready: dict[str, ReadyKey] = {}  # state id -> its key, for each state made ready here
         self.schedule_changed = False
         self.runs_changed: set[str] = set()
         self.earliest_lease: int | None = None  # a new lease deadline this replica's scheduler must know
@@ -269,6 +278,11 @@ class Tx:
         g = schema.graphs
         found = await self._graphs(self._graphs_query().where(g.c.namespace == namespace, g.c.name == name))
         return found[0] if found else None
+
+    async def graph_head(self, namespace: str, name: str) -> GraphHead | None:
+        """A graph's version and validation, without reading (or decoding) its nodes."""
+        row = (await self.conn.execute(GET_GRAPH_HEAD, {"namespace": namespace, "name": name})).first()
+        return None if row is None else GraphHead(row.version, row.validation_status, row.validation_errors)
 
     async def get_graphs(self, keys: Iterable[tuple[str, str]]) -> list[GraphRecord]:
         """Several graphs by (namespace, name), in that order."""
@@ -406,7 +420,7 @@ class Tx:
     # -- runs ------------------------------------------------------------------------------------
 
     async def insert_run(self, record: RunRecord) -> None:
-        await self.conn.execute(sa.insert(schema.runs).values(**asdict(record)))
+        await self.conn.execute(INSERT_RUN, [asdict(record)])
         if self._storage.track_attempts:
             self.runs_started.append(record)
 
@@ -418,8 +432,7 @@ class Tx:
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         if not run_ids:
             return []
-        r = schema.runs
-        return await self._all(RunRecord, sa.select(r).where(r.c.run_id.in_(run_ids)))
+        return [_record(RunRecord, row) for row in await self.conn.execute(GET_RUNS, {"run_ids": list(run_ids)})]
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = (await self.conn.execute(GET_RUN, {"run_id": run_id})).first()
@@ -490,6 +503,7 @@ class Tx:
             if r.status == StateStatus.CREATED:
                 if r.enqueue_after <= now:
                     self.ready[(r.namespace, r.node_name)] += 1
+                    self._made_ready[r.id] = (r.namespace, r.node_name)
                 else:
                     self.schedule_changed = True
 
@@ -736,6 +750,7 @@ class Tx:
         statement = CLAIM_STATES if counting_claim is None else counting_claim
         claimed = [_record(StateRecord, row) for row in await self.conn.execute(statement, params)]
         claimed.sort(key=lambda r: (r.enqueue_after, r.id))
+        self._keep_quiet_about(claimed)
         if claimed:
             self.note_lease(min(s.lease_expires_at or now + lease_ms for s in claimed))
             self.runs_changed.update(state.run_id for state in claimed)
@@ -743,6 +758,16 @@ class Tx:
                 for state in claimed:
                     self._count_move(state, StateStatus.CREATED.value, state.status)
         return claimed
+
+    def _keep_quiet_about(self, claimed: Sequence[StateRecord]) -> None:
+        """States this transaction made ready and claimed itself (a completion's eager dispatch) are
+        not announced: a claimer woken for them would find nothing."""
+        for state in claimed:
+            key = self._made_ready.pop(state.id, None)
+            if key is not None:
+                self.ready[key] -= 1
+                if self.ready[key] <= 0:
+                    del self.ready[key]
 
     async def has_descendants(self, ancestor_id: str, statuses: Iterable[str]) -> bool:
         """Whether any descendant of one state is in one of `statuses`: from `descendant_counts` (committed)
@@ -792,9 +817,8 @@ class Tx:
         """Read and lock (PostgreSQL: FOR UPDATE) several states, always in id order."""
         if not state_ids:
             return {}
-        s = schema.states
-        query = sa.select(s).where(s.c.id.in_(state_ids)).order_by(s.c.id).with_for_update()
-        return {r.id: r for r in await self._all(StateRecord, query)}
+        rows = await self.conn.execute(LOCK_STATES, {"ids": list(state_ids)})
+        return {r.id: r for r in (_record(StateRecord, row) for row in rows)}
 
     async def states_of_run(self, run_id: str, offset: int = 0, limit: int | None = None) -> list[StateRecord]:
         """A run's states, oldest first; a page of them with `offset` and `limit`."""

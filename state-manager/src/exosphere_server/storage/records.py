@@ -69,6 +69,15 @@ class GraphRecord:
     deadline_seconds: float | None = None  # default deadline of the graph's runs
 
 
+@dataclass(frozen=True)
+class GraphHead:
+    """What a trigger reads of a graph: its version and validation, not its nodes (they come pinned)."""
+
+    version: int
+    validation_status: str
+    validation_errors: list[str]
+
+
 @dataclass
 class GraphVersionRecord:
     namespace: str

@@ -87,6 +87,9 @@ def test_a_wait_survives_a_server_kill_and_a_new_runtime_and_the_cli_signal_resu
     server.start()
     runtimes()  # a new runtime: nothing of the wait lived in the old one
     assert len(_waiting(api, run_id, 3)) == 3
+    shown = _cli(server, namespace, "run", "show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count("waiting for signal approval") == 3
 
     sent = _cli(server, namespace, "signal", "send", run_id, "approval", "approved=yes", "by=ada")
     assert sent.returncode == 0, sent.stderr

@@ -32,7 +32,7 @@ export {
 } from './node.js';
 export { Runtime, type RuntimeOptions } from './runtime.js';
 export { StateManager, type StateManagerConfig, type UpsertOptions, type WatchOptions } from './stateManager.js';
-export { PruneSignal, ReQueueAfterSignal } from './signals.js';
+export { PruneSignal, ReQueueAfterSignal, WaitForSignalSignal } from './signals.js';
 export {
   GraphValidationStatus,
   RetryStrategyEnum,
@@ -47,6 +47,7 @@ export {
   type RunState,
   type RunCancelled,
   type RunSummary,
+  type SignalSent,
   StoreConfigModel,
   type TriggerResult,
   type TriggerState,

@@ -30,6 +30,7 @@ import type {
   GraphResponse,
   RunProgressResponse,
   RunResponse,
+  SendSignalResponse,
   StateResponse,
   TriggerResponse,
 } from './wire.js';
@@ -248,6 +249,9 @@ export type RunSummary = RunResponse;
 
 /** The answer to {@link StateManager.cancelRun}: `{ run_id, status: 'CANCELLED', cancelled_states, reason }`. */
 export type RunCancelled = CancelRunResponse;
+
+/** The answer to {@link StateManager.sendSignal}: `{ run_id, name, woken }`. */
+export type SignalSent = SendSignalResponse;
 
 /** How many states of one node of a run are in each status (their sum is the node's fan-out). */
 export interface RunNodeCounts {

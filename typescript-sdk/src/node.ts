@@ -21,7 +21,7 @@
 import { z } from 'zod';
 import { UnsendableOutputError, describeError } from './errors.js';
 import { firstProblem, sendableText } from './sendable.js';
-import { PruneSignal, ReQueueAfterSignal } from './signals.js';
+import { PruneSignal, ReQueueAfterSignal, WaitForSignalSignal } from './signals.js';
 import type { NodeRegistration } from './wire.js';
 
 /** Inputs, outputs and secrets of a node: strings only (v1). */
@@ -78,6 +78,9 @@ export abstract class BaseNode<TInputs extends NodeData = NodeData, TSecrets ext
   secrets!: TSecrets;
   /** Aborted when the runtime gives this execution up (the same signal `execute` is given). */
   signal!: AbortSignal;
+  /** The payload of the signal that woke this state after it threw {@link WaitForSignalSignal};
+   * undefined until one did. */
+  signalPayload: Record<string, string> | undefined;
 
   /**
    * Do the work of one state. `signal` aborts when the runtime gives the state up (its run was
@@ -243,7 +246,8 @@ export type Outcome =
   | { endpoint: 'executed'; body: { outputs: NodeData[] } }
   | { endpoint: 'errored'; body: { error: string; traceback?: string } }
   | { endpoint: 'prune'; body: { data: Record<string, unknown> } }
-  | { endpoint: 're-enqueue-after'; body: { enqueue_after: number } };
+  | { endpoint: 're-enqueue-after'; body: { enqueue_after: number } }
+  | { endpoint: 'wait-for-signal'; body: { name: string; timeout_seconds: number | null } };
 
 /**
  * The outcome of a failure: the error text is `${err.name}: ${err.message}`, with lone surrogates
@@ -286,9 +290,11 @@ export async function runNode(
   inputs: Record<string, unknown>,
   secrets: Record<string, unknown>,
   signal: AbortSignal,
+  signalPayload?: Record<string, string>,
 ): Promise<Outcome> {
   try {
     const instance = new node();
+    instance.signalPayload = signalPayload ? { ...signalPayload } : undefined;
     instance.inputs = parseData(node, 'inputs', node.Inputs, inputs);
     instance.secrets = parseData(node, 'secrets', node.Secrets, secrets);
     instance.signal = signal;
@@ -302,6 +308,11 @@ export async function runNode(
     }
     if (err instanceof ReQueueAfterSignal || isNamed(err, 'ReQueueAfterSignal')) {
       return { endpoint: 're-enqueue-after', body: { enqueue_after: (err as ReQueueAfterSignal).delayMs } };
+    }
+    if (err instanceof WaitForSignalSignal || isNamed(err, 'WaitForSignalSignal')) {
+      const wait = err as WaitForSignalSignal;
+      const timeout = wait.timeoutMs === undefined ? null : wait.timeoutMs / 1000;
+      return { endpoint: 'wait-for-signal', body: { name: wait.signalName, timeout_seconds: timeout } };
     }
     return failed(err);
   }

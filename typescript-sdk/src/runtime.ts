@@ -96,6 +96,8 @@ interface Claim {
   leaseId: string | undefined;
   /** The state's `execute` span (W3C traceparent), when the server exports traces. */
   traceparent: string | undefined;
+  /** The payload of the signal that woke the state (it threw WaitForSignalSignal before). */
+  signalPayload: Record<string, string> | undefined;
   /** The lease is gone: drop the state silently. */
   lost: boolean;
   /** Aborted when the runtime gives the state up (lease lost, or shutdown out of grace). */
@@ -491,6 +493,7 @@ export class Runtime {
       inputs: state.inputs !== null && typeof state.inputs === 'object' ? state.inputs : {},
       leaseId: typeof state.lease_id === 'string' ? state.lease_id : undefined,
       traceparent: typeof state.traceparent === 'string' ? state.traceparent : undefined,
+      signalPayload: state.signal !== null && typeof state.signal === 'object' ? state.signal : undefined,
       lost: false,
       abort: new AbortController(),
       slotFreed: false,
@@ -574,7 +577,7 @@ export class Runtime {
       }
     }
     // runNode never rejects; when the state is given up it keeps running, unobserved.
-    return inStateTraceContext(claim.traceparent, () => runNode(node, claim.inputs, secrets, claim.abort.signal));
+    return inStateTraceContext(claim.traceparent, () => runNode(node, claim.inputs, secrets, claim.abort.signal, claim.signalPayload));
   }
 
   private async fetchSecrets(claim: Claim): Promise<Record<string, unknown>> {

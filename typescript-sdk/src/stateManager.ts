@@ -11,6 +11,7 @@ import {
   type GraphTemplate,
   RetryPolicyModel,
   type RunCancelled,
+  type SignalSent,
   type RunEvent,
   type RunState,
   type RunSummary,
@@ -297,6 +298,29 @@ export class StateManager {
       action: `Cancelling run ${runId}`,
       maxAttempts: READ_ATTEMPTS, // a repeated cancel answers the same
     });
+  }
+
+  /**
+   * Send signal `name` to a run: every state of it waiting for it ({@link WaitForSignalSignal}) runs
+   * again with `payload` as its `this.signalPayload`, and a wait for it that starts later gets it at
+   * once. Rejects with {@link NotFoundError} for an unknown run and {@link ConflictError} for a run
+   * that has ended or was cancelled.
+   *
+   * @example
+   * ```ts
+   * const { woken } = await sm.sendSignal(runId, 'approval', { approved: 'yes', by: 'ada' });
+   * ```
+   */
+  async sendSignal(runId: string, name: string, payload: Record<string, string> = {}): Promise<SignalSent> {
+    return this.api.requestWithRetry<SignalSent>(
+      'POST',
+      `${this.runPath(runId)}/signals/${encodeURIComponent(name)}`,
+      {
+        json: payload,
+        action: `Sending signal ${name} to run ${runId}`,
+        maxAttempts: READ_ATTEMPTS, // a repeated signal keeps the same payload and finds nobody left waiting
+      },
+    );
   }
 
   /**

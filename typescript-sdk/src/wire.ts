@@ -31,6 +31,7 @@ export type RunResponse = Schemas['RunResponse'];
 /** A run's progress: its summary (without `cancel_reason` and `warnings`), version, and counts per node. */
 export type RunProgressResponse = Schemas['RunProgressResponse'];
 export type CancelRunResponse = Schemas['CancelRunResponse'];
+export type SendSignalResponse = Schemas['SendSignalResponse'];
 export type RunStatesResponse = Schemas['RunStatesResponse'];
 export type StateResponse = Schemas['StateResponse'];
 export type EnqueueRequest = Schemas['EnqueueRequest'];

@@ -17,6 +17,7 @@ describe('the generated state machine', () => {
     assert.deepEqual(Object.values(StateStatus), [
       'CREATED', 'QUEUED', 'EXECUTED', 'ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED',
       'CANCELLED',
+      'WAITING',
     ]);
     assert.deepEqual(Object.values(RunStatus), ['PENDING', 'SUCCESS', 'FAILED', 'CANCELLED']);
   });

@@ -49,7 +49,7 @@ from .models import (
 )
 from .node import BaseNode
 from .runtime import Runtime
-from .signals import PruneSignal, ReQueueAfterSignal
+from .signals import PruneSignal, ReQueueAfterSignal, WaitForSignal
 from .state_manager import StateManager
 from .statuses import RunStatus, StateStatus
 
@@ -89,5 +89,6 @@ __all__ = [
     "UnitesModel",
     "UnitesStrategyEnum",
     "UnsendableOutputError",
+    "WaitForSignal",
     "__version__",
 ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 
 from .models import (
     MAX_TIMEOUT_SECONDS,
@@ -226,6 +226,29 @@ class ReEnqueueAfterRequest(BaseModel):
 
     enqueue_after: int = Field(gt=0, le=MAX_DELAY_MS, description="Relative delay in milliseconds")
     lease_id: str | None = None
+
+
+SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""What a signal's name may be: letters, digits and ``_ . : -``, 128 characters at most."""
+
+
+class WaitForSignalRequest(BaseModel):
+    """``POST .../state/{state_id}/wait-for-signal`` (additive): the node raised ``WaitForSignal``; the
+    state waits, holding no runtime, for the signal ``name`` sent to its run."""
+
+    name: str = Field(pattern=SIGNAL_NAME_PATTERN, description="The signal to wait for")
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="Fail the attempt (through the retry policy) when no signal came by then; null: wait for ever",
+    )
+    lease_id: str | None = None
+
+
+class SendSignalRequest(RootModel[dict[str, str]]):
+    """``POST /v0/namespace/{ns}/run/{run_id}/signals/{name}`` (additive): the signal's payload, a JSON
+    object of string values, handed to each woken state as ``signal``."""
 
 
 class ManualRetryRequest(BaseModel):
@@ -492,6 +515,15 @@ class StateResponse(Answer):
         default=None, description="Additive: which process of that runtime claimed it (e.g. host:pid)"
     )
     traceback: str | None = Field(default=None, description="Additive: the traceback the runtime sent with its error")
+    waiting_for: str | None = Field(
+        default=None, description="Additive: the signal a WAITING state waits for (WaitForSignal); null otherwise"
+    )
+    wait_timeout_at: int | None = Field(
+        default=None, description="Additive: epoch milliseconds when that wait times out; null: never, or not waiting"
+    )
+    signal: dict[str, str] | None = Field(
+        default=None, description="Additive: the payload of the signal that woke the state; null if none did"
+    )
 
 
 class RunStatesResponse(Answer):
@@ -573,6 +605,11 @@ class ClaimedState(Answer):
         description="Additive: W3C trace context of this attempt's `execute` span when the server exports "
         "traces (OpenTelemetry), so that a node's own spans nest under its state; null otherwise",
     )
+    signal: dict[str, str] | None = Field(
+        default=None,
+        description="Additive: the payload of the signal that woke this state after it raised WaitForSignal; "
+        "null otherwise",
+    )
 
 
 class EnqueueResponse(Answer):
@@ -637,6 +674,23 @@ class ReEnqueueAfterResponse(Answer):
 
     enqueue_after: int = Field(description="When the state runs again, epoch milliseconds")
     status: Literal[StateStatus.CREATED]
+
+
+class WaitForSignalResponse(Answer):
+    """``POST .../state/{state_id}/wait-for-signal``: ``CREATED`` when the signal had been sent already (the
+    state runs again at once, with it), else ``WAITING``."""
+
+    status: Literal[StateStatus.WAITING, StateStatus.CREATED]
+    wait_timeout_at: int | None = Field(description="Epoch milliseconds when the wait times out; null: never")
+
+
+class SendSignalResponse(Answer):
+    """``POST /v0/namespace/{ns}/run/{run_id}/signals/{name}``: the signal is kept for the run; ``woken``
+    states that waited for it run again with it."""
+
+    run_id: str
+    name: str
+    woken: int = Field(description="States that were waiting for this signal and now run again")
 
 
 class ManualRetryResponse(Answer):
@@ -744,6 +798,7 @@ __all__ = [
     "MAX_TRIGGER_MANY",
     "MAX_WAIT_MS",
     "MIN_LEASE_MS",
+    "SIGNAL_NAME_PATTERN",
     "Answer",
     "ApiKeyInfo",
     "AuditEntry",
@@ -803,10 +858,14 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "SecretsResponse",
+    "SendSignalRequest",
+    "SendSignalResponse",
     "StateResponse",
     "TriggerManyRequest",
     "TriggerManyResponse",
     "TriggerRequest",
     "TriggerResponse",
     "UpsertGraphRequest",
+    "WaitForSignalRequest",
+    "WaitForSignalResponse",
 ]

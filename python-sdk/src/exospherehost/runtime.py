@@ -74,6 +74,7 @@ class _Claim:
     inputs: dict[str, Any]
     lease_id: str | None
     traceparent: str | None = None  # the state's execute span, when the server exports traces
+    signal: dict[str, str] | None = None  # the payload of the signal that woke the state (WaitForSignal)
     lost: bool = False
     execution: asyncio.Task[Outcome | None] | None = None
     # True once the state no longer takes an execution slot: executed (its outcome may still be on
@@ -382,7 +383,9 @@ class Runtime:
         return answer.states
 
     def _accept(self, state: ClaimedState) -> None:
-        claim = _Claim(state.state_id, state.node_name, dict(state.inputs), state.lease_id, state.traceparent)
+        claim = _Claim(
+            state.state_id, state.node_name, dict(state.inputs), state.lease_id, state.traceparent, state.signal
+        )
         self._held[claim.state_id] = claim
         self._in_slots += 1
         self._queue.put_nowait(claim)
@@ -452,7 +455,7 @@ class Runtime:
             except ApiError as exc:
                 return Outcome.failed(exc)
         with state_trace_context(claim.traceparent):
-            return await run_node(node, claim.inputs, secrets)
+            return await run_node(node, claim.inputs, secrets, claim.signal)
 
     async def _fetch_secrets(self, claim: _Claim) -> dict[str, Any]:
         server_errors = 0

@@ -3,7 +3,7 @@
 Example::
 
     from datetime import timedelta
-    from exospherehost import BaseNode, PruneSignal, ReQueueAfterSignal
+    from exospherehost import BaseNode, PruneSignal, ReQueueAfterSignal, WaitForSignal
 
     class Poll(BaseNode):
         async def execute(self):
@@ -11,13 +11,19 @@ Example::
                 raise ReQueueAfterSignal(timedelta(seconds=30))  # run again in 30 s
             if nothing_to_do():
                 raise PruneSignal({"reason": "empty"})  # end this branch here
+            if self.signal is None:
+                raise WaitForSignal("approval", timeout_seconds=3600)  # wait for a person
             ...
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
+
+from .contract import SIGNAL_NAME_PATTERN
+from .models import MAX_TIMEOUT_SECONDS
 
 
 class PruneSignal(Exception):
@@ -58,4 +64,36 @@ class ReQueueAfterSignal(Exception):
         return max(1, (micros + 999) // 1000)
 
 
-__all__ = ["PruneSignal", "ReQueueAfterSignal"]
+class WaitForSignal(Exception):
+    """Wait, without holding the runtime, for the signal ``name`` sent to this run; then run again.
+
+    The state becomes ``WAITING``. When the signal is sent (``StateManager.send_signal``, ``exosphere
+    signal send``, the dashboard), the node runs again with its payload in ``self.signal``; a signal sent
+    before the wait started is delivered at once. After ``timeout_seconds`` without it, the attempt fails
+    with ``Timed out waiting for signal <name>`` and the graph's retry policy applies.
+
+    Example::
+
+        async def execute(self):
+            if self.signal is None:
+                raise WaitForSignal("approval", timeout_seconds=24 * 3600)
+            return self.Outputs(approved=self.signal["approved"])
+    """
+
+    def __init__(self, name: str, timeout_seconds: float | None = None) -> None:
+        if not isinstance(name, str) or re.fullmatch(SIGNAL_NAME_PATTERN, name) is None:
+            raise ValueError(
+                f"Signal name {name!r} must be 1 to 128 letters, digits or '_ . : -', starting with a letter or digit"
+            )
+        if timeout_seconds is not None and (
+            isinstance(timeout_seconds, bool)
+            or not isinstance(timeout_seconds, int | float)
+            or not 0 < timeout_seconds <= MAX_TIMEOUT_SECONDS
+        ):
+            raise ValueError(f"timeout_seconds must be a positive number of seconds or None, got {timeout_seconds!r}")
+        self.name = name
+        self.timeout_seconds = None if timeout_seconds is None else float(timeout_seconds)
+        super().__init__(f"Waiting for signal {name}")
+
+
+__all__ = ["PruneSignal", "ReQueueAfterSignal", "WaitForSignal"]

@@ -37,6 +37,7 @@ from .contract import (
     RunProgressResponse,
     RunResponse,
     RunStatesResponse,
+    SendSignalResponse,
     StateResponse,
     TriggerManyResponse,
     TriggerResponse,
@@ -310,6 +311,28 @@ class StateManager:
             answer=CancelRunResponse,
             json={"reason": reason},
             action=f"Cancelling run {run_id}",
+            max_attempts=self._attempts,
+        )
+        return _as_sent(result)
+
+    async def send_signal(self, run_id: str, name: str, payload: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """Send signal ``name`` to a run: every state of it waiting for it (``WaitForSignal``) runs again
+        with ``payload`` as its ``self.signal``, and a wait for it that starts later gets it at once.
+
+        Returns ``{"run_id", "name", "woken": N}``. Raises :class:`NotFoundError` for an unknown run and
+        :class:`ConflictError` for a run that has ended or was cancelled.
+
+        Example::
+
+            answer = await sm.send_signal(run_id, "approval", {"approved": "yes", "by": "ada"})
+            print(answer["woken"])  # 1
+        """
+        result = await self._client().request_with_retry(
+            "POST",
+            f"{self._run_path(run_id)}/signals/{quote(name, safe='')}",
+            answer=SendSignalResponse,
+            json=dict(payload or {}),
+            action=f"Sending signal {name} to run {run_id}",
             max_attempts=self._attempts,
         )
         return _as_sent(result)

@@ -14,7 +14,9 @@ A state's life, as this server runs it (PROTOCOL §7.1)::
                 ^          |
                 +----------+  released, or ReQueueAfter
     ERRORED | NEXT_CREATED_ERROR -> RETRY_CREATED  (retried by hand)
-    CREATED | QUEUED -> CANCELLED  (its run was cancelled, by hand or by its deadline)
+    QUEUED -> WAITING -> CREATED  (WaitForSignal; its signal arrived, so it runs again)
+    WAITING -> ERRORED | RETRY_CREATED  (its wait timed out: the retry policy applies)
+    CREATED | QUEUED | WAITING -> CANCELLED  (its run was cancelled, by hand or by its deadline)
 
 Every group is a ``frozenset`` of :class:`StateStatus`. Because ``StateStatus`` is a ``StrEnum``, a
 plain string read from the wire or the database is found in a group too.
@@ -66,6 +68,9 @@ class StateStatus(StrEnum):
     """Replaced by a newer attempt, made by the retry policy or by hand."""
     CANCELLED = "CANCELLED"
     """Its run was cancelled before it ended: it never runs, and a result sent for it is refused."""
+    WAITING = "WAITING"
+    """Its node raised ``WaitForSignal``: it waits, holding no runtime and no lease, for a signal sent to
+    its run (then it runs again, the signal given to it) or for its wait's time-out (a failed attempt)."""
 
 
 class RunStatus(StrEnum):
@@ -118,7 +123,9 @@ WAITING = frozenset({_S.CREATED})
 """Waiting for a runtime to claim it, now or after a delay."""
 RUNNING = frozenset({_S.QUEUED, _S.EXECUTED})
 """Held by a runtime."""
-PENDING = WAITING | RUNNING
+AWAITING_SIGNAL = frozenset({_S.WAITING})
+"""Waiting for a signal sent to its run (``WaitForSignal``): neither claimable nor held."""
+PENDING = WAITING | RUNNING | AWAITING_SIGNAL
 """Not over yet: a run with a state here has not finished (and retention keeps it)."""
 SUCCEEDED = frozenset({_S.SUCCESS, _S.PRUNED})
 """Ended well: a pruned branch ended as its node asked, so it counts as success."""
@@ -142,7 +149,7 @@ AFTER_EXECUTED = frozenset({_S.SUCCESS, _S.NEXT_CREATED_ERROR})
 """Where a reported result (``executed``) leaves a state."""
 AFTER_ERRORED = frozenset({_S.ERRORED, _S.RETRY_CREATED})
 """Where a failed attempt (``errored``, an expired lease) leaves a state: retried, or failed for good."""
-CANCELLABLE = frozenset({_S.CREATED, _S.QUEUED})
+CANCELLABLE = frozenset({_S.CREATED, _S.QUEUED, _S.WAITING})
 """What cancelling a run moves to CANCELLED: every state of it that has not ended."""
 NEVER_STORED = frozenset({_S.EXECUTED})
 """Names of the v0 protocol that this server never writes: it records a result and creates the next
@@ -158,6 +165,7 @@ GROUPS: Mapping[str, frozenset[StateStatus]] = MappingProxyType(
     {
         "WAITING": WAITING,
         "RUNNING": RUNNING,
+        "AWAITING_SIGNAL": AWAITING_SIGNAL,
         "PENDING": PENDING,
         "SUCCEEDED": SUCCEEDED,
         "FAILED": FAILED,
@@ -180,6 +188,7 @@ PHASE: Mapping[str, Phase] = MappingProxyType(
     {
         **dict.fromkeys(WAITING, Phase.WAITING),
         **dict.fromkeys(RUNNING, Phase.RUNNING),
+        **dict.fromkeys(AWAITING_SIGNAL, Phase.WAITING),
         _S.SUCCESS: Phase.SUCCESS,
         _S.PRUNED: Phase.PRUNED,
         **dict.fromkeys(FAILED, Phase.ERRORED),
@@ -204,6 +213,7 @@ ALLOWED_MOVES: Mapping[StateStatus, frozenset[StateStatus]] = MappingProxyType(
                 _S.PRUNED,
                 *AFTER_ERRORED,  # also an expired lease or a time-out
                 _S.CANCELLED,  # its run cancelled while a runtime held it
+                _S.WAITING,  # its node raised WaitForSignal
             }
         ),
         _S.EXECUTED: frozenset(),
@@ -213,6 +223,13 @@ ALLOWED_MOVES: Mapping[StateStatus, frozenset[StateStatus]] = MappingProxyType(
         _S.PRUNED: frozenset(),
         _S.RETRY_CREATED: frozenset(),
         _S.CANCELLED: frozenset(),
+        _S.WAITING: frozenset(
+            {
+                _S.CREATED,  # its signal arrived: it runs again
+                *AFTER_ERRORED,  # its wait timed out
+                _S.CANCELLED,  # its run cancelled while it waited
+            }
+        ),
     }
 )
 """The statuses each status may move to, taken from what the engine does (``engine/transitions.py``).

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 from exospherehost import (
+    BaseNode,
     CronTrigger,
     GraphNodeModel,
     PruneSignal,
@@ -15,7 +16,10 @@ from exospherehost import (
     StoreConfigModel,
     UnitesModel,
     UnitesStrategyEnum,
+    WaitForSignal,
 )
+from exospherehost.node import Outcome, run_node
+from pydantic import BaseModel
 
 
 def test_prune_signal_data_defaults_to_an_empty_dict() -> None:
@@ -73,3 +77,35 @@ def test_retry_policy_and_store_config_dump() -> None:
     store = StoreConfigModel(required_keys=["cursor"], default_values={"batch_size": "100"})
     assert store.model_dump() == {"required_keys": ["cursor"], "default_values": {"batch_size": "100"}}
     assert CronTrigger(expression="0 9 * * 1-5").expression == "0 9 * * 1-5"
+
+
+@pytest.mark.parametrize(
+    ("name", "timeout", "problem"),
+    [
+        ("no spaces", None, "Signal name"),
+        ("", None, "Signal name"),
+        ("x" * 129, None, "Signal name"),
+        ("approval", 0, "timeout_seconds"),
+        ("approval", True, "timeout_seconds"),
+        ("approval", float("nan"), "timeout_seconds"),
+    ],
+)
+def test_wait_for_signal_refuses_what_the_server_would_refuse(name: str, timeout: float | None, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        WaitForSignal(name, timeout_seconds=timeout)
+
+
+async def test_a_node_that_waits_is_reported_as_a_wait_and_runs_again_with_the_payload() -> None:
+    class Approve(BaseNode):
+        class Outputs(BaseModel):
+            approved: str
+
+        async def execute(self) -> Outputs:
+            if self.signal is None:
+                raise WaitForSignal("approval", timeout_seconds=90)
+            return self.Outputs(approved=self.signal["approved"])
+
+    first = await run_node(Approve, {}, {})
+    assert first == Outcome("wait-for-signal", {"name": "approval", "timeout_seconds": 90.0})
+    again = await run_node(Approve, {}, {}, {"approved": "yes"})
+    assert again == Outcome("executed", {"outputs": [{"approved": "yes"}]})

@@ -57,6 +57,13 @@ MEMBERSHIP: dict[StateStatus, set[str]] = {
     S.PRUNED: {"SUCCEEDED", "FINAL", "UNITE_ALL_SUCCESS_WAITS_ON"},
     S.RETRY_CREATED: {"RETRIED", "FINAL", "AFTER_ERRORED"},
     S.CANCELLED: {"CANCELLED", "FINAL", "UNITE_ALL_SUCCESS_WAITS_ON"},
+    S.WAITING: {
+        "AWAITING_SIGNAL",
+        "PENDING",
+        "CANCELLABLE",
+        "UNITE_ALL_SUCCESS_WAITS_ON",
+        "UNITE_ALL_DONE_WAITS_ON",
+    },
 }
 PHASES: dict[StateStatus, Phase] = {
     S.CREATED: Phase.WAITING,
@@ -68,6 +75,7 @@ PHASES: dict[StateStatus, Phase] = {
     S.PRUNED: Phase.PRUNED,
     S.RETRY_CREATED: Phase.RETRIED,
     S.CANCELLED: Phase.CANCELLED,
+    S.WAITING: Phase.WAITING,
 }
 # pending/success/errored/retried/cancelled_count
 RUN_COUNT_GROUPS = ("PENDING", "SUCCEEDED", "FAILED", "RETRIED", "CANCELLED")
@@ -118,8 +126,11 @@ def test_a_final_state_never_runs_again() -> None:
 
 def test_the_transitions_end_where_the_groups_say() -> None:
     assert (
-        statuses.AFTER_EXECUTED | statuses.AFTER_ERRORED | {S.PRUNED, S.CREATED, S.CANCELLED} == ALLOWED_MOVES[S.QUEUED]
+        statuses.AFTER_EXECUTED | statuses.AFTER_ERRORED | {S.PRUNED, S.CREATED, S.CANCELLED, S.WAITING}
+        == ALLOWED_MOVES[S.QUEUED]
     )
+    # A wait ends by its signal (run again), its time-out (the retry policy) or its run's cancel.
+    assert statuses.AFTER_ERRORED | {S.CREATED, S.CANCELLED} == ALLOWED_MOVES[S.WAITING]
     for status in statuses.CANCELLABLE:
         assert can_move(status, S.CANCELLED)
     for status in statuses.RETRYABLE_BY_HAND:
@@ -173,6 +184,7 @@ def test_the_old_names_are_the_same_class_and_statuses_read_as_their_value() -> 
         "PRUNED",
         "RETRY_CREATED",
         "CANCELLED",
+        "WAITING",
     ]
     assert f"{S.SUCCESS}" == str(S.SUCCESS) == "SUCCESS" == S.SUCCESS
     assert "ERRORED" in statuses.FAILED and PHASE.get("QUEUED") is Phase.RUNNING and PHASE.get("NEW") is None

@@ -106,12 +106,12 @@ def drive_every_route(r: Recorder) -> None:
     r.call("GET", NS + "/graph/{graph_name}", graph_name="g")
     r.call("GET", NS + "/graphs/")
 
-    run_ids = [r.call("POST", NS + "/graph/{graph_name}/trigger", graph_name="g", json={})["run_id"] for _ in range(7)]
-    claimed = claim(r, "Root", 7)
+    run_ids = [r.call("POST", NS + "/graph/{graph_name}/trigger", graph_name="g", json={})["run_id"] for _ in range(9)]
+    claimed = claim(r, "Root", 9)
     r.call("POST", NS + "/states/enqueue", json={"nodes": ["Nobody"], "batch_size": 1})  # an empty claim
     keyed = {"idempotency_key": "contract"}
     r.call("POST", NS + "/graph/{graph_name}/trigger-many", graph_name="g", json={"runs": [keyed, keyed]})
-    fan_out, batched, failed, pruned, later, released, kept = claimed
+    fan_out, batched, failed, pruned, later, released, kept, waiting, early = claimed
 
     def lease(state: dict[str, Any]) -> dict[str, Any]:
         return {"state_id": state["state_id"], "lease_id": state["lease_id"]}
@@ -145,6 +145,18 @@ def drive_every_route(r: Recorder) -> None:
         json={"enqueue_after": 60_000, "lease_id": later["lease_id"]},
     )
     r.call("POST", STATE + "/release", state_id=released["state_id"], json={"lease_id": released["lease_id"]})
+
+    # Signals: one state waits and is woken; the other's signal was sent before it waited.
+    signal = NS + "/run/{run_id}/signals/{name}"
+    sent = r.call("POST", signal, run_id=state_run(r, early["state_id"]), name="approval", json={"ok": "early"})
+    assert sent["woken"] == 0
+    wait = {"name": "approval", "timeout_seconds": 3600}
+    for state, status in ((waiting, "WAITING"), (early, "CREATED")):
+        body = {**wait, "lease_id": state["lease_id"]}
+        assert r.call("POST", STATE + "/wait-for-signal", state_id=state["state_id"], json=body)["status"] == status
+    r.call("GET", STATE, state_id=waiting["state_id"])  # with what it waits for
+    sent = r.call("POST", signal, run_id=state_run(r, waiting["state_id"]), name="approval", json={"ok": "yes"})
+    assert sent["woken"] == 1
 
     # Leaves: one succeeds; one fails, then its retry fails for good and is retried by hand.
     leaves = [eager_leaf, *claim(r, "Leaf", 2)]

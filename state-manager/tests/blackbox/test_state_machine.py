@@ -95,16 +95,17 @@ def manual_retry(walk: Walk, run_id: str, state_id: str) -> None:
     walk.look(run_id)
 
 
-def wait_until_not_queued(walk: Walk, run_id: str, state_id: str) -> str:
-    """The scheduler expires the lease on its own: look until it has (an event, bounded by a deadline)."""
+def wait_until_not_queued(walk: Walk, run_id: str, state_id: str, status: str = S.QUEUED) -> str:
+    """The scheduler expires the lease (or the wait) on its own: look until it has (an event, bounded by a
+    deadline)."""
     deadline = time.monotonic() + LEASE_EXPIRY_WAIT_S
     while time.monotonic() < deadline:
         walk.look(run_id)
-        status = walk.last[run_id][state_id]
-        if status != S.QUEUED:
-            return status
+        now = walk.last[run_id][state_id]
+        if now != status:
+            return now
         time.sleep(0.2)
-    raise AssertionError(f"the lease of {state_id} did not expire within {LEASE_EXPIRY_WAIT_S} s")
+    raise AssertionError(f"{state_id} stayed {status} for {LEASE_EXPIRY_WAIT_S} s")
 
 
 def fan_out_and_unite(walk: Walk) -> str:
@@ -185,6 +186,36 @@ def cancelled_with_work_waiting_and_running(walk: Walk) -> str:
     return run_id
 
 
+def waits_for_signals(walk: Walk) -> str:
+    """A wait ended by its signal, then two waits that time out (a retry, then for good)."""
+    run_id = start(walk)
+    [root] = take(walk, run_id, "Start")
+    wait = {"name": "go", "lease_id": root["lease_id"]}
+    assert ok(walk.api.post(f"/state/{root['state_id']}/wait-for-signal", json=wait))["status"] == S.WAITING
+    walk.look(run_id)
+    assert ok(walk.api.post(f"/run/{run_id}/signals/go", json={"k": "v"}))["woken"] == 1
+    walk.look(run_id)
+    for expected in (S.RETRY_CREATED, S.ERRORED):
+        [held] = take(walk, run_id, "Start")
+        # Seen WAITING before its second is up, as `requeue_release_and_expire` sees a 1 s lease held.
+        wait = {"name": "later", "timeout_seconds": 1, "lease_id": held["lease_id"]}
+        ok(walk.api.post(f"/state/{held['state_id']}/wait-for-signal", json=wait))
+        walk.look(run_id)
+        assert wait_until_not_queued(walk, run_id, held["state_id"], S.WAITING) == expected
+    return run_id
+
+
+def cancelled_while_waiting(walk: Walk) -> str:
+    run_id = start(walk)
+    [root] = take(walk, run_id, "Start")
+    wait = {"name": "never", "lease_id": root["lease_id"]}
+    ok(walk.api.post(f"/state/{root['state_id']}/wait-for-signal", json=wait))
+    walk.look(run_id)
+    assert ok(walk.api.post(f"/run/{run_id}/cancel"))["cancelled_states"] == 1
+    walk.look(run_id)
+    return run_id
+
+
 @dataclass
 class Walked:
     walk: Walk
@@ -218,6 +249,8 @@ def walked(server: ServerProcess) -> Iterator[Walked]:
             errors_retries_and_prune,
             requeue_release_and_expire,
             cancelled_with_work_waiting_and_running,
+            waits_for_signals,
+            cancelled_while_waiting,
         )
         yield Walked(walk, [scenario(walk) for scenario in scenarios], namespace)
 

@@ -277,6 +277,28 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/namespace/{namespace_name}/run/{run_id}/signals/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send Signal
+         * @description Send signal `name` to a run with a JSON object of string values: every state of the run waiting for
+         *     it runs again with the payload as its `signal`, and a wait for it that starts later gets it at once.
+         *     An unknown run is a `404`; a run that has ended a `409`; a body that is not an object of strings `422`.
+         */
+        post: operations["send_signal_v0_namespace__namespace_name__run__run_id__signals__name__post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/run/{run_id}/states": {
         parameters: {
             query?: never;
@@ -461,6 +483,27 @@ export interface paths {
         get: operations["secrets_v0_namespace__namespace_name__state__state_id__secrets_get"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v0/namespace/{namespace_name}/state/{state_id}/wait-for-signal": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Wait For Signal
+         * @description Additive (docs/wire-extensions.md "Waiting for a signal"): the node raised WaitForSignal; the state
+         *     waits without its runtime for the signal sent to its run, or runs again at once if it came already.
+         */
+        post: operations["wait_for_signal_v0_namespace__namespace_name__state__state_id__wait_for_signal_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -687,6 +730,13 @@ export interface components {
             lease_id: string | null;
             /** Node Name */
             node_name: string;
+            /**
+             * Signal
+             * @description Additive: the payload of the signal that woke this state after it raised WaitForSignal; null otherwise
+             */
+            signal: {
+                [key: string]: string;
+            } | null;
             /** State Id */
             state_id: string;
             /**
@@ -1909,6 +1959,32 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * SendSignalRequest
+         * @description ``POST /v0/namespace/{ns}/run/{run_id}/signals/{name}`` (additive): the signal's payload, a JSON
+         *     object of string values, handed to each woken state as ``signal``.
+         */
+        SendSignalRequest: {
+            [key: string]: string;
+        };
+        /**
+         * SendSignalResponse
+         * @description ``POST /v0/namespace/{ns}/run/{run_id}/signals/{name}``: the signal is kept for the run; ``woken``
+         *     states that waited for it run again with it.
+         */
+        SendSignalResponse: {
+            /** Name */
+            name: string;
+            /** Run Id */
+            run_id: string;
+            /**
+             * Woken
+             * @description States that were waiting for this signal and now run again
+             */
+            woken: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * StateResponse
          * @description One state (one execution of a node): ``GET .../state/{state_id}`` and each item of a run's states.
          */
@@ -1985,6 +2061,13 @@ export interface components {
              * @description Additive: the runtime that claimed the state
              */
             runtime_name: string | null;
+            /**
+             * Signal
+             * @description Additive: the payload of the signal that woke the state; null if none did
+             */
+            signal: {
+                [key: string]: string;
+            } | null;
             /** Started At */
             started_at: string | null;
             /** State Id */
@@ -1997,6 +2080,16 @@ export interface components {
             traceback: string | null;
             /** Updated At */
             updated_at: string;
+            /**
+             * Wait Timeout At
+             * @description Additive: epoch milliseconds when that wait times out; null: never, or not waiting
+             */
+            wait_timeout_at: number | null;
+            /**
+             * Waiting For
+             * @description Additive: the signal a WAITING state waits for (WaitForSignal); null otherwise
+             */
+            waiting_for: string | null;
         } & {
             [key: string]: unknown;
         };
@@ -2012,7 +2105,7 @@ export interface components {
          *         f"{StateStatus.SUCCESS}"                     # 'SUCCESS'
          * @enum {string}
          */
-        StateStatus: "CREATED" | "QUEUED" | "EXECUTED" | "ERRORED" | "NEXT_CREATED_ERROR" | "SUCCESS" | "PRUNED" | "RETRY_CREATED" | "CANCELLED";
+        StateStatus: "CREATED" | "QUEUED" | "EXECUTED" | "ERRORED" | "NEXT_CREATED_ERROR" | "SUCCESS" | "PRUNED" | "RETRY_CREATED" | "CANCELLED" | "WAITING";
         /**
          * StoreConfigModel
          * @description The per-run key/value store of a graph: keys a trigger must give, and defaults.
@@ -2176,6 +2269,44 @@ export interface components {
             msg: string;
             /** Error Type */
             type: string;
+        };
+        /**
+         * WaitForSignalRequest
+         * @description ``POST .../state/{state_id}/wait-for-signal`` (additive): the node raised ``WaitForSignal``; the
+         *     state waits, holding no runtime, for the signal ``name`` sent to its run.
+         */
+        WaitForSignalRequest: {
+            /** Lease Id */
+            lease_id?: string | null;
+            /**
+             * Name
+             * @description The signal to wait for
+             */
+            name: string;
+            /**
+             * Timeout Seconds
+             * @description Fail the attempt (through the retry policy) when no signal came by then; null: wait for ever
+             */
+            timeout_seconds?: number | null;
+        };
+        /**
+         * WaitForSignalResponse
+         * @description ``POST .../state/{state_id}/wait-for-signal``: ``CREATED`` when the signal had been sent already (the
+         *     state runs again at once, with it), else ``WAITING``.
+         */
+        WaitForSignalResponse: {
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "WAITING" | "CREATED";
+            /**
+             * Wait Timeout At
+             * @description Epoch milliseconds when the wait times out; null: never
+             */
+            wait_timeout_at: number | null;
+        } & {
+            [key: string]: unknown;
         };
     };
     responses: never;
@@ -3463,6 +3594,89 @@ export interface operations {
             };
         };
     };
+    send_signal_v0_namespace__namespace_name__run__run_id__signals__name__post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                run_id: string;
+                /** @description The signal's name, e.g. approval */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SendSignalRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SendSignalResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     get_run_states_v0_namespace__namespace_name__run__run_id__states_get: {
         parameters: {
             query?: {
@@ -4291,6 +4505,87 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SecretsResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    wait_for_signal_v0_namespace__namespace_name__state__state_id__wait_for_signal_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                state_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WaitForSignalRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WaitForSignalResponse"];
                 };
             };
             /** @description The API key is missing or wrong */

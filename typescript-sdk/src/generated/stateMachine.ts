@@ -35,6 +35,11 @@ export const StateStatus = {
   RETRY_CREATED: 'RETRY_CREATED',
   /** Its run was cancelled before it ended: it never runs, and a result sent for it is refused. */
   CANCELLED: 'CANCELLED',
+  /**
+   * Its node raised `WaitForSignal`: it waits, holding no runtime and no lease, for a signal sent to its run
+   * (then it runs again, the signal given to it) or for its wait's time-out (a failed attempt).
+   */
+  WAITING: 'WAITING',
 } as const;
 export type StateStatus = (typeof StateStatus)[keyof typeof StateStatus];
 
@@ -67,6 +72,7 @@ export type Phase = (typeof Phase)[keyof typeof Phase];
 export type StateStatusGroup =
   | 'WAITING'
   | 'RUNNING'
+  | 'AWAITING_SIGNAL'
   | 'PENDING'
   | 'SUCCEEDED'
   | 'FAILED'
@@ -88,8 +94,10 @@ export const StateStatusGroups: Readonly<Record<StateStatusGroup, readonly State
   WAITING: ['CREATED'],
   /** Held by a runtime. */
   RUNNING: ['QUEUED', 'EXECUTED'],
+  /** Waiting for a signal sent to its run (`WaitForSignal`): neither claimable nor held. */
+  AWAITING_SIGNAL: ['WAITING'],
   /** Not over yet: a run with a state here has not finished (and retention keeps it). */
-  PENDING: ['CREATED', 'QUEUED', 'EXECUTED'],
+  PENDING: ['CREATED', 'QUEUED', 'EXECUTED', 'WAITING'],
   /** Ended well: a pruned branch ended as its node asked, so it counts as success. */
   SUCCEEDED: ['SUCCESS', 'PRUNED'],
   /** Ended in failure: one of these makes a finished run FAILED. */
@@ -101,7 +109,7 @@ export const StateStatusGroups: Readonly<Record<StateStatusGroup, readonly State
   /** Over: no runtime will run it again by itself (a FAILED state may still be retried by hand). */
   FINAL: ['ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED', 'CANCELLED'],
   /** What cancelling a run moves to CANCELLED: every state of it that has not ended. */
-  CANCELLABLE: ['CREATED', 'QUEUED'],
+  CANCELLABLE: ['CREATED', 'QUEUED', 'WAITING'],
   /** A manual retry (`manual-retry`, `exosphere state retry`, the dashboard) accepts only these. */
   RETRYABLE_BY_HAND: ['ERRORED', 'NEXT_CREATED_ERROR'],
   /**
@@ -123,9 +131,9 @@ export const StateStatusGroups: Readonly<Record<StateStatusGroup, readonly State
    * `ALL_SUCCESS`: every descendant succeeded; a RETRY_CREATED one counts through its retry, itself a
    * descendant.
    */
-  UNITE_ALL_SUCCESS_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED', 'ERRORED', 'NEXT_CREATED_ERROR', 'PRUNED', 'CANCELLED'],
+  UNITE_ALL_SUCCESS_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED', 'ERRORED', 'NEXT_CREATED_ERROR', 'PRUNED', 'CANCELLED', 'WAITING'],
   /** `ALL_DONE`: every descendant is `FINAL`. */
-  UNITE_ALL_DONE_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED'],
+  UNITE_ALL_DONE_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED', 'WAITING'],
 };
 
 /** The phase of each status. */
@@ -139,12 +147,13 @@ export const PHASE: Readonly<Record<StateStatus, Phase>> = {
   PRUNED: 'pruned',
   RETRY_CREATED: 'retried',
   CANCELLED: 'cancelled',
+  WAITING: 'waiting',
 };
 
 /** The statuses each status may move to, taken from what the engine does (`engine/transitions.py`). */
 export const ALLOWED_MOVES: Readonly<Record<StateStatus, readonly StateStatus[]>> = {
   CREATED: ['QUEUED', 'CANCELLED'],
-  QUEUED: ['CREATED', 'ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED', 'CANCELLED'],
+  QUEUED: ['CREATED', 'ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED', 'CANCELLED', 'WAITING'],
   EXECUTED: [],
   ERRORED: ['RETRY_CREATED'],
   NEXT_CREATED_ERROR: ['RETRY_CREATED'],
@@ -152,6 +161,7 @@ export const ALLOWED_MOVES: Readonly<Record<StateStatus, readonly StateStatus[]>
   PRUNED: [],
   RETRY_CREATED: [],
   CANCELLED: [],
+  WAITING: ['CREATED', 'ERRORED', 'RETRY_CREATED', 'CANCELLED'],
 };
 
 /** Whether a state in `source` may move to `target` (ALLOWED_MOVES); false for a name that is no status. */

@@ -20,7 +20,7 @@ from typing import Any
 import typer
 
 from exospherehost._version import VERSION
-from exospherehost.cli import graphs, keys, render, runs, states
+from exospherehost.cli import graphs, keys, render, runs, signals, states
 from exospherehost.cli.errors import EXIT_USAGE, CliError
 
 PLUGIN_GROUP = "exospherehost.cli_plugins"
@@ -65,6 +65,7 @@ def build_app(plugins: Iterable[EntryPoint] | None = None) -> typer.Typer:
     app.add_typer(runs.runs_app, name="runs")
     app.add_typer(runs.run_app, name="run")
     app.add_typer(states.app, name="state")
+    app.add_typer(signals.app, name="signal")
     app.add_typer(keys.app, name="key")
     app.command("audit")(keys.audit)
     return app

@@ -280,6 +280,8 @@ def state_label(state: Mapping[str, Any]) -> Text:
     if state.get("runtime_name"):
         facts.append(f"on {state['runtime_name']}")
     label.append("  " + ", ".join(facts))
+    if state.get("waiting_for"):  # a newer server's field: older ones never send it
+        label.append(f"  waiting for signal {state['waiting_for']}", style="yellow")
     if state.get("error"):
         label.append("  " + " ".join(str(state["error"]).split()), style="red")
     return label

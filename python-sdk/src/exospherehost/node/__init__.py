@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from .._sendable import first_problem, sendable_text
 from ..errors import UnsendableOutputError
-from ..signals import PruneSignal, ReQueueAfterSignal
+from ..signals import PruneSignal, ReQueueAfterSignal, WaitForSignal
 
 
 class BaseNode:
@@ -44,7 +44,8 @@ class BaseNode:
       runs in a worker thread, so blocking code does not stall the runtime.
     * ``timeout`` (seconds, optional) bounds one execution; exceeding it fails the state.
     * Raise :class:`~exospherehost.PruneSignal` or :class:`~exospherehost.ReQueueAfterSignal` to
-      end the branch or to run again later.
+      end the branch or to run again later, :class:`~exospherehost.WaitForSignal` to wait for a
+      signal sent to the run; ``self.signal`` is then its payload when the node runs again (else None).
 
     Example::
 
@@ -78,10 +79,12 @@ class BaseNode:
     # Typed loosely on purpose: each subclass has its own Inputs/Secrets models.
     inputs: Any
     secrets: Any
+    signal: dict[str, str] | None
 
     def __init__(self) -> None:
         self.inputs = None
         self.secrets = None
+        self.signal = None
 
     async def execute(self) -> BaseModel | list[BaseModel] | None:
         """Do the work of one state, reading ``self.inputs`` and ``self.secrets``."""
@@ -147,7 +150,7 @@ def node_schema(node: type[BaseNode], namespace: str) -> dict[str, Any]:
 class Outcome:
     """What to tell the state manager about one execution: the endpoint and its body."""
 
-    endpoint: Literal["executed", "errored", "prune", "re-enqueue-after"]
+    endpoint: Literal["executed", "errored", "prune", "re-enqueue-after", "wait-for-signal"]
     body: dict[str, Any]
 
     @classmethod
@@ -177,7 +180,9 @@ def describe_traceback(exc: BaseException) -> str:
     return text if len(text) <= TRACEBACK_SENT_CHARS else "[... earlier frames cut]\n" + text[-TRACEBACK_SENT_CHARS:]
 
 
-async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[str, Any]) -> Outcome:
+async def run_node(
+    node: type[BaseNode], inputs: dict[str, Any], secrets: dict[str, Any], signal: dict[str, str] | None = None
+) -> Outcome:
     """Execute ``node`` once for one state and describe the result; never raises (except cancellation).
 
     Example::
@@ -189,6 +194,7 @@ async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[s
         instance = node()
         instance.inputs = node.Inputs(**inputs)
         instance.secrets = _parse_secrets(node, secrets)
+        instance.signal = dict(signal) if signal is not None else None
         result = await _execute_with_timeout(instance, node.timeout)
         outputs = dump_outputs(node, result)
         check_outputs_sendable(node, outputs)
@@ -201,6 +207,8 @@ async def run_node(node: type[BaseNode], inputs: dict[str, Any], secrets: dict[s
         return Outcome("prune", {"data": signal.data})
     except ReQueueAfterSignal as signal:
         return Outcome("re-enqueue-after", {"enqueue_after": signal.delay_ms})
+    except WaitForSignal as wait:
+        return Outcome("wait-for-signal", {"name": wait.name, "timeout_seconds": wait.timeout_seconds})
     except Exception as exc:
         return Outcome.failed(exc)
 

@@ -55,6 +55,7 @@ RULES: dict[str, Rule] = {
     "api.run_routes.trigger": Rule(OPERATE, audit="trigger"),
     "api.run_routes.trigger_many": Rule(OPERATE, audit="trigger-many"),
     "api.run_routes.cancel_run": Rule(OPERATE, audit="cancel"),
+    "api.signal_routes.send_signal": Rule(OPERATE, audit="signal"),
     "api.run_routes.list_runs": Rule(VIEW),
     "api.run_routes.get_run": Rule(VIEW),
     "api.run_routes.run_events": Rule(VIEW),
@@ -71,6 +72,7 @@ RULES: dict[str, Rule] = {
     "api.state_routes.heartbeat": Rule(RUNTIME),
     "api.state_routes.release": Rule(RUNTIME),
     "api.state_routes.secrets": Rule(RUNTIME),
+    "api.state_routes.wait_for_signal": Rule(RUNTIME),
     "api.state_routes.prune": Rule(SIGNAL, audit="prune"),
     "api.state_routes.re_enqueue_after": Rule(SIGNAL, audit="re-enqueue-after"),
     "api.state_routes.manual_retry": Rule(OPERATE, audit="manual-retry"),
@@ -94,6 +96,7 @@ RULES: dict[str, Rule] = {
     "dashboard.api.attempts": Rule(VIEW),
     "dashboard.api.retry": Rule(OPERATE, audit="manual-retry"),
     "dashboard.api.cancel": Rule(OPERATE, audit="cancel"),
+    "dashboard.api.send_signal": Rule(OPERATE, audit="signal"),
 }
 
 NAMESPACE_PARAMS = ("namespace_name", "namespace")  # the path parameter naming the namespace: /v0, dashboard

@@ -15,7 +15,6 @@ from exospherehost.contract import (
     ApiKeyInfo,
     AuditLogResponse,
     CreatedKeyResponse,
-    CreateKeyRequest,
     ListKeysResponse,
 )
 from fastapi import APIRouter, Query, Request
@@ -23,6 +22,7 @@ from starlette.responses import Response
 
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.json_response import SafeJSONResponse
+from exosphere_server.api.schemas import CreateKeyRequest
 from exosphere_server.engine import audit, keys
 from exosphere_server.storage.records import ApiKeyRecord
 
@@ -64,7 +64,9 @@ async def revoke_key(key_id: str, request: Request) -> Response:
 async def audit_log(
     request: Request,
     limit: int = Query(default=100, ge=1, le=MAX_AUDIT_PAGE),
-    before: int | None = Query(default=None, ge=1, description="Only entries with a smaller id (the next page)"),
+    before: int | None = Query(
+        default=None, ge=1, le=2**63 - 1, description="Only entries with a smaller id (the next page)"
+    ),
 ) -> Response:
     entries = await audit.audit_entries(engine_context(request), limit, before)
     return SafeJSONResponse({"entries": [asdict(entry) for entry in entries]})

@@ -21,6 +21,7 @@ from exosphere_server.engine.storable import unstorable_at
 __all__ = [
     "MAX_WAIT_MS",
     "CancelRunRequest",
+    "CreateKeyRequest",
     "EnqueueRequest",
     "ErroredRequest",
     "ExecutedManyRequest",
@@ -31,9 +32,11 @@ __all__ = [
     "ReEnqueueAfterRequest",
     "RegisterNodesRequest",
     "ReleaseRequest",
+    "SendSignalRequest",
     "TriggerManyRequest",
     "TriggerRequest",
     "UpsertGraphRequest",
+    "WaitForSignalRequest",
 ]
 
 
@@ -69,6 +72,10 @@ class UpsertGraphRequest(StorableBody, contract.UpsertGraphRequest):
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
         return triggers
+
+
+class CreateKeyRequest(StorableBody, contract.CreateKeyRequest):
+    __doc__ = contract.CreateKeyRequest.__doc__
 
 
 class TriggerRequest(StorableBody, contract.TriggerRequest):
@@ -121,3 +128,19 @@ class ReleaseRequest(StorableBody, contract.ReleaseRequest):
 
 class RegisterNodesRequest(StorableBody, contract.RegisterNodesRequest):
     __doc__ = contract.RegisterNodesRequest.__doc__
+
+
+class WaitForSignalRequest(StorableBody, contract.WaitForSignalRequest):
+    __doc__ = contract.WaitForSignalRequest.__doc__
+
+
+class SendSignalRequest(contract.SendSignalRequest):
+    __doc__ = contract.SendSignalRequest.__doc__
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = unstorable_at(data)
+        if problem is not None:
+            raise ValueError(problem)
+        return data

@@ -14,6 +14,7 @@ from exospherehost.contract import (
     ReEnqueueAfterResponse,
     ReleaseResponse,
     SecretsResponse,
+    WaitForSignalResponse,
 )
 from exospherehost.statuses import StateStatus
 from fastapi import APIRouter, Request
@@ -32,9 +33,10 @@ from exosphere_server.api.schemas import (
     PruneRequest,
     ReEnqueueAfterRequest,
     ReleaseRequest,
+    WaitForSignalRequest,
 )
 from exosphere_server.api.views import claimed_state_view
-from exosphere_server.engine import transitions
+from exosphere_server.engine import signal_waits, transitions
 
 router = APIRouter()
 STATE = "/namespace/{namespace_name}/state/{state_id}"
@@ -117,6 +119,17 @@ async def re_enqueue_after(
         engine_context(request), namespace_name, state_id, body.enqueue_after, body.lease_id
     )
     return SafeJSONResponse({"enqueue_after": enqueue_after, "status": StateStatus.CREATED})
+
+
+@router.post(STATE + "/wait-for-signal", response_model=WaitForSignalResponse)
+async def wait_for_signal(namespace_name: str, state_id: str, body: WaitForSignalRequest, request: Request) -> Response:
+    """Additive (docs/wire-extensions.md "Waiting for a signal"): the node raised WaitForSignal; the state
+    waits without its runtime for the signal sent to its run, or runs again at once if it came already."""
+    timeout_ms = None if body.timeout_seconds is None else max(1, round(body.timeout_seconds * 1000))
+    status, timeout_at = await signal_waits.wait_for_signal(
+        engine_context(request), namespace_name, state_id, body.name, timeout_ms, body.lease_id
+    )
+    return SafeJSONResponse({"status": status, "wait_timeout_at": timeout_at})
 
 
 @router.post(STATE + "/manual-retry", response_model=ManualRetryResponse)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from exospherehost.contract import GraphTrigger
+from exospherehost.statuses import StateStatus
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
@@ -82,6 +83,7 @@ def claimed_state_view(state: StateRecord, traceparent: str | None = None) -> di
         "lease_id": state.lease_id,
         "lease_expires_at": state.lease_expires_at,
         "traceparent": traceparent,
+        "signal": state.signal,
     }
 
 
@@ -113,6 +115,9 @@ def state_view(state: StateRecord) -> dict[str, Any]:
         "runtime_name": state.runtime_name,
         "runtime_instance": state.runtime_instance,
         "traceback": state.traceback,
+        "waiting_for": state.waiting_for if state.status == StateStatus.WAITING else None,
+        "wait_timeout_at": state.wait_timeout_at if state.status == StateStatus.WAITING else None,
+        "signal": state.signal,
     }
 
 

@@ -10,11 +10,13 @@ is opened.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from exospherehost.contract import SIGNAL_NAME_PATTERN
 from exospherehost.statuses import PHASE
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from exosphere_server.api.auth import reject_nul_characters
@@ -30,9 +32,10 @@ from exosphere_server.api.run_stream import (
 from exosphere_server.clock import now_ms
 from exosphere_server.dashboard import data, session
 from exosphere_server.dashboard.rendering import when
-from exosphere_server.engine import cancellation, inspection, transitions
+from exosphere_server.engine import cancellation, inspection, signal_waits, transitions
 from exosphere_server.engine.run_counts import RunStateCounts
 from exosphere_server.engine.run_feed import RunFollower
+from exosphere_server.engine.storable import unstorable_at
 from exosphere_server.storage.records import StateRecord
 
 router = APIRouter(prefix="/api", dependencies=[Depends(session.require_api_session), Depends(reject_nul_characters)])
@@ -171,3 +174,19 @@ async def cancel(namespace: str, run_id: str, body: CancelRequest, request: Requ
         "cancelled_states": record.cancelled_states,
         "reason": record.reason,
     }
+
+
+class SignalRequest(BaseModel):
+    payload: dict[str, str] = Field(description="The signal's payload: names to text values")
+
+
+@router.post(RUN + "/signals/{name}")
+async def send_signal(namespace: str, run_id: str, name: str, body: SignalRequest, request: Request) -> dict[str, Any]:
+    """Send a signal to a run (the same as `POST /v0/.../run/{run_id}/signals/{name}`), from a waiting state's page."""
+    if re.fullmatch(SIGNAL_NAME_PATTERN, name) is None:
+        raise HTTPException(422, f"Signal name {name!r} must be 1 to 128 letters, digits or '_ . : -'")
+    problem = unstorable_at(body.payload, "payload")
+    if problem is not None:
+        raise HTTPException(422, problem)
+    woken = await signal_waits.send_signal(engine_context(request), namespace, run_id, name, body.payload)
+    return {"run_id": run_id, "name": name, "woken": woken}

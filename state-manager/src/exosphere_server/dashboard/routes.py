@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode
 
-from exospherehost.statuses import RETRYABLE_BY_HAND, RunStatus
+from exospherehost.statuses import RETRYABLE_BY_HAND, RunStatus, StateStatus
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
@@ -232,6 +232,8 @@ async def state_page(namespace: str, state_id: str, request: Request) -> Respons
         state=detail.state,
         retryable=detail.state.status in RETRYABLE_BY_HAND,
         may_retry=session.session_may(request, "dashboard.api.retry"),
+        waiting=detail.state.status == StateStatus.WAITING,
+        may_signal=session.session_may(request, "dashboard.api.send_signal"),
         limit=data.SAME_POSITION_LIMIT,
     )
 

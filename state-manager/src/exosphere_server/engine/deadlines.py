@@ -19,12 +19,13 @@ async def wake_states_due_between(ctx: EngineContext, start_ms: int, end_ms: int
 
 async def next_deadline(ctx: EngineContext, now_ms: int) -> int | None:
     """The earliest of: a delayed state becoming ready after `now_ms`, a lease running out (or a node's
-    time-out, which caps its lease), a cron occurrence, a run's deadline; None when there is none."""
+    time-out, which caps its lease), a cron occurrence, a run's deadline, a wait's time-out; None when there is none."""
     async with ctx.storage.reader() as tx:
         deadlines = [
             await tx.next_due_after(now_ms),
             await tx.next_lease_expiry(),
             await tx.next_cron_at(),
             await tx.next_run_deadline(),
+            await tx.next_wait_timeout(),
         ]
     return min((d for d in deadlines if d is not None), default=None)

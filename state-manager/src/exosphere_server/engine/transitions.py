@@ -442,6 +442,9 @@ def _copy_attempt(state: StateRecord, run: RunRecord, **changes: Any) -> StateRe
         traceback=None,
         created_at=now,
         updated_at=now,
+        waiting_for=None,
+        wait_timeout_at=None,
+        signal=None,  # a new attempt that waits again is answered from the run's kept signals
         **changes,
     )
     if copy.does_unites:

@@ -1,5 +1,5 @@
-"""The one background loop of a replica: lease expiry (and node time-outs), run deadlines, delayed
-wake-ups, cron firing, retention.
+"""The one background loop of a replica: lease expiry (and node time-outs), run deadlines, time-outs of
+waits for signals, delayed wake-ups, cron firing, retention.
 
 It sleeps until the earliest deadline it knows of (read from indexes, never a table scan) or until
 a transaction reports a schedule change (here or, on PostgreSQL, on another replica).
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from exosphere_server.clock import now_ms
-from exosphere_server.engine import cancellation, cron_firing, deadlines, runs
+from exosphere_server.engine import cancellation, cron_firing, deadlines, runs, signal_waits
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.transitions import expire_leases
 
@@ -77,6 +77,7 @@ class Scheduler:
         # Each duty on its own: a failure in one (logged) must not hold up the others.
         await self._guarded("lease_expiry", self._expire_all)
         await self._guarded("run_deadlines", self._cancel_past_deadlines)
+        await self._guarded("signal_waits", self._expire_waits)
         await self._guarded("cron", lambda: cron_firing.fire_due(self.ctx, datetime.now(UTC)))
         # Looking back a little also catches delayed states whose transaction committed late.
         await deadlines.wake_states_due_between(self.ctx, self._checked_until - LOOK_BACK_MS, now)
@@ -93,6 +94,10 @@ class Scheduler:
 
     async def _expire_all(self) -> None:
         while await expire_leases(self.ctx) > 0:
+            pass
+
+    async def _expire_waits(self) -> None:
+        while await signal_waits.expire_waits(self.ctx) > 0:
             pass
 
     async def _cancel_past_deadlines(self) -> None:

@@ -46,6 +46,7 @@ from exosphere_server.storage.records import (
     RunCancellationRecord,
     RunCounts,
     RunRecord,
+    RunSignalRecord,
     StateRecord,
 )
 
@@ -70,6 +71,7 @@ def new_id() -> str:
 _S = schema.states
 IS_CREATED = sa.text(schema.status_is(StateStatus.CREATED, "states"))
 IS_QUEUED = sa.text(schema.status_is(StateStatus.QUEUED, "states"))
+IS_WAITING = sa.text(schema.status_is(StateStatus.WAITING, "states"))
 GET_STATE = sa.select(_S).where(_S.c.id == sa.bindparam("state_id"))
 GET_STATE_FOR_UPDATE = GET_STATE.with_for_update()
 GET_RUN = sa.select(schema.runs).where(schema.runs.c.run_id == sa.bindparam("run_id"))
@@ -645,6 +647,50 @@ class Tx:
         value = (await self.conn.execute(sa.select(sa.func.min(d.c.deadline_at)))).scalar_one()
         return int(value) if value is not None else None
 
+    # -- waits for signals -----------------------------------------------------------------------
+
+    async def waiting_states(self, run_id: str, name: str) -> list[StateRecord]:
+        """The run's states waiting for signal `name`, locked in id order (the order completions lock in)."""
+        s = schema.states
+        query = (
+            sa.select(s)
+            .where(IS_WAITING, s.c.run_id == run_id, s.c.waiting_for == name)
+            .order_by(s.c.id)
+            .with_for_update()
+        )
+        return await self._all(StateRecord, query)
+
+    async def timed_out_waits(self, now: int, limit: int) -> list[StateRecord]:
+        """States whose wait timed out, earliest first, each taken by one replica only."""
+        s = schema.states
+        query = (
+            sa.select(s)
+            .where(IS_WAITING, s.c.wait_timeout_at <= now)
+            .order_by(s.c.wait_timeout_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return await self._all(StateRecord, query)
+
+    async def next_wait_timeout(self) -> int | None:
+        s = schema.states
+        value = (await self.conn.execute(sa.select(sa.func.min(s.c.wait_timeout_at)).where(IS_WAITING))).scalar_one()
+        return int(value) if value is not None else None
+
+    async def get_run_signal(self, run_id: str, name: str) -> RunSignalRecord | None:
+        g = schema.run_signals
+        row = (await self.conn.execute(sa.select(g).where(g.c.run_id == run_id, g.c.name == name))).first()
+        return _record(RunSignalRecord, row) if row is not None else None
+
+    async def put_run_signal(self, record: RunSignalRecord) -> None:
+        """Keep `record` as the run's last signal of its name, replacing an earlier one."""
+        stmt = self._insert(schema.run_signals).values(**asdict(record))
+        await self.conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["run_id", "name"], set_={"payload": record.payload, "sent_at": record.sent_at}
+            )
+        )
+
     # -- which nodes runtimes ask for ------------------------------------------------------------
 
     async def note_node_polls(self, keys: Iterable[ReadyKey], now: int) -> None:
@@ -880,7 +926,7 @@ class Tx:
         d = schema.descendant_counts
         await self.conn.execute(sa.delete(d).where(d.c.ancestor_id.in_(state_ids)))
         await self.conn.execute(sa.delete(a).where(a.c.state_id.in_(state_ids)))
-        for table in (schema.run_cancellations, schema.run_deadlines):
+        for table in (schema.run_cancellations, schema.run_deadlines, schema.run_signals):
             await self.conn.execute(sa.delete(table).where(table.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(schema.run_counts).where(schema.run_counts.c.run_id.in_(run_ids)))

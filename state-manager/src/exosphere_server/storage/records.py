@@ -46,6 +46,11 @@ class StateRecord:
     runtime_name: str | None = None
     runtime_instance: str | None = None
     traceback: str | None = None
+    # `WaitForSignal`: the signal it waits for while WAITING, and when that wait times out (None: never).
+    waiting_for: str | None = None
+    wait_timeout_at: int | None = None
+    # The payload of the signal that woke it, handed to its next claim; None until one did.
+    signal: dict[str, str] | None = None
 
 
 @dataclass
@@ -204,3 +209,13 @@ class AuditRecord:
     action: str
     namespace: str | None
     target: str
+
+
+@dataclass
+class RunSignalRecord:
+    """The last signal sent to a run under one name."""
+
+    run_id: str
+    name: str
+    payload: dict[str, str]
+    sent_at: int

@@ -22,6 +22,7 @@ def status_is(status: StateStatus, table: str | None = None) -> str:
 
 READY = status_is(StateStatus.CREATED)  # claimable, now or once enqueue_after has passed
 LEASED = status_is(StateStatus.QUEUED)  # held by a runtime under a lease
+WAITING_FOR_SIGNAL = status_is(StateStatus.WAITING)  # waiting for a signal sent to its run
 
 graphs = sa.Table(
     "graphs",
@@ -127,6 +128,11 @@ states = sa.Table(
     sa.Column("runtime_instance", sa.String, nullable=True),
     sa.Column("traceback", sa.Text, nullable=True),
     sa.Column("timeout_ms", sa.BigInteger, nullable=True),
+    # `WaitForSignal`: the signal a WAITING state waits for and when its wait times out (None: never);
+    # then the payload of the signal that woke it, handed to its next claim.
+    sa.Column("waiting_for", sa.String, nullable=True),
+    sa.Column("wait_timeout_at", sa.BigInteger, nullable=True),
+    sa.Column("signal", sa.JSON, nullable=True),
     sa.UniqueConstraint(
         "node_name",
         "namespace",
@@ -157,6 +163,12 @@ states = sa.Table(
         "lease_expires_at",
         sqlite_where=sa.text(LEASED),
         postgresql_where=sa.text(LEASED),
+    ),
+    sa.Index(
+        "ix_states_wait_timeout",
+        "wait_timeout_at",
+        sqlite_where=sa.text(WAITING_FOR_SIGNAL),
+        postgresql_where=sa.text(WAITING_FOR_SIGNAL),
     ),
     sa.Index("ix_states_run", "run_id", "created_at"),
 )
@@ -228,6 +240,17 @@ run_cancellations = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("cancelled_states", sa.Integer, nullable=False),
     sa.Column("cancelled_at", sa.BigInteger, nullable=False),
+)
+
+# The last signal sent to a run under each name: it wakes the states waiting for it then, and every
+# wait for that name that starts later is answered with it at once.
+run_signals = sa.Table(
+    "run_signals",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("sent_at", sa.BigInteger, nullable=False),
 )
 
 # Runs with a deadline still to check: the scheduler reads the earliest by index and deletes each row

@@ -336,7 +336,46 @@ function initState(root) {
     });
     retry.disabled = false; // rendered disabled: clickable only once this handler is in place
   }
+  const form = document.getElementById("signal-form");
+  if (form) initSignalForm(root, form, refresh);
   follow(root.dataset.eventsUrl, null, refreshSoon);
+}
+
+// A waiting state's form: KEY=VALUE lines become the signal's payload, sent to the state's run.
+function initSignalForm(root, form, refresh) {
+  const button = document.getElementById("send-signal");
+  const result = document.getElementById("signal-result");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const payload = {};
+    for (const line of document.getElementById("signal-payload").value.split("\n")) {
+      if (!line.trim()) continue;
+      const at = line.indexOf("=");
+      if (at <= 0) {
+        result.textContent = `Each line must be KEY=VALUE: ${JSON.stringify(line)}`;
+        result.className = "problem";
+        return;
+      }
+      payload[line.slice(0, at).trim()] = line.slice(at + 1);
+    }
+    button.disabled = true;
+    result.className = "";
+    result.textContent = "sending…";
+    try {
+      const body = await getJSON(root.dataset.signalUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...CSRF },
+        body: JSON.stringify({ payload }),
+      });
+      result.textContent = `Signal ${body.name} sent: ${body.woken} waiting state${body.woken === 1 ? "" : "s"} woken`;
+      await refresh();
+    } catch (error) {
+      result.textContent = `Signal refused: ${error.message}`;
+      result.className = "problem";
+      button.disabled = false;
+    }
+  });
+  button.disabled = false; // rendered disabled: clickable only once this handler is in place
 }
 
 const run = document.querySelector("[data-run-live]");

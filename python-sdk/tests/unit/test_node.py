@@ -154,7 +154,7 @@ async def test_an_exception_is_reported_with_its_traceback_and_causes() -> None:
     assert traceback.rstrip().endswith("RuntimeError: lookup failed")
 
 
-def test_a_huge_traceback_is_cut_to_its_end() -> None:
+async def test_a_huge_traceback_is_cut_to_its_end() -> None:
     try:
         raise ValueError("x" * 200_000)
     except ValueError as exc:

@@ -662,20 +662,10 @@ class Tx:
 
     async def timed_out_waits(self, now: int, limit: int) -> list[StateRecord]:
         """States whose wait timed out, earliest first, each taken by one replica only."""
-        s = schema.states
-        query = (
-            sa.select(s)
-            .where(IS_WAITING, s.c.wait_timeout_at <= now)
-            .order_by(s.c.wait_timeout_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        return await self._all(StateRecord, query)
+        return await self._due_states(IS_WAITING, schema.states.c.wait_timeout_at, now, limit)
 
     async def next_wait_timeout(self) -> int | None:
-        s = schema.states
-        value = (await self.conn.execute(sa.select(sa.func.min(s.c.wait_timeout_at)).where(IS_WAITING))).scalar_one()
-        return int(value) if value is not None else None
+        return await self._earliest(IS_WAITING, schema.states.c.wait_timeout_at)
 
     async def get_run_signal(self, run_id: str, name: str) -> RunSignalRecord | None:
         g = schema.run_signals
@@ -873,20 +863,26 @@ class Tx:
         return await self._all(StateRecord, query if limit is None else query.limit(limit))
 
     async def expired_leases(self, now: int, limit: int) -> list[StateRecord]:
-        s = schema.states
+        return await self._due_states(IS_QUEUED, schema.states.c.lease_expires_at, now, limit)
+
+    async def next_lease_expiry(self) -> int | None:
+        return await self._earliest(IS_QUEUED, schema.states.c.lease_expires_at)
+
+    async def _due_states(
+        self, status: sa.TextClause, due_at: sa.Column[Any], now: int, limit: int
+    ) -> list[StateRecord]:
+        # SKIP LOCKED: on PostgreSQL each replica's scheduler takes its own share of the due states.
         query = (
-            sa.select(s)
-            .where(IS_QUEUED, s.c.lease_expires_at <= now)
-            .order_by(s.c.lease_expires_at)
+            sa.select(schema.states)
+            .where(status, due_at <= now)
+            .order_by(due_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
         return await self._all(StateRecord, query)
 
-    async def next_lease_expiry(self) -> int | None:
-        s = schema.states
-        query = sa.select(sa.func.min(s.c.lease_expires_at)).where(IS_QUEUED)
-        value = (await self.conn.execute(query)).scalar_one()
+    async def _earliest(self, status: sa.TextClause, due_at: sa.Column[Any]) -> int | None:
+        value = (await self.conn.execute(sa.select(sa.func.min(due_at)).where(status))).scalar_one()
         return int(value) if value is not None else None
 
     async def next_due_after(self, now: int) -> int | None:

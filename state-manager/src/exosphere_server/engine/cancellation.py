@@ -13,13 +13,13 @@ Example::
 
 from __future__ import annotations
 
-from exospherehost.statuses import StateStatus, run_status
+from exospherehost.statuses import StateStatus
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine import metrics
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.errors import Conflict
-from exosphere_server.engine.run_counts import run_not_found
+from exosphere_server.engine.run_counts import run_in
 from exosphere_server.storage.base import Tx
 from exosphere_server.storage.records import RunCancellationRecord, StateRecord
 
@@ -35,18 +35,13 @@ def cancelled_error(reason: str | None) -> str:
 async def cancel_run(ctx: EngineContext, namespace: str, run_id: str, reason: str | None) -> RunCancellationRecord:
     """Cancel a pending run; a run cancelled already answers as the first time; a finished run is a 409."""
     async with ctx.storage.transaction() as tx:
-        run = await tx.get_run(run_id)
-        if run is None or run.namespace != namespace:
-            raise run_not_found(namespace, run_id)
+        await run_in(tx, namespace, run_id)
         found = await tx.get_run_cancellation(run_id)
         if found is not None:
             return found
         cancelled, record = await _cancel_in(tx, run_id, reason)
         if record is None:
-            counts = (await tx.run_counts([run_id]))[run_id]
-            status = run_status(
-                pending=counts.pending, failed=counts.errored, total=counts.total, cancelled=counts.cancelled
-            )
+            status = (await tx.run_counts([run_id]))[run_id].status
             raise Conflict(f"Run {run_id} is {status}: only a run with pending states can be cancelled")
     for state in cancelled:
         metrics.record_completion(state, StateStatus.CANCELLED)

@@ -17,8 +17,7 @@ from typing import Any
 
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.errors import NotFound
-from exosphere_server.engine.run_counts import RunStateCounts, read_run_state_counts, run_not_found
-from exosphere_server.storage.base import Tx
+from exosphere_server.engine.run_counts import RunStateCounts, read_run_state_counts, run_in, run_not_found
 from exosphere_server.storage.records import AttemptRecord, RunRecord, StateRecord
 
 
@@ -30,13 +29,6 @@ class StateDetail:
     state: StateRecord
     run: RunRecord
     same_position: list[StateRecord]
-
-
-async def _run_in(tx: Tx, namespace: str, run_id: str) -> RunRecord:
-    run = await tx.get_run(run_id)
-    if run is None or run.namespace != namespace:
-        raise run_not_found(namespace, run_id)
-    return run
 
 
 async def namespace_counts(ctx: EngineContext) -> dict[str, tuple[int, int, int]]:
@@ -72,7 +64,7 @@ async def node_states_page(
     """One page of a template node's states in a run (oldest first, optionally only some statuses) and
     how many match in all; a 404 for a run not in `namespace`."""
     async with ctx.storage.reader() as tx:
-        await _run_in(tx, namespace, run_id)
+        await run_in(tx, namespace, run_id)
         total, states = await tx.states_of_node(run_id, identifier, statuses, (page - 1) * size, size)
         return total, await tx.with_full_lineage(states)
 
@@ -81,7 +73,7 @@ async def failed_states(ctx: EngineContext, namespace: str, run_id: str, limit: 
     """How many of a run's states failed for good, and the first `limit` of them; a 404 for a run not in
     `namespace`."""
     async with ctx.storage.reader() as tx:
-        await _run_in(tx, namespace, run_id)
+        await run_in(tx, namespace, run_id)
         return await tx.failed_states_of_run(run_id, limit)
 
 
@@ -90,7 +82,7 @@ async def run_attempts(
 ) -> tuple[RunRecord, int, list[AttemptRecord]]:
     """The run, how many of its states were claimed, and the first `limit` by claim time (a timeline)."""
     async with ctx.storage.reader() as tx:
-        run = await _run_in(tx, namespace, run_id)
+        run = await run_in(tx, namespace, run_id)
         total, attempts = await tx.attempts_of_run(run_id, limit)
     return run, total, attempts
 

@@ -13,15 +13,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from exospherehost.statuses import RunStatus, run_status
+from exospherehost.statuses import RunStatus
 
 from exosphere_server.engine.errors import NotFound
-from exosphere_server.storage.base import Storage
+from exosphere_server.storage.base import Storage, Tx
 from exosphere_server.storage.records import RunCounts, RunRecord
 
 
 def run_not_found(namespace: str, run_id: str) -> NotFound:
     return NotFound(f"Run {run_id} not found in namespace {namespace}")
+
+
+async def run_in(tx: Tx, namespace: str, run_id: str) -> RunRecord:
+    """The run, read in `tx`; a 404 when it does not exist in `namespace`."""
+    run = await tx.get_run(run_id)
+    if run is None or run.namespace != namespace:
+        raise run_not_found(namespace, run_id)
+    return run
 
 
 @dataclass
@@ -31,8 +39,7 @@ class RunSummary:
 
     @property
     def status(self) -> RunStatus:
-        counts = self.counts
-        return run_status(pending=counts.pending, failed=counts.errored, total=counts.total, cancelled=counts.cancelled)
+        return self.counts.status
 
     @property
     def finished(self) -> bool:

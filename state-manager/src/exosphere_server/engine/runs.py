@@ -13,7 +13,7 @@ from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, NotFound
 from exosphere_server.engine.next_states import new_state
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
-from exosphere_server.engine.run_counts import RunSummary, run_not_found
+from exosphere_server.engine.run_counts import RunSummary, run_in
 from exosphere_server.storage.base import Tx
 from exosphere_server.storage.records import RunCancellationRecord, RunRecord, StateRecord
 
@@ -199,9 +199,7 @@ async def run_summary(ctx: EngineContext, namespace: str, run_id: str, wait_ms: 
     """
     if wait_ms <= 0:
         async with ctx.storage.reader() as tx:
-            run = await tx.get_run(run_id)
-            if run is None or run.namespace != namespace:
-                raise run_not_found(namespace, run_id)
+            run = await run_in(tx, namespace, run_id)
             summary = RunSummary(run, (await tx.run_counts([run_id]))[run_id])
             await _note_finish_times(tx, [summary])
             return summary
@@ -284,9 +282,7 @@ async def run_states_page(
 ) -> tuple[int, list[StateRecord]]:
     """One page of a run's states, oldest first, and how many it has in all; a 404 for an unknown run."""
     async with ctx.storage.reader() as tx:
-        run = await tx.get_run(run_id)
-        if run is None or run.namespace != namespace:
-            raise run_not_found(namespace, run_id)
+        await run_in(tx, namespace, run_id)
         total = (await tx.run_counts([run_id]))[run_id].total
         return total, await tx.with_full_lineage(await tx.states_of_run(run_id, offset=(page - 1) * size, limit=size))
 

@@ -14,13 +14,13 @@ Example::
 
 from __future__ import annotations
 
-from exospherehost.statuses import StateStatus, run_status
+from exospherehost.statuses import StateStatus
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine import metrics
 from exosphere_server.engine.errors import Conflict
 from exosphere_server.engine.next_states import Finished, evaluate_unites_of
-from exosphere_server.engine.run_counts import run_not_found
+from exosphere_server.engine.run_counts import run_in
 from exosphere_server.engine.transitions import _check_held, fail_state, load_state, run_and_graph
 from exosphere_server.storage.base import Tx
 from exosphere_server.storage.records import RunSignalRecord, StateRecord
@@ -68,16 +68,12 @@ async def send_signal(ctx: EngineContext, namespace: str, run_id: str, name: str
     A run that has ended (or was cancelled) takes no signal: a `409` naming its status.
     """
     async with ctx.storage.transaction() as tx:
-        run = await tx.get_run(run_id)
-        if run is None or run.namespace != namespace:
-            raise run_not_found(namespace, run_id)
+        await run_in(tx, namespace, run_id)
         if await tx.get_run_cancellation(run_id) is not None:
             raise Conflict(f"Run {run_id} is CANCELLED: it waits for no signal any more")
         counts = (await tx.run_counts([run_id]))[run_id]
         if counts.pending == 0:
-            status = run_status(
-                pending=counts.pending, failed=counts.errored, total=counts.total, cancelled=counts.cancelled
-            )
+            status = counts.status
             raise Conflict(f"Run {run_id} is {status}: it has ended, so no state of it can receive signal {name}")
         await tx.put_run_signal(RunSignalRecord(run_id, name, payload, now_ms()))
         waiting = await tx.waiting_states(run_id, name)

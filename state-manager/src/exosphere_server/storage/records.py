@@ -166,6 +166,13 @@ class RunCounts:
     def total(self) -> int:
         return self.success + self.pending + self.errored + self.retried + self.cancelled
 
+    @property
+    def status(self) -> statuses.RunStatus:
+        """The run's status these counts give (`exospherehost.statuses.run_status`)."""
+        return statuses.run_status(
+            pending=self.pending, failed=self.errored, total=self.total, cancelled=self.cancelled
+        )
+
 
 @dataclass
 class RunCancellationRecord:

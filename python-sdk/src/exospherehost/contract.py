@@ -413,6 +413,15 @@ class TriggerManyResponse(Answer):
     runs: list[TriggerResponse]
 
 
+class UsageTotals(Answer):
+    """What attempts reported using (their ``usage``), added up: over a node's attempts or a run's."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    cost_usd: float = 0.0
+
+
 class RunSummary(Answer):
     """A run and how many of its states are in each group, as ``GET .../runs/{page}/{size}`` lists it."""
 
@@ -432,6 +441,9 @@ class RunSummary(Answer):
     )
     duration_ms: int | None = Field(
         default=None, description="Additive: from the trigger to the run's end, or to now while it goes on"
+    )
+    usage: UsageTotals = Field(
+        default_factory=UsageTotals, description="Additive: what the run's attempts reported using, added up"
     )
 
 
@@ -478,6 +490,9 @@ class NodeProgress(Answer):
     identifier: str
     node_name: str
     counts: dict[StateStatus, int]
+    usage: UsageTotals = Field(
+        default_factory=UsageTotals, description="Additive: what this node's attempts reported using, added up"
+    )
 
 
 class RunProgressResponse(RunFinished):

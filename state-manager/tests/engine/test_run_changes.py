@@ -60,7 +60,7 @@ async def ctx(tmp_path: Path) -> AsyncIterator[EngineContext]:
 
 async def version(ctx: EngineContext, run_id: str) -> int:
     async with ctx.storage.reader() as tx:
-        found, _counts = await tx.state_counts_by_node(run_id)
+        found, _counts, _usage = await tx.state_counts_by_node(run_id)
     return found
 
 

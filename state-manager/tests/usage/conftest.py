@@ -34,3 +34,6 @@ def runtimes(server: ServerProcess, namespace: str) -> Iterator[Callable[[], sub
     for process in started:
         process.kill()
         process.wait()
+
+
+from tests.cli.conftest import cli  # noqa: E402,F401  (`exosphere` as a subprocess, for `run show`)

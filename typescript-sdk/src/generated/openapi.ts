@@ -1461,6 +1461,8 @@ export interface components {
             identifier: string;
             /** Node Name */
             node_name: string;
+            /** @description Additive: what this node's attempts reported using, added up */
+            usage: components["schemas"]["UsageTotals"];
         } & {
             [key: string]: unknown;
         };
@@ -1781,6 +1783,8 @@ export interface components {
             success_count: number;
             /** Total Count */
             total_count: number;
+            /** @description Additive: what the run's attempts reported using, added up */
+            usage: components["schemas"]["UsageTotals"];
             /**
              * Version
              * @description Additive: numbers the run's changes (the same on every replica); the id of its events
@@ -1851,6 +1855,8 @@ export interface components {
             success_count: number;
             /** Total Count */
             total_count: number;
+            /** @description Additive: what the run's attempts reported using, added up */
+            usage: components["schemas"]["UsageTotals"];
             /**
              * Warnings
              * @description Additive: e.g. 'no runtime serves node X (namespace N)' for states that wait for a node no runtime has asked for in a while
@@ -1949,6 +1955,8 @@ export interface components {
             success_count: number;
             /** Total Count */
             total_count: number;
+            /** @description Additive: what the run's attempts reported using, added up */
+            usage: components["schemas"]["UsageTotals"];
         } & {
             [key: string]: unknown;
         };
@@ -2297,6 +2305,34 @@ export interface components {
              * @description Provider calls made
              */
             requests?: number | null;
+        };
+        /**
+         * UsageTotals
+         * @description What attempts reported using (their ``usage``), added up: over a node's attempts or a run's.
+         */
+        UsageTotals: {
+            /**
+             * Cost Usd
+             * @default 0
+             */
+            cost_usd: number;
+            /**
+             * Input Tokens
+             * @default 0
+             */
+            input_tokens: number;
+            /**
+             * Output Tokens
+             * @default 0
+             */
+            output_tokens: number;
+            /**
+             * Requests
+             * @default 0
+             */
+            requests: number;
+        } & {
+            [key: string]: unknown;
         };
         /** ValidationError */
         ValidationError: {

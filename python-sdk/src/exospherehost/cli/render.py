@@ -211,6 +211,9 @@ def run_header(run: Mapping[str, Any], elapsed: float | None = None) -> Text:
         text.append(f"  elapsed {duration(elapsed)}")
     elif run.get("duration_ms") is not None:
         text.append(("  took " if run.get("finished_at") else "  running for ") + duration(run["duration_ms"] / 1000))
+    used = usage_text(run.get("usage"))
+    if used:
+        text.append(f"\nusage: {used}")
     if run.get("cancel_reason"):
         text.append(f"\ncancelled: {run['cancel_reason']}", style=STATUS_STYLE[RunStatus.CANCELLED])
     for warning in run.get("warnings") or []:
@@ -279,6 +282,9 @@ def state_label(state: Mapping[str, Any]) -> Text:
         facts.append(took)
     if state.get("runtime_name"):
         facts.append(f"on {state['runtime_name']}")
+    used = usage_text(state.get("usage"))
+    if used:
+        facts.append(f"used {used}")
     label.append("  " + ", ".join(facts))
     if state.get("waiting_for"):  # a newer server's field: older ones never send it
         label.append(f"  waiting for signal {state['waiting_for']}", style="yellow")
@@ -287,14 +293,57 @@ def state_label(state: Mapping[str, Any]) -> Text:
     return label
 
 
-def run_tree(run: Mapping[str, Any], states: list[dict[str, Any]], show_all: bool = False) -> RenderableType:
+def run_tree(
+    run: Mapping[str, Any],
+    states: list[dict[str, Any]],
+    show_all: bool = False,
+    nodes: list[dict[str, Any]] | None = None,
+) -> RenderableType:
     """The run as a tree of states, each under the one it came from, fan-outs summarised past a few;
-    then every failed state, whatever its parents' status and however large the fan-out."""
-    tree = _state_tree(run, states, show_all)
+    then every failed state, whatever its parents' status and however large the fan-out; then, when
+    the run reported any, its usage per node (`nodes`: the run's progress nodes)."""
+    parts: list[RenderableType] = [_state_tree(run, states, show_all)]
     failed = [s for s in states if s["status"] in FAILED]
-    if not failed:
-        return tree
-    return Group(tree, failed_states(failed))
+    if failed:
+        parts.append(failed_states(failed))
+    if nodes and usage_text(run.get("usage")):
+        parts.append(usage_by_node(nodes, run["usage"]))
+    return parts[0] if len(parts) == 1 else Group(*parts)
+
+
+USAGE_COUNTS = (("input_tokens", "in"), ("output_tokens", "out"), ("requests", "requests"))
+
+
+def usage_text(usage: Mapping[str, Any] | None) -> str | None:
+    """Usage in one line, e.g. ``1,200 in + 80 out tokens, 2 requests, $0.0031``; None when nothing was used."""
+    if not usage or not any(usage.get(name) for name in ("input_tokens", "output_tokens", "requests", "cost_usd")):
+        return None
+    parts = [f"{usage.get('input_tokens') or 0:,} in + {usage.get('output_tokens') or 0:,} out tokens"]
+    if usage.get("requests"):
+        parts.append(f"{usage['requests']:,} request{'' if usage['requests'] == 1 else 's'}")
+    if usage.get("cost_usd"):
+        parts.append(cost(usage["cost_usd"]))
+    return ", ".join(parts)
+
+
+def cost(dollars: float) -> str:
+    """Dollars with the digits that matter: ``$12.34``, ``$0.0031``."""
+    return f"${dollars:,.2f}" if dollars >= 1 else f"${dollars:.4g}"
+
+
+def usage_by_node(nodes: list[dict[str, Any]], total: Mapping[str, Any]) -> RenderableType:
+    """The run's usage per node (all its attempts, failed ones too) and in total."""
+    table = Table("node", "input tokens", "output tokens", "requests", "cost", title="Usage", title_justify="left")
+
+    def row(label: str, usage: Mapping[str, Any]) -> list[str]:
+        counts = [f"{usage.get(name) or 0:,}" for name, _ in USAGE_COUNTS]
+        return [label, *counts, cost(usage.get("cost_usd") or 0.0)]
+
+    for node in nodes:
+        if usage_text(node.get("usage")):
+            table.add_row(*row(f"{node['identifier']} ({node['node_name']})", node["usage"]))
+    table.add_row(*row("total", total), style="bold")
+    return table
 
 
 def failed_states(failed: list[dict[str, Any]]) -> RenderableType:

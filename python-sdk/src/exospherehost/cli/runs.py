@@ -237,14 +237,15 @@ def show_run(
     namespace: NamespaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show a run as a tree of states with status, attempts, durations and errors."""
+    """Show a run as a tree of states with status, attempts, durations, errors and usage (per node too)."""
     with connect(server, key, namespace) as session:
         run = session.run(session.sm.get_run(run_id.strip()))
         states = session.run(session.sm.get_run_states(run_id.strip()))
+        nodes = session.run(session.sm.get_run_progress(run_id.strip()))["nodes"] if run.get("usage") else None
     if as_json:
         render.print_json({"run": run, "states": states})
     else:
-        render.out.print(render.run_tree(run, states, show_all))
+        render.out.print(render.run_tree(run, states, show_all, nodes))
 
 
 @run_app.command("cancel")

@@ -19,7 +19,7 @@ from exospherehost.statuses import StateStatus
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
-from exosphere_server.storage.records import GraphRecord, RegisteredNodeRecord, StateRecord
+from exosphere_server.storage.records import GraphRecord, RegisteredNodeRecord, StateRecord, UsageTotals
 
 
 def iso(ms: int | None) -> str | None:
@@ -137,6 +137,8 @@ def run_progress_view(progress: RunStateCounts) -> dict[str, Any]:
     for c in progress.counts:
         entry = nodes.setdefault(c.identifier, {"identifier": c.identifier, "node_name": c.node_name, "counts": {}})
         entry["counts"][c.status] = c.count
+    for identifier, entry in nodes.items():
+        entry["usage"] = progress.usage.get(identifier, UsageTotals()).view()
     return {
         **run_view(summary),
         "namespace": summary.run.namespace,
@@ -164,4 +166,5 @@ def run_view(summary: RunSummary) -> dict[str, Any]:
         # A finished run whose end was not read (the progress and its events, built from the kept
         # counts) says nothing rather than a duration that grows with the clock.
         "duration_ms": None if summary.finished and summary.finished_at is None else summary.duration_ms(now_ms()),
+        "usage": counts.usage.view(),
     }

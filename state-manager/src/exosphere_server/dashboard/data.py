@@ -14,7 +14,14 @@ from exosphere_server.engine import graphs, inspection
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
 from exosphere_server.engine.runs import list_runs
-from exosphere_server.storage.records import AttemptRecord, GraphRecord, RunCounts, RunRecord, StateRecord
+from exosphere_server.storage.records import (
+    AttemptRecord,
+    GraphRecord,
+    RunCounts,
+    RunRecord,
+    StateRecord,
+    UsageTotals,
+)
 
 # A state is drawn in the colour of its phase (`exospherehost.statuses.PHASE`; dashboard.css has one
 # colour per phase). PHASES is the order of the stacked bars; a node takes the most urgent phase among
@@ -84,6 +91,7 @@ class RunProgress:
     run: RunRecord
     nodes: dict[str, NodeProgress]
     finished_at: int | None = None  # when the run's last state ended, once nothing is pending
+    usage: dict[str, UsageTotals] = field(default_factory=dict)  # what each node's attempts reported using
 
     @classmethod
     def of(cls, counted: RunStateCounts) -> RunProgress:
@@ -91,7 +99,7 @@ class RunProgress:
         for c in counted.counts:
             by_status = nodes.setdefault(c.identifier, NodeProgress()).by_status
             by_status[c.status] = by_status.get(c.status, 0) + c.count
-        return cls(counted.run, nodes, counted.summary.finished_at)
+        return cls(counted.run, nodes, counted.summary.finished_at, dict(counted.usage))
 
     @property
     def counts(self) -> RunCounts:
@@ -104,6 +112,9 @@ class RunProgress:
     def view(self) -> dict[str, Any]:
         """The live-update payload (also sent over SSE): small whatever the run's size."""
         summary = RunSummary(self.run, self.counts)
+        total_usage = UsageTotals()
+        for used in self.usage.values():
+            total_usage.add(used)
         totals = NodeProgress()
         for node in self.nodes.values():
             for status, count in node.by_status.items():
@@ -118,6 +129,11 @@ class RunProgress:
             "phases": totals.phases,
             "by_status": totals.by_status,
             "nodes": {identifier: node.view() for identifier, node in sorted(self.nodes.items())},
+            # Only the nodes that reported any; `total` is the run's.
+            "usage": {
+                "total": total_usage.view(),
+                "nodes": {identifier: used.view() for identifier, used in sorted(self.usage.items()) if used.anything},
+            },
         }
 
 

@@ -43,6 +43,28 @@ def duration(start: int | None, end: int | None) -> str:
     return f"{seconds:.2f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
+def count(n: int) -> str:
+    """A count with thousands separators: ``12,345``."""
+    return f"{n:,}"
+
+
+def usd(dollars: float) -> str:
+    """Dollars with the digits that matter (``$12.34``, ``$0.0031``); dashboard.js's `usd` writes the same."""
+    return f"${dollars:,.2f}" if dollars >= 1 else f"${dollars:.4g}"
+
+
+def usage_text(usage: dict[str, Any] | None) -> str:
+    """An attempt's usage in one line, as `exosphere run show` writes it: ``1,200 in + 80 out tokens, $0.0031``."""
+    if not usage:
+        return "—"
+    parts = [f"{usage.get('input_tokens') or 0:,} in + {usage.get('output_tokens') or 0:,} out tokens"]
+    if usage.get("requests"):
+        parts.append(f"{usage['requests']:,} request{'' if usage['requests'] == 1 else 's'}")
+    if usage.get("cost_usd"):
+        parts.append(usd(usage["cost_usd"]))
+    return ", ".join(parts)
+
+
 def bar_segments(phases: dict[Phase, int], width: float) -> list[tuple[Phase, float, float]]:
     """(phase, x, width) of a node's stacked status bar; dashboard.js draws the same on updates."""
     total = sum(phases.values())
@@ -63,9 +85,12 @@ _env = jinja2.Environment(
     extensions=["jinja2.ext.do"],
 )
 _env.filters["when"] = when
+_env.filters["count"] = count
+_env.filters["usd"] = usd
 _env.globals.update(
     duration=duration,
     bar_segments=bar_segments,
+    usage_text=usage_text,
     version=__version__,
     PHASES=PHASES,
     PHASE=PHASE,

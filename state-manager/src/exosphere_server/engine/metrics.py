@@ -20,6 +20,14 @@ EAGER_CLAIMS = Counter(
 COMPLETIONS = Counter("exosphere_completions_total", "States that reached a result", ["namespace", "node", "status"])
 ERRORS = Counter("exosphere_state_errors_total", "Failed attempts (errored or lease expired)", ["namespace", "node"])
 LEASE_EXPIRIES = Counter("exosphere_lease_expiries_total", "Claims whose lease ran out without a result")
+# What attempts reported using, per namespace, graph and node (counters: rate() gives tokens per second).
+_USAGE_LABELS = ["namespace", "graph", "node"]
+USAGE = {
+    "input_tokens": Counter("exosphere_usage_input_tokens_total", "Input tokens attempts reported", _USAGE_LABELS),
+    "output_tokens": Counter("exosphere_usage_output_tokens_total", "Output tokens attempts reported", _USAGE_LABELS),
+    "requests": Counter("exosphere_usage_requests_total", "Provider requests attempts reported", _USAGE_LABELS),
+    "cost_usd": Counter("exosphere_usage_cost_usd_total", "Cost in US dollars attempts reported", _USAGE_LABELS),
+}
 QUEUE_WAIT = Histogram(
     "exosphere_queue_wait_seconds",
     "Time a state was ready before a runtime claimed it",
@@ -41,6 +49,9 @@ def record_completion(state: StateRecord, status: str) -> None:
     COMPLETIONS.labels(state.namespace, state.node_name, status).inc()
     if status in AFTER_ERRORED:
         ERRORS.labels(state.namespace, state.node_name).inc()
+    for name, value in (state.usage or {}).items():
+        if value and name in USAGE:
+            USAGE[name].labels(state.namespace, state.graph_name, state.node_name).inc(value)
 
 
 async def ready_queue_depths(ctx: EngineContext) -> dict[tuple[str, str], int]:

@@ -17,7 +17,7 @@ from exospherehost.statuses import RunStatus
 
 from exosphere_server.engine.errors import NotFound
 from exosphere_server.storage.base import Storage, Tx
-from exosphere_server.storage.records import RunCounts, RunRecord
+from exosphere_server.storage.records import RunCounts, RunRecord, UsageTotals
 
 
 def run_not_found(namespace: str, run_id: str) -> NotFound:
@@ -77,6 +77,7 @@ class RunStateCounts:
     run: RunRecord
     counts: list[StateCount]
     version: int = 0
+    usage: dict[str, UsageTotals] = field(default_factory=dict)  # per template node (identifier)
     _encoded: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -84,6 +85,8 @@ class RunStateCounts:
         totals = RunCounts()
         for count in self.counts:
             totals.add(count.status, count.count, count.last_finished_at)
+        for used in self.usage.values():
+            totals.usage.add(used)
         return RunSummary(self.run, totals)
 
     def encoded(self, kind: str, encode: Callable[[RunStateCounts], str]) -> str:
@@ -105,7 +108,7 @@ async def read_run_state_counts(storage: Storage, run_id: str, run: RunRecord | 
             run = await tx.get_run(run_id)
             if run is None:
                 return None
-        version, rows = await tx.state_counts_by_node(run_id)
+        version, rows, usage = await tx.state_counts_by_node(run_id)
     if not rows:
         return None
-    return RunStateCounts(run, [StateCount(*row) for row in rows], version)
+    return RunStateCounts(run, [StateCount(*row) for row in rows], version, usage)

@@ -423,6 +423,8 @@ async def fail_state(
         traceback=traceback,
         **({"usage": usage} if usage else {}),
     )
+    if usage:
+        state.usage = usage
     if not retried:
         if finished is None:
             await evaluate_unites(tx, graph, run, [state])

@@ -48,6 +48,7 @@ from exosphere_server.storage.records import (
     RunRecord,
     RunSignalRecord,
     StateRecord,
+    UsageTotals,
 )
 
 ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now
@@ -141,6 +142,15 @@ CLAIM_STATES = (
     .returning(*_S.c)
 )
 check_move(StateStatus.CREATED, StateStatus.QUEUED)  # the move CLAIM_STATES makes, checked once here
+
+
+_USAGE_SUMS = tuple(sa.func.sum(schema.run_counts.c[name]) for name in USAGE_FIELDS)
+
+
+def _usage_totals(sums: Sequence[Any]) -> UsageTotals:
+    """`UsageTotals` from the `_USAGE_SUMS` columns of a row (NULL on no rows is nothing used)."""
+    tokens_in, tokens_out, requests, cost = (value or 0 for value in sums)
+    return UsageTotals(int(tokens_in), int(tokens_out), int(requests), float(cost))
 
 
 class EncodedJson(str):
@@ -502,13 +512,14 @@ class Tx:
             return counts
         c = schema.run_counts
         query = (
-            sa.select(c.c.run_id, c.c.status, sa.func.sum(c.c.states))
+            sa.select(c.c.run_id, c.c.status, sa.func.sum(c.c.states), *_USAGE_SUMS)
             .where(c.c.run_id.in_(run_ids))
             .group_by(c.c.run_id, c.c.status)
         )
-        for run_id, status, count in await self.conn.execute(query):
+        for run_id, status, count, *usage in await self.conn.execute(query):
             if count:
                 counts[run_id].add(status, int(count))
+            counts[run_id].usage.add(_usage_totals(usage))  # kept where its attempt ended, whatever moved since
         return counts
 
     # -- states ----------------------------------------------------------------------------------
@@ -1058,9 +1069,11 @@ class Tx:
 
     # -- reading runs and namespaces ------------------------------------------------------------
 
-    async def state_counts_by_node(self, run_id: str) -> tuple[int, list[tuple[str, str, str, int]]]:
-        """The run's version and (identifier, node name, status, count) of its states, from `run_counts`;
-        nodes in the order they first appeared, statuses sorted within a node.
+    async def state_counts_by_node(
+        self, run_id: str
+    ) -> tuple[int, list[tuple[str, str, str, int]], dict[str, UsageTotals]]:
+        """The run's version, (identifier, node name, status, count) of its states, and each identifier's
+        usage, from `run_counts`; nodes in the order they first appeared, statuses sorted within a node.
 
         The version is the sum of the revisions written to the run's states, read by the same statement
         as the counts (one snapshot, also on PostgreSQL): counts read at version v are exactly those of
@@ -1075,19 +1088,23 @@ class Tx:
                 sa.func.sum(c.c.states),
                 sa.func.min(c.c.first_created),
                 sa.func.sum(c.c.revisions),
+                *_USAGE_SUMS,
             )
             .where(c.c.run_id == run_id)
             .group_by(c.c.identifier, c.c.node_name, c.c.status)
         )
         rows = list(await self.conn.execute(query))
         first_seen: dict[str, int] = {}
-        for identifier, _node, _status, _count, created, _revisions in rows:
+        usage: dict[str, UsageTotals] = {}
+        for identifier, _node, _status, _count, created, _revisions, *used in rows:
             first_seen[identifier] = min(created, first_seen.get(identifier, created))
+            usage.setdefault(identifier, UsageTotals()).add(_usage_totals(used))
         rows.sort(key=lambda row: (first_seen[row[0]], row[0], row[2]))
         version = sum(int(row[5]) for row in rows)
-        # A status no state is in any more keeps its row (it dates the node and holds revisions): not listed.
-        counts = [(identifier, node, status, int(count)) for identifier, node, status, count, _, _ in rows if count]
-        return version, counts
+        # A status no state is in any more keeps its row (it dates the node, holds revisions and the
+        # usage of attempts that ended in it): not listed.
+        counts = [(identifier, node, status, int(count)) for identifier, node, status, count, *_ in rows if count]
+        return version, counts, usage
 
     async def namespace_counts(self) -> dict[str, tuple[int, int, int]]:
         """namespace -> (graph templates, runs, registered nodes), for every namespace holding any of them."""

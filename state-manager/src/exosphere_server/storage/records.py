@@ -134,6 +134,40 @@ class RunRecord:
 
 
 @dataclass
+class UsageTotals:
+    """Usage added up (over a node's or a run's attempts): what `contract.Usage` reports, summed."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    cost_usd: float = 0.0
+
+    def add(self, other: UsageTotals) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.requests += other.requests
+        self.cost_usd += other.cost_usd
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    @property
+    def anything(self) -> bool:
+        """Whether anything was used at all."""
+        return bool(self.input_tokens or self.output_tokens or self.requests or self.cost_usd)
+
+    def view(self) -> dict[str, int | float]:
+        # Sums of floats drift in the last digits (0.1 + 0.2); a cent's millionth is precision enough.
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "requests": self.requests,
+            "cost_usd": round(self.cost_usd, 9),
+        }
+
+
+@dataclass
 class RunCounts:
     """States of one run grouped as the runs listing reports them (PROTOCOL §3.1).
 
@@ -146,6 +180,7 @@ class RunCounts:
     retried: int = 0
     last_finished_at: int | None = None  # when the latest of these states reached a final status
     cancelled: int = 0
+    usage: UsageTotals = field(default_factory=UsageTotals)  # what the run's attempts reported using
 
     def add(self, status: str, count: int, last_finished_at: int | None = None) -> None:
         """Count `count` states of `status` in their group; a status in none of them is a programming error."""

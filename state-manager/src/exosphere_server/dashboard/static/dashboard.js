@@ -27,6 +27,12 @@ async function getJSON(url, options = {}) {
   return body;
 }
 
+/** Dollars with the digits that matter ($12.34, $0.0031), as the server's `usd` filter writes them. */
+function usd(dollars) {
+  if (dollars >= 1) return `$${dollars.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 })}`;
+  return `$${Number(dollars.toPrecision(4))}`;
+}
+
 function summary(phases) {
   const parts = SUMMARY_ORDER.filter((p) => phases[p]).map((p) => `${phases[p]} ${LABELS[p]}`);
   return parts.length ? parts.slice(0, 3).join(" · ") : "no states yet";
@@ -105,6 +111,18 @@ function initRun(root) {
     }
   }
 
+  function applyUsage(usage) {
+    const card = document.getElementById("usage-card");
+    const cells = (u) => [u.input_tokens, u.output_tokens, u.requests].map((n) => n.toLocaleString("en-US")).concat(usd(u.cost_usd));
+    const rows = Object.entries(usage.nodes).map(([identifier, u]) =>
+      el("tr", { "data-usage-node": identifier }, el("td", {}, identifier), ...cells(u).map((c) => el("td", { class: "num" }, c))),
+    );
+    card.querySelector("tbody").replaceChildren(...rows);
+    const total = card.querySelector("[data-usage-total]");
+    cells(usage.total).forEach((c, i) => { total.children[i + 1].textContent = c; });
+    card.hidden = rows.length === 0;
+  }
+
   function apply(view) {
     const status = document.getElementById("run-status");
     status.textContent = view.status;
@@ -124,6 +142,7 @@ function initRun(root) {
       took.dataset.finished = "";
       took.textContent = "in progress";
     }
+    if (view.usage) applyUsage(view.usage);
     for (const g of svg.querySelectorAll("g.node")) applyNode(g, view.nodes[g.dataset.node]);
     if (selected) {
       const counts = JSON.stringify(view.nodes[selected]?.by_status || {});

@@ -32,7 +32,13 @@ export {
   type UsageReport,
 } from './node.js';
 export { Runtime, type RuntimeOptions } from './runtime.js';
-export { StateManager, type StateManagerConfig, type UpsertOptions, type WatchOptions } from './stateManager.js';
+export {
+  StateManager,
+  type StateManagerConfig,
+  type TriggerOptions,
+  type UpsertOptions,
+  type WatchOptions,
+} from './stateManager.js';
 export { PruneSignal, ReQueueAfterSignal, WaitForSignalSignal } from './signals.js';
 export {
   GraphValidationStatus,
@@ -80,4 +86,4 @@ export {
   StateStatusGroups,
 } from './generated/stateMachine.js';
 export { VERSION } from './version.js';
-export type { ApiKeyInfo, AuditLogResponse, CreatedKeyResponse, KeyRole, ListKeysResponse, Usage } from './wire.js';
+export type { ApiKeyInfo, AuditLogResponse, CreatedKeyResponse, KeyRole, ListKeysResponse, Usage, Budget } from './wire.js';

@@ -21,6 +21,7 @@ import {
 import type {
   ApiKeyInfo,
   AuditLogResponse,
+  Budget,
   CreatedKeyResponse,
   GraphTrigger,
   KeyRole,
@@ -62,6 +63,18 @@ export interface UpsertOptions {
   validationTimeoutMs?: number;
   /** Re-read the graph this often, in ms. Default 1000. */
   pollingIntervalMs?: number;
+  /** The priority of runs whose trigger gives none (default 0; see {@link TriggerOptions}). */
+  priority?: number;
+  /** The budget of runs whose trigger gives none. */
+  budget?: Budget;
+}
+
+/** Additive fields of a trigger. */
+export interface TriggerOptions {
+  /** Higher is claimed first; each point is worth one second of waiting, so lower ones still run. Default: the graph's, else 0. */
+  priority?: number;
+  /** `{ tokens, cost_usd }` (either or both). Default: the graph's. */
+  budget?: Budget;
 }
 
 /**
@@ -105,11 +118,12 @@ export class StateManager {
    * With `idempotencyKey`, a second trigger of this graph with the same key (within the server's key
    * time, 24 h by default) starts nothing and resolves to the first run's id with `duplicate: true`;
    * such a trigger is also resent after any failure that may pass, since resending cannot start a
-   * second run.
+   * second run. `options` carry the run's `priority` and `budget` (see {@link TriggerOptions}).
    *
    * @example
    * ```ts
    * const { run_id } = await sm.trigger('my-graph', { user_id: '12345' }, { cursor: '0' }, 0, undefined, 'order-1234');
+   * await sm.trigger('my-graph', {}, {}, 0, undefined, undefined, { priority: 10, budget: { tokens: 200_000 } });
    * ```
    */
   async trigger(
@@ -119,10 +133,13 @@ export class StateManager {
     startDelay = 0,
     deadlineSeconds?: number,
     idempotencyKey?: string,
+    options: TriggerOptions = {},
   ): Promise<TriggerResult> {
     const body: TriggerRequest = { start_delay: startDelay, inputs: inputs ?? {}, store: store ?? {} };
     if (deadlineSeconds !== undefined) body.deadline_seconds = deadlineSeconds;
     if (idempotencyKey !== undefined) body.idempotency_key = idempotencyKey;
+    if (options.priority !== undefined) body.priority = options.priority;
+    if (options.budget !== undefined) body.budget = options.budget;
     return this.api.requestWithRetry<TriggerResult>('POST', `${this.graphPath(graphName)}/trigger`, {
       json: body,
       action: `Triggering graph "${graphName}"`,
@@ -234,6 +251,8 @@ export class StateManager {
     if (parsed.retryPolicy !== undefined) body.retry_policy = parsed.retryPolicy;
     if (parsed.storeConfig !== undefined) body.store_config = parsed.storeConfig;
     if (parsed.triggers !== undefined) body.triggers = parsed.triggers.map(graphTrigger);
+    if (options.priority !== undefined) body.priority = options.priority;
+    if (options.budget !== undefined) body.budget = options.budget;
     let graph: GraphTemplate;
     try {
       graph = await this.api.requestWithRetry<GraphTemplate>('PUT', this.graphPath(graphName), {

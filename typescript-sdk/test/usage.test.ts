@@ -63,3 +63,35 @@ describe('usage', () => {
     assert.equal(state?.usage, null);
   });
 });
+
+class Follow extends BaseNode {
+  static name = 'Follow';
+  static Inputs = z.object({ answer: z.string() });
+  static Outputs = z.object({ done: z.string() });
+  async execute(): Promise<{ done: string }> {
+    return { done: this.inputs.answer };
+  }
+}
+
+describe('priorities and budgets', () => {
+  test('a trigger carries its priority and budget, and a run over budget is cancelled', async () => {
+    const ns = harness.namespace();
+    const sm = harness.stateManager(ns);
+    await harness.runtime(ns, [Ask, Follow]);
+    const nodes = [
+      { node_name: 'Ask', namespace: ns, identifier: 'ask', inputs: { question: '${{ store.question }}' }, next_nodes: ['follow'] },
+      { node_name: 'Follow', namespace: ns, identifier: 'follow', inputs: { answer: '${{ ask.outputs.answer }}' } },
+    ];
+    await sm.upsertGraph('budgeted', nodes, {}, { max_retries: 0 }, { required_keys: ['question'] }, [], { priority: 4 });
+    const { run_id } = await sm.trigger('budgeted', {}, { question: 'why' }, 0, undefined, undefined, {
+      budget: { tokens: 100 }, // Ask reports 150
+    });
+    const run = await sm.waitForRun(run_id, 20_000);
+    assert.equal(run.status, 'CANCELLED');
+    assert.equal(run.priority, 4); // the graph's default
+    assert.deepEqual(run.budget, { tokens: 100 });
+    assert.equal(run.usage?.input_tokens, 120);
+    const full = await sm.getRun(run_id);
+    assert.equal(full.cancel_reason, 'budget exceeded');
+  });
+});

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from .models import (
     MAX_TIMEOUT_SECONDS,
@@ -52,6 +52,21 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_TRIGGER_MANY = 1000
 """The most runs one ``trigger-many`` request may start."""
 
+MAX_USAGE_TOKENS = 10**12
+"""The most tokens (or requests) one attempt may report in one field: more is a bug, not a bill."""
+
+MAX_USAGE_COST_USD = 1e9
+"""The most dollars one attempt may report."""
+
+
+MAX_PRIORITY = 1_000_000
+"""The highest ``priority`` a run may have (and minus it, the lowest)."""
+
+PRIORITY_POINT_MS = 1000
+"""What one point of priority is worth in waiting time: a state's place in the queue is its ready time
+less ``priority`` seconds, so a higher priority goes first and a lower one still gets its turn once it
+has waited that much longer (aging)."""
+
 MIN_LEASE_MS = 1000
 MAX_LEASE_MS = 86_400_000
 
@@ -67,6 +82,39 @@ class Answer(BaseModel):
 
 
 # ---- requests ------------------------------------------------------------------------------------
+
+
+class Budget(BaseModel):
+    """Additive ``budget`` of a trigger or a graph: a run whose attempts report more usage than this is
+    cancelled with the reason ``budget exceeded``; states already executing finish and their usage counts.
+
+    Example::
+
+        {"store": {"topic": "rust"}, "budget": {"tokens": 200000, "cost_usd": 2.5}}
+    """
+
+    tokens: int | None = Field(
+        default=None, ge=1, le=MAX_USAGE_TOKENS, description="Most input plus output tokens over the run"
+    )
+    cost_usd: float | None = Field(
+        default=None, gt=0, le=MAX_USAGE_COST_USD, allow_inf_nan=False, description="Most US dollars over the run"
+    )
+
+    @model_validator(mode="after")
+    def _limits_something(self) -> Budget:
+        if self.tokens is None and self.cost_usd is None:
+            raise ValueError("a budget needs tokens, cost_usd or both")
+        return self
+
+
+def _priority_field(what: str) -> Any:
+    return Field(
+        default=None,
+        ge=-MAX_PRIORITY,
+        le=MAX_PRIORITY,
+        description=f"Additive: {what}; higher is claimed first, and each point is worth one second of waiting "
+        "(a lower priority still runs once it has waited that much longer)",
+    )
 
 
 class GraphTrigger(BaseModel):
@@ -100,6 +148,8 @@ class UpsertGraphRequest(BaseModel):
         le=MAX_TIMEOUT_SECONDS,
         description="Additive: runs still pending this long after their trigger are cancelled ('deadline exceeded')",
     )
+    priority: int | None = _priority_field("the priority of runs whose trigger gives none (default 0)")
+    budget: Budget | None = Field(default=None, description="Additive: the budget of runs whose trigger gives none")
 
 
 class TriggerRequest(BaseModel):
@@ -125,6 +175,8 @@ class TriggerRequest(BaseModel):
         description="Additive: cancel the run ('deadline exceeded') if still pending this long after the trigger; "
         "default: the graph's deadline_seconds",
     )
+    priority: int | None = _priority_field("the run's priority; default: the graph's priority, else 0")
+    budget: Budget | None = Field(default=None, description="Additive: the run's budget; default: the graph's")
 
 
 class TriggerManyRequest(BaseModel):
@@ -178,13 +230,6 @@ class EagerClaim(BaseModel):
     lease_ms: int | None = Field(
         default=None, ge=MIN_LEASE_MS, le=MAX_LEASE_MS, description="Lease of each claim; the server's default if null"
     )
-
-
-MAX_USAGE_TOKENS = 10**12
-"""The most tokens (or requests) one attempt may report in one field: more is a bug, not a bill."""
-
-MAX_USAGE_COST_USD = 1e9
-"""The most dollars one attempt may report."""
 
 
 class Usage(BaseModel):
@@ -341,6 +386,8 @@ class GraphResponse(Answer):
     )
     timeout_seconds: float | None = Field(default=None, description="Additive: the time-out of nodes that set none")
     deadline_seconds: float | None = Field(default=None, description="Additive: the default deadline of runs")
+    priority: int | None = Field(default=None, description="Additive: the default priority of runs")
+    budget: Budget | None = Field(default=None, description="Additive: the default budget of runs")
 
 
 class GraphListItem(GraphResponse):
@@ -445,6 +492,8 @@ class RunSummary(Answer):
     usage: UsageTotals = Field(
         default_factory=UsageTotals, description="Additive: what the run's attempts reported using, added up"
     )
+    priority: int = Field(default=0, description="Additive: the run's priority")
+    budget: Budget | None = Field(default=None, description="Additive: the run's budget, if it has one")
 
 
 class CancelRunResponse(Answer):

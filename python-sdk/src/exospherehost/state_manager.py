@@ -126,6 +126,9 @@ class StateManager:
         start_delay: int = 0,
         idempotency_key: str | None = None,
         deadline_seconds: float | None = None,
+        *,
+        priority: int | None = None,
+        budget: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         """Start a run of ``graph_name``; returns ``{"status": "CREATED", "run_id": ..., "duplicate": ...}``.
 
@@ -136,16 +139,25 @@ class StateManager:
         trigger is also resent after any failure that may pass, since resending cannot start a second run.
         ``deadline_seconds`` cancels the run (reason ``deadline exceeded``) if it is still pending that
         long after the trigger; by default the graph's ``deadline_seconds`` applies, if it has one.
+        ``priority`` (higher first; default the graph's, else 0) orders its states in the claim queue,
+        each point worth one second of waiting; ``budget`` (``{"tokens": N, "cost_usd": X}``, either
+        or both; default the graph's) cancels the run with reason ``budget exceeded`` once its nodes
+        report more usage (see docs/flow-control.md).
 
         Example::
 
             run = await sm.trigger("my-graph", inputs={"user_id": "42"}, idempotency_key="order-1234")
+            urgent = await sm.trigger("my-graph", priority=10, budget={"tokens": 200_000, "cost_usd": 2.5})
         """
         body: dict[str, Any] = {"start_delay": start_delay, "inputs": inputs or {}, "store": store or {}}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
         if deadline_seconds is not None:
             body["deadline_seconds"] = deadline_seconds
+        if priority is not None:
+            body["priority"] = priority
+        if budget is not None:
+            body["budget"] = dict(budget)
         result = await self._client().request_with_retry(
             "POST",
             f"{self._graph_path(graph_name)}/trigger",
@@ -161,8 +173,8 @@ class StateManager:
     async def trigger_many(self, graph_name: str, runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Start many runs of ``graph_name`` in one request; one ``trigger`` answer per run, in order.
 
-        Each entry is a trigger's body: ``inputs``, ``store``, ``start_delay`` and ``idempotency_key``,
-        all optional. The server starts them in one transaction, all or none; a bad entry is refused
+        Each entry is a trigger's body: ``inputs``, ``store``, ``start_delay``, ``idempotency_key``,
+        ``deadline_seconds``, ``priority`` and ``budget``, all optional. The server starts them in one transaction, all or none; a bad entry is refused
         with a message naming its position (``runs[3]: ...``). At most 1,000 runs per call.
 
         Example::
@@ -207,13 +219,16 @@ class StateManager:
         *,
         timeout_seconds: float | None = None,
         deadline_seconds: float | None = None,
+        priority: int | None = None,
+        budget: Mapping[str, float] | None = None,
     ) -> dict[str, Any]:
         """Create or replace a graph template and wait until the server has validated it.
 
         Returns the validated graph. Raises :class:`GraphValidationError` (with the server's
         errors) when the graph is invalid or still pending after ``validation_timeout`` seconds.
         ``timeout_seconds`` is the time-out of nodes that set none; ``deadline_seconds`` cancels runs
-        still pending that long after their trigger (reason ``deadline exceeded``).
+        still pending that long after their trigger (reason ``deadline exceeded``). ``priority`` and
+        ``budget`` are the defaults of runs whose trigger gives none (see :meth:`trigger`).
 
         Example::
 
@@ -235,6 +250,10 @@ class StateManager:
             body["timeout_seconds"] = timeout_seconds
         if deadline_seconds is not None:
             body["deadline_seconds"] = deadline_seconds
+        if priority is not None:
+            body["priority"] = priority
+        if budget is not None:
+            body["budget"] = dict(budget)
         if retry_policy is not None:
             body["retry_policy"] = retry_policy.model_dump(mode="json")
         if store_config is not None:

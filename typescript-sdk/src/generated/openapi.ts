@@ -670,6 +670,27 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * Budget
+         * @description Additive ``budget`` of a trigger or a graph: a run whose attempts report more usage than this is
+         *     cancelled with the reason ``budget exceeded``; states already executing finish and their usage counts.
+         *
+         *     Example::
+         *
+         *         {"store": {"topic": "rust"}, "budget": {"tokens": 200000, "cost_usd": 2.5}}
+         */
+        Budget: {
+            /**
+             * Cost Usd
+             * @description Most US dollars over the run
+             */
+            cost_usd?: number | null;
+            /**
+             * Tokens
+             * @description Most input plus output tokens over the run
+             */
+            tokens?: number | null;
+        };
+        /**
          * CancelRunRequest
          * @description ``POST /v0/namespace/{ns}/run/{run_id}/cancel`` (additive): cancel a pending run; the body is optional.
          */
@@ -1075,6 +1096,8 @@ export interface components {
         GraphListItem: {
             /** Id */
             _id: string;
+            /** @description Additive: the default budget of runs */
+            budget: components["schemas"]["Budget"] | null;
             /** Created At */
             created_at: string;
             /**
@@ -1096,6 +1119,11 @@ export interface components {
             namespace: string;
             /** Nodes */
             nodes: components["schemas"]["GraphNodeModel"][];
+            /**
+             * Priority
+             * @description Additive: the default priority of runs
+             */
+            priority: number | null;
             retry_policy: components["schemas"]["RetryPolicyModel"];
             /** Secrets */
             secrets: {
@@ -1179,6 +1207,8 @@ export interface components {
          *     leave the server: each secret name maps to ``true``.
          */
         GraphResponse: {
+            /** @description Additive: the default budget of runs */
+            budget: components["schemas"]["Budget"] | null;
             /** Created At */
             created_at: string;
             /**
@@ -1200,6 +1230,11 @@ export interface components {
             namespace: string;
             /** Nodes */
             nodes: components["schemas"]["GraphNodeModel"][];
+            /**
+             * Priority
+             * @description Additive: the default priority of runs
+             */
+            priority: number | null;
             retry_policy: components["schemas"]["RetryPolicyModel"];
             /** Secrets */
             secrets: {
@@ -1727,6 +1762,8 @@ export interface components {
          * @description ``GET /v0/namespace/{ns}/run/{run_id}/progress``: the summary plus, per node, its states' statuses.
          */
         RunProgressResponse: {
+            /** @description Additive: the run's budget, if it has one */
+            budget: components["schemas"]["Budget"] | null;
             /**
              * Cancelled Count
              * @description Additive: states ended by a cancel of the run
@@ -1767,6 +1804,12 @@ export interface components {
              */
             pending_count: number;
             /**
+             * Priority
+             * @description Additive: the run's priority
+             * @default 0
+             */
+            priority: number;
+            /**
              * Retried Count
              * @description Failed attempts that were retried
              */
@@ -1799,6 +1842,8 @@ export interface components {
          * @description ``GET /v0/namespace/{ns}/run/{run_id}``: a run's summary; ``finished`` once no state may run.
          */
         RunResponse: {
+            /** @description Additive: the run's budget, if it has one */
+            budget: components["schemas"]["Budget"] | null;
             /**
              * Cancel Reason
              * @description Additive: why a CANCELLED run was cancelled
@@ -1838,6 +1883,12 @@ export interface components {
              * @description States that may still run
              */
             pending_count: number;
+            /**
+             * Priority
+             * @description Additive: the run's priority
+             * @default 0
+             */
+            priority: number;
             /**
              * Retried Count
              * @description Failed attempts that were retried
@@ -1908,6 +1959,8 @@ export interface components {
          * @description A run and how many of its states are in each group, as ``GET .../runs/{page}/{size}`` lists it.
          */
         RunSummary: {
+            /** @description Additive: the run's budget, if it has one */
+            budget: components["schemas"]["Budget"] | null;
             /**
              * Cancelled Count
              * @description Additive: states ended by a cancel of the run
@@ -1938,6 +1991,12 @@ export interface components {
              * @description States that may still run
              */
             pending_count: number;
+            /**
+             * Priority
+             * @description Additive: the run's priority
+             * @default 0
+             */
+            priority: number;
             /**
              * Retried Count
              * @description Failed attempts that were retried
@@ -2164,6 +2223,8 @@ export interface components {
          * @description ``POST /v0/namespace/{ns}/graph/{graph}/trigger``: start a run.
          */
         TriggerRequest: {
+            /** @description Additive: the run's budget; default: the graph's */
+            budget?: components["schemas"]["Budget"] | null;
             /**
              * Deadline Seconds
              * @description Additive: cancel the run ('deadline exceeded') if still pending this long after the trigger; default: the graph's deadline_seconds
@@ -2181,6 +2242,11 @@ export interface components {
             inputs?: {
                 [key: string]: string;
             };
+            /**
+             * Priority
+             * @description Additive: the run's priority; default: the graph's priority, else 0; higher is claimed first, and each point is worth one second of waiting (a lower priority still runs once it has waited that much longer)
+             */
+            priority?: number | null;
             /**
              * Start Delay
              * @description Milliseconds before the root state may run
@@ -2245,6 +2311,11 @@ export interface components {
          */
         UpsertGraphRequest: {
             /**
+             * @description Additive: the budget of runs whose trigger gives none
+             * @default null
+             */
+            budget: components["schemas"]["Budget"] | null;
+            /**
              * Deadline Seconds
              * @description Additive: runs still pending this long after their trigger are cancelled ('deadline exceeded')
              * @default null
@@ -2252,6 +2323,12 @@ export interface components {
             deadline_seconds: number | null;
             /** Nodes */
             nodes: components["schemas"]["GraphNodeModel"][];
+            /**
+             * Priority
+             * @description Additive: the priority of runs whose trigger gives none (default 0); higher is claimed first, and each point is worth one second of waiting (a lower priority still runs once it has waited that much longer)
+             * @default null
+             */
+            priority: number | null;
             retry_policy?: components["schemas"]["RetryPolicyModel"];
             /**
              * Secrets

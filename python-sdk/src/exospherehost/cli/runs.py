@@ -55,6 +55,18 @@ def trigger(
         str | None,
         typer.Option("--idempotency-key", help="A repeat with the same key prints the first run's id, starting none"),
     ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority", help="Higher is claimed first; a point is a second of waiting (default: the graph's)"
+        ),
+    ] = None,
+    budget_tokens: Annotated[
+        int | None, typer.Option("--budget-tokens", help="Cancel the run once its nodes report more tokens")
+    ] = None,
+    budget_cost: Annotated[
+        float | None, typer.Option("--budget-cost", help="Cancel the run once its nodes report more US dollars")
+    ] = None,
     from_file: Annotated[
         Path | None,
         typer.Option(
@@ -76,7 +88,8 @@ def trigger(
     With --wait the exit code is 0 when the run succeeded, 1 when any state ended errored, 4 on timeout.
     """
     if from_file is not None:
-        given = [name for name, value in _single_run_options(inputs, store, delay, wait, idempotency_key) if value]
+        single = _single_run_options(inputs, store, delay, wait, idempotency_key, priority, budget_tokens, budget_cost)
+        given = [name for name, value in single if value is not None and value is not False and value != []]
         if given:
             raise CliError(f"--from-file takes each run's values from the file: drop {', '.join(given)}", EXIT_USAGE)
         _trigger_from_file(graph.strip(), read_trigger_file(from_file), server, key, namespace, as_json)
@@ -95,6 +108,8 @@ def trigger(
                 store=run_store,
                 start_delay=start_delay,
                 idempotency_key=idempotency_key,
+                priority=priority,
+                budget=_budget(budget_tokens, budget_cost),
             )
         )
         run_id = answer["run_id"]
@@ -112,7 +127,14 @@ def trigger(
 
 
 def _single_run_options(*values: object) -> list[tuple[str, object]]:
-    return list(zip(("--input", "--store", "--delay", "--wait", "--idempotency-key"), values, strict=True))
+    names = ("--input", "--store", "--delay", "--wait", "--idempotency-key", "--priority", "--budget-tokens")
+    return list(zip((*names, "--budget-cost"), values, strict=True))
+
+
+def _budget(tokens: int | None, cost_usd: float | None) -> dict[str, float] | None:
+    """The run's budget from --budget-tokens and --budget-cost; None (the graph's) without either."""
+    budget = {name: value for name, value in (("tokens", tokens), ("cost_usd", cost_usd)) if value is not None}
+    return budget or None
 
 
 def _trigger_from_file(

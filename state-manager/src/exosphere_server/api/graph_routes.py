@@ -53,6 +53,8 @@ async def upsert_graph(namespace_name: str, graph_name: str, request: Request) -
             triggers=[t.model_dump(mode="json") for t in body.triggers],
             timeout_seconds=body.timeout_seconds,
             deadline_seconds=body.deadline_seconds,
+            priority=body.priority,
+            budget=None if body.budget is None else body.budget.model_dump(exclude_none=True),
         )
         answer = await json_answer(graph_view(record), status_code=201)
         # Freed here, gradually and off the loop, rather than all at once when the handler returns.

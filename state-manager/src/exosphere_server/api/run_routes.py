@@ -87,6 +87,8 @@ def _run_request(body: TriggerRequest | contract.TriggerRequest, key: str | None
         start_delay_ms=body.start_delay,
         idempotency_key=key,
         deadline_seconds=body.deadline_seconds,
+        priority=body.priority,
+        budget=None if body.budget is None else body.budget.model_dump(exclude_none=True),
     )
 
 

@@ -51,6 +51,8 @@ def graph_view(graph: GraphRecord) -> dict[str, Any]:
         "validation_warnings": graph.validation_warnings,
         "timeout_seconds": graph.timeout_seconds,
         "deadline_seconds": graph.deadline_seconds,
+        "priority": graph.priority,
+        "budget": graph.budget,
     }
 
 
@@ -167,4 +169,6 @@ def run_view(summary: RunSummary) -> dict[str, Any]:
         # counts) says nothing rather than a duration that grows with the clock.
         "duration_ms": None if summary.finished and summary.finished_at is None else summary.duration_ms(now_ms()),
         "usage": counts.usage.view(),
+        "priority": summary.run.priority,
+        "budget": summary.run.budget,
     }

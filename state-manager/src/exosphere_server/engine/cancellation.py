@@ -24,6 +24,7 @@ from exosphere_server.storage.base import Tx
 from exosphere_server.storage.records import RunCancellationRecord, StateRecord
 
 DEADLINE_EXCEEDED = "deadline exceeded"
+BUDGET_EXCEEDED = "budget exceeded"
 MAX_REASON_CHARS = 2000
 
 
@@ -61,6 +62,25 @@ async def cancel_due_deadlines(ctx: EngineContext, limit: int = 100) -> int:
     for state in cancelled:
         metrics.record_completion(state, StateStatus.CANCELLED)
     return len(due)
+
+
+async def cancel_waiting_in(tx: Tx, run_id: str, reason: str) -> list[StateRecord]:
+    """Cancel the run's states that wait (CREATED, WAITING) inside the caller's transaction, and record the
+    cancel when there were any (the first reason stays: a run whose last state took it over ended
+    anyway, and is not CANCELLED); states executing go on, and their results are still applied.
+
+    For a run over its budget: called by every transaction that ends an attempt of it, so the states an
+    executing one makes later are cancelled by the transaction that makes them."""
+    now = now_ms()
+    states = await tx.lock_waiting_states(run_id)
+    if states:
+        await tx.move_states(
+            states, StateStatus.CANCELLED, error=cancelled_error(reason), finished_at=now, lease_expires_at=None
+        )
+    if states and await tx.get_run_cancellation(run_id) is None:
+        await tx.insert_run_cancellation(RunCancellationRecord(run_id, reason, len(states), now))
+        await tx.delete_run_deadline(run_id)
+    return states
 
 
 async def _cancel_in(tx: Tx, run_id: str, reason: str | None) -> tuple[list[StateRecord], RunCancellationRecord | None]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
@@ -31,6 +32,8 @@ class PinnedGraph:
     store_config: StoreConfigModel
     timeout_seconds: float | None = None
     deadline_seconds: float | None = None
+    priority: int | None = None  # of runs whose trigger gives none
+    budget: dict[str, Any] | None = None  # of runs whose trigger gives none
 
     def timeout_ms(self, identifier: str) -> int | None:
         """The time-out of one node's attempts: its own `timeout_seconds`, else the graph's, else none."""
@@ -74,6 +77,8 @@ def _pin(record: GraphVersionRecord) -> PinnedGraph:
         store_config,
         record.timeout_seconds,
         record.deadline_seconds,
+        record.priority,
+        record.budget,
     )
 
 

@@ -51,6 +51,8 @@ async def upsert_graph(
     triggers: list[dict[str, Any]],
     timeout_seconds: float | None = None,
     deadline_seconds: float | None = None,
+    priority: int | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> GraphRecord:
     """Validate and store a new version of a graph; the answer carries the final validation status.
 
@@ -87,6 +89,8 @@ async def upsert_graph(
             updated_at=now,
             timeout_seconds=timeout_seconds,
             deadline_seconds=deadline_seconds,
+            priority=priority,
+            budget=budget,
         )
         await tx.save_graph(record)
         await tx.insert_graph_version(
@@ -100,6 +104,8 @@ async def upsert_graph(
                 created_at=now,
                 timeout_seconds=timeout_seconds,
                 deadline_seconds=deadline_seconds,
+                priority=priority,
+                budget=budget,
             )
         )
         await tx.replace_graph_node_refs(namespace, graph_name, await asyncio.to_thread(_node_refs, shape))

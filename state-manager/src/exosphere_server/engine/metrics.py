@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from exospherehost.statuses import AFTER_ERRORED
+from exospherehost.statuses import AFTER_ERRORED, StateStatus
 from prometheus_client import Counter, Histogram
 
 from exosphere_server.clock import now_ms
@@ -52,6 +52,12 @@ def record_completion(state: StateRecord, status: str) -> None:
     for name, value in (state.usage or {}).items():
         if value and name in USAGE:
             USAGE[name].labels(state.namespace, state.graph_name, state.node_name).inc(value)
+
+
+def record_cancelled(states: Iterable[StateRecord]) -> None:
+    """Count states a cancel ended (a run's deadline or budget, or by hand)."""
+    for state in states:
+        record_completion(state, StateStatus.CANCELLED)
 
 
 async def ready_queue_depths(ctx: EngineContext) -> dict[tuple[str, str], int]:

@@ -61,6 +61,7 @@ def new_state(
         created_at=now,
         updated_at=now,
         fanout_id=str(uuid.uuid4()),
+        priority=run.priority,
     )
     for key, value in extra.items():
         setattr(record, key, value)

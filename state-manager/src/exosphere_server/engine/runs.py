@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import EngineContext, PinnedGraph
@@ -30,6 +31,8 @@ class RunRequest:
     start_delay_ms: int = 0
     idempotency_key: str | None = None
     deadline_seconds: float | None = None
+    priority: int | None = None  # None: the graph's, else 0
+    budget: Mapping[str, Any] | None = None  # None: the graph's, if it has one
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,7 @@ async def trigger_many(
                 if owner != run_id:
                     started.append(StartedRun(owner, duplicate=True))
                     continue
-            run = RunRecord(run_id, namespace, graph_name, version, dict(request.store), created_at=now)
+            run = _new_run(run_id, namespace, graph_name, version, request, pinned, now)
             new_runs.append(run)
             roots.append(_root_state(pinned, run, root_inputs, now + request.start_delay_ms))
             deadlines.append((run, request.deadline_seconds))
@@ -106,11 +109,29 @@ async def start_run(
     pinned, version = await _triggerable_graph(tx, ctx, namespace, graph_name)
     request = RunRequest(inputs=inputs, store=store, start_delay_ms=start_delay_ms)
     root_inputs = _checked_root_inputs(pinned, request, defaults_satisfy_required=defaults_satisfy_required)
-    run = RunRecord(str(uuid.uuid4()), namespace, graph_name, version, dict(store), created_at=now_ms())
+    run = _new_run(str(uuid.uuid4()), namespace, graph_name, version, request, pinned, now_ms())
     await tx.insert_runs([run])
     await tx.insert_states([_root_state(pinned, run, root_inputs, run.created_at + start_delay_ms)])
     await _set_deadline(tx, pinned, run, deadline_seconds)
     return run.run_id
+
+
+def _new_run(
+    run_id: str, namespace: str, graph_name: str, version: int, request: RunRequest, pinned: PinnedGraph, now: int
+) -> RunRecord:
+    """The run a trigger starts, with the trigger's priority and budget, else the graph's."""
+    priority = request.priority if request.priority is not None else (pinned.priority or 0)
+    budget = request.budget if request.budget is not None else pinned.budget
+    return RunRecord(
+        run_id,
+        namespace,
+        graph_name,
+        version,
+        dict(request.store),
+        created_at=now,
+        priority=priority,
+        budget=None if budget is None else dict(budget),
+    )
 
 
 async def _set_deadline(tx: Tx, pinned: PinnedGraph, run: RunRecord, deadline_seconds: float | None) -> None:

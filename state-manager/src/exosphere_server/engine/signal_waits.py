@@ -18,6 +18,7 @@ from exospherehost.statuses import StateStatus
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine import metrics
+from exosphere_server.engine.budgets import enforce_budgets
 from exosphere_server.engine.errors import Conflict
 from exosphere_server.engine.next_states import Finished, evaluate_unites_of
 from exosphere_server.engine.run_counts import run_in
@@ -51,15 +52,23 @@ async def wait_for_signal(
             return _S.WAITING, state.wait_timeout_at  # the same report again (a retry after a lost answer)
         _check_held(state, lease_id)
         sent = await tx.get_run_signal(state.run_id, name)
+        status, timeout_at = _S.CREATED, None
         if sent is not None:
             await _wake(tx, [state], sent.payload)
-            return _S.CREATED, None
-        timeout_at = now_ms() + timeout_ms if timeout_ms is not None else None
-        await tx.move_states([state], _S.WAITING, waiting_for=name, wait_timeout_at=timeout_at, lease_expires_at=None)
-        if timeout_at is not None:
-            tx.schedule_changed = True  # the scheduler must wake for this time-out
-    metrics.record_completion(state, _S.WAITING)  # the runtime's attempt ended here
-    return _S.WAITING, timeout_at
+        else:
+            status = _S.WAITING
+            timeout_at = now_ms() + timeout_ms if timeout_ms is not None else None
+            await tx.move_states(
+                [state], _S.WAITING, waiting_for=name, wait_timeout_at=timeout_at, lease_expires_at=None
+            )
+            if timeout_at is not None:
+                tx.schedule_changed = True  # the scheduler must wake for this time-out
+        # A run over its budget: the state waits no more (nor runs again).
+        cancelled = await enforce_budgets(tx, [(await run_and_graph(tx, ctx, state.run_id))[0]])
+    metrics.record_cancelled(cancelled)
+    if status == _S.WAITING:
+        metrics.record_completion(state, _S.WAITING)  # the runtime's attempt ended here
+    return status, timeout_at
 
 
 async def send_signal(ctx: EngineContext, namespace: str, run_id: str, name: str, payload: dict[str, str]) -> int:

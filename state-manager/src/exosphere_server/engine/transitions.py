@@ -17,6 +17,7 @@ from exospherehost.statuses import AFTER_ERRORED, AFTER_EXECUTED, RETRYABLE_BY_H
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine import metrics
+from exosphere_server.engine.budgets import enforce_budgets
 from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, LeaseLost, NotFound, StateCancelled
 from exosphere_server.engine.fingerprint import unite_fingerprint
@@ -211,6 +212,8 @@ async def release(ctx: EngineContext, namespace: str, state_id: str, lease_id: s
             return  # already released: a repeated call changes nothing
         _check_held(state, lease_id)
         await tx.requeue_state(state, now_ms(), lease_id=None, lease_expires_at=None, started_at=None)
+        cancelled = await enforce_budgets(tx, [(await run_and_graph(tx, ctx, state.run_id))[0]])
+    metrics.record_cancelled(cancelled)
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -276,9 +279,12 @@ async def executed_many(
         await tx.finish_states([(c.was, c.state) for c in applied])
         await tx.insert_states([s for c in applied for s in (*c.siblings, *c.children)])
         await evaluate_unites_of([c.finished for c in applied], tx)
+        # Before the eager claim: a run this batch took over its budget hands out nothing more.
+        cancelled = await enforce_budgets(tx, [c.finished.run for c in applied])
         claimed = await _claim_in(tx, ctx, namespace, eager) if eager is not None else []
     for completed in applied:
         metrics.record_completion(completed.state, completed.status)
+    metrics.record_cancelled(cancelled)
     if eager is not None:
         await note_served(ctx, namespace, eager.nodes)  # asking with its results is asking for work
     return answers, await _hand_out(ctx, namespace, claimed, eager=True)
@@ -369,7 +375,9 @@ async def errored(
         _check_held(state, lease_id, not_held="State is not queued or executed")
         run, graph = await run_and_graph(tx, ctx, state.run_id)
         retried = await fail_state(tx, graph, run, state, error, traceback=_kept_traceback(traceback), usage=usage)
+        cancelled = await enforce_budgets(tx, [run])
     metrics.record_completion(state, state.status)
+    metrics.record_cancelled(cancelled)
     return retried
 
 
@@ -494,6 +502,8 @@ async def requeue_after(ctx: EngineContext, namespace: str, state_id: str, delay
         _check_held(state, lease_id)
         enqueue_after = now_ms() + delay_ms
         await tx.requeue_state(state, enqueue_after, lease_id=None, lease_expires_at=None, started_at=None)
+        cancelled = await enforce_budgets(tx, [(await run_and_graph(tx, ctx, state.run_id))[0]])
+    metrics.record_cancelled(cancelled)
     return enqueue_after
 
 
@@ -521,6 +531,7 @@ async def expire_leases(ctx: EngineContext, limit: int = 200) -> int:
     async with ctx.storage.transaction() as tx:
         expired = await tx.expired_leases(now_ms(), limit)
         finished: list[Finished] = []
+        runs: list[RunRecord] = []  # a retry in a run over its budget is cancelled at once
         for state in expired:
             assert state.lease_expires_at is not None
             when = datetime.fromtimestamp(state.lease_expires_at / 1000, UTC).isoformat(timespec="milliseconds")
@@ -536,7 +547,10 @@ async def expire_leases(ctx: EngineContext, limit: int = 200) -> int:
                 await tx.move_states([state], _S.ERRORED, error=f"{error}; {exc.message}", lease_expired=True)
                 continue
             await fail_state(tx, graph, run, state, error, lease_expired=True, finished=finished)
+            runs.append(run)
         await evaluate_unites_of(finished, tx)
+        cancelled = await enforce_budgets(tx, runs)
+    metrics.record_cancelled(cancelled)
     metrics.LEASE_EXPIRIES.inc(len(expired))
     for state in expired:
         metrics.record_completion(state, state.status)

@@ -20,6 +20,7 @@ from dataclasses import asdict, fields, replace
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
+from exospherehost.contract import PRIORITY_POINT_MS
 from exospherehost.statuses import (
     CANCELLABLE,
     CANCELLED,
@@ -116,7 +117,7 @@ CLAIM_STATES = (
                 _S.c.node_name.in_(sa.bindparam("b_node_names", expanding=True)),
                 _S.c.enqueue_after <= sa.bindparam("b_now"),
             )
-            .order_by(_S.c.enqueue_after)
+            .order_by(sa.text(schema.CLAIM_ORDER))
             .limit(sa.bindparam("b_limit"))
             .with_for_update(skip_locked=True)
             .scalar_subquery()
@@ -151,6 +152,11 @@ def _usage_totals(sums: Sequence[Any]) -> UsageTotals:
     """`UsageTotals` from the `_USAGE_SUMS` columns of a row (NULL on no rows is nothing used)."""
     tokens_in, tokens_out, requests, cost = (value or 0 for value in sums)
     return UsageTotals(int(tokens_in), int(tokens_out), int(requests), float(cost))
+
+
+def claim_order(state: StateRecord) -> int:
+    """`schema.CLAIM_ORDER` of a state: claims hand out the lowest first."""
+    return state.enqueue_after - state.priority * PRIORITY_POINT_MS
 
 
 class EncodedJson(str):
@@ -522,6 +528,17 @@ class Tx:
             counts[run_id].usage.add(_usage_totals(usage))  # kept where its attempt ended, whatever moved since
         return counts
 
+    async def run_usage(self, run_id: str) -> UsageTotals:
+        """What the run's attempts reported using: committed, plus what this transaction adds (written only at
+        commit). A few rows per run, whatever its size."""
+        c = schema.run_counts
+        committed = (await self.conn.execute(sa.select(*_USAGE_SUMS).where(c.c.run_id == run_id))).one()
+        used = _usage_totals(committed)
+        for (changed_run, _identifier, _status), change in self.count_changes.items():
+            if changed_run == run_id:
+                used.add(UsageTotals(*change[4:]))
+        return used
+
     # -- states ----------------------------------------------------------------------------------
 
     async def insert_states(self, records: Sequence[StateRecord]) -> None:
@@ -629,6 +646,20 @@ class Tx:
             .where(s.c.run_id == run_id, s.c.status.in_(status_values(CANCELLABLE)))
             .order_by(s.c.id)
             .with_for_update()
+        )
+        return await self._all(StateRecord, query)
+
+    async def lock_waiting_states(self, run_id: str) -> list[StateRecord]:
+        """The run's states that wait (CREATED or WAITING: not executing), locked without waiting for any
+        another transaction holds (SKIP LOCKED): called by a transaction that already holds other states of
+        the run, which must never wait on a lock in a cycle. A state skipped is being claimed or cancelled."""
+        s = schema.states
+        waiting = status_values((StateStatus.CREATED, StateStatus.WAITING))
+        query = (
+            sa.select(s)
+            .where(s.c.run_id == run_id, s.c.status.in_(waiting))
+            .order_by(s.c.id)
+            .with_for_update(skip_locked=True)
         )
         return await self._all(StateRecord, query)
 
@@ -815,7 +846,7 @@ class Tx:
             params["b_shard"] = schema.CLAIM_SHARD
         statement = CLAIM_STATES if counting_claim is None else counting_claim
         claimed = [_record(StateRecord, row) for row in await self.conn.execute(statement, params)]
-        claimed.sort(key=lambda r: (r.enqueue_after, r.id))
+        claimed.sort(key=lambda r: (claim_order(r), r.id))
         self._keep_quiet_about(claimed)
         if claimed:
             self.note_lease(min(s.lease_expires_at or now + lease_ms for s in claimed))

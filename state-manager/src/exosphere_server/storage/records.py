@@ -53,6 +53,7 @@ class StateRecord:
     signal: dict[str, str] | None = None
     # What the attempt reported using with its result (`contract.Usage`, without its null fields).
     usage: dict[str, Any] | None = None
+    priority: int = 0  # its run's
 
 
 @dataclass
@@ -87,6 +88,8 @@ class GraphRecord:
     updated_at: int
     timeout_seconds: float | None = None  # default time-out of the graph's nodes
     deadline_seconds: float | None = None  # default deadline of the graph's runs
+    priority: int | None = None  # default priority of the graph's runs
+    budget: dict[str, Any] | None = None  # default budget of the graph's runs (`contract.Budget`)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,8 @@ class GraphVersionRecord:
     created_at: int
     timeout_seconds: float | None = None
     deadline_seconds: float | None = None
+    priority: int | None = None
+    budget: dict[str, Any] | None = None
 
 
 @dataclass
@@ -131,6 +136,8 @@ class RunRecord:
     graph_version: int
     store: dict[str, str]
     created_at: int
+    priority: int = 0  # claims order by it (`schema.CLAIM_ORDER`)
+    budget: dict[str, Any] | None = None  # `contract.Budget` without its nulls; None: no budget
 
 
 @dataclass

@@ -8,6 +8,7 @@ against.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from exospherehost.contract import PRIORITY_POINT_MS
 from exospherehost.statuses import StateStatus
 
 metadata = sa.MetaData()
@@ -21,6 +22,11 @@ def status_is(status: StateStatus, table: str | None = None) -> str:
 
 
 READY = status_is(StateStatus.CREATED)  # claimable, now or once enqueue_after has passed
+# Where a ready state stands in its node's queue: its ready time less one second per point of priority
+# (`contract.PRIORITY_POINT_MS`). Claims take the lowest first, so priority goes first and waiting
+# ages a state past higher priorities. The same text in the index and in the claim, literal, so that
+# both databases match the claim's ORDER BY to the index.
+CLAIM_ORDER = f"enqueue_after - priority * {PRIORITY_POINT_MS}"
 LEASED = status_is(StateStatus.QUEUED)  # held by a runtime under a lease
 WAITING_FOR_SIGNAL = status_is(StateStatus.WAITING)  # waiting for a signal sent to its run
 
@@ -42,6 +48,8 @@ graphs = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("timeout_seconds", sa.Float, nullable=True),
     sa.Column("deadline_seconds", sa.Float, nullable=True),
+    sa.Column("priority", sa.Integer, nullable=True),  # default priority of runs
+    sa.Column("budget", sa.JSON, nullable=True),  # default budget of runs (`contract.Budget`)
 )
 
 # Runs pin the version they were triggered with, so re-upserting a graph never changes a run in flight.
@@ -57,6 +65,8 @@ graph_versions = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("timeout_seconds", sa.Float, nullable=True),
     sa.Column("deadline_seconds", sa.Float, nullable=True),
+    sa.Column("priority", sa.Integer, nullable=True),
+    sa.Column("budget", sa.JSON, nullable=True),
 )
 
 registered_nodes = sa.Table(
@@ -81,6 +91,8 @@ runs = sa.Table(
     sa.Column("graph_version", sa.Integer, nullable=False),
     sa.Column("store", sa.JSON, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("budget", sa.JSON, nullable=True),  # `contract.Budget`; None: no budget
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
 )
 
@@ -135,6 +147,8 @@ states = sa.Table(
     sa.Column("signal", sa.JSON, nullable=True),
     # What the attempt reported using (tokens, requests, cost) with its result; also added to `run_counts`.
     sa.Column("usage", sa.JSON, nullable=True),
+    # Its run's priority, kept on the state so that a claim orders by one index (`CLAIM_ORDER`).
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint(
         "node_name",
         "namespace",
@@ -147,10 +161,10 @@ states = sa.Table(
     ),
     # Finished work stays out of the hot indexes: claims and lease expiry only see live states.
     sa.Index(
-        "ix_states_ready",
+        "ix_states_claim_order",
         "namespace",
         "node_name",
-        "enqueue_after",
+        sa.text(f"({CLAIM_ORDER})"),
         sqlite_where=sa.text(READY),
         postgresql_where=sa.text(READY),
     ),

@@ -174,8 +174,9 @@ class StateManager:
         """Start many runs of ``graph_name`` in one request; one ``trigger`` answer per run, in order.
 
         Each entry is a trigger's body: ``inputs``, ``store``, ``start_delay``, ``idempotency_key``,
-        ``deadline_seconds``, ``priority`` and ``budget``, all optional. The server starts them in one transaction, all or none; a bad entry is refused
-        with a message naming its position (``runs[3]: ...``). At most 1,000 runs per call.
+        ``deadline_seconds``, ``priority`` and ``budget``, all optional. The server starts them in one
+        transaction, all or none; a bad entry is refused with a message naming its position
+        (``runs[3]: ...``). At most 1,000 runs per call.
 
         Example::
 

@@ -16,9 +16,12 @@ def _cells(page: Page, selector: str) -> list[str]:
 def test_the_run_page_shows_usage_per_node_and_for_the_run_live(
     dashboard: Page, api: httpx.Client, namespace: str, pipeline: str
 ) -> None:
-    run_id = api.post(f"/graph/{pipeline}/trigger", json={"store": {"text": "x"}}).json()["run_id"]
+    body = {"store": {"text": "x"}, "priority": 3, "budget": {"tokens": 100_000, "cost_usd": 20}}
+    run_id = api.post(f"/graph/{pipeline}/trigger", json=body).json()["run_id"]
     dashboard.goto(f"/dashboard/ns/{namespace}/runs/{run_id}")
     expect(dashboard.locator("#usage-card")).to_be_hidden()  # nothing reported yet
+    expect(dashboard.locator("#run-priority")).to_have_text("priority 3")
+    expect(dashboard.locator("#run-budget")).to_have_text("budget 100,000 tokens, $20.00")
 
     [root] = _claim_as_runtime(api, "Split", 1)
     usage = {"input_tokens": 1200, "output_tokens": 80, "requests": 1, "cost_usd": 0.0031}

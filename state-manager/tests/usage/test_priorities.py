@@ -113,5 +113,7 @@ def test_the_cli_triggers_with_a_priority_and_a_budget(api: httpx.Client, namesp
     assert started.code == 0, started
     summary = run(api, started.stdout.strip())
     assert summary["priority"] == 0 and summary["budget"] == {"tokens": 500, "cost_usd": 2.5}
+    shown = cli("run", "show", started.stdout.strip())
+    assert shown.code == 0 and "budget 500 tokens, $2.50" in shown.stdout, shown
     refused = cli(*args, "--priority", "high")
     assert refused.code != 0 and "priority" in refused.stderr.lower()

@@ -214,6 +214,14 @@ def run_header(run: Mapping[str, Any], elapsed: float | None = None) -> Text:
     used = usage_text(run.get("usage"))
     if used:
         text.append(f"\nusage: {used}")
+    limits = [f"priority {run['priority']}"] if run.get("priority") else []
+    budget = run.get("budget") or {}
+    if budget:
+        parts = [f"{budget['tokens']:,} tokens"] if budget.get("tokens") is not None else []
+        parts += [cost(budget["cost_usd"])] if budget.get("cost_usd") is not None else []
+        limits.append("budget " + ", ".join(parts))
+    if limits:
+        text.append("\n" + ", ".join(limits))
     if run.get("cancel_reason"):
         text.append(f"\ncancelled: {run['cancel_reason']}", style=STATUS_STYLE[RunStatus.CANCELLED])
     for warning in run.get("warnings") or []:

@@ -12,6 +12,7 @@ import pytest_asyncio
 from exospherehost import ApiError, BaseNode, ConflictError, NotFoundError, Runtime, StateManager
 from pydantic import BaseModel
 
+NO_USAGE = {"input_tokens": 0, "output_tokens": 0, "requests": 0, "cost_usd": 0.0}  # Shout reports none
 pytestmark = pytest.mark.asyncio
 
 
@@ -101,7 +102,7 @@ async def test_runs_progress_states_and_a_manual_retry(sm: StateManager) -> None
 
     progress = await sm.get_run_progress(good)
     assert progress["finished"] and progress["nodes"] == [
-        {"identifier": "shout", "node_name": "Shout", "counts": {"SUCCESS": 1}}
+        {"identifier": "shout", "node_name": "Shout", "counts": {"SUCCESS": 1}, "usage": NO_USAGE}
     ]
     [failed] = await sm.get_run_states(bad)
     state = await sm.get_state(failed["state_id"])

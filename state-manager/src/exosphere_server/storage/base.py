@@ -650,9 +650,10 @@ class Tx:
         return await self._all(StateRecord, query)
 
     async def lock_waiting_states(self, run_id: str) -> list[StateRecord]:
-        """The run's states that wait (CREATED or WAITING: not executing), locked without waiting for any
-        another transaction holds (SKIP LOCKED): called by a transaction that already holds other states of
-        the run, which must never wait on a lock in a cycle. A state skipped is being claimed or cancelled."""
+        """The run's states that wait (CREATED or WAITING: not executing), locked, skipping those another
+        transaction holds (SKIP LOCKED): called by a transaction that already holds other states of the
+        run, which must never wait on a lock in a cycle. A state skipped is being claimed, woken or
+        cancelled; the next transaction that ends an attempt of the run looks again."""
         s = schema.states
         waiting = status_values((StateStatus.CREATED, StateStatus.WAITING))
         query = (

@@ -1,6 +1,7 @@
 """Does a claim cost more with a million finished states, now that claims order by priority? (issue 12)
 
-    .venv/bin/python bench/claim_order_bench.py [--finished 1000000] [--ready 2000] [--claims 200] [--postgres ADMIN_URL]
+    .venv/bin/python bench/claim_order_bench.py [--finished 1000000] [--ready 2000] [--claims 200]
+        [--postgres ADMIN_URL]
 
 Fills a fresh database (through the migrations) with `--finished` SUCCESS states and `--ready` CREATED
 ones of two nodes with priorities from -5 to 5, then times `--claims` claims of one state each, for

@@ -149,3 +149,20 @@ def test_the_python_state_manager_sends_priority_and_budget(
     summary = asyncio.run(go())
     assert summary["priority"] == 3
     assert summary["budget"] == {"tokens": 50, "cost_usd": 0.5}
+
+
+def test_a_cancel_by_hand_stops_what_a_budget_cancel_let_finish(api: httpx.Client, namespace: str) -> None:
+    _fan_graph(api, namespace, "stop")
+    run_id = trigger(api, "stop", budget={"tokens": 10})
+    [root] = claim_all(api, "Fan", count=1)
+    api.post(
+        f"/state/{root['state_id']}/executed",
+        json={"outputs": [{"n": "1"}, {"n": "2"}, {"n": "3"}], "lease_id": root["lease_id"]},
+    )
+    first, second = claim_all(api, "Ask", count=2)
+    assert _report(api, first, {"output_tokens": 11}).status_code == 200
+    cancelled = api.post(f"/run/{run_id}/cancel", json={"reason": "enough"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["reason"] == "budget exceeded"  # the first reason stays
+    assert run(api, run_id)["status"] == "CANCELLED"
+    assert _report(api, second, {"output_tokens": 1}).status_code == 409

@@ -38,8 +38,9 @@ async def cancel_run(ctx: EngineContext, namespace: str, run_id: str, reason: st
     async with ctx.storage.transaction() as tx:
         await run_in(tx, namespace, run_id)
         found = await tx.get_run_cancellation(run_id)
-        if found is not None:
+        if found is not None and found.reason != BUDGET_EXCEEDED:
             return found
+        # Over its budget, a run lets its executing states finish: a cancel by hand stops them too.
         cancelled, record = await _cancel_in(tx, run_id, reason)
         if record is None:
             status = (await tx.run_counts([run_id]))[run_id].status

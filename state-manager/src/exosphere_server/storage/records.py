@@ -51,6 +51,8 @@ class StateRecord:
     wait_timeout_at: int | None = None
     # The payload of the signal that woke it, handed to its next claim; None until one did.
     signal: dict[str, str] | None = None
+    # The limit buckets it is charged to at claim (`schema.states.limits`); None: no limits.
+    limits: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -226,3 +228,30 @@ class RunSignalRecord:
     name: str
     payload: dict[str, str]
     sent_at: int
+
+
+@dataclass
+class LimitRecord:
+    """A named limit of a namespace: any of a concurrency cap and per-minute request and token budgets."""
+
+    namespace: str
+    name: str
+    concurrency: int | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    paused_until: int
+    created_at: int
+    updated_at: int
+
+
+@dataclass
+class BucketRecord:
+    """One bucket of a limit (one per key): the budgets left as of `refilled_at`, and its pause."""
+
+    namespace: str
+    name: str
+    key: str
+    requests: float
+    tokens: float
+    refilled_at: int
+    paused_until: int

@@ -32,7 +32,7 @@ export {
 } from './node.js';
 export { Runtime, type RuntimeOptions } from './runtime.js';
 export { StateManager, type StateManagerConfig, type UpsertOptions, type WatchOptions } from './stateManager.js';
-export { PruneSignal, ReQueueAfterSignal, WaitForSignalSignal } from './signals.js';
+export { PruneSignal, RateLimitedSignal, ReQueueAfterSignal, WaitForSignalSignal, retryAfterSeconds } from './signals.js';
 export {
   GraphValidationStatus,
   RetryStrategyEnum,
@@ -79,4 +79,13 @@ export {
   StateStatusGroups,
 } from './generated/stateMachine.js';
 export { VERSION } from './version.js';
-export type { ApiKeyInfo, AuditLogResponse, CreatedKeyResponse, KeyRole, ListKeysResponse } from './wire.js';
+export type {
+  ApiKeyInfo,
+  AuditLogResponse,
+  CreatedKeyResponse,
+  KeyRole,
+  LimitRequest,
+  LimitResponse,
+  ListKeysResponse,
+  ListLimitsResponse,
+} from './wire.js';

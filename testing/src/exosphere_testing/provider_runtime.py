@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 
 import httpx
-from exospherehost import BaseNode, RateLimitedSignal, Runtime, retry_after_seconds
+from exospherehost import RateLimitedSignal, Runtime, retry_after_seconds
+from exospherehost.node import BaseNode
 from pydantic import BaseModel
 
 PROVIDER_URL = ""

@@ -24,15 +24,17 @@ SQLite always; PostgreSQL too with `--postgres` (or EXOSPHERE_BENCH_POSTGRES_URL
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import sqlalchemy as sa
@@ -41,6 +43,7 @@ from exosphere_testing.provider import SimulatedProvider
 from sqlalchemy.ext.asyncio import create_async_engine
 
 TOKENS = 100
+T = TypeVar("T")
 NS = "flow"
 
 
@@ -98,6 +101,24 @@ def trigger(client: httpx.Client, count: int, graph: str = "calls") -> None:
         client.post(f"/graph/{graph}/trigger-many", json={"runs": runs}).raise_for_status()
 
 
+def on_database(database_url: str, work: Callable[[sa.Connection], T]) -> T:
+    if database_url.startswith("sqlite"):
+        engine = sa.create_engine(database_url)
+        with engine.connect() as conn:
+            found = work(conn)
+        engine.dispose()
+        return found
+
+    async def on_postgres() -> T:
+        engine = create_async_engine(database_url.replace("postgresql://", "postgresql+asyncpg://", 1))
+        async with engine.connect() as conn:
+            found = await conn.run_sync(work)
+        await engine.dispose()
+        return found
+
+    return asyncio.run(on_postgres())
+
+
 def count_states(database_url: str, namespace: str) -> tuple[int, int]:
     """(states that succeeded, states that used a retry) of the namespace, read from the database."""
     query = sa.text(
@@ -109,23 +130,20 @@ def count_states(database_url: str, namespace: str) -> tuple[int, int]:
         row = conn.execute(query, {"ns": namespace}).one()
         return int(row[0] or 0), int(row[1] or 0)
 
-    if database_url.startswith("sqlite"):
-        engine = sa.create_engine(database_url)
-        with engine.connect() as conn:
-            found = read(conn)
-        engine.dispose()
-        return found
+    return on_database(database_url, read)
 
-    import asyncio
 
-    async def on_postgres() -> tuple[int, int]:
-        engine = create_async_engine(database_url.replace("postgresql://", "postgresql+asyncpg://", 1))
-        async with engine.connect() as conn:
-            found = await conn.run_sync(read)
-        await engine.dispose()
-        return found
+def attempt_errors(database_url: str, namespace: str) -> list[tuple[str, int]]:
+    """The errors of failed attempts in the namespace, most frequent first (a retry needs one)."""
+    query = sa.text(
+        "SELECT error, COUNT(*) FROM states WHERE namespace = :ns AND error IS NOT NULL "
+        "GROUP BY error ORDER BY COUNT(*) DESC LIMIT 3"
+    )
 
-    return asyncio.run(on_postgres())
+    def read(conn: sa.Connection) -> list[tuple[str, int]]:
+        return [(str(row[0])[:160], int(row[1])) for row in conn.execute(query, {"ns": namespace})]
+
+    return on_database(database_url, read)
 
 
 def scenario(
@@ -156,6 +174,8 @@ def scenario(
             while succeeded < args.states:
                 time.sleep(0.2)
                 succeeded, retried = count_states(servers[0].database_url, namespace)
+            for error, count in attempt_errors(servers[0].database_url, namespace):
+                print(f"  {count} failed attempts: {error}", flush=True)
         finally:
             for process in runtimes:
                 process.kill()

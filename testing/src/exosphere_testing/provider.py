@@ -59,6 +59,11 @@ class _Bucket:
         return 0.0 if missing <= 0 else missing / self.rate
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # many runtimes with many workers connect at once: refuse none of them
+
+
 class SimulatedProvider:
     def __init__(self, requests_per_minute: int, tokens_per_minute: int, burst_seconds: float = 2.0) -> None:
         now = time.monotonic()
@@ -109,8 +114,7 @@ class SimulatedProvider:
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: a test's output is its own."""
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     def _spend(self, tokens: int) -> tuple[float, float] | None:

@@ -29,6 +29,7 @@ export {
   type NodeClass,
   type NodeData,
   type NodeResult,
+  type UsageReport,
 } from './node.js';
 export { Runtime, type RuntimeOptions } from './runtime.js';
 export { StateManager, type StateManagerConfig, type UpsertOptions, type WatchOptions } from './stateManager.js';
@@ -88,4 +89,5 @@ export type {
   LimitResponse,
   ListKeysResponse,
   ListLimitsResponse,
+  Usage,
 } from './wire.js';

@@ -243,3 +243,33 @@ def test_eager_dispatch_keeps_to_limits(api: httpx.Client, namespace: str) -> No
         handed += response.json()["states"]
     assert len(handed) == 1  # the second `Second` waits for the first's slot
     assert claim(api, "Second") == []
+
+
+def report_usage(api: httpx.Client, state: dict[str, Any], **usage: int) -> None:
+    body = {"outputs": [{"done": "y"}], "lease_id": state["lease_id"], "usage": usage}
+    response = api.post(f"/state/{state['state_id']}/executed", json=body)
+    assert response.status_code == 200, response.text
+
+
+def test_usage_above_the_estimate_is_owed_by_the_bucket(api: httpx.Client, namespace: str) -> None:
+    # 600 tokens a minute (10 a second at most at once), 1 token estimated per state.
+    set_limit(api, "provider", tokens_per_minute=600)
+    limited_graph(api, namespace, "owing", limits=[{"name": "provider", "tokens": "1"}])
+    for i in range(3):
+        trigger(api, "owing", store={"who": str(i)})
+    [first] = claim(api, "Call", batch_size=1)
+    report_usage(api, first, input_tokens=5_000, output_tokens=1_000)  # ten minutes' worth
+    assert claim(api, "Call") == []  # without the correction, 9 tokens were left for the next states
+
+
+def test_usage_below_the_estimate_is_given_back(api: httpx.Client, namespace: str) -> None:
+    # One token a minute: the state's estimate of 1 empties the bucket for a minute...
+    set_limit(api, "provider", tokens_per_minute=1)
+    limited_graph(api, namespace, "refund", limits=[{"name": "provider", "tokens": "1"}])
+    for i in range(2):
+        trigger(api, "refund", store={"who": str(i)})
+    [first] = claim(api, "Call")
+    assert claim(api, "Call") == []
+    report_usage(api, first, input_tokens=0, output_tokens=0)  # ...unless it used none of it
+    [second] = claim(api, "Call")
+    assert second["inputs"]["who"] == "1"

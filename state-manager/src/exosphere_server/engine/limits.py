@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from exospherehost.contract import LimitRequest
@@ -123,12 +123,19 @@ async def rate_limited(
     return until
 
 
-async def correct_tokens(tx: Tx, state: StateRecord, used_tokens: int) -> None:
-    """Charge the difference between the tokens a state used and its estimate to its buckets: more used
-    than estimated leaves the bucket owing, less gives the rest back."""
-    for charge in state.limits or []:
-        if charge.get("concurrency") is not None:
-            continue
-        delta = used_tokens - int(charge.get("tokens") or 0)
-        if delta:
-            await tx.charge_limit_tokens(state.namespace, str(charge["name"]), str(charge.get("key") or ""), delta)
+async def correct_by_usage(tx: Tx, state: StateRecord, usage: Mapping[str, Any] | None) -> None:
+    """Charge the difference between the tokens an attempt reported using (input plus output) and the
+    estimate charged at its claim to its buckets: more than estimated leaves the bucket owing, less
+    gives the rest back. Nothing without limits or without reported tokens."""
+    if not state.limits or not usage:
+        return
+    reported = [usage.get("input_tokens"), usage.get("output_tokens")]
+    if all(value is None for value in reported):
+        return
+    used = sum(int(value) for value in reported if value is not None)
+    corrections = [
+        ((str(c["name"]), str(c.get("key") or "")), float(used - int(c.get("tokens") or 0)))
+        for c in state.limits
+        if c.get("concurrency") is None
+    ]
+    await tx.correct_limit_tokens(state.namespace, corrections)

@@ -58,6 +58,7 @@ R = TypeVar("R")
 # A limited claim looks at the first `2 * limit + LIMITED_WINDOW` ready limited states: enough to pass
 # over states of full buckets to those of buckets with room, bounded so that a claim stays cheap.
 LIMITED_WINDOW = 32
+USAGE_FIELDS = ("input_tokens", "output_tokens", "requests", "cost_usd")  # `contract.Usage`, as `run_counts` adds it up
 
 
 def status_values(group: Iterable[str]) -> list[str]:
@@ -101,6 +102,7 @@ FINISH_STATE = (
         status=sa.bindparam("b_status"),
         outputs=sa.bindparam("b_outputs", type_=sa.JSON),
         error=sa.bindparam("b_error"),
+        usage=sa.bindparam("b_usage", type_=sa.JSON),
         finished_at=sa.bindparam("b_finished_at"),
         updated_at=sa.bindparam("b_finished_at"),
         revision=_S.c.revision + 1,
@@ -244,14 +246,26 @@ class Tx:
         if states:
             for ancestor_id in state.parents.values():
                 self.descendant_changes[(ancestor_id, status)] += states
+        change = self._count_row(state, status)
+        change[1] += states
+        change[2] += revisions
+        change[3] = min(change[3], state.created_at)
+
+    def _count_row(self, state: StateRecord, status: str) -> list[Any]:
         key = (state.run_id, state.identifier, status)
         change = self.count_changes.get(key)
         if change is None:
-            self.count_changes[key] = [state.node_name, states, revisions, state.created_at]
-        else:
-            change[1] += states
-            change[2] += revisions
-            change[3] = min(change[3], state.created_at)
+            change = self.count_changes[key] = [state.node_name, 0, 0, state.created_at, 0, 0, 0, 0.0]
+        return change
+
+    def count_usage(self, state: StateRecord, status: str, usage: Mapping[str, Any] | None) -> None:
+        """Add what an attempt reported using to its run's and node's totals in `run_counts` (at commit,
+        with the counts): called once per attempt, by the write that records its result."""
+        if not usage:
+            return
+        change = self._count_row(state, status)
+        for index, name in enumerate(USAGE_FIELDS, start=4):
+            change[index] += usage.get(name) or 0
 
     def _count_move(self, state: StateRecord, was: str, to: str) -> None:
         if was != to:
@@ -274,8 +288,9 @@ class Tx:
                     "states": states,
                     "revisions": revisions,
                     "first_created": first_created,
+                    **dict(zip(USAGE_FIELDS, usage, strict=True)),
                 }
-                for (run_id, identifier, status), (node_name, states, revisions, first_created) in sorted(
+                for (run_id, identifier, status), (node_name, states, revisions, first_created, *usage) in sorted(
                     self.count_changes.items()
                 )
             ]
@@ -617,6 +632,8 @@ class Tx:
         for state in states:
             check_move(state.status, to)
         await self._update(states, {**values, "status": to.value})
+        for state in states:
+            self.count_usage(state, to.value, values.get("usage"))
         if self._storage.track_attempts:
             ended = {k: v for k, v in values.items() if k in ("error", "finished_at")}
             self._note_attempts_ended((s.status, replace(s, status=to.value, **ended)) for s in states)
@@ -765,12 +782,14 @@ class Tx:
                     "b_status": s.status,
                     "b_outputs": s.outputs,
                     "b_error": s.error,
+                    "b_usage": s.usage,
                     "b_finished_at": s.finished_at,
                 }
                 for _, s in moves
             ]
             for was, state in moves:
                 self._count_move(state, was, state.status)
+                self.count_usage(state, state.status, state.usage)
             return rows
 
         rows = await asyncio.to_thread(prepare) if len(moves) >= ROWS_OFF_LOOP else prepare()
@@ -859,12 +878,17 @@ class Tx:
         buckets = await limit_queries.lock_buckets(self.conn, self._insert, namespace, keys, limits, now)
         for key, bucket in buckets.items():
             refill(bucket, limits.get(key[0]), now)
+        metered = [k for k in keys if k[0] in limits and limits[k[0]].tokens_per_minute]
+        corrected = await limit_queries.take_corrections(self.conn, namespace, metered)
+        for key, tokens in corrected.items():
+            buckets[key].tokens -= tokens  # after the refill: usage above the estimate is owed from now
         capped = [k for k in keys if k[0].startswith(NODE_PREFIX) or (k[0] in limits and limits[k[0]].concurrency)]
         held = await limit_queries.held_counts(self.conn, namespace, capped)
         decision = decide(candidates, buckets, limits, held, now=now, limit=limit)
+        changed = {**{key: buckets[key] for key in corrected}, **decision.changed}
+        await limit_queries.save_buckets(self.conn, changed.values())
         if not decision.chosen:
             return [], decision.retry_at
-        await limit_queries.save_buckets(self.conn, decision.changed.values())
         await limit_queries.add_holds(self.conn, namespace, decision.holds)
         rows = await self.conn.execute(
             CLAIM_CHOSEN,
@@ -903,8 +927,10 @@ class Tx:
     async def pause_limit(self, namespace: str, name: str, key: str | None, until: int) -> None:
         await limit_queries.pause(self.conn, self._insert, namespace, name, key, until)
 
-    async def charge_limit_tokens(self, namespace: str, name: str, key: str, tokens: float) -> None:
-        await limit_queries.charge_tokens(self.conn, namespace, name, key, tokens)
+    async def correct_limit_tokens(self, namespace: str, corrections: Sequence[tuple[tuple[str, str], float]]) -> None:
+        """Tokens to take from (or give back to) buckets, each `((limit, key), tokens)`: applied by the next
+        claim of the bucket, under its lock, so that this transaction locks no bucket."""
+        await limit_queries.add_corrections(self.conn, namespace, corrections)
 
     async def mark_limited_nodes(self, nodes: Iterable[tuple[str, str]]) -> None:
         await limit_queries.mark_limited_nodes(self.conn, self._insert, nodes)
@@ -1358,6 +1384,7 @@ class Storage(abc.ABC):
                 set_={
                     "states": c.c.states + insert.excluded.states,
                     "revisions": c.c.revisions + insert.excluded.revisions,
+                    **{name: c.c[name] + insert.excluded[name] for name in USAGE_FIELDS},
                 },
             )
         return self._add_counts

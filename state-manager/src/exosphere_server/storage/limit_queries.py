@@ -16,7 +16,7 @@ from exosphere_server.storage import schema
 from exosphere_server.storage.limit_buckets import BucketKey, full_bucket
 from exosphere_server.storage.records import BucketRecord, LimitRecord
 
-_L, _B, _H = schema.limits, schema.limit_buckets, schema.limit_holds
+_L, _B, _H, _C = schema.limits, schema.limit_buckets, schema.limit_holds, schema.limit_corrections
 Insert = Callable[[sa.Table], Any]
 
 
@@ -162,13 +162,26 @@ async def pause(conn: Any, insert: Insert, namespace: str, name: str, key: str |
     )
 
 
-async def charge_tokens(conn: Any, namespace: str, name: str, key: str, tokens: float) -> None:
-    """Take `tokens` more (or give back, when negative) from one bucket: usage against the estimate."""
-    await conn.execute(
-        sa.update(_B)
-        .where(_B.c.namespace == namespace, _B.c.name == name, _B.c.key == key)
-        .values(tokens=_B.c.tokens - tokens)
+async def add_corrections(conn: Any, namespace: str, corrections: Sequence[tuple[BucketKey, float]]) -> None:
+    """Note tokens to take from (or give back to, when negative) buckets, for their next claim to apply."""
+    rows = [{"namespace": namespace, "name": k[0], "key": k[1], "tokens": t} for k, t in corrections if t]
+    if rows:
+        await conn.execute(sa.insert(_C), rows)
+
+
+async def take_corrections(conn: Any, namespace: str, keys: Sequence[BucketKey]) -> dict[BucketKey, float]:
+    """The corrections noted for these (locked) buckets, summed, and deleted: each is applied once."""
+    if not keys:
+        return {}
+    deleted = await conn.execute(
+        sa.delete(_C)
+        .where(_C.c.namespace == namespace, sa.tuple_(_C.c.name, _C.c.key).in_(sorted(set(keys))))
+        .returning(_C.c.name, _C.c.key, _C.c.tokens)
     )
+    taken: dict[BucketKey, float] = {}
+    for name, key, tokens in deleted:
+        taken[(name, key)] = taken.get((name, key), 0.0) + float(tokens)
+    return taken
 
 
 async def mark_limited_nodes(conn: Any, insert: Insert, nodes: Iterable[tuple[str, str]]) -> None:

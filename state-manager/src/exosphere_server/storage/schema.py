@@ -133,6 +133,8 @@ states = sa.Table(
     sa.Column("waiting_for", sa.String, nullable=True),
     sa.Column("wait_timeout_at", sa.BigInteger, nullable=True),
     sa.Column("signal", sa.JSON, nullable=True),
+    # What the attempt reported using (tokens, requests, cost) with its result; also added to `run_counts`.
+    sa.Column("usage", sa.JSON, nullable=True),
     # The buckets of named limits (and of its node's own `concurrency`) the state is charged to at claim,
     # resolved when it was created: [{"name", "key", "tokens", "concurrency"}]. NULL for the states of
     # nodes without limits: only those take the plain claim (`storage/limit_claims.py`).
@@ -221,6 +223,12 @@ run_counts = sa.Table(
     sa.Column("revisions", sa.Integer, nullable=False),
     # When the first state counted here was created: a run's nodes are listed in order of first appearance.
     sa.Column("first_created", sa.BigInteger, nullable=False),
+    # The usage the attempts counted here reported, added by the transaction that recorded their result:
+    # a run's and a node's usage are sums over these rows, never over states.
+    sa.Column("input_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
 )
 
 # How many descendants of a state (the states whose `parents` keep it: see `state_ancestors`) are in each
@@ -386,6 +394,21 @@ limit_holds = sa.Table(
     sa.Column("key", sa.String, primary_key=True),
     sa.Column("namespace", sa.String, nullable=False),
     sa.Index("ix_limit_holds_bucket", "namespace", "name", "key"),
+)
+
+# Tokens to take from (positive) or give back to (negative) a bucket: a result's actual usage against the
+# estimate charged at claim. Written without touching the bucket row (no lock, so a completion never
+# waits on claims or deadlocks with them); the next claim of the bucket applies and deletes the rows
+# under the bucket's lock (`limit_queries.take_corrections`), each exactly once.
+limit_corrections = sa.Table(
+    "limit_corrections",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String, nullable=False),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("key", sa.String, nullable=False),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Index("ix_limit_corrections_bucket", "namespace", "name", "key"),
 )
 
 # Nodes some graph gives limits or a concurrency: claims of these nodes also look for limited states.

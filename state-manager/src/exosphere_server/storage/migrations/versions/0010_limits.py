@@ -1,5 +1,5 @@
-"""Named limits and their buckets, the concurrency holds of claimed states, the nodes that have limits,
-and each state's limit charges.
+"""Named limits and their buckets, the concurrency holds of claimed states, usage corrections, the
+nodes that have limits, and each state's limit charges.
 
 Revision ID: 0010_limits
 """
@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_limits"
-down_revision = "0009_signal_waits"
+down_revision = "0011_usage"
 branch_labels = None
 depends_on = None
 
@@ -46,6 +46,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_limit_holds_bucket", "limit_holds", ["namespace", "name", "key"])
     op.create_table(
+        "limit_corrections",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("namespace", sa.String, nullable=False),
+        sa.Column("name", sa.String, nullable=False),
+        sa.Column("key", sa.String, nullable=False),
+        sa.Column("tokens", sa.Float, nullable=False),
+    )
+    op.create_index("ix_limit_corrections_bucket", "limit_corrections", ["namespace", "name", "key"])
+    op.create_table(
         "limited_nodes",
         sa.Column("namespace", sa.String, primary_key=True),
         sa.Column("node_name", sa.String, primary_key=True),
@@ -54,6 +63,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("limited_nodes")
+    op.drop_index("ix_limit_corrections_bucket", table_name="limit_corrections")
+    op.drop_table("limit_corrections")
     op.drop_index("ix_limit_holds_bucket", table_name="limit_holds")
     op.drop_table("limit_holds")
     op.drop_table("limit_buckets")

@@ -63,11 +63,19 @@ async def lock_buckets(
     ordered = sorted(set(keys))
     if not ordered:
         return {}
-    fresh = [vars(full_bucket(namespace, key, limits.get(key[0]), now)) for key in ordered]
-    await conn.execute(insert(_B).on_conflict_do_nothing(index_elements=["namespace", "name", "key"]), fresh)
+    found = await _locked(conn, namespace, ordered)
+    missing = [key for key in ordered if key not in found]
+    if missing:  # new buckets: created full, then locked too (after the others: still in one order per claim)
+        fresh = [vars(full_bucket(namespace, key, limits.get(key[0]), now)) for key in missing]
+        await conn.execute(insert(_B).on_conflict_do_nothing(index_elements=["namespace", "name", "key"]), fresh)
+        found.update(await _locked(conn, namespace, missing))
+    return found
+
+
+async def _locked(conn: Any, namespace: str, keys: Sequence[BucketKey]) -> dict[BucketKey, BucketRecord]:
     query = (
         sa.select(_B)
-        .where(_B.c.namespace == namespace, sa.tuple_(_B.c.name, _B.c.key).in_(ordered))
+        .where(_B.c.namespace == namespace, sa.tuple_(_B.c.name, _B.c.key).in_(keys))
         .order_by(_B.c.name, _B.c.key)
         .with_for_update()
     )

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from exosphere_testing import ServerProcess
 
-from ..blackbox.helpers import claim, executed, node, register, states, trigger, upsert
+from ..blackbox.helpers import claim, counts_match_states, executed, node, register, states, trigger, upsert
 
 
 def client(server: ServerProcess, namespace: str) -> httpx.Client:
@@ -176,7 +176,9 @@ def test_states_of_an_undefined_limit_wait_until_it_is_defined(api: httpx.Client
     assert state["inputs"]["who"] == "x"
 
 
-def test_rate_limited_pauses_the_limit_for_everybody_without_a_retry(api: httpx.Client, namespace: str) -> None:
+def test_rate_limited_pauses_the_limit_for_everybody_without_a_retry(
+    api: httpx.Client, namespace: str, server: ServerProcess
+) -> None:
     set_limit(api, "provider", requests_per_minute=6000)
     limited_graph(api, namespace, "throttled", limits=[{"name": "provider"}])
     runs = [trigger(api, "throttled", store={"who": str(i)}) for i in range(2)]
@@ -198,6 +200,8 @@ def test_rate_limited_pauses_the_limit_for_everybody_without_a_retry(api: httpx.
         assert state["retry_count"] == 0
         assert _ms(state["started_at"]) >= resume_at - 1  # nothing went before the provider was ready
     assert executed(api, got[0], {"done": "y"}).status_code == 200
+    for run_id in runs:  # limited claims, the requeue and the result kept the run counts exact
+        counts_match_states(api, server.database_url, run_id)
 
 
 def test_rate_limited_with_a_stale_lease_is_refused(api: httpx.Client, namespace: str) -> None:

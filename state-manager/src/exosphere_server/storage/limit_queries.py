@@ -158,6 +158,9 @@ async def pause(conn: Any, insert: Insert, namespace: str, name: str, key: str |
         )
     else:
         where.append(_B.c.key == key)
+    # Lock the rows in key order first, as claims do: an UPDATE alone locks in scan order, which could
+    # cross a claim's order and deadlock.
+    await conn.execute(sa.select(_B.c.key).where(*where).order_by(_B.c.name, _B.c.key).with_for_update())
     await conn.execute(
         sa.update(_B)
         .where(*where)

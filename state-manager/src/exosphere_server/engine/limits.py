@@ -98,7 +98,7 @@ async def list_limits(ctx: EngineContext, namespace: str) -> list[LimitRecord]:
 
 
 async def delete_limit(ctx: EngineContext, namespace: str, name: str) -> None:
-    """Remove a limit: states that use it then wait until it is defined again (their node says so)."""
+    """Remove a limit: states that use it then wait until it is defined again."""
     async with ctx.storage.transaction() as tx:
         if not await tx.delete_limit(namespace, name):
             raise NotFound(f"Limit '{name}' not found in namespace '{namespace}'")

@@ -39,7 +39,7 @@ export {
   type UpsertOptions,
   type WatchOptions,
 } from './stateManager.js';
-export { PruneSignal, ReQueueAfterSignal, WaitForSignalSignal } from './signals.js';
+export { PruneSignal, RateLimitedSignal, ReQueueAfterSignal, WaitForSignalSignal, retryAfterSeconds } from './signals.js';
 export {
   GraphValidationStatus,
   RetryStrategyEnum,
@@ -86,4 +86,15 @@ export {
   StateStatusGroups,
 } from './generated/stateMachine.js';
 export { VERSION } from './version.js';
-export type { ApiKeyInfo, AuditLogResponse, CreatedKeyResponse, KeyRole, ListKeysResponse, Usage, Budget } from './wire.js';
+export type {
+  ApiKeyInfo,
+  AuditLogResponse,
+  Budget,
+  CreatedKeyResponse,
+  KeyRole,
+  LimitRequest,
+  LimitResponse,
+  ListKeysResponse,
+  ListLimitsResponse,
+  Usage,
+} from './wire.js';

@@ -132,6 +132,21 @@ export const GraphNodeModel = z.object({
     .max(100 * 365 * 86_400)
     .nullish()
     .transform((seconds) => seconds ?? null),
+  /**
+   * Named limits of the namespace its states are charged to when claimed (default `[]`): `tokens`
+   * is the estimate (an integer or a placeholder), `key` splits the limit into one bucket per value.
+   */
+  limits: z
+    .array(
+      z.object({
+        name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/, 'Limit names are 1 to 128 letters, digits or _ . : -'),
+        tokens: z.string().default('0'),
+        key: z.string().nullish().transform((key) => key ?? null),
+      }),
+    )
+    .default([]),
+  /** At most this many of its states claimed at once, across every runtime and replica (default `null`). */
+  concurrency: z.number().int().positive().nullish().transform((n) => n ?? null),
 });
 export type GraphNodeModel = z.input<typeof GraphNodeModel>;
 

@@ -21,7 +21,7 @@
 import { z } from 'zod';
 import { UnsendableOutputError, describeError } from './errors.js';
 import { firstProblem, sendableText } from './sendable.js';
-import { PruneSignal, ReQueueAfterSignal, WaitForSignalSignal } from './signals.js';
+import { PruneSignal, RateLimitedSignal, ReQueueAfterSignal, WaitForSignalSignal } from './signals.js';
 import type { NodeRegistration, Usage } from './wire.js';
 
 /** Inputs, outputs and secrets of a node: strings only (v1). */
@@ -313,7 +313,8 @@ export type Outcome =
   | { endpoint: 'errored'; body: { error: string; traceback?: string; usage?: Usage } }
   | { endpoint: 'prune'; body: { data: Record<string, unknown> } }
   | { endpoint: 're-enqueue-after'; body: { enqueue_after: number } }
-  | { endpoint: 'wait-for-signal'; body: { name: string; timeout_seconds: number | null } };
+  | { endpoint: 'wait-for-signal'; body: { name: string; timeout_seconds: number | null } }
+  | { endpoint: 'rate-limited'; body: { limit: string; retry_after_seconds: number; key: string | null } };
 
 /**
  * The outcome of a failure: the error text is `${err.name}: ${err.message}`, with lone surrogates
@@ -400,6 +401,11 @@ async function runOnce(
       const wait = err as WaitForSignalSignal;
       const timeout = wait.timeoutMs === undefined ? null : wait.timeoutMs / 1000;
       return { endpoint: 'wait-for-signal', body: { name: wait.signalName, timeout_seconds: timeout } };
+    }
+    if (err instanceof RateLimitedSignal || isNamed(err, 'RateLimitedSignal')) {
+      const limited = err as RateLimitedSignal;
+      const body = { limit: limited.limit, retry_after_seconds: limited.retryAfterSeconds, key: limited.key };
+      return { endpoint: 'rate-limited', body };
     }
     return failed(err);
   }

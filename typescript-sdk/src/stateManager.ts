@@ -23,9 +23,13 @@ import type {
   AuditLogResponse,
   Budget,
   CreatedKeyResponse,
+  DeleteLimitResponse,
   GraphTrigger,
   KeyRole,
+  LimitRequest,
+  LimitResponse,
   ListKeysResponse,
+  ListLimitsResponse,
   RunStatesResponse,
   TriggerManyResponse,
   TriggerRequest,
@@ -490,6 +494,67 @@ export class StateManager {
       action: `Revoking API key ${keyId}`,
       maxAttempts: READ_ATTEMPTS,
     });
+  }
+
+  /**
+   * Create or replace the namespace's limit `name` (the budgets given replace all three). Graph nodes
+   * use it with `limits: [{ name, tokens, key }]`; a claim then hands out only states whose limits
+   * have room, across every runtime and replica.
+   *
+   * @example
+   * ```ts
+   * await sm.setLimit('openai', { requests_per_minute: 500, tokens_per_minute: 90_000 });
+   * ```
+   */
+  async setLimit(name: string, budgets: LimitRequest): Promise<LimitResponse> {
+    return this.api.requestWithRetry<LimitResponse>('PUT', this.limitPath(name), {
+      json: budgets,
+      action: `Setting limit ${name}`,
+      maxAttempts: READ_ATTEMPTS, // setting the same budgets again changes nothing
+    });
+  }
+
+  /**
+   * One limit of the namespace, with `paused_until` while a provider's 429 pauses it.
+   *
+   * @example
+   * ```ts
+   * console.log((await sm.getLimit('openai')).requests_per_minute);
+   * ```
+   */
+  async getLimit(name: string): Promise<LimitResponse> {
+    return this.read<LimitResponse>(this.limitPath(name), `Reading limit ${name}`);
+  }
+
+  /**
+   * The namespace's limits, by name.
+   *
+   * @example
+   * ```ts
+   * for (const limit of (await sm.listLimits()).limits) console.log(limit.name, limit.requests_per_minute);
+   * ```
+   */
+  async listLimits(): Promise<ListLimitsResponse> {
+    return this.read<ListLimitsResponse>(`/namespace/${encodeURIComponent(this.namespace)}/limits`, 'Listing limits');
+  }
+
+  /**
+   * Remove a limit; states of nodes that use it wait until it is defined again.
+   *
+   * @example
+   * ```ts
+   * await sm.deleteLimit('openai');
+   * ```
+   */
+  async deleteLimit(name: string): Promise<DeleteLimitResponse> {
+    return this.api.requestWithRetry<DeleteLimitResponse>('DELETE', this.limitPath(name), {
+      action: `Deleting limit ${name}`,
+      maxAttempts: READ_ATTEMPTS,
+    });
+  }
+
+  private limitPath(name: string): string {
+    return `/namespace/${encodeURIComponent(this.namespace)}/limits/${encodeURIComponent(name)}`;
   }
 
   /**

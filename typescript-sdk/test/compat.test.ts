@@ -76,6 +76,8 @@ describe('the models fill the defaults the Python SDK fills', () => {
       next_nodes: ['next1'],
       unites: { identifier: 'unite1', strategy: 'ALL_SUCCESS' },
       timeout_seconds: null,
+      limits: [],
+      concurrency: null,
     });
     const bare = GraphNodeModel.parse({ node_name: 'n', namespace: 'ns', identifier: 'i' });
     assert.equal(bare.next_nodes, null);
@@ -199,7 +201,7 @@ describe("upsertGraph takes the original SDK's call form", () => {
     const [put] = graphCalls('sent');
     assert.deepEqual(put?.body, {
       secrets: {},
-      nodes: [{ node_name: 'greeting', namespace: 'ns', identifier: 'greeter', inputs: { name: '${{ store.name }}' }, next_nodes: null, unites: null, timeout_seconds: null }],
+      nodes: [{ node_name: 'greeting', namespace: 'ns', identifier: 'greeter', inputs: { name: '${{ store.name }}' }, next_nodes: null, unites: null, timeout_seconds: null, limits: [], concurrency: null }],
       retry_policy: { max_retries: 3, strategy: 'FIXED', backoff_factor: 2000, exponent: 2, max_delay: null },
       store_config: { required_keys: [], default_values: {} },
     });

@@ -39,6 +39,7 @@ from .models import (
     CronTrigger,
     GraphNodeModel,
     GraphValidationStatusEnum,
+    NodeLimitModel,
     RetryPolicyModel,
     RetryStrategyEnum,
     StateStatusEnum,
@@ -48,8 +49,9 @@ from .models import (
     UnitesStrategyEnum,
 )
 from .node import BaseNode
+from .rate_limits import retry_after_seconds
 from .runtime import Runtime
-from .signals import PruneSignal, ReQueueAfterSignal, WaitForSignal
+from .signals import PruneSignal, RateLimitedSignal, ReQueueAfterSignal, WaitForSignal
 from .state_manager import StateManager
 from .statuses import RunStatus, StateStatus
 
@@ -68,9 +70,11 @@ __all__ = [
     "GraphValidationError",
     "GraphValidationStatusEnum",
     "LeaseLostError",
+    "NodeLimitModel",
     "NotFoundError",
     "PermissionDeniedError",
     "PruneSignal",
+    "RateLimitedSignal",
     "ReQueueAfterSignal",
     "RetryPolicyModel",
     "RetryStrategyEnum",
@@ -91,4 +95,5 @@ __all__ = [
     "UnsendableOutputError",
     "WaitForSignal",
     "__version__",
+    "retry_after_seconds",
 ]

@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from .models import (
+    LIMIT_NAME_PATTERN,
     MAX_TIMEOUT_SECONDS,
     CronTrigger,
     GraphNodeModel,
@@ -50,6 +51,7 @@ epoch-millisecond columns."""
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 MAX_TRIGGER_MANY = 1000
+MAX_LIMIT = 1_000_000_000
 """The most runs one ``trigger-many`` request may start."""
 
 MAX_USAGE_TOKENS = 10**12
@@ -302,6 +304,38 @@ class ReEnqueueAfterRequest(BaseModel):
 
     enqueue_after: int = Field(gt=0, le=MAX_DELAY_MS, description="Relative delay in milliseconds")
     lease_id: str | None = None
+
+
+class RateLimitedRequest(BaseModel):
+    """``POST .../state/{state_id}/rate-limited`` (additive): the node raised ``RateLimitedSignal`` (its
+    provider answered 429). The state runs again after the delay without using a retry, and the limit's
+    bucket (of ``key``, or every bucket of the limit without one) hands out nothing until then."""
+
+    limit: str = Field(pattern=LIMIT_NAME_PATTERN, description="The limit the provider enforces")
+    retry_after_seconds: float = Field(ge=0, le=MAX_DELAY_MS / 1000, description="How long the provider asked to wait")
+    key: str | None = Field(default=None, max_length=1024, description="The bucket's key; null: the whole limit")
+    lease_id: str | None = None
+
+
+class LimitRequest(BaseModel):
+    """``PUT /v0/namespace/{ns}/limits/{name}`` (additive): create or replace a named limit.
+
+    Example::
+
+        LimitRequest(requests_per_minute=500, tokens_per_minute=90_000)
+    """
+
+    concurrency: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description="States claimed at once")
+    requests_per_minute: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description="Claims per minute")
+    tokens_per_minute: int | None = Field(
+        default=None, ge=1, le=MAX_LIMIT, description="Tokens per minute, charged with each state's estimate"
+    )
+
+    @model_validator(mode="after")
+    def _check_something(self) -> LimitRequest:
+        if self.concurrency is None and self.requests_per_minute is None and self.tokens_per_minute is None:
+            raise ValueError("Give at least one of concurrency, requests_per_minute and tokens_per_minute")
+        return self
 
 
 SIGNAL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -772,6 +806,41 @@ class ReEnqueueAfterResponse(Answer):
 
     enqueue_after: int = Field(description="When the state runs again, epoch milliseconds")
     status: Literal[StateStatus.CREATED]
+
+
+class RateLimitedResponse(Answer):
+    """``POST .../state/{state_id}/rate-limited``: when the state runs again (and the limit resumes)."""
+
+    enqueue_after: int = Field(description="When the state runs again, epoch milliseconds")
+    status: Literal[StateStatus.CREATED]
+
+
+class LimitResponse(Answer):
+    """``GET|PUT /v0/namespace/{ns}/limits/{name}``: a named limit."""
+
+    namespace: str
+    name: str
+    concurrency: int | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    paused_until: int | None = Field(description="While paused by a RateLimitedSignal: until when, epoch ms")
+    created_at: int = Field(description="Epoch milliseconds")
+    updated_at: int = Field(description="Epoch milliseconds")
+
+
+class ListLimitsResponse(Answer):
+    """``GET /v0/namespace/{ns}/limits``: the namespace's limits by name."""
+
+    namespace: str
+    limits: list[LimitResponse]
+
+
+class DeleteLimitResponse(Answer):
+    """``DELETE /v0/namespace/{ns}/limits/{name}``."""
+
+    namespace: str
+    name: str
+    deleted: bool
 
 
 class WaitForSignalResponse(Answer):

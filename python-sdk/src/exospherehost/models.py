@@ -88,6 +88,29 @@ class UnitesModel(BaseModel):
         return _non_empty(value, "Unites identifier")
 
 
+LIMIT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""What a limit's name may be: letters, digits and ``_ . : -``, 128 characters at most."""
+
+
+class NodeLimitModel(BaseModel):
+    """A named limit of the namespace that a graph node's states are charged to when claimed.
+
+    Example::
+
+        NodeLimitModel(name="openai", tokens="${{ plan.outputs.estimate }}", key="${{ store.customer }}")
+    """
+
+    name: str = Field(..., pattern=LIMIT_NAME_PATTERN, description="The limit (PUT /v0/namespace/{ns}/limits/{name})")
+    tokens: str = Field(
+        default="0",
+        description="Tokens charged at claim (the estimate): an integer, or a ${{ }} placeholder that gives one",
+    )
+    key: str | None = Field(
+        default=None,
+        description="Splits the limit into one bucket per value (e.g. per customer): usually a ${{ }} placeholder",
+    )
+
+
 class GraphNodeModel(BaseModel):
     """One node of a graph template.
 
@@ -109,6 +132,14 @@ class GraphNodeModel(BaseModel):
         le=MAX_TIMEOUT_SECONDS,
         description="Additive: seconds from claim to result before an attempt fails with 'Timed out after N s' "
         "(and goes through the retry policy); default: the graph's timeout_seconds, else none",
+    )
+    limits: list[NodeLimitModel] = Field(
+        default_factory=list,
+        description="Additive: named limits its states are charged to; a claim hands out only states whose "
+        "limits have room",
+    )
+    concurrency: int | None = Field(
+        default=None, ge=1, description="Additive: at most this many of its states claimed at once, everywhere"
     )
 
     @field_validator("node_name")

@@ -23,7 +23,7 @@ from datetime import timedelta
 from typing import Any
 
 from .contract import SIGNAL_NAME_PATTERN
-from .models import MAX_TIMEOUT_SECONDS
+from .models import LIMIT_NAME_PATTERN, MAX_TIMEOUT_SECONDS
 
 
 class PruneSignal(Exception):
@@ -96,4 +96,37 @@ class WaitForSignal(Exception):
         super().__init__(f"Waiting for signal {name}")
 
 
-__all__ = ["PruneSignal", "ReQueueAfterSignal", "WaitForSignal"]
+class RateLimitedSignal(Exception):
+    """The provider behind limit ``limit`` answered 429: run this state again after
+    ``retry_after_seconds`` without using a retry, and hand out nothing of that limit (of its bucket
+    ``key``, or all of it without one) to any runtime until then.
+
+    ``exospherehost.retry_after_seconds(response)`` reads the delay from the provider's answer.
+
+    Example::
+
+        answer = await client.post(url, json=body)
+        if answer.status_code == 429:
+            raise RateLimitedSignal("openai", retry_after_seconds=retry_after_seconds(answer) or 1.0)
+    """
+
+    def __init__(self, limit: str, retry_after_seconds: float, key: str | None = None) -> None:
+        if not isinstance(limit, str) or re.fullmatch(LIMIT_NAME_PATTERN, limit) is None:
+            raise ValueError(
+                f"Limit name {limit!r} must be 1 to 128 letters, digits or '_ . : -', starting with a letter or digit"
+            )
+        if (
+            isinstance(retry_after_seconds, bool)
+            or not isinstance(retry_after_seconds, int | float)
+            or not 0 <= retry_after_seconds <= MAX_TIMEOUT_SECONDS
+        ):
+            raise ValueError(f"retry_after_seconds must be a number of seconds >= 0, got {retry_after_seconds!r}")
+        if key is not None and not isinstance(key, str):
+            raise TypeError(f"key must be a string or None, got {type(key).__name__}")
+        self.limit = limit
+        self.retry_after_seconds = float(retry_after_seconds)
+        self.key = key
+        super().__init__(f"Rate limited by {limit}{f' ({key})' if key else ''}: retry after {retry_after_seconds} s")
+
+
+__all__ = ["PruneSignal", "RateLimitedSignal", "ReQueueAfterSignal", "WaitForSignal"]

@@ -24,11 +24,15 @@ from .contract import (
     AuditLogResponse,
     CancelRunResponse,
     CreatedKeyResponse,
+    DeleteLimitResponse,
     GraphResponse,
     GraphTrigger,
     KeyRole,
+    LimitRequest,
+    LimitResponse,
     ListGraphsResponse,
     ListKeysResponse,
+    ListLimitsResponse,
     ListNodesResponse,
     ListRunsResponse,
     ManualRetryResponse,
@@ -655,6 +659,73 @@ class StateManager:
         """
         query = urlencode({"limit": limit, **({"before": before} if before is not None else {})})
         return await self._read_as_sent(f"/audit?{query}", AuditLogResponse, "Reading the audit log")
+
+    async def set_limit(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+    ) -> dict[str, Any]:
+        """Create or replace the namespace's limit ``name`` (the budgets given replace all three). Graph
+        nodes use it with ``limits: [{"name": name, "tokens": ..., "key": ...}]``; a claim then hands out
+        only states whose limits have room, across every runtime and replica.
+
+        Example::
+
+            await sm.set_limit("openai", requests_per_minute=500, tokens_per_minute=90_000)
+        """
+        body = LimitRequest(
+            concurrency=concurrency, requests_per_minute=requests_per_minute, tokens_per_minute=tokens_per_minute
+        )
+        result = await self._client().request_with_retry(
+            "PUT",
+            self._limit_path(name),
+            answer=LimitResponse,
+            json=body.model_dump(),
+            action=f"Setting limit {name}",
+            max_attempts=self._attempts,
+        )
+        return _as_sent(result)
+
+    async def get_limit(self, name: str) -> dict[str, Any]:
+        """One limit: ``{"name", "concurrency", "requests_per_minute", "tokens_per_minute", "paused_until", ...}``.
+
+        Example::
+
+            print((await sm.get_limit("openai"))["requests_per_minute"])
+        """
+        return await self._read_as_sent(self._limit_path(name), LimitResponse, f"Reading limit {name}")
+
+    async def list_limits(self) -> dict[str, Any]:
+        """The namespace's limits: ``{"namespace", "limits": [...]}``.
+
+        Example::
+
+            for limit in (await sm.list_limits())["limits"]:
+                print(limit["name"], limit["requests_per_minute"])
+        """
+        return await self._read_as_sent(f"{self._namespace_path()}/limits", ListLimitsResponse, "Listing limits")
+
+    async def delete_limit(self, name: str) -> dict[str, Any]:
+        """Remove a limit; states of nodes that use it wait until it is defined again.
+
+        Example::
+
+            await sm.delete_limit("openai")
+        """
+        result = await self._client().request_with_retry(
+            "DELETE",
+            self._limit_path(name),
+            answer=DeleteLimitResponse,
+            action=f"Deleting limit {name}",
+            max_attempts=self._attempts,
+        )
+        return _as_sent(result)
+
+    def _limit_path(self, name: str) -> str:
+        return f"{self._namespace_path()}/limits/{quote(name, safe='')}"
 
     def _namespace_path(self) -> str:
         return f"/namespace/{quote(self._namespace, safe='')}"

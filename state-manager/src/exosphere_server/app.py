@@ -14,7 +14,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from starlette.responses import Response
 
 from exosphere_server import __version__
-from exosphere_server.api import graph_routes, inspect_routes, key_routes, run_routes, signal_routes, state_routes
+from exosphere_server.api import (
+    graph_routes,
+    inspect_routes,
+    key_routes,
+    limit_routes,
+    run_routes,
+    signal_routes,
+    state_routes,
+)
 from exosphere_server.api.access import check_every_route_has_a_rule
 from exosphere_server.api.audit_trail import AuditTrailMiddleware
 from exosphere_server.api.auth import reject_nul_characters, require_api_key, require_metrics_key
@@ -183,7 +191,7 @@ def create_app(settings: Settings) -> FastAPI:
     v0 = APIRouter(
         prefix="/v0", dependencies=[Depends(require_api_key), Depends(reject_nul_characters)], responses=REFUSALS
     )
-    api_modules = (graph_routes, state_routes, run_routes, signal_routes, inspect_routes, key_routes)
+    api_modules = (graph_routes, state_routes, run_routes, signal_routes, inspect_routes, key_routes, limit_routes)
     for module in api_modules:
         v0.include_router(module.router)
     app.include_router(v0)

@@ -106,12 +106,12 @@ def drive_every_route(r: Recorder) -> None:
     r.call("GET", NS + "/graph/{graph_name}", graph_name="g")
     r.call("GET", NS + "/graphs/")
 
-    run_ids = [r.call("POST", NS + "/graph/{graph_name}/trigger", graph_name="g", json={})["run_id"] for _ in range(9)]
-    claimed = claim(r, "Root", 9)
+    run_ids = [r.call("POST", NS + "/graph/{graph_name}/trigger", graph_name="g", json={})["run_id"] for _ in range(10)]
+    claimed = claim(r, "Root", 10)
     r.call("POST", NS + "/states/enqueue", json={"nodes": ["Nobody"], "batch_size": 1})  # an empty claim
     keyed = {"idempotency_key": "contract"}
     r.call("POST", NS + "/graph/{graph_name}/trigger-many", graph_name="g", json={"runs": [keyed, keyed]})
-    fan_out, batched, failed, pruned, later, released, kept, waiting, early = claimed
+    fan_out, batched, failed, pruned, later, released, kept, waiting, early, limited = claimed
 
     def lease(state: dict[str, Any]) -> dict[str, Any]:
         return {"state_id": state["state_id"], "lease_id": state["lease_id"]}
@@ -145,6 +145,16 @@ def drive_every_route(r: Recorder) -> None:
         json={"enqueue_after": 60_000, "lease_id": later["lease_id"]},
     )
     r.call("POST", STATE + "/release", state_id=released["state_id"], json={"lease_id": released["lease_id"]})
+
+    # Named limits, and a provider's 429 that pauses one.
+    limit = NS + "/limits/{name}"
+    r.call("PUT", limit, name="openai", json={"requests_per_minute": 500, "tokens_per_minute": 90_000})
+    r.call("PUT", limit, name="spare", json={"concurrency": 2})
+    body = {"limit": "openai", "retry_after_seconds": 60, "lease_id": limited["lease_id"]}
+    r.call("POST", STATE + "/rate-limited", state_id=limited["state_id"], json=body)
+    assert r.call("GET", limit, name="openai")["paused_until"] is not None
+    assert [item["name"] for item in r.call("GET", NS + "/limits")["limits"]] == ["openai", "spare"]
+    r.call("DELETE", limit, name="spare")
 
     # Signals: one state waits and is woken; the other's signal was sent before it waited.
     signal = NS + "/run/{run_id}/signals/{name}"

@@ -173,6 +173,48 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/namespace/{namespace_name}/limits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Limits */
+        get: operations["list_limits_v0_namespace__namespace_name__limits_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v0/namespace/{namespace_name}/limits/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get Limit */
+        get: operations["get_limit_v0_namespace__namespace_name__limits__name__get"];
+        /**
+         * Set Limit
+         * @description Create or replace limit `name`: the budgets given replace all three (a budget left out is none).
+         */
+        put: operations["set_limit_v0_namespace__namespace_name__limits__name__put"];
+        post?: never;
+        /**
+         * Delete Limit
+         * @description Remove limit `name`; states of nodes that use it wait until it is defined again.
+         */
+        delete: operations["delete_limit_v0_namespace__namespace_name__limits__name__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/nodes/": {
         parameters: {
             query?: never;
@@ -432,6 +474,28 @@ export interface paths {
         put?: never;
         /** Prune */
         post: operations["prune_v0_namespace__namespace_name__state__state_id__prune_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v0/namespace/{namespace_name}/state/{state_id}/rate-limited": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rate Limited
+         * @description The node's provider answered 429 (`RateLimitedSignal`): the state runs again after
+         *     `retry_after_seconds` without using a retry, and limit `limit` (its bucket of `key`, or all of its
+         *     buckets) hands out nothing to anybody until then.
+         */
+        post: operations["rate_limited_v0_namespace__namespace_name__state__state_id__rate_limited_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -858,6 +922,20 @@ export interface components {
             };
         };
         /**
+         * DeleteLimitResponse
+         * @description ``DELETE /v0/namespace/{ns}/limits/{name}``.
+         */
+        DeleteLimitResponse: {
+            /** Deleted */
+            deleted: boolean;
+            /** Name */
+            name: string;
+            /** Namespace */
+            namespace: string;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * EagerClaim
          * @description Additive ``claim`` of a result: claim ready states of these nodes in the transaction that applies it.
          *
@@ -1167,6 +1245,11 @@ export interface components {
          */
         GraphNodeModel: {
             /**
+             * Concurrency
+             * @description Additive: at most this many of its states claimed at once, everywhere
+             */
+            concurrency?: number | null;
+            /**
              * Identifier
              * @description Unique name of this node inside the graph
              */
@@ -1178,6 +1261,11 @@ export interface components {
             inputs?: {
                 [key: string]: string;
             };
+            /**
+             * Limits
+             * @description Additive: named limits its states are charged to; a claim hands out only states whose limits have room
+             */
+            limits?: components["schemas"]["NodeLimitModel"][];
             /**
              * Namespace
              * @description Namespace where the node is registered
@@ -1328,6 +1416,64 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * LimitRequest
+         * @description ``PUT /v0/namespace/{ns}/limits/{name}`` (additive): create or replace a named limit.
+         *
+         *     Example::
+         *
+         *         LimitRequest(requests_per_minute=500, tokens_per_minute=90_000)
+         */
+        LimitRequest: {
+            /**
+             * Concurrency
+             * @description States claimed at once
+             */
+            concurrency?: number | null;
+            /**
+             * Requests Per Minute
+             * @description Claims per minute
+             */
+            requests_per_minute?: number | null;
+            /**
+             * Tokens Per Minute
+             * @description Tokens per minute, charged with each state's estimate
+             */
+            tokens_per_minute?: number | null;
+        };
+        /**
+         * LimitResponse
+         * @description ``GET|PUT /v0/namespace/{ns}/limits/{name}``: a named limit.
+         */
+        LimitResponse: {
+            /** Concurrency */
+            concurrency: number | null;
+            /**
+             * Created At
+             * @description Epoch milliseconds
+             */
+            created_at: number;
+            /** Name */
+            name: string;
+            /** Namespace */
+            namespace: string;
+            /**
+             * Paused Until
+             * @description While paused by a RateLimitedSignal: until when, epoch ms
+             */
+            paused_until: number | null;
+            /** Requests Per Minute */
+            requests_per_minute: number | null;
+            /** Tokens Per Minute */
+            tokens_per_minute: number | null;
+            /**
+             * Updated At
+             * @description Epoch milliseconds
+             */
+            updated_at: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
          * ListGraphsResponse
          * @description ``GET /v0/namespace/{ns}/graphs/``.
          */
@@ -1348,6 +1494,18 @@ export interface components {
         ListKeysResponse: {
             /** Keys */
             keys: components["schemas"]["ApiKeyInfo"][];
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * ListLimitsResponse
+         * @description ``GET /v0/namespace/{ns}/limits``: the namespace's limits by name.
+         */
+        ListLimitsResponse: {
+            /** Limits */
+            limits: components["schemas"]["LimitResponse"][];
+            /** Namespace */
+            namespace: string;
         } & {
             [key: string]: unknown;
         };
@@ -1484,6 +1642,32 @@ export interface components {
             [key: string]: unknown;
         };
         /**
+         * NodeLimitModel
+         * @description A named limit of the namespace that a graph node's states are charged to when claimed.
+         *
+         *     Example::
+         *
+         *         NodeLimitModel(name="openai", tokens="${{ plan.outputs.estimate }}", key="${{ store.customer }}")
+         */
+        NodeLimitModel: {
+            /**
+             * Key
+             * @description Splits the limit into one bucket per value (e.g. per customer): usually a ${{ }} placeholder
+             */
+            key?: string | null;
+            /**
+             * Name
+             * @description The limit (PUT /v0/namespace/{ns}/limits/{name})
+             */
+            name: string;
+            /**
+             * Tokens
+             * @description Tokens charged at claim (the estimate): an integer, or a ${{ }} placeholder that gives one
+             * @default 0
+             */
+            tokens: string;
+        };
+        /**
          * NodeProgress
          * @description How many states of one node of a run are in each status (the total is the node's fan-out).
          */
@@ -1549,6 +1733,49 @@ export interface components {
              * @constant
              */
             status: "PRUNED";
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * RateLimitedRequest
+         * @description ``POST .../state/{state_id}/rate-limited`` (additive): the node raised ``RateLimitedSignal`` (its
+         *     provider answered 429). The state runs again after the delay without using a retry, and the limit's
+         *     bucket (of ``key``, or every bucket of the limit without one) hands out nothing until then.
+         */
+        RateLimitedRequest: {
+            /**
+             * Key
+             * @description The bucket's key; null: the whole limit
+             */
+            key?: string | null;
+            /** Lease Id */
+            lease_id?: string | null;
+            /**
+             * Limit
+             * @description The limit the provider enforces
+             */
+            limit: string;
+            /**
+             * Retry After Seconds
+             * @description How long the provider asked to wait
+             */
+            retry_after_seconds: number;
+        };
+        /**
+         * RateLimitedResponse
+         * @description ``POST .../state/{state_id}/rate-limited``: when the state runs again (and the limit resumes).
+         */
+        RateLimitedResponse: {
+            /**
+             * Enqueue After
+             * @description When the state runs again, epoch milliseconds
+             */
+            enqueue_after: number;
+            /**
+             * Status
+             * @constant
+             */
+            status: "CREATED";
         } & {
             [key: string]: unknown;
         };
@@ -3275,6 +3502,320 @@ export interface operations {
             };
         };
     };
+    list_limits_v0_namespace__namespace_name__limits_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ListLimitsResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_limit_v0_namespace__namespace_name__limits__name__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                /** @description The limit's name, e.g. openai */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    set_limit_v0_namespace__namespace_name__limits__name__put: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                /** @description The limit's name, e.g. openai */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LimitRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LimitResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    delete_limit_v0_namespace__namespace_name__limits__name__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                /** @description The limit's name, e.g. openai */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DeleteLimitResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     list_nodes_v0_namespace__namespace_name__nodes__get: {
         parameters: {
             query?: never;
@@ -4420,6 +4961,87 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["PruneResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    rate_limited_v0_namespace__namespace_name__state__state_id__rate_limited_post: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                state_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RateLimitedRequest"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RateLimitedResponse"];
                 };
             };
             /** @description The API key is missing or wrong */

@@ -20,11 +20,11 @@ from typing import Any
 import typer
 
 from exospherehost._version import VERSION
-from exospherehost.cli import graphs, keys, render, runs, signals, states
+from exospherehost.cli import graphs, keys, limits, render, runs, signals, states
 from exospherehost.cli.errors import EXIT_USAGE, CliError
 
 PLUGIN_GROUP = "exospherehost.cli_plugins"
-BUILT_IN = ("graph", "trigger", "runs", "run", "state", "key", "audit")
+BUILT_IN = ("graph", "trigger", "runs", "run", "state", "signal", "limit", "key", "audit")
 # The server is on no package index: it comes with a release (`make release` builds one).
 SERVER_INSTALL = f"pip install exosphere_server-{VERSION}-py3-none-any.whl from a release (docs/install.md)"
 # Options of a command that cannot run are accepted, so that the answer is always the one-line reason.
@@ -66,6 +66,7 @@ def build_app(plugins: Iterable[EntryPoint] | None = None) -> typer.Typer:
     app.add_typer(runs.run_app, name="run")
     app.add_typer(states.app, name="state")
     app.add_typer(signals.app, name="signal")
+    app.add_typer(limits.app, name="limit")
     app.add_typer(keys.app, name="key")
     app.command("audit")(keys.audit)
     return app

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 from .._sendable import first_problem, sendable_text
 from ..contract import MAX_USAGE_COST_USD, MAX_USAGE_TOKENS
 from ..errors import UnsendableOutputError
-from ..signals import PruneSignal, ReQueueAfterSignal, WaitForSignal
+from ..signals import PruneSignal, RateLimitedSignal, ReQueueAfterSignal, WaitForSignal
 
 
 class BaseNode:
@@ -210,7 +210,7 @@ def node_schema(node: type[BaseNode], namespace: str) -> dict[str, Any]:
 class Outcome:
     """What to tell the state manager about one execution: the endpoint and its body."""
 
-    endpoint: Literal["executed", "errored", "prune", "re-enqueue-after", "wait-for-signal"]
+    endpoint: Literal["executed", "errored", "prune", "re-enqueue-after", "wait-for-signal", "rate-limited"]
     body: dict[str, Any]
 
     @classmethod
@@ -288,6 +288,9 @@ async def _run_once(
         return Outcome("re-enqueue-after", {"enqueue_after": signal.delay_ms})
     except WaitForSignal as wait:
         return Outcome("wait-for-signal", {"name": wait.name, "timeout_seconds": wait.timeout_seconds})
+    except RateLimitedSignal as limited:
+        body = {"limit": limited.limit, "retry_after_seconds": limited.retry_after_seconds, "key": limited.key}
+        return Outcome("rate-limited", body)
     except Exception as exc:
         return Outcome.failed(exc)
 

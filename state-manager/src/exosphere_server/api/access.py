@@ -75,7 +75,13 @@ RULES: dict[str, Rule] = {
     "api.state_routes.wait_for_signal": Rule(RUNTIME),
     "api.state_routes.prune": Rule(SIGNAL, audit="prune"),
     "api.state_routes.re_enqueue_after": Rule(SIGNAL, audit="re-enqueue-after"),
+    "api.state_routes.rate_limited": Rule(SIGNAL, audit="rate-limited"),
     "api.state_routes.manual_retry": Rule(OPERATE, audit="manual-retry"),
+    # named limits
+    "api.limit_routes.set_limit": Rule(ADMIN, audit="limit-set"),
+    "api.limit_routes.delete_limit": Rule(ADMIN, audit="limit-delete"),
+    "api.limit_routes.get_limit": Rule(VIEW | RUNTIME),
+    "api.limit_routes.list_limits": Rule(VIEW | RUNTIME),
     # keys and the audit log
     "api.key_routes.create_key": Rule(ADMIN, audit="key-create"),
     "api.key_routes.list_keys": Rule(ADMIN),

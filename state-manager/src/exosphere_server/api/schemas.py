@@ -29,6 +29,7 @@ __all__ = [
     "HeartbeatRequest",
     "ManualRetryRequest",
     "PruneRequest",
+    "RateLimitedRequest",
     "ReEnqueueAfterRequest",
     "RegisterNodesRequest",
     "ReleaseRequest",
@@ -112,6 +113,10 @@ class PruneRequest(StorableBody, contract.PruneRequest):
 
 class ReEnqueueAfterRequest(StorableBody, contract.ReEnqueueAfterRequest):
     __doc__ = contract.ReEnqueueAfterRequest.__doc__
+
+
+class RateLimitedRequest(StorableBody, contract.RateLimitedRequest):
+    __doc__ = contract.RateLimitedRequest.__doc__
 
 
 class ManualRetryRequest(StorableBody, contract.ManualRetryRequest):

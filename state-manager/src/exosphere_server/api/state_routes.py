@@ -13,6 +13,7 @@ from exospherehost.contract import (
     HeartbeatResponse,
     ManualRetryResponse,
     PruneResponse,
+    RateLimitedResponse,
     ReEnqueueAfterResponse,
     ReleaseResponse,
     SecretsResponse,
@@ -34,12 +35,13 @@ from exosphere_server.api.schemas import (
     HeartbeatRequest,
     ManualRetryRequest,
     PruneRequest,
+    RateLimitedRequest,
     ReEnqueueAfterRequest,
     ReleaseRequest,
     WaitForSignalRequest,
 )
 from exosphere_server.api.views import claimed_state_view
-from exosphere_server.engine import signal_waits, transitions
+from exosphere_server.engine import limits, signal_waits, transitions
 
 router = APIRouter()
 STATE = "/namespace/{namespace_name}/state/{state_id}"
@@ -128,6 +130,23 @@ async def re_enqueue_after(
 ) -> Response:
     enqueue_after = await transitions.requeue_after(
         engine_context(request), namespace_name, state_id, body.enqueue_after, body.lease_id
+    )
+    return SafeJSONResponse({"enqueue_after": enqueue_after, "status": StateStatus.CREATED})
+
+
+@router.post(STATE + "/rate-limited", response_model=RateLimitedResponse)
+async def rate_limited(namespace_name: str, state_id: str, body: RateLimitedRequest, request: Request) -> Response:
+    """The node's provider answered 429 (`RateLimitedSignal`): the state runs again after
+    `retry_after_seconds` without using a retry, and limit `limit` (its bucket of `key`, or all of its
+    buckets) hands out nothing to anybody until then."""
+    enqueue_after = await limits.rate_limited(
+        engine_context(request),
+        namespace_name,
+        state_id,
+        body.limit,
+        body.key,
+        round(body.retry_after_seconds * 1000),
+        body.lease_id,
     )
     return SafeJSONResponse({"enqueue_after": enqueue_after, "status": StateStatus.CREATED})
 

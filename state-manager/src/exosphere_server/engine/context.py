@@ -11,6 +11,7 @@ from typing import Any
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
 from exosphere_server.engine.graph_shape import GraphShape, analyse_graph
+from exosphere_server.engine.limited_nodes import LimitedNodes
 from exosphere_server.engine.run_feed import RunFeed
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.engine.serving import NodePolls
@@ -135,6 +136,7 @@ class EngineContext:
     tracing: Tracing = field(default_factory=Tracing)  # off unless an OTLP endpoint is configured
     feed: RunFeed = field(init=False)
     polls: NodePolls = field(init=False)
+    limited: LimitedNodes = field(default_factory=lambda: LimitedNodes())
 
     def __post_init__(self) -> None:
         self.feed = RunFeed(self.storage)

@@ -100,12 +100,23 @@ def analyse_graph(
     )
 
 
+def _placeholder_fields(node: GraphNodeModel) -> dict[str, str]:
+    """Every field of a node that may hold placeholders, by the name an error message gives it: its
+    inputs, and its limits' token estimates and keys."""
+    fields = {f"Input '{name}'": value for name, value in node.inputs.items()}
+    for use in node.limits:
+        fields[f"Tokens of limit '{use.name}'"] = use.tokens
+        if use.key is not None:
+            fields[f"Key of limit '{use.name}'"] = use.key
+    return fields
+
+
 def _output_reads(by_id: dict[str, GraphNodeModel]) -> dict[str, set[tuple[str, str]]]:
-    """The (identifier, field) pairs each node's input placeholders read (the templates parsed cleanly)."""
+    """The (identifier, field) pairs each node's placeholders read (the templates parsed cleanly)."""
     return {
         ident: {
             (ref.identifier, ref.field)
-            for value in node.inputs.values()
+            for value in _placeholder_fields(node).values()
             for ref in parse_template(value).refs
             if isinstance(ref, OutputRef)
         }
@@ -307,16 +318,35 @@ def _check_placeholders(
 ) -> None:
     declared_keys = set(store_config.required_keys) | set(store_config.default_values)
     for ident, node in by_id.items():
-        for field, value in node.inputs.items():
+        for field, value in _placeholder_fields(node).items():
             try:
                 template = parse_template(value)
             except PlaceholderError as exc:
-                errors.append(f"Input '{field}' of node '{ident}' is invalid: {exc}")
+                errors.append(f"{field} of node '{ident}' is invalid: {exc}")
                 continue
             for ref in dict.fromkeys(template.refs):
                 problem = _reference_problem(ident, ref, by_id, ancestors, roots, declared_keys)
                 if problem:
-                    errors.append(f"Input '{field}' of node '{ident}' {problem}")
+                    errors.append(f"{field} of node '{ident}' {problem}")
+        _check_limit_uses(ident, node, errors)
+
+
+def _check_limit_uses(ident: str, node: GraphNodeModel, errors: list[str]) -> None:
+    """A token estimate without placeholders is a whole number, and a node names each limit once."""
+    seen: set[str] = set()
+    for use in node.limits:
+        if use.name in seen:
+            errors.append(f"Node '{ident}' uses limit '{use.name}' more than once")
+        seen.add(use.name)
+        try:
+            literal = not parse_template(use.tokens).refs
+        except PlaceholderError:
+            continue  # reported above
+        if literal and not (use.tokens.strip().isdigit()):
+            errors.append(
+                f"Tokens of limit '{use.name}' of node '{ident}' must be a whole number >= 0 or a ${{{{ }}}} "
+                f"placeholder, got {use.tokens!r}"
+            )
 
 
 def _reference_problem(

@@ -18,6 +18,7 @@ from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.cron import next_occurrence
 from exosphere_server.engine.errors import GraphInvalid, GraphTooLarge, NotFound
 from exosphere_server.engine.graph_shape import GraphShape, GraphStructureError, analyse_graph
+from exosphere_server.engine.limits import limited_node_refs
 from exosphere_server.engine.node_checks import RegisteredNode, check_registrations
 from exosphere_server.release import release_gradually
 from exosphere_server.storage.base import Tx
@@ -109,7 +110,10 @@ async def upsert_graph(
             )
         )
         await tx.replace_graph_node_refs(namespace, graph_name, await asyncio.to_thread(_node_refs, shape))
+        limited = limited_node_refs(list(shape.nodes.values()))
+        await tx.mark_limited_nodes(limited)
         await sync_cron_schedules(tx, record)
+    ctx.limited.learn(limited)
     await asyncio.to_thread(release_gradually, shape)  # not all at once on the loop (see release.py)
     return record
 

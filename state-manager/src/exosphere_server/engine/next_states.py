@@ -11,6 +11,7 @@ import secrets as _random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from exospherehost.models import UnitesStrategyEnum
 from exospherehost.statuses import UNITE_ALL_DONE_WAITS_ON, UNITE_ALL_SUCCESS_WAITS_ON, StateStatus
@@ -19,6 +20,7 @@ from exosphere_server.clock import now_ms
 from exosphere_server.engine.carried_outputs import carry
 from exosphere_server.engine.context import PinnedGraph
 from exosphere_server.engine.fingerprint import unite_fingerprint
+from exosphere_server.engine.limits import node_charges
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
 from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
@@ -96,6 +98,7 @@ async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: 
         for child_id in next_ids:
             child = graph.shape.nodes[child_id]
             inputs = _resolve_inputs(child.inputs, child_id, outputs, run, graph)
+            limits = _limit_charges(graph, child_id, outputs, run)
             children.append(
                 new_state(
                     template_namespace=child.namespace,
@@ -107,9 +110,19 @@ async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: 
                     parent_id=source.id,
                     carried=carry(graph.shape.carried.get(child_id, {}), outputs),
                     timeout_ms=graph.timeout_ms(child_id),
+                    limits=limits,
                 )
             )
     return children
+
+
+def _limit_charges(
+    graph: PinnedGraph, node_id: str, outputs: Mapping[str, Mapping[str, object]], run: RunRecord
+) -> list[dict[str, Any]] | None:
+    def resolve(text: str) -> str:
+        return _resolve_inputs({"value": text}, node_id, outputs, run, graph)["value"]
+
+    return node_charges(graph, node_id, resolve, NextStateError)
 
 
 def _kept_parents(graph: PinnedGraph, source: StateRecord) -> dict[str, str]:
@@ -220,9 +233,10 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
     error: str | None = None
     try:
         inputs = _resolve_inputs(node.inputs, unite_id, lineage, run, graph)
+        limits = _limit_charges(graph, unite_id, lineage, run)
     except NextStateError as exc:
         # The unite state is still created, so the failure is visible on it rather than lost.
-        inputs, error = {}, str(exc)
+        inputs, limits, error = {}, None, str(exc)
     state = new_state(
         template_namespace=node.namespace,
         node_name=node.node_name,
@@ -236,6 +250,7 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
         fingerprint=fingerprint,
         timeout_ms=graph.timeout_ms(unite_id),
         fanout_id=f"unite-{_random.token_hex(8)}",
+        limits=limits,
     )
     if error is not None:
         state.status, state.error, state.finished_at = StateStatus.NEXT_CREATED_ERROR.value, error, now_ms()

@@ -12,6 +12,7 @@ from typing import Any
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, NotFound
+from exosphere_server.engine.limits import node_charges
 from exosphere_server.engine.next_states import new_state
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
 from exosphere_server.engine.run_counts import RunSummary, run_in
@@ -182,6 +183,12 @@ def _root_state(pinned: PinnedGraph, run: RunRecord, inputs: dict[str, str], enq
         parents={},
         enqueue_after=enqueue_after,
         timeout_ms=pinned.timeout_ms(root.identifier),
+        limits=node_charges(
+            pinned,
+            root.identifier,
+            lambda text: _root_inputs({"value": text}, {}, run.store, pinned)["value"],
+            BadRequest,
+        ),
     )
 
 

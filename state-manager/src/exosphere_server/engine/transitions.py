@@ -21,6 +21,7 @@ from exosphere_server.engine.budgets import enforce_budgets
 from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, LeaseLost, NotFound, StateCancelled
 from exosphere_server.engine.fingerprint import unite_fingerprint
+from exosphere_server.engine.limits import correct_by_usage
 from exosphere_server.engine.next_states import (
     Finished,
     NextStateError,
@@ -128,9 +129,7 @@ async def claim(
             try:
                 if gone is not None and await gone():
                     return []
-                claimed = await ctx.storage.claim(
-                    namespace, list(dict.fromkeys(node_names)), batch_size, _random.token_hex(12), lease, claimant
-                )
+                claimed, room_at = await _claim_both(ctx, namespace, node_names, batch_size, lease, claimant)
                 looked = True
             finally:
                 if woken and not looked:
@@ -141,8 +140,29 @@ async def claim(
             remaining = deadline - loop.time()
             if remaining <= 0 or ctx.wakeups.closing:
                 return []
+            if room_at is not None:  # states wait for a limit: look again when it may have room
+                remaining = min(remaining, max(0.001, (room_at - now_ms()) / 1000))
             woken = await waiter.wait(remaining)
             await note_served(ctx, namespace, node_names)  # still asking, however long it waits
+
+
+async def _claim_both(
+    ctx: EngineContext, namespace: str, node_names: Sequence[str], batch_size: int, lease: int, claimant: Claimant
+) -> tuple[list[StateRecord], int | None]:
+    """The plain claim, then, for nodes with limits and while the batch has room, the limited claim;
+    also when a state held back by a limit may go (None: none was held back)."""
+    names = list(dict.fromkeys(node_names))
+    lease_id = _random.token_hex(12)
+    claimed = await ctx.storage.claim(namespace, names, batch_size, lease_id, lease, claimant)
+    if len(claimed) >= batch_size:
+        return claimed, None
+    limited = await ctx.limited.among(ctx.storage, namespace, names)
+    if not limited:
+        return claimed, None
+    more, room_at = await ctx.storage.claim_limited(
+        namespace, limited, batch_size - len(claimed), lease_id, lease, claimant
+    )
+    return claimed + more, room_at
 
 
 @dataclass(frozen=True)
@@ -163,7 +183,13 @@ class EagerClaim:
 async def _claim_in(tx: Tx, ctx: EngineContext, namespace: str, eager: EagerClaim) -> list[StateRecord]:
     lease_ms = eager.lease_ms or ctx.default_lease_ms
     nodes = list(dict.fromkeys(eager.nodes))
-    return await tx.claim_states(namespace, nodes, eager.limit, _random.token_hex(12), lease_ms)
+    lease_id = _random.token_hex(12)
+    claimed = await tx.claim_states(namespace, nodes, eager.limit, lease_id, lease_ms)
+    limited = await ctx.limited.among(ctx.storage, namespace, nodes) if len(claimed) < eager.limit else []
+    if limited:  # eager dispatch keeps to limits like any claim
+        more, _ = await tx.claim_limited_states(namespace, limited, eager.limit - len(claimed), lease_id, lease_ms)
+        claimed += more
+    return claimed
 
 
 async def _hand_out(
@@ -326,6 +352,7 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
     was = state.status
     state.outputs = first
     state.usage = report.usage
+    await correct_by_usage(tx, state, report.usage)
     siblings = [
         replace(
             state,
@@ -433,6 +460,7 @@ async def fail_state(
     )
     if usage:
         state.usage = usage
+    await correct_by_usage(tx, state, usage)
     if not retried:
         if finished is None:
             await evaluate_unites(tx, graph, run, [state])

@@ -34,7 +34,8 @@ from exospherehost.statuses import (
 
 from exosphere_server.clock import now_ms
 from exosphere_server.jsontext import dumps_in_pieces
-from exosphere_server.storage import schema
+from exosphere_server.storage import limit_queries, schema
+from exosphere_server.storage.limit_buckets import NODE_PREFIX, charges_of, decide, refill
 from exosphere_server.storage.records import (
     ApiKeyRecord,
     AttemptRecord,
@@ -43,6 +44,7 @@ from exosphere_server.storage.records import (
     GraphHead,
     GraphRecord,
     GraphVersionRecord,
+    LimitRecord,
     RegisteredNodeRecord,
     RunCancellationRecord,
     RunCounts,
@@ -55,6 +57,9 @@ from exosphere_server.storage.records import (
 ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now
 Claimant = tuple[str | None, str | None]  # (runtime name, runtime instance) that claims, as it announced them
 R = TypeVar("R")
+# A limited claim looks at the first `2 * limit + LIMITED_WINDOW` ready limited states: enough to pass
+# over states of full buckets to those of buckets with room, bounded so that a claim stays cheap.
+LIMITED_WINDOW = 32
 USAGE_FIELDS = ("input_tokens", "output_tokens", "requests", "cost_usd")  # `contract.Usage`, as `run_counts` adds it up
 
 
@@ -106,40 +111,57 @@ FINISH_STATE = (
     )
 )
 INSERT_ANCESTORS = sa.insert(schema.state_ancestors)
+_READY_TO_CLAIM = (
+    IS_CREATED,
+    _S.c.namespace == sa.bindparam("b_namespace"),
+    _S.c.node_name.in_(sa.bindparam("b_node_names", expanding=True)),
+    _S.c.enqueue_after <= sa.bindparam("b_now"),
+)
+_CLAIM_VALUES = dict(
+    status=StateStatus.QUEUED.value,
+    lease_id=sa.bindparam("b_lease_id"),
+    # A node with a time-out shorter than the lease: the lease ends at the time-out, so lease
+    # expiry (one index, one scheduler duty) also ends attempts that ran too long.
+    lease_expires_at=sa.case(
+        (_S.c.timeout_ms < sa.bindparam("b_lease_ms"), sa.bindparam("b_now") + _S.c.timeout_ms),
+        else_=sa.bindparam("b_lease_expires_at"),
+    ),
+    lease_expired=False,
+    claims=_S.c.claims + 1,
+    started_at=sa.bindparam("b_now"),
+    updated_at=sa.bindparam("b_now"),
+    revision=_S.c.revision + 1,
+    runtime_name=sa.bindparam("b_runtime_name"),
+    runtime_instance=sa.bindparam("b_runtime_instance"),
+)
+# States with limits are claimed only by `claim_limited_states`, which checks their buckets first.
 CLAIM_STATES = (
     sa.update(_S)
     .where(
         _S.c.id.in_(
             sa.select(_S.c.id)
-            .where(
-                IS_CREATED,
-                _S.c.namespace == sa.bindparam("b_namespace"),
-                _S.c.node_name.in_(sa.bindparam("b_node_names", expanding=True)),
-                _S.c.enqueue_after <= sa.bindparam("b_now"),
-            )
+            .where(*_READY_TO_CLAIM, _S.c.limits.is_(None))
             .order_by(sa.text(schema.CLAIM_ORDER))
             .limit(sa.bindparam("b_limit"))
             .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
     )
-    .values(
-        status=StateStatus.QUEUED.value,
-        lease_id=sa.bindparam("b_lease_id"),
-        # A node with a time-out shorter than the lease: the lease ends at the time-out, so lease
-        # expiry (one index, one scheduler duty) also ends attempts that ran too long.
-        lease_expires_at=sa.case(
-            (_S.c.timeout_ms < sa.bindparam("b_lease_ms"), sa.bindparam("b_now") + _S.c.timeout_ms),
-            else_=sa.bindparam("b_lease_expires_at"),
-        ),
-        lease_expired=False,
-        claims=_S.c.claims + 1,
-        started_at=sa.bindparam("b_now"),
-        updated_at=sa.bindparam("b_now"),
-        revision=_S.c.revision + 1,
-        runtime_name=sa.bindparam("b_runtime_name"),
-        runtime_instance=sa.bindparam("b_runtime_instance"),
-    )
+    .values(**_CLAIM_VALUES)
+    .returning(*_S.c)
+)
+# The first ready limited states in order, locked; `claim_limited_states` picks those whose buckets have room.
+LIMITED_READY = (
+    sa.select(_S)
+    .where(*_READY_TO_CLAIM, _S.c.limits.is_not(None))
+    .order_by(sa.text(schema.CLAIM_ORDER), _S.c.id)
+    .limit(sa.bindparam("b_window"))
+    .with_for_update(skip_locked=True)
+)
+CLAIM_CHOSEN = (
+    sa.update(_S)
+    .where(_S.c.id.in_(sa.bindparam("b_ids", expanding=True)), IS_CREATED)
+    .values(**_CLAIM_VALUES)
     .returning(*_S.c)
 )
 check_move(StateStatus.CREATED, StateStatus.QUEUED)  # the move CLAIM_STATES makes, checked once here
@@ -618,6 +640,16 @@ class Tx:
         for state in states:
             self._count_move(state, state.status, values.get("status", state.status))
         self.runs_changed.update(state.run_id for state in states)
+        await self._release_holds([(state.status, values.get("status", state.status), state) for state in states])
+
+    async def _release_holds(self, moves: Iterable[tuple[str, str, StateRecord]]) -> None:
+        """States with limits that leave QUEUED free their concurrency slots, and the claimers of their
+        node are woken for the states that waited for a slot."""
+        leaving = [s for was, to, s in moves if s.limits and was == StateStatus.QUEUED.value and to != was]
+        if leaving:
+            await limit_queries.release_holds(self.conn, [s.id for s in leaving])
+            for state in leaving:
+                self.ready[(state.namespace, state.node_name)] += 1
 
     async def move_states(self, states: Sequence[StateRecord], to: StateStatus, **values: Any) -> None:
         """Move states, as read in this transaction, to status `to` and write `values` with it.
@@ -806,6 +838,7 @@ class Tx:
         rows = await asyncio.to_thread(prepare) if len(moves) >= ROWS_OFF_LOOP else prepare()
         await self.conn.execute(FINISH_STATE, rows)
         self.runs_changed.update(state.run_id for _, state in moves)
+        await self._release_holds([(was, state.status, state) for was, state in moves])
         self._note_attempts_ended(moves)
 
     async def requeue_state(self, state: StateRecord, enqueue_after: int, **values: Any) -> None:
@@ -856,6 +889,97 @@ class Tx:
                 for state in claimed:
                     self._count_move(state, StateStatus.CREATED.value, state.status)
         return claimed
+
+    async def claim_limited_states(
+        self,
+        namespace: str,
+        node_names: Sequence[str],
+        limit: int,
+        lease_id: str,
+        lease_ms: int,
+        claimant: Claimant = (None, None),
+    ) -> tuple[list[StateRecord], int | None]:
+        """Hand out up to `limit` ready states with limits, oldest first, whose buckets all have room
+        (`limit_buckets.decide`), and charge them; also when they may have room again (None: no wait).
+
+        Exact across replicas: the buckets are locked (FOR UPDATE, in key order) from before they are
+        read until the charges commit, and a concurrency cap counts the committed holds under that lock.
+        """
+        now = now_ms()
+        params = {
+            "b_namespace": namespace,
+            "b_node_names": list(node_names),
+            "b_now": now,
+            "b_window": 2 * limit + LIMITED_WINDOW,
+        }
+        candidates = [_record(StateRecord, row) for row in await self.conn.execute(LIMITED_READY, params)]
+        if not candidates:
+            return [], None
+        keys = sorted({key for state in candidates for key, _, _ in charges_of(state)})
+        names = [name for name, _ in keys if not name.startswith(NODE_PREFIX)]
+        limits = await limit_queries.limits_named(self.conn, namespace, names)
+        buckets = await limit_queries.lock_buckets(self.conn, self._insert, namespace, keys, limits, now)
+        for key, bucket in buckets.items():
+            refill(bucket, limits.get(key[0]), now)
+        metered = [k for k in keys if k[0] in limits and limits[k[0]].tokens_per_minute]
+        corrected = await limit_queries.take_corrections(self.conn, namespace, metered)
+        for key, tokens in corrected.items():
+            buckets[key].tokens -= tokens  # after the refill: usage above the estimate is owed from now
+        capped = [k for k in keys if k[0].startswith(NODE_PREFIX) or (k[0] in limits and limits[k[0]].concurrency)]
+        held = await limit_queries.held_counts(self.conn, namespace, capped)
+        decision = decide(candidates, buckets, limits, held, now=now, limit=limit)
+        changed = {**{key: buckets[key] for key in corrected}, **decision.changed}
+        await limit_queries.save_buckets(self.conn, changed.values())
+        if not decision.chosen:
+            return [], decision.retry_at
+        await limit_queries.add_holds(self.conn, namespace, decision.holds)
+        rows = await self.conn.execute(
+            CLAIM_CHOSEN,
+            {
+                "b_ids": [state.id for state in decision.chosen],
+                "b_runtime_name": claimant[0],
+                "b_runtime_instance": claimant[1],
+                "b_now": now,
+                "b_lease_id": lease_id,
+                "b_lease_expires_at": now + lease_ms,
+                "b_lease_ms": lease_ms,
+            },
+        )
+        claimed = sorted((_record(StateRecord, row) for row in rows), key=lambda r: (r.enqueue_after, r.id))
+        self._keep_quiet_about(claimed)
+        self.note_lease(min(s.lease_expires_at or now + lease_ms for s in claimed))
+        self.runs_changed.update(state.run_id for state in claimed)
+        for state in claimed:
+            self._count_move(state, StateStatus.CREATED.value, state.status)
+        return claimed, decision.retry_at
+
+    # -- limits ----------------------------------------------------------------------------------
+
+    async def get_limit(self, namespace: str, name: str) -> LimitRecord | None:
+        return (await limit_queries.limits_named(self.conn, namespace, [name])).get(name)
+
+    async def list_limits(self, namespace: str) -> list[LimitRecord]:
+        return await limit_queries.list_limits(self.conn, namespace)
+
+    async def put_limit(self, record: LimitRecord) -> None:
+        await limit_queries.put_limit(self.conn, self._insert, record)
+
+    async def delete_limit(self, namespace: str, name: str) -> bool:
+        return await limit_queries.delete_limit(self.conn, namespace, name)
+
+    async def pause_limit(self, namespace: str, name: str, key: str | None, until: int) -> None:
+        await limit_queries.pause(self.conn, self._insert, namespace, name, key, until)
+
+    async def correct_limit_tokens(self, namespace: str, corrections: Sequence[tuple[tuple[str, str], float]]) -> None:
+        """Tokens to take from (or give back to) buckets, each `((limit, key), tokens)`: applied by the next
+        claim of the bucket, under its lock, so that this transaction locks no bucket."""
+        await limit_queries.add_corrections(self.conn, namespace, corrections)
+
+    async def mark_limited_nodes(self, nodes: Iterable[tuple[str, str]]) -> None:
+        await limit_queries.mark_limited_nodes(self.conn, self._insert, nodes)
+
+    async def limited_nodes(self) -> set[tuple[str, str]]:
+        return await limit_queries.limited_nodes(self.conn)
 
     def _keep_quiet_about(self, claimed: Sequence[StateRecord]) -> None:
         """States this transaction made ready and claimed itself (a completion's eager dispatch) are
@@ -1376,6 +1500,19 @@ class Storage(abc.ABC):
         state claimable again, which at-least-once delivery allows."""
         async with self.transaction(durable=False) as tx:
             return await tx.claim_states(namespace, node_names, limit, lease_id, lease_ms, claimant)
+
+    async def claim_limited(
+        self,
+        namespace: str,
+        node_names: Sequence[str],
+        limit: int,
+        lease_id: str,
+        lease_ms: int,
+        claimant: Claimant = (None, None),
+    ) -> tuple[list[StateRecord], int | None]:
+        """Claim ready states with limits (`Tx.claim_limited_states`); not durable, as `claim`."""
+        async with self.transaction(durable=False) as tx:
+            return await tx.claim_limited_states(namespace, node_names, limit, lease_id, lease_ms, claimant)
 
     async def _relax_durability(self, conn: Any) -> None:
         return None

@@ -54,6 +54,8 @@ class StateRecord:
     # What the attempt reported using with its result (`contract.Usage`, without its null fields).
     usage: dict[str, Any] | None = None
     priority: int = 0  # its run's
+    # The limit buckets it is charged to at claim (`schema.states.limits`); None: no limits.
+    limits: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -270,3 +272,30 @@ class RunSignalRecord:
     name: str
     payload: dict[str, str]
     sent_at: int
+
+
+@dataclass
+class LimitRecord:
+    """A named limit of a namespace: any of a concurrency cap and per-minute request and token budgets."""
+
+    namespace: str
+    name: str
+    concurrency: int | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    paused_until: int
+    created_at: int
+    updated_at: int
+
+
+@dataclass
+class BucketRecord:
+    """One bucket of a limit (one per key): the budgets left as of `refilled_at`, and its pause."""
+
+    namespace: str
+    name: str
+    key: str
+    requests: float
+    tokens: float
+    refilled_at: int
+    paused_until: int

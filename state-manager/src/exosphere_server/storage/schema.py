@@ -149,6 +149,10 @@ states = sa.Table(
     sa.Column("usage", sa.JSON, nullable=True),
     # Its run's priority, kept on the state so that a claim orders by one index (`CLAIM_ORDER`).
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    # The buckets of named limits (and of its node's own `concurrency`) the state is charged to at claim,
+    # resolved when it was created: [{"name", "key", "tokens", "concurrency"}]. NULL for the states of
+    # nodes without limits: only those take the plain claim (`storage/limit_claims.py`).
+    sa.Column("limits", sa.JSON(none_as_null=True), nullable=True),
     sa.UniqueConstraint(
         "node_name",
         "namespace",
@@ -361,4 +365,71 @@ audit_log = sa.Table(
     sa.Column("action", sa.String, nullable=False),
     sa.Column("namespace", sa.String, nullable=True),
     sa.Column("target", sa.String, nullable=False),
+)
+
+# Named limits of a namespace (`PUT /v0/namespace/{ns}/limits/{name}`): what a claim may hand out.
+# `paused_until`: a `RateLimitedSignal` without a key paused every bucket of the limit until then.
+limits = sa.Table(
+    "limits",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("concurrency", sa.Integer, nullable=True),
+    sa.Column("requests_per_minute", sa.Integer, nullable=True),
+    sa.Column("tokens_per_minute", sa.Integer, nullable=True),
+    sa.Column("paused_until", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# One token bucket per (limit, key): what is left of the per-minute budgets as of `refilled_at`
+# (negative: owed after a charge bigger than the burst, or after usage above the estimate). A claim
+# locks the rows it charges (FOR UPDATE), which is what makes limits exact across replicas.
+limit_buckets = sa.Table(
+    "limit_buckets",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("key", sa.String, primary_key=True),  # "" for a limit not split by key
+    sa.Column("requests", sa.Float, nullable=False),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Column("refilled_at", sa.BigInteger, nullable=False),
+    sa.Column("paused_until", sa.BigInteger, nullable=False),
+)
+
+# One row per (claimed state, bucket with a concurrency cap) while the state is claimed: a claim counts
+# a bucket's rows (never more than its cap) under the bucket's lock; a state leaving QUEUED deletes its
+# own rows (`Tx._release_holds`), which takes no shared lock.
+limit_holds = sa.Table(
+    "limit_holds",
+    metadata,
+    sa.Column("state_id", sa.String(24), primary_key=True),
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("namespace", sa.String, nullable=False),
+    sa.Index("ix_limit_holds_bucket", "namespace", "name", "key"),
+)
+
+# Tokens to take from (positive) or give back to (negative) a bucket: a result's actual usage against the
+# estimate charged at claim. Written without touching the bucket row (no lock, so a completion never
+# waits on claims or deadlocks with them); the next claim of the bucket applies and deletes the rows
+# under the bucket's lock (`limit_queries.take_corrections`), each exactly once.
+limit_corrections = sa.Table(
+    "limit_corrections",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("namespace", sa.String, nullable=False),
+    sa.Column("name", sa.String, nullable=False),
+    sa.Column("key", sa.String, nullable=False),
+    sa.Column("tokens", sa.Float, nullable=False),
+    sa.Index("ix_limit_corrections_bucket", "namespace", "name", "key"),
+)
+
+# Nodes some graph gives limits or a concurrency: claims of these nodes also look for limited states.
+# Rows are never removed (a stale row costs a claim one more query, never a wrong answer).
+limited_nodes = sa.Table(
+    "limited_nodes",
+    metadata,
+    sa.Column("namespace", sa.String, primary_key=True),
+    sa.Column("node_name", sa.String, primary_key=True),
 )

@@ -22,7 +22,7 @@ import asyncio
 import importlib
 import inspect
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -31,6 +31,9 @@ from pydantic import BaseModel, ValidationError
 from .._sendable import first_problem, sendable_text
 from ..errors import UnsendableOutputError
 from ..signals import PruneSignal, ReQueueAfterSignal, WaitForSignal
+
+StreamSink = Callable[[str], Awaitable[None]]
+"""Where ``BaseNode.stream`` sends text: the runtime's upload of the attempt's stream."""
 
 
 class BaseNode:
@@ -46,6 +49,9 @@ class BaseNode:
     * Raise :class:`~exospherehost.PruneSignal` or :class:`~exospherehost.ReQueueAfterSignal` to
       end the branch or to run again later, :class:`~exospherehost.WaitForSignal` to wait for a
       signal sent to the run; ``self.signal`` is then its payload when the node runs again (else None).
+    * ``await self.stream(text)`` sends text live while ``execute`` runs (tokens of a model's answer,
+      progress lines): readers follow it with :meth:`StateManager.stream_state
+      <exospherehost.StateManager.stream_state>`, ``exosphere run watch --stream`` or the dashboard.
 
     Example::
 
@@ -85,6 +91,36 @@ class BaseNode:
         self.inputs = None
         self.secrets = None
         self.signal = None
+        self._stream_sink: StreamSink | None = None
+
+    async def stream(self, text: str) -> None:
+        """Append ``text`` to this attempt's live stream (from an ``async def execute``).
+
+        Chunks keep their order, are sent at once in a request that stays open while the node streams
+        (about one request a second), and are stored on the server before the attempt's result is
+        reported. A retried attempt streams afresh; earlier attempts' streams stay readable. Outside a
+        :class:`~exospherehost.Runtime` (a node run by hand in a test) the text goes nowhere.
+
+        Example::
+
+            class Answer(BaseNode):
+                class Inputs(BaseModel):
+                    question: str
+
+                class Outputs(BaseModel):
+                    answer: str
+
+                async def execute(self) -> Outputs:
+                    words = []
+                    async for token in llm.stream(self.inputs.question):
+                        words.append(token)
+                        await self.stream(token)
+                    return self.Outputs(answer="".join(words))
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"stream() takes text (str), got {type(text).__name__}")
+        if self._stream_sink is not None:
+            await self._stream_sink(text)
 
     async def execute(self) -> BaseModel | list[BaseModel] | None:
         """Do the work of one state, reading ``self.inputs`` and ``self.secrets``."""
@@ -181,7 +217,11 @@ def describe_traceback(exc: BaseException) -> str:
 
 
 async def run_node(
-    node: type[BaseNode], inputs: dict[str, Any], secrets: dict[str, Any], signal: dict[str, str] | None = None
+    node: type[BaseNode],
+    inputs: dict[str, Any],
+    secrets: dict[str, Any],
+    signal: dict[str, str] | None = None,
+    stream: StreamSink | None = None,
 ) -> Outcome:
     """Execute ``node`` once for one state and describe the result; never raises (except cancellation).
 
@@ -195,6 +235,7 @@ async def run_node(
         instance.inputs = node.Inputs(**inputs)
         instance.secrets = _parse_secrets(node, secrets)
         instance.signal = dict(signal) if signal is not None else None
+        instance._stream_sink = stream
         result = await _execute_with_timeout(instance, node.timeout)
         outputs = dump_outputs(node, result)
         check_outputs_sendable(node, outputs)

@@ -226,3 +226,15 @@ class RunSignalRecord:
     name: str
     payload: dict[str, str]
     sent_at: int
+
+
+@dataclass
+class StreamChunkRecord:
+    """One piece of text an attempt streamed (`BaseNode.stream`): attempt `attempt` (the state's claim
+    count) of state `state_id`, at `position` from 0."""
+
+    state_id: str
+    attempt: int
+    position: int
+    text: str
+    written_at: int

@@ -340,3 +340,16 @@ audit_log = sa.Table(
     sa.Column("namespace", sa.String, nullable=True),
     sa.Column("target", sa.String, nullable=False),
 )
+
+# Live streams out of running nodes: text chunks an attempt (`claims` of its state when it was
+# written) streamed, numbered from 0 by the runtime, which resends a batch whose answer it lost: the
+# primary key makes that resend harmless. Read by state and attempt from an offset, in key order.
+stream_chunks = sa.Table(
+    "stream_chunks",
+    metadata,
+    sa.Column("state_id", sa.String, primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("written_at", sa.BigInteger, nullable=False),
+)

@@ -1,0 +1,244 @@
+"""Live streams out of running nodes: chunks of text an attempt streams while it runs, stored and followed.
+
+A node calls `stream(text)`; its runtime sends the chunks of the attempt in a few long requests,
+numbered from 0 per attempt. The attempt is the state's claim count when the upload starts (a state
+claimed again, after `ReQueueAfter` or a signal wait, starts a new stream; a retry is a new state with
+its own streams), so earlier attempts' streams stay readable.
+
+Writes are grouped: every upload on this replica hands its chunks to one `StreamWriter`, which writes
+all that arrived while its previous transaction ran in the next one. Commits per second stay at most
+one per commit's duration however many nodes stream, and a chunk waits for at most two commits.
+
+Readers are woken, never polling: storage announces each commit's streams (in-process, and on
+PostgreSQL from other replicas by NOTIFY), and each commit's changed runs, which is how a reader learns
+that its attempt ended. A reader reads from its offset whenever woken, and ends once the attempt has
+ended and every chunk is sent: the runtime sends the last chunks before the attempt's result, so
+chunks are all stored by the time the state leaves QUEUED.
+
+Example::
+
+    attempt, events = await open_stream(ctx, "prod", state_id, attempt=None, from_position=0)
+    async for event in events:
+        ...  # ChunksRead(...) batches, then one StreamEnded
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from exospherehost.statuses import StateStatus
+
+from exosphere_server.clock import now_ms
+from exosphere_server.engine.errors import BadRequest, LeaseLost, NotFound
+from exosphere_server.engine.storable import text_problem
+from exosphere_server.storage.base import Storage
+from exosphere_server.storage.records import StateRecord, StreamChunkRecord
+
+READ_BATCH = 500  # chunks per read while catching up
+KEEP_ALIVE_S = 15.0  # how long a reader waits without news before its stream sends a keep-alive
+
+
+class StreamWriter:
+    """Writes the chunks of every upload on this replica, grouped into as few transactions as possible."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self._pending: list[tuple[list[StreamChunkRecord], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def write(self, chunks: list[StreamChunkRecord]) -> None:
+        """Store `chunks`; returns once they are committed (raises what the transaction raised)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((chunks, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write_pending(), name="stream-writer")
+        await done
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self.storage.transaction() as tx:
+                    await tx.append_stream_chunks([chunk for chunks, _ in batch for chunk in chunks])
+            except Exception as exc:  # each upload answers with the error; its runtime sends again
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+
+class StreamReaders:
+    """Readers of live streams on this replica, woken by the state (new chunks) or the run (the state moved)."""
+
+    def __init__(self) -> None:
+        self._by_state: dict[str, set[_Reader]] = {}
+        self._by_run: dict[str, set[_Reader]] = {}
+        self.closing = False
+
+    def streams_changed(self, state_ids: Iterable[str] | None) -> None:
+        """New chunks for these states (None: for any state, as after lost notifications)."""
+        if state_ids is None:
+            self._wake(reader for readers in self._by_state.values() for reader in readers)
+        else:
+            self._wake(reader for state_id in state_ids for reader in self._by_state.get(state_id, ()))
+
+    def runs_changed(self, run_ids: Iterable[str] | None) -> None:
+        """States of these runs moved (None: of any run): readers check whether their attempt ended."""
+        if run_ids is None:
+            self._wake(reader for readers in self._by_run.values() for reader in readers)
+        else:
+            self._wake(reader for run_id in run_ids for reader in self._by_run.get(run_id, ()))
+
+    def close(self) -> None:
+        """The server is stopping: every stream ends now (its client reconnects, with Last-Event-ID)."""
+        self.closing = True
+        self._wake(reader for readers in self._by_state.values() for reader in readers)
+
+    def count(self) -> int:
+        return sum(len(readers) for readers in self._by_state.values())
+
+    @staticmethod
+    def _wake(readers: Iterable[_Reader]) -> None:
+        for reader in list(readers):
+            reader.news.set()
+
+    @contextlib.contextmanager
+    def watch(self, state: StateRecord) -> Iterator[_Reader]:
+        reader = _Reader()
+        self._by_state.setdefault(state.id, set()).add(reader)
+        self._by_run.setdefault(state.run_id, set()).add(reader)
+        try:
+            yield reader
+        finally:
+            for index, key in ((self._by_state, state.id), (self._by_run, state.run_id)):
+                readers = index.get(key)
+                if readers is not None:
+                    readers.discard(reader)
+                    if not readers:
+                        del index[key]
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.news = asyncio.Event()
+
+
+@dataclass(frozen=True)
+class ChunksRead:
+    """Chunks of the attempt, in order, the first at `first_position`."""
+
+    first_position: int
+    texts: list[str]
+
+
+@dataclass(frozen=True)
+class StreamEnded:
+    """The attempt ended and every chunk was sent; `status` is the state's status then (None: deleted)."""
+
+    next_position: int
+    status: str | None
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    """Nothing new for a while: the stream may send a comment so that proxies keep it open."""
+
+
+StreamEvent = ChunksRead | StreamEnded | KeepAlive
+
+
+def check_texts(texts: Sequence[object], first_position: int) -> list[str]:
+    """The chunks of an upload, each a string that can be stored; `BadRequest` naming the first that cannot."""
+    checked: list[str] = []
+    for text in texts:
+        where = f"Stream chunk at offset {first_position + len(checked)}"
+        if not isinstance(text, str):
+            raise BadRequest(f"{where}: each line must be one JSON string, got {type(text).__name__}")
+        problem = text_problem(text)
+        if problem is not None:
+            raise BadRequest(f"{where}: {problem}")
+        checked.append(text)
+    return checked
+
+
+async def held_attempt(storage: Storage, namespace: str, state_id: str, lease_id: str) -> int:
+    """The attempt an upload under `lease_id` writes to: the state's claim count while the lease holds it.
+    `NotFound` for a state not in `namespace`, `LeaseLost` (409) when the lease no longer holds it."""
+    async with storage.reader() as tx:
+        state = await tx.get_state(state_id)
+    if state is None or state.namespace != namespace:
+        raise NotFound("State not found")
+    if state.status != StateStatus.QUEUED or state.lease_id != lease_id:
+        raise LeaseLost(
+            f"Lease lost: state {state_id} is {state.status} and no longer held under this lease, "
+            "so its attempt's stream is closed"
+        )
+    return state.claims
+
+
+def chunk_records(state_id: str, attempt: int, first_position: int, texts: Sequence[str]) -> list[StreamChunkRecord]:
+    now = now_ms()
+    return [StreamChunkRecord(state_id, attempt, first_position + i, text, now) for i, text in enumerate(texts)]
+
+
+def attempt_ended(state: StateRecord | None, attempt: int) -> bool:
+    """Whether attempt `attempt` of the state is over: claimed again since, or no longer held. An attempt
+    not started yet (the state waits to be claimed) has not ended."""
+    if state is None:
+        return True
+    if state.claims > attempt:
+        return True
+    if state.claims == attempt:
+        return state.status != StateStatus.QUEUED
+    return state.status not in (StateStatus.CREATED, StateStatus.WAITING)  # never to be claimed again
+
+
+async def open_stream(
+    storage: Storage, readers: StreamReaders, namespace: str, state_id: str, attempt: int | None, from_position: int
+) -> tuple[int, AsyncGenerator[StreamEvent, None]]:
+    """The attempt followed (`attempt`, else the state's latest, else its first) and its events from
+    `from_position`. Raises `NotFound` at once for a state not in `namespace`."""
+    async with storage.reader() as tx:
+        state = await tx.get_state(state_id)
+    if state is None or state.namespace != namespace:
+        raise NotFound("State not found")
+    followed = attempt if attempt is not None else max(state.claims, 1)
+    return followed, _follow(storage, readers, state, followed, from_position)
+
+
+async def _follow(
+    storage: Storage, readers: StreamReaders, state: StateRecord, attempt: int, position: int
+) -> AsyncGenerator[StreamEvent, None]:
+    with readers.watch(state) as reader:
+        current: StateRecord | None = state
+        while not readers.closing:
+            reader.news.clear()  # before reading: news during the read is not lost
+            async with storage.reader() as tx:
+                chunks = await tx.stream_chunks(state.id, attempt, position, READ_BATCH)
+                if not chunks:
+                    current = await tx.get_state(state.id)
+            if chunks:
+                yield ChunksRead(position, [text for _, text in chunks])
+                position = chunks[-1][0] + 1
+                continue
+            if attempt_ended(current, attempt):
+                # The state moved after its attempt's last chunk was stored (the runtime sends chunks
+                # before the result), so one more read finds any chunk the read above missed.
+                async with storage.reader() as tx:
+                    chunks = await tx.stream_chunks(state.id, attempt, position, READ_BATCH)
+                if chunks:
+                    yield ChunksRead(position, [text for _, text in chunks])
+                    position = chunks[-1][0] + 1
+                    continue
+                yield StreamEnded(position, None if current is None else str(current.status))
+                return
+            try:
+                await asyncio.wait_for(reader.news.wait(), KEEP_ALIVE_S)
+            except TimeoutError:
+                yield KeepAlive()

@@ -9,6 +9,9 @@ attempt's stream stays readable; bad uploads are 4xx that say what to fix.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +141,33 @@ def test_an_upload_resent_after_a_lost_answer_stores_each_chunk_once_and_bad_upl
     assert api.get("/state/000000000000000000000000/stream").status_code == 404
     assert api.get(url, params={"from": -1}).status_code == 422
     assert run(api, run_id)["status"] == "SUCCESS"
+
+
+def test_run_watch_stream_prints_the_running_states_text_live_and_exits_with_the_run(
+    server: ServerProcess, api: httpx.Client, namespace: str, runtime: Path
+) -> None:
+    _talk_graph(api, namespace)
+    gate = runtime / "gate"
+    run_id = trigger(api, "talk", store={"count": "40", "gate": str(gate)})
+    env = {
+        **os.environ,
+        "EXOSPHERE_STATE_MANAGER_URI": server.url,
+        "EXOSPHERE_API_KEY": server.api_key,
+        "EXOSPHERE_NAMESPACE": namespace,
+    }
+    output = runtime / "watch.out"
+    with open(output, "wb") as out:
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "exospherehost.cli", "run", "watch", run_id, "--stream"], env=env, stdout=out
+        )
+    try:
+        first_half = "".join(f"word{i} " for i in range(20))
+        wait_until(lambda: first_half in output.read_text(), what="the first half of the text, while Talk runs")
+        assert run(api, run_id)["status"] == "PENDING"
+        gate.touch()
+        assert watch.wait(timeout=120) == 0
+    finally:
+        watch.kill()
+    [state] = states(api, run_id)
+    text = output.read_text()
+    assert f"[talk {state['state_id']}]\n" + "".join(f"word{i} " for i in range(40)) + "\n" in text

@@ -31,7 +31,13 @@ export {
   type NodeResult,
 } from './node.js';
 export { Runtime, type RuntimeOptions } from './runtime.js';
-export { StateManager, type StateManagerConfig, type UpsertOptions, type WatchOptions } from './stateManager.js';
+export {
+  StateManager,
+  type StateManagerConfig,
+  type StreamStateOptions,
+  type UpsertOptions,
+  type WatchOptions,
+} from './stateManager.js';
 export { PruneSignal, ReQueueAfterSignal, WaitForSignalSignal } from './signals.js';
 export {
   GraphValidationStatus,
@@ -49,6 +55,7 @@ export {
   type RunSummary,
   type SignalSent,
   StoreConfigModel,
+  type StreamChunk,
   type TriggerResult,
   type TriggerState,
   UnitesModel,

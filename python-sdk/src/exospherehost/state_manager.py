@@ -61,6 +61,7 @@ logger = logging.getLogger("exospherehost")
 _READ_ATTEMPTS = 5
 # The server sends a keep-alive comment every 15 s: a stream silent for this long is dead.
 _STREAM_SILENCE_S = 45.0
+_MAX_CONNECTIONS = 256
 _RUN_EVENTS = ("snapshot", "change", "finished")
 
 
@@ -712,7 +713,11 @@ class StateManager:
         if self._api is None or self._api_loop is not loop:
             base_url = self._base_url()
             try:
-                self._api = ApiClient(base_url, self._key or None, timeout=self._timeout)
+                # Each open stream (watch_run, stream_state) holds a connection for as long as it is
+                # followed: room for many, opened only as needed.
+                self._api = ApiClient(
+                    base_url, self._key or None, timeout=self._timeout, max_connections=_MAX_CONNECTIONS
+                )
             except httpx.InvalidURL as exc:
                 raise ConfigurationError(
                     [f"state_manager_uri {self._uri!r} is not a valid URL: {exc}"], "StateManager"

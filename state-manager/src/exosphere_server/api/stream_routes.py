@@ -130,10 +130,12 @@ async def _sse(attempt: int, events: AsyncIterator[live_streams.StreamEvent]) ->
     yield RETRY
     async for event in events:
         if isinstance(event, live_streams.ChunksRead):
-            for i, text in enumerate(event.texts):
-                offset = event.first_position + i
-                data = json.dumps({"attempt": attempt, "offset": offset, "text": text}, separators=(",", ":"))
-                yield sse_event("chunk", data, offset)
+            # One write for the whole batch: each send passes every middleware, and a busy stream
+            # brings several chunks per wake-up.
+            yield "".join(
+                sse_event("chunk", json.dumps({"attempt": attempt, "offset": offset, "text": text}), offset)
+                for offset, text in enumerate(event.texts, start=event.first_position)
+            )
         elif isinstance(event, live_streams.StreamEnded):
             data = json.dumps({"attempt": attempt, "next_offset": event.next_position, "status": event.status})
             yield sse_event("end", data)

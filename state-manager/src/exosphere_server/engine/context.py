@@ -136,7 +136,7 @@ class EngineContext:
 
     def __post_init__(self) -> None:
         self.feed = RunFeed(self.storage)
-        self.stream_writer = StreamWriter(self.storage)
+        self.stream_writer = StreamWriter(self.storage, self.streams)
         # Written often enough that a served node never looks unserved: four times per wait at least.
         self.polls = NodePolls(min(5_000, self.unserved_after_ms // 4))
 

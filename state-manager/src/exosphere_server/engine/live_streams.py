@@ -38,14 +38,16 @@ from exosphere_server.storage.base import Storage
 from exosphere_server.storage.records import StateRecord, StreamChunkRecord
 
 READ_BATCH = 500  # chunks per read while catching up
+MAX_HANDED = 10_000  # chunks kept in memory for one reader; past that it reads from storage
 KEEP_ALIVE_S = 15.0  # how long a reader waits without news before its stream sends a keep-alive
 
 
 class StreamWriter:
     """Writes the chunks of every upload on this replica, grouped into as few transactions as possible."""
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, readers: StreamReaders) -> None:
         self.storage = storage
+        self.readers = readers
         self._pending: list[tuple[list[StreamChunkRecord], asyncio.Future[None]]] = []
         self._task: asyncio.Task[None] | None = None
 
@@ -68,6 +70,7 @@ class StreamWriter:
                     if not done.done():
                         done.set_exception(exc)
             else:
+                self.readers.deliver([chunk for chunks, _ in batch for chunk in chunks])
                 for _, done in batch:
                     if not done.done():
                         done.set_result(None)
@@ -81,8 +84,15 @@ class StreamReaders:
         self._by_run: dict[str, set[_Reader]] = {}
         self.closing = False
 
+    def deliver(self, chunks: Sequence[StreamChunkRecord]) -> None:
+        """Chunks this replica has just committed: handed to its readers of them, which then need no read."""
+        for chunk in chunks:
+            for reader in self._by_state.get(chunk.state_id, ()):
+                reader.hand(chunk)
+
     def streams_changed(self, state_ids: Iterable[str] | None) -> None:
-        """New chunks for these states (None: for any state, as after lost notifications)."""
+        """New chunks for these states, committed by another replica (None: for any state, as after lost
+        notifications): their readers read them."""
         if state_ids is None:
             self._wake(reader for readers in self._by_state.values() for reader in readers)
         else:
@@ -109,8 +119,8 @@ class StreamReaders:
             reader.news.set()
 
     @contextlib.contextmanager
-    def watch(self, state: StateRecord) -> Iterator[_Reader]:
-        reader = _Reader()
+    def watch(self, state: StateRecord, attempt: int) -> Iterator[_Reader]:
+        reader = _Reader(attempt)
         self._by_state.setdefault(state.id, set()).add(reader)
         self._by_run.setdefault(state.run_id, set()).add(reader)
         try:
@@ -125,8 +135,39 @@ class StreamReaders:
 
 
 class _Reader:
-    def __init__(self) -> None:
+    """One stream's follower: woken by news, handed the chunks this replica commits for its attempt."""
+
+    def __init__(self, attempt: int) -> None:
+        self.attempt = attempt
         self.news = asyncio.Event()
+        self.handed: list[tuple[int, str]] = []  # (position, text) committed here, not sent yet
+        self.overflowed = False  # the client reads slower than chunks come: read them from storage instead
+
+    def hand(self, chunk: StreamChunkRecord) -> None:
+        if chunk.attempt != self.attempt:
+            return
+        if len(self.handed) >= MAX_HANDED:
+            self.handed, self.overflowed = [], True
+        if not self.overflowed:
+            self.handed.append((chunk.position, chunk.text))
+        self.news.set()
+
+    def take_handed(self, position: int) -> list[tuple[int, str]] | None:
+        """The handed chunks from `position` on, when they follow on from it ([] when none was handed);
+        None when storage must be read: chunks were missed (a gap, or too many), and everything handed is
+        committed, so a read finds them."""
+        handed = sorted(item for item in self.handed if item[0] >= position)
+        missed = self.overflowed or (bool(handed) and handed[0][0] != position)
+        self.handed, self.overflowed = [], False
+        if missed:
+            return None
+        run = handed[:1]
+        for item in handed[1:]:
+            if item[0] == run[-1][0] + 1:
+                run.append(item)
+            elif item[0] != run[-1][0]:  # a resent chunk may come twice: once is enough
+                return None
+        return run
 
 
 @dataclass(frozen=True)
@@ -215,30 +256,45 @@ async def open_stream(
 async def _follow(
     storage: Storage, readers: StreamReaders, state: StateRecord, attempt: int, position: int
 ) -> AsyncGenerator[StreamEvent, None]:
-    with readers.watch(state) as reader:
-        current: StateRecord | None = state
+    with readers.watch(state, attempt) as reader:
+        must_read = True  # at first; then whenever woken by anything but chunks handed in order
         while not readers.closing:
-            reader.news.clear()  # before reading: news during the read is not lost
-            async with storage.reader() as tx:
-                chunks = await tx.stream_chunks(state.id, attempt, position, READ_BATCH)
-                if not chunks:
-                    current = await tx.get_state(state.id)
-            if chunks:
-                yield ChunksRead(position, [text for _, text in chunks])
-                position = chunks[-1][0] + 1
+            reader.news.clear()  # before looking: news meanwhile is not lost
+            handed = reader.take_handed(position)
+            if handed:
+                yield ChunksRead(position, [text for _, text in handed])
+                position = handed[-1][0] + 1
                 continue
-            if attempt_ended(current, attempt):
-                # The state moved after its attempt's last chunk was stored (the runtime sends chunks
-                # before the result), so one more read finds any chunk the read above missed.
-                async with storage.reader() as tx:
-                    chunks = await tx.stream_chunks(state.id, attempt, position, READ_BATCH)
-                if chunks:
-                    yield ChunksRead(position, [text for _, text in chunks])
-                    position = chunks[-1][0] + 1
+            if must_read or handed is None:
+                read = await _read(storage, state.id, attempt, position)
+                if isinstance(read, ChunksRead):
+                    yield read
+                    position = read.first_position + len(read.texts)
+                    must_read = True  # there may be more than one batch
                     continue
-                yield StreamEnded(position, None if current is None else str(current.status))
-                return
+                if attempt_ended(read, attempt):
+                    # The state moved after its attempt's last chunk was stored (the runtime sends chunks
+                    # before the result), so one more read finds any chunk the read above missed.
+                    last = await _read(storage, state.id, attempt, position, with_state=False)
+                    if isinstance(last, ChunksRead):
+                        yield last
+                        position = last.first_position + len(last.texts)
+                        continue
+                    yield StreamEnded(position, None if read is None else str(read.status))
+                    return
             try:
                 await asyncio.wait_for(reader.news.wait(), KEEP_ALIVE_S)
             except TimeoutError:
                 yield KeepAlive()
+            must_read = not reader.handed  # another replica's chunks, or the state moved
+
+
+async def _read(
+    storage: Storage, state_id: str, attempt: int, position: int, with_state: bool = True
+) -> ChunksRead | StateRecord | None:
+    """The attempt's chunks from `position` on; when there is none, the state (None: deleted, or not asked)."""
+    async with storage.reader() as tx:
+        chunks = await tx.stream_chunks(state_id, attempt, position, READ_BATCH)
+        if chunks:
+            return ChunksRead(position, [text for _, text in chunks])
+        return await tx.get_state(state_id) if with_state else None

@@ -200,10 +200,9 @@ def main() -> None:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         reader_cpu = children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
         pg_used = {k: v - pg_before[k] for k, v in postgres_counters(database_url).items()} if args.postgres else {}
+        live_from = json.loads(reader.stdout)["started"] + WARM_UP_S
         stored_ms = sorted(
-            written - float(text) * 1000
-            for written, text in _stored_chunks(database_url)
-            if float(text) >= json.loads(reader.stdout)["started"] + WARM_UP_S
+            written - float(text) * 1000 for written, text in _stored_chunks(database_url) if float(text) >= live_from
         )
         uploads = sum(1 for line in server_log.read_text().splitlines() if '"POST"' in line and '/stream"' in line)
     finally:
@@ -215,7 +214,7 @@ def main() -> None:
     read = json.loads(reader.stdout)
     pairs = read["pairs"]
     # Chunks sent before the reader had connected arrive by catching up, not live: left out.
-    latencies_ms = sorted(latency * 1000 for sent, latency in pairs if sent >= read["started"] + WARM_UP_S)
+    latencies_ms = sorted(latency * 1000 for sent, latency in pairs if sent >= live_from)
     expected = int(args.rate * args.seconds) * args.nodes
     figures: dict[str, Any] = {
         "backend": "postgresql" if args.postgres else "sqlite",

@@ -12,10 +12,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from exosphere_testing import ServerProcess, wait_until
 from exospherehost import StateManager
 
@@ -171,3 +173,41 @@ def test_run_watch_stream_prints_the_running_states_text_live_and_exits_with_the
     [state] = states(api, run_id)
     text = output.read_text()
     assert f"[talk {state['state_id']}]\n" + "".join(f"word{i} " for i in range(40)) + "\n" in text
+
+
+def test_a_reader_on_another_replica_gets_the_chunks_live_and_the_end(
+    backend: str, make_server: Callable[..., ServerProcess], server: ServerProcess, api: httpx.Client, namespace: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("replicas share a PostgreSQL database; one SQLite file has one server")
+    other = make_server(server.database_url)
+    register(api, {"Manual": ((), ())})
+    upsert(api, "manual", [node("manual", "Manual", namespace)])
+    trigger(api, "manual")
+    [state] = claim_all(api, "Manual", count=1)
+    url, lease = f"/state/{state['state_id']}/stream", {"lease_id": state["lease_id"]}
+    headers = {"x-api-key": other.api_key}
+    with (
+        httpx.Client(base_url=f"{other.url}/v0/namespace/{namespace}", headers=headers, timeout=30) as replica,
+        replica.stream("GET", url) as response,
+    ):
+        assert response.status_code == 200
+        lines = response.iter_lines()
+        got: list[str] = []
+
+        def next_event() -> tuple[str, dict[str, Any], str | None]:
+            count = len(_sse(got))
+            for line in lines:
+                got.append(line)
+                if len(_sse(got)) > count:
+                    break
+            return _sse(got)[-1]
+
+        # Each chunk stored through the first replica reaches the reader on the other one while the
+        # attempt still runs: NOTIFY, not the attempt's end, wakes it.
+        assert api.post(url, params={**lease, "offset": 0}, content=b'"one"\n').status_code == 200
+        assert next_event() == ("chunk", {"attempt": 1, "offset": 0, "text": "one"}, "0")
+        assert api.post(url, params={**lease, "offset": 1}, content=b'"two"\n').status_code == 200
+        assert next_event() == ("chunk", {"attempt": 1, "offset": 1, "text": "two"}, "1")
+        assert executed(api, state).status_code == 200
+        assert next_event() == ("end", {"attempt": 1, "next_offset": 2, "status": "SUCCESS"}, None)

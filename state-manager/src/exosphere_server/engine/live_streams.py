@@ -9,17 +9,17 @@ Writes are grouped: every upload on this replica hands its chunks to one `Stream
 all that arrived while its previous transaction ran in the next one. Commits per second stay at most
 one per commit's duration however many nodes stream, and a chunk waits for at most two commits.
 
-Readers are woken, never polling: storage announces each commit's streams (in-process, and on
-PostgreSQL from other replicas by NOTIFY), and each commit's changed runs, which is how a reader learns
-that its attempt ended. A reader reads from its offset whenever woken, and ends once the attempt has
+Readers are woken, never polling. The writer hands the chunks it committed to this replica's readers
+of them, which send them without a read; other replicas hear of them by PostgreSQL NOTIFY and read
+them. Each commit's changed runs (the run change feed) is how a reader learns that its attempt ended. A reader reads from its offset whenever woken, and ends once the attempt has
 ended and every chunk is sent: the runtime sends the last chunks before the attempt's result, so
 chunks are all stored by the time the state leaves QUEUED.
 
 Example::
 
-    attempt, events = await open_stream(ctx, "prod", state_id, attempt=None, from_position=0)
+    attempt, events = await open_stream(ctx.storage, ctx.streams, "prod", state_id, None, 0)
     async for event in events:
-        ...  # ChunksRead(...) batches, then one StreamEnded
+        ...  # ChunksRead(...) batches (and KeepAlive when quiet), then one StreamEnded
 """
 
 from __future__ import annotations

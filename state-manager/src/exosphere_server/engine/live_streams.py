@@ -11,9 +11,9 @@ one per commit's duration however many nodes stream, and a chunk waits for at mo
 
 Readers are woken, never polling. The writer hands the chunks it committed to this replica's readers
 of them, which send them without a read; other replicas hear of them by PostgreSQL NOTIFY and read
-them. Each commit's changed runs (the run change feed) is how a reader learns that its attempt ended. A reader reads from its offset whenever woken, and ends once the attempt has
-ended and every chunk is sent: the runtime sends the last chunks before the attempt's result, so
-chunks are all stored by the time the state leaves QUEUED.
+them. Each commit's changed runs (the run change feed) is how a reader learns that its attempt
+ended. A reader ends once the attempt has ended and every chunk is sent: the runtime sends the last
+chunks before the attempt's result, so they are all stored by the time the state leaves QUEUED.
 
 Example::
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -15,20 +16,29 @@ from exosphere_testing import ServerProcess, wait_until
 APP = Path(__file__).parent / "runtime_app.py"
 
 
-@pytest.fixture
-def runtime(server: ServerProcess, namespace: str, api: httpx.Client, tmp_path: Path) -> Iterator[Path]:
-    """A runtime serving `runtime_app.py`'s nodes, registered; yields its scratch directory."""
+@contextlib.contextmanager
+def running_runtime(server: ServerProcess, namespace: str, directory: Path) -> Iterator[Path]:
+    """A runtime serving `runtime_app.py`'s nodes against `server`, registered; yields `directory`."""
     env = {
         **os.environ,
         "EXOSPHERE_STATE_MANAGER_URI": server.url,
         "EXOSPHERE_API_KEY": server.api_key,
-        "STREAMS_DIR": str(tmp_path),
+        "STREAMS_DIR": str(directory),
         "EXOSPHERE_LOG_LEVEL": "WARNING",
     }
     process = subprocess.Popen([sys.executable, str(APP), namespace], env=env)
+    headers = {"x-api-key": server.api_key}
     try:
-        wait_until(lambda: api.get("/nodes/").json()["count"] == 2, what="the runtime to register")
-        yield tmp_path
+        with httpx.Client(base_url=f"{server.url}/v0/namespace/{namespace}", headers=headers, timeout=30) as api:
+            wait_until(lambda: api.get("/nodes/").json()["count"] == 2, what="the runtime to register")
+        yield directory
     finally:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def runtime(server: ServerProcess, namespace: str, tmp_path: Path) -> Iterator[Path]:
+    """A runtime serving `runtime_app.py`'s nodes on the module's server; yields its scratch directory."""
+    with running_runtime(server, namespace, tmp_path) as directory:
+        yield directory

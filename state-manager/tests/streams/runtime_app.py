@@ -53,6 +53,6 @@ Runtime(
     name="streams-runtime",
     nodes=[Talk, Flaky],
     workers=4,
-    lease_seconds=5,
+    lease_seconds=30,  # outlives a server restart in the tests that make one
     shutdown_grace_seconds=1,
 ).start()

@@ -8,6 +8,7 @@ attempt's stream stays readable; bad uploads are 4xx that say what to fix.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from exosphere_testing import ServerProcess, wait_until
 from exospherehost import StateManager
 
 from tests.blackbox.helpers import by_identifier, claim_all, executed, node, register, run, states, trigger, upsert
+from tests.streams.conftest import running_runtime
 
 
 def _talk_graph(api: httpx.Client, namespace: str) -> None:
@@ -211,3 +213,37 @@ def test_a_reader_on_another_replica_gets_the_chunks_live_and_the_end(
         assert next_event() == ("chunk", {"attempt": 1, "offset": 1, "text": "two"}, "1")
         assert executed(api, state).status_code == 200
         assert next_event() == ("end", {"attempt": 1, "next_offset": 2, "status": "SUCCESS"}, None)
+
+
+async def test_stream_state_goes_on_across_a_server_killed_mid_stream_without_loss_or_repeat(
+    make_server: Callable[..., ServerProcess], namespace: str, tmp_path: Path
+) -> None:
+    own = make_server()  # its own server: this test kills it
+    headers = {"x-api-key": own.api_key}
+    with (
+        httpx.Client(base_url=f"{own.url}/v0/namespace/{namespace}", headers=headers, timeout=30) as api,
+        running_runtime(own, namespace, tmp_path),
+    ):
+        _talk_graph(api, namespace)
+        gate = tmp_path / "gate"
+        run_id = trigger(api, "talk", store={"count": "40", "gate": str(gate)})
+        wait_until(lambda: states(api, run_id) and states(api, run_id)[0]["status"] == "QUEUED", what="Talk to run")
+        [state] = states(api, run_id)
+        got: list[str] = []
+        halfway = asyncio.Event()
+        async with StateManager(namespace, state_manager_uri=own.url, key=own.api_key) as sm:
+
+            async def follow() -> None:
+                async for chunk in sm.stream_state(state["state_id"]):
+                    got.append(chunk.text)
+                    if len(got) == 20:
+                        halfway.set()
+
+            following = asyncio.create_task(follow())
+            await asyncio.wait_for(halfway.wait(), 120)
+            await asyncio.to_thread(own.kill)
+            await asyncio.to_thread(own.start)
+            gate.touch()  # the node streams the second half to the restarted server
+            await asyncio.wait_for(following, 120)
+        assert got == [f"word{i} " for i in range(40)]
+        assert _finished(api, run_id)["status"] == "SUCCESS"

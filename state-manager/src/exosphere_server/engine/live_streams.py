@@ -91,8 +91,8 @@ class StreamReaders:
                 reader.hand(chunk)
 
     def streams_changed(self, state_ids: Iterable[str] | None) -> None:
-        """New chunks for these states, committed by another replica (None: for any state, as after lost
-        notifications): their readers read them."""
+        """New chunks for these states (None: for any state, as after lost notifications). From another
+        replica's NOTIFY, their readers read them; from a commit here, the writer hands them over too."""
         if state_ids is None:
             self._wake(reader for readers in self._by_state.values() for reader in readers)
         else:

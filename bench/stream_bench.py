@@ -10,12 +10,13 @@ state's stream with `StateManager.stream_state` and notes, per chunk, the time f
 arrival (same machine, same clock). Chunks sent before the reader started, or in its first second,
 are left out: those arrive by catching up from offset 0 (or on connections warming up), not live.
 
-Printed: latency p50 / p90 / p99 / max, and the part of it until the server had committed the chunk
-(`stored_ms`, from the chunk's `written_at`); the server's CPU (utime + stime from /proc, as a share of one
-core) while the nodes stream; the database's write rate: on SQLite the bytes the server process wrote
-to disk (/proc/PID/io) and the chunks stored per second, on PostgreSQL the commits, rows inserted and
-WAL bytes per second (pg_stat_database, pg_current_wal_lsn); and the upload requests per node per
-second, from the server's request log. The figures go to bench/results/ as JSON too.
+Printed, rates and CPU over the window the nodes streamed in: latency p50 / p90 / p99 / max, and the
+part of it until the server had committed the chunk (`stored_ms`, from the chunk's `written_at`); the
+CPU of the server, the runtime and the reader (utime + stime, as a share of one core); the database's
+write rate: the transactions that stored chunks (`exosphere_stream_writes_total`), on SQLite the bytes
+the server process wrote to disk (/proc/PID/io), on PostgreSQL the commits (read-only transactions
+count too), rows inserted and WAL bytes per second (pg_stat_database, pg_current_wal_lsn); and the
+upload requests per node per second, from the server's request log. The figures go to bench/results/ as JSON too.
 """
 
 from __future__ import annotations
@@ -120,6 +121,14 @@ def postgres_counters(database_url: str) -> dict[str, float]:
     return asyncio.run(read())
 
 
+def _stream_writes(url: str) -> float:
+    """The server's `exosphere_stream_writes_total`: transactions that stored chunks."""
+    text = httpx.get(url + "/metrics", headers={"x-api-key": TEST_API_KEY}, timeout=10).text
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith("exosphere_stream_writes_total")
+    )
+
+
 def _stored_chunks(database_url: str) -> list[tuple[int, str]]:
     """(written_at, text) of every chunk stored: when the server committed it, and when it was sent."""
     if database_url.startswith("sqlite"):
@@ -180,6 +189,7 @@ def main() -> None:
         }
         api.put("/graph/stream", json=graph).raise_for_status()
 
+        writes_before = _stream_writes(url)
         cpu_before, io_before = cpu_seconds(server.pid), written_bytes(server.pid)
         runtime_cpu_before = cpu_seconds(runtime.pid)
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -200,6 +210,7 @@ def main() -> None:
         children = resource.getrusage(resource.RUSAGE_CHILDREN)
         reader_cpu = children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
         pg_used = {k: v - pg_before[k] for k, v in postgres_counters(database_url).items()} if args.postgres else {}
+        stream_writes = _stream_writes(url) - writes_before
         live_from = json.loads(reader.stdout)["started"] + WARM_UP_S
         stored_ms = sorted(
             written - float(text) * 1000 for written, text in _stored_chunks(database_url) if float(text) >= live_from
@@ -216,6 +227,8 @@ def main() -> None:
     # Chunks sent before the reader had connected arrive by catching up, not live: left out.
     latencies_ms = sorted(latency * 1000 for sent, latency in pairs if sent >= live_from)
     expected = int(args.rate * args.seconds) * args.nodes
+    sent_times = [sent for sent, _ in pairs]
+    streaming_s = max(sent_times) - min(sent_times)  # the window the nodes streamed in
     figures: dict[str, Any] = {
         "backend": "postgresql" if args.postgres else "sqlite",
         "nodes": args.nodes,
@@ -229,19 +242,20 @@ def main() -> None:
         "latency_ms_max": latencies_ms[-1] if latencies_ms else 0.0,
         "stored_ms_p50": percentile(stored_ms, 0.50),
         "stored_ms_p99": percentile(stored_ms, 0.99),
-        "server_cpu_share_of_one_core": cpu_used / elapsed,
-        "runtime_cpu_share_of_one_core": runtime_cpu / elapsed,
-        "reader_cpu_share_of_one_core": reader_cpu / elapsed,
-        "chunks_stored_per_s": len(pairs) / elapsed,
-        "upload_requests_per_node_per_s": uploads / args.nodes / elapsed if uploads else None,
+        "server_cpu_share_of_one_core": cpu_used / streaming_s,
+        "runtime_cpu_share_of_one_core": runtime_cpu / streaming_s,
+        "reader_cpu_share_of_one_core": reader_cpu / streaming_s,
+        "chunks_stored_per_s": len(pairs) / streaming_s,
+        "stream_transactions_per_s": stream_writes / streaming_s,
+        "upload_requests_per_node_per_s": uploads / args.nodes / streaming_s if uploads else None,
         "elapsed_s": elapsed,
         "cpus": os.cpu_count(),
         "load_average_1m": os.getloadavg()[0],
     }
     if args.postgres:
-        figures |= {f"database_{k}_per_s": v / elapsed for k, v in pg_used.items()}
+        figures |= {f"database_{k}_per_s": v / streaming_s for k, v in pg_used.items()}
     else:
-        figures["server_disk_write_bytes_per_s"] = io_used / elapsed
+        figures["server_disk_write_bytes_per_s"] = io_used / streaming_s
     for name, value in figures.items():
         print(f"{name:34} {value:.2f}" if isinstance(value, float) else f"{name:34} {value}")
     results = Path(__file__).parent / "results"

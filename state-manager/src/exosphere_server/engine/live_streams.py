@@ -30,6 +30,7 @@ from collections.abc import AsyncGenerator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from exospherehost.statuses import StateStatus
+from prometheus_client import Counter
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.errors import BadRequest, LeaseLost, NotFound
@@ -40,6 +41,10 @@ from exosphere_server.storage.records import StateRecord, StreamChunkRecord
 READ_BATCH = 500  # chunks per read while catching up
 MAX_HANDED = 10_000  # chunks kept in memory for one reader; past that it reads from storage
 KEEP_ALIVE_S = 15.0  # how long a reader waits without news before its stream sends a keep-alive
+CHUNKS_WRITTEN = Counter("exosphere_stream_chunks_total", "Live stream chunks stored by this replica")
+STREAM_WRITES = Counter(
+    "exosphere_stream_writes_total", "Transactions that stored live stream chunks (each holds every chunk then waiting)"
+)
 
 
 class StreamWriter:
@@ -60,6 +65,7 @@ class StreamWriter:
         await done
 
     async def _write_pending(self) -> None:
+        await asyncio.sleep(0)  # chunks that arrive in the same turn of the event loop share the transaction
         while self._pending:
             batch, self._pending = self._pending, []
             try:
@@ -70,7 +76,10 @@ class StreamWriter:
                     if not done.done():
                         done.set_exception(exc)
             else:
-                self.readers.deliver([chunk for chunks, _ in batch for chunk in chunks])
+                written = [chunk for chunks, _ in batch for chunk in chunks]
+                STREAM_WRITES.inc()
+                CHUNKS_WRITTEN.inc(len(written))
+                self.readers.deliver(written)
                 for _, done in batch:
                     if not done.done():
                         done.set_result(None)

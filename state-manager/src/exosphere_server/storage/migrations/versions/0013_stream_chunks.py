@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("position", sa.Integer, primary_key=True),
         sa.Column("text", sa.Text, nullable=False),
         sa.Column("written_at", sa.BigInteger, nullable=False),
+        sqlite_with_rowid=False,  # the primary key is the table: half the pages per write
     )
 
 

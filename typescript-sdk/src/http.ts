@@ -71,6 +71,8 @@ export interface RequestOptions {
   json?: unknown;
   /** Query parameters. */
   query?: Record<string, string | number>;
+  /** A body written as it is produced (each piece on the wire as soon as it is enqueued), instead of `json`. */
+  stream?: { body: ReadableStream<Uint8Array>; contentType: string };
   /** Bound on the whole exchange (default: the client's timeout). */
   timeoutMs?: number;
   /** What the SDK is doing, used in error messages: `Reading graph "g"`. */
@@ -139,6 +141,10 @@ export class ApiClient {
       if (body !== undefined) {
         init.body = body;
         (init.headers as Record<string, string>)['content-type'] = 'application/json';
+      } else if (options.stream) {
+        init.body = options.stream.body;
+        (init as { duplex?: string }).duplex = 'half'; // fetch's requirement for a streamed request body
+        (init.headers as Record<string, string>)['content-type'] = options.stream.contentType;
       }
       const response = await fetch(url, init);
       const text = await response.text();

@@ -35,6 +35,7 @@ export { Runtime, type RuntimeOptions } from './runtime.js';
 export {
   StateManager,
   type StateManagerConfig,
+  type StreamStateOptions,
   type TriggerOptions,
   type UpsertOptions,
   type WatchOptions,
@@ -56,6 +57,7 @@ export {
   type RunSummary,
   type SignalSent,
   StoreConfigModel,
+  type StreamChunk,
   type TriggerResult,
   type TriggerState,
   UnitesModel,

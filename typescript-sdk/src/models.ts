@@ -284,5 +284,15 @@ export interface RunEvent extends RunProgressResponse {
   event: 'snapshot' | 'change' | 'finished';
 }
 
+/**
+ * One chunk of a state's live stream ({@link StateManager.streamState}): text a running node
+ * streamed (`this.stream(text)`), at `offset` in the stream of its `attempt`.
+ */
+export interface StreamChunk {
+  attempt: number;
+  offset: number;
+  text: string;
+}
+
 /** One state of a run (`GET .../run/{run_id}/states`). */
 export type RunState = StateResponse;

@@ -83,6 +83,33 @@ export abstract class BaseNode<TInputs extends NodeData = NodeData, TSecrets ext
   /** The payload of the signal that woke this state after it threw {@link WaitForSignalSignal};
    * undefined until one did. */
   signalPayload: Record<string, string> | undefined;
+  /** Where {@link BaseNode.stream} sends text: the runtime's upload of this attempt's stream. */
+  streamSink: ((text: string) => void) | undefined;
+
+  /**
+   * Append `text` to this attempt's live stream: tokens of a model's answer, progress lines.
+   * Readers follow it with {@link StateManager.streamState}, `exosphere run watch --stream` or the
+   * dashboard. Chunks keep their order, go on the wire at once in a request that stays open while
+   * the node streams (about one request a second), and are stored on the server before the
+   * attempt's result is reported. A retried attempt streams afresh; earlier attempts' streams stay
+   * readable. Outside a {@link Runtime} (a node run by hand in a test) the text goes nowhere.
+   *
+   * @example
+   * ```ts
+   * async execute() {
+   *   let answer = '';
+   *   for await (const token of llm.stream(this.inputs.question)) {
+   *     answer += token;
+   *     await this.stream(token);
+   *   }
+   *   return { answer };
+   * }
+   * ```
+   */
+  async stream(text: string): Promise<void> {
+    if (typeof text !== 'string') throw new TypeError(`stream() takes text (a string), got ${typeof text}`);
+    this.streamSink?.(text);
+  }
 
   /**
    * Do the work of one state. `signal` aborts when the runtime gives the state up (its run was
@@ -361,9 +388,10 @@ export async function runNode(
   secrets: Record<string, unknown>,
   signal: AbortSignal,
   signalPayload?: Record<string, string>,
+  streamSink?: (text: string) => void,
 ): Promise<Outcome> {
   const made: BaseNode<any, any>[] = [];
-  const outcome = await runOnce(node, inputs, secrets, signal, signalPayload, made);
+  const outcome = await runOnce(node, inputs, secrets, signal, signalPayload, streamSink, made);
   const usage = made[0]?.reportedUsage();
   if (usage !== undefined && (outcome.endpoint === 'executed' || outcome.endpoint === 'errored')) {
     return { ...outcome, body: { ...outcome.body, usage } } as Outcome;
@@ -377,12 +405,14 @@ async function runOnce(
   secrets: Record<string, unknown>,
   signal: AbortSignal,
   signalPayload: Record<string, string> | undefined,
+  streamSink: ((text: string) => void) | undefined,
   made: BaseNode<any, any>[],
 ): Promise<Outcome> {
   try {
     const instance = new node();
     made.push(instance);
     instance.signalPayload = signalPayload ? { ...signalPayload } : undefined;
+    instance.streamSink = streamSink;
     instance.inputs = parseData(node, 'inputs', node.Inputs, inputs);
     instance.secrets = parseData(node, 'secrets', node.Secrets, secrets);
     instance.signal = signal;

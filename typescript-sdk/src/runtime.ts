@@ -41,6 +41,7 @@ import { BatchUnsupportedError, type ExecutedItem, MAX_BATCH, ResultBatcher } fr
 import { ApiClient, Backoff, sleep } from './http.js';
 import { type Logger, defaultLogger } from './log.js';
 import { type NodeClass, type Outcome, checkNodeClasses, failed, needsSecrets, nodeRegistration, runNode } from './node.js';
+import { StreamUpload } from './streamUpload.js';
 import type { ClaimedState, EagerClaim, EnqueueRequest, EnqueueResponse, RegisterNodesRequest, SecretsResponse } from './wire.js';
 import { inStateTraceContext } from './tracing.js';
 
@@ -104,6 +105,8 @@ interface Claim {
   abort: AbortController;
   /** The state no longer takes an execution slot: executed (its outcome may still be on its way), handed back or given up. */
   slotFreed: boolean;
+  /** What the node streams (`this.stream`), once it does. */
+  stream?: StreamUpload;
 }
 
 /**
@@ -544,6 +547,8 @@ export class Runtime {
 
   private async deliverAndFinish(claim: Claim, outcome: Outcome): Promise<void> {
     try {
+      // Every chunk is stored before the result: a reader that sees the attempt end has them all.
+      await claim.stream?.close();
       await this.deliver(claim, outcome);
     } catch (err) {
       // A bug here must cost one state, never leave it held for ever.
@@ -577,7 +582,17 @@ export class Runtime {
       }
     }
     // runNode never rejects; when the state is given up it keeps running, unobserved.
-    return inStateTraceContext(claim.traceparent, () => runNode(node, claim.inputs, secrets, claim.abort.signal, claim.signalPayload));
+    return inStateTraceContext(claim.traceparent, () =>
+      runNode(node, claim.inputs, secrets, claim.abort.signal, claim.signalPayload, this.streamSink(claim)),
+    );
+  }
+
+  /** Where the node's `stream` calls go: the attempt's upload (a server without leases cannot take one). */
+  private streamSink(claim: Claim): ((text: string) => void) | undefined {
+    if (claim.leaseId === undefined) return undefined;
+    const upload = new StreamUpload(this.api, this.statePath(claim, 'stream'), claim.leaseId, this.logger, claim.abort.signal);
+    claim.stream = upload;
+    return (text) => upload.append(text);
   }
 
   private async fetchSecrets(claim: Claim): Promise<Record<string, unknown>> {
@@ -646,6 +661,7 @@ export class Runtime {
 
   private finish(claim: Claim): void {
     this.freeSlot(claim);
+    claim.stream?.cancel(); // a no-op once closed; else the attempt was given up
     this.held.delete(claim.stateId);
     this.slotFreed();
   }

@@ -16,6 +16,7 @@ import {
   type RunState,
   type RunSummary,
   StoreConfigModel,
+  type StreamChunk,
   type TriggerResult,
 } from './models.js';
 import type {
@@ -47,6 +48,14 @@ const RUN_EVENTS = new Set(['snapshot', 'change', 'finished']);
 export interface WatchOptions {
   /** Stops following: the iteration then throws the abort reason. */
   signal?: AbortSignal;
+}
+
+/** Options of {@link StateManager.streamState}. */
+export interface StreamStateOptions extends WatchOptions {
+  /** The attempt to follow (from 1). Default: the state's latest. */
+  attempt?: number;
+  /** The first chunk's offset. Default 0. */
+  fromOffset?: number;
 }
 
 /** Settings of a {@link StateManager}. */
@@ -406,6 +415,48 @@ export class StateManager {
           last = event.version;
           yield event;
           if (event.finished) return;
+        }
+      } catch (err) {
+        if (!(err instanceof ApiError) || !err.retryable || signal?.aborted) throw err;
+      }
+      // A dropped connection, or the server ended the stream (it is stopping): reconnect.
+      await sleep(backoff.nextDelay(), signal);
+      if (signal?.aborted) throw signal.reason;
+    }
+  }
+
+  /**
+   * Follow what a running node streams (`this.stream(text)`): its chunks from `fromOffset`, live,
+   * until the attempt ends; then the iteration ends. Follows `attempt` (counted from 1 by claims of
+   * the state), by default the state's latest, or its first while it waits to be claimed; a retried
+   * state is a new state with its own stream. A dropped connection or a restarting server is
+   * reconnected with backoff, resuming after the last chunk yielded: no chunk is lost or comes
+   * twice. Throws {@link NotFoundError} for a state not in this namespace.
+   *
+   * @example
+   * ```ts
+   * for await (const chunk of sm.streamState(stateId)) process.stdout.write(chunk.text);
+   * ```
+   */
+  async *streamState(stateId: string, options: StreamStateOptions = {}): AsyncGenerator<StreamChunk> {
+    const { signal } = options;
+    const action = `Following the stream of state ${stateId}`;
+    const path = `/namespace/${encodeURIComponent(this.namespace)}/state/${encodeURIComponent(stateId)}/stream`;
+    const backoff = new Backoff(200, 5_000);
+    let attempt = options.attempt;
+    let position = options.fromOffset ?? 0;
+    for (;;) {
+      const query = new URLSearchParams({ from: String(position), ...(attempt === undefined ? {} : { attempt: String(attempt) }) });
+      try {
+        for await (const sse of this.api.streamEvents(`${path}?${query}`, { silenceMs: STREAM_SILENCE_MS, action, signal })) {
+          if (sse.event !== 'chunk' && sse.event !== 'end') continue; // an event kind this SDK does not know yet
+          const event = JSON.parse(sse.data) as StreamChunk;
+          backoff.reset();
+          attempt = event.attempt; // a reconnect follows the same attempt
+          if (sse.event === 'end') return;
+          if (event.offset < position) continue;
+          position = event.offset + 1;
+          yield event;
         }
       } catch (err) {
         if (!(err instanceof ApiError) || !err.retryable || signal?.aborted) throw err;

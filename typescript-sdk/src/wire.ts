@@ -36,6 +36,7 @@ export type RunResponse = Schemas['RunResponse'];
 export type RunProgressResponse = Schemas['RunProgressResponse'];
 export type CancelRunResponse = Schemas['CancelRunResponse'];
 export type SendSignalResponse = Schemas['SendSignalResponse'];
+export type StreamAppendResponse = Schemas['StreamAppendResponse'];
 export type RunStatesResponse = Schemas['RunStatesResponse'];
 export type StateResponse = Schemas['StateResponse'];
 export type EnqueueRequest = Schemas['EnqueueRequest'];

@@ -203,6 +203,8 @@ class ApiClient:
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
         action: str = "",
+        content: AsyncIterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> M: ...
 
     @overload
@@ -216,6 +218,8 @@ class ApiClient:
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
         action: str = "",
+        content: AsyncIterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any: ...
 
     async def request(
@@ -228,17 +232,22 @@ class ApiClient:
         params: dict[str, Any] | None = None,
         timeout: float | None = None,
         action: str = "",
+        content: AsyncIterator[bytes] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request and return its answer: parsed as the contract's ``answer`` model when given,
         else the decoded JSON body (``None`` when empty).
 
         Raises an :class:`ApiError` subclass for any status outside 2xx,
         :class:`ServerUnavailableError` when no answer arrived and :class:`UnexpectedAnswerError` when
-        a success answer is not an ``answer``.
+        a success answer is not an ``answer``. ``content`` sends a body written as it is produced
+        (each piece goes on the wire as soon as it is yielded), instead of ``json``.
         """
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if content is not None:
+            extra["content"] = content
         try:
-            response = await self._client.request(method, path, json=json, params=params, **extra)
+            response = await self._client.request(method, path, json=json, params=params, headers=headers, **extra)
         except httpx.RequestError as exc:
             raise _unavailable(exc, action) from exc
         if not response.is_success:

@@ -860,6 +860,41 @@ class SendSignalResponse(Answer):
     woken: int = Field(description="States that were waiting for this signal and now run again")
 
 
+class StreamAppendResponse(Answer):
+    """``POST .../state/{state_id}/stream?lease_id=…&offset=N`` (additive; sent by runtimes for
+    ``BaseNode.stream``): the chunks of the body, one JSON string per line, are stored as ``attempt``'s
+    chunks ``offset``, ``offset + 1``, …; ``next_offset`` is the offset after the last one."""
+
+    attempt: int = Field(description="The attempt (the state's claim count) the chunks belong to")
+    next_offset: int
+
+
+class StreamChunk(Answer):
+    """One ``chunk`` event of ``GET .../state/{state_id}/stream`` (:meth:`StateManager.stream_state
+    <exospherehost.StateManager.stream_state>`): text a running node streamed, at ``offset`` (also the
+    event's id) in its attempt's stream.
+
+    Example::
+
+        async for chunk in sm.stream_state(state_id):
+            print(chunk.text, end="", flush=True)
+    """
+
+    attempt: int
+    offset: int
+    text: str
+
+
+class StreamEnd(Answer):
+    """The ``end`` event of ``GET .../state/{state_id}/stream``: the attempt ended and every chunk was sent."""
+
+    attempt: int
+    next_offset: int = Field(description="How many chunks the attempt streamed")
+    status: StateStatus | None = Field(
+        description="The state's status when the stream ended; null: the state was deleted"
+    )
+
+
 class ManualRetryResponse(Answer):
     """``POST .../state/{state_id}/manual-retry``: the new state."""
 
@@ -1028,6 +1063,9 @@ __all__ = [
     "SendSignalRequest",
     "SendSignalResponse",
     "StateResponse",
+    "StreamAppendResponse",
+    "StreamChunk",
+    "StreamEnd",
     "TriggerManyRequest",
     "TriggerManyResponse",
     "TriggerRequest",

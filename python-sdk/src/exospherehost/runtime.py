@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 from ._batching import MAX_BATCH, BatchUnsupportedError, EagerClaims, ResultBatcher
 from ._http import ApiClient, Backoff
+from ._stream_upload import StreamUpload
 from ._tracing import state_trace_context
 from .contract import ClaimedState, EnqueueResponse, SecretsResponse
 from .errors import (
@@ -48,7 +49,7 @@ from .errors import (
     NotFoundError,
     ServerUnavailableError,
 )
-from .node import BaseNode, Outcome, check_node_classes, node_schema, run_node
+from .node import BaseNode, Outcome, StreamSink, check_node_classes, node_schema, run_node
 
 logger = logging.getLogger("exospherehost")
 
@@ -77,6 +78,7 @@ class _Claim:
     signal: dict[str, str] | None = None  # the payload of the signal that woke the state (WaitForSignal)
     lost: bool = False
     execution: asyncio.Task[Outcome | None] | None = None
+    stream: StreamUpload | None = None  # what the node streams, once it does (BaseNode.stream)
     # True once the state no longer takes an execution slot: executed (its outcome may still be on
     # its way to the server), handed back or given up.
     slot_freed: bool = False
@@ -432,6 +434,9 @@ class Runtime:
     async def _deliver_and_finish(self, claim: _Claim, outcome: Outcome) -> None:
         # Cancelled (shutdown out of grace), the state stays held, and is handed back.
         try:
+            if claim.stream is not None:
+                # Every chunk is stored before the result: a reader that sees the attempt end has them all.
+                await claim.stream.close()
             await self._deliver(claim, outcome)
         except Exception:
             # A bug here must cost one state, never leave it held for ever.
@@ -455,7 +460,17 @@ class Runtime:
             except ApiError as exc:
                 return Outcome.failed(exc)
         with state_trace_context(claim.traceparent):
-            return await run_node(node, claim.inputs, secrets, claim.signal)
+            return await run_node(node, claim.inputs, secrets, claim.signal, self._stream_sink(claim))
+
+    def _stream_sink(self, claim: _Claim) -> StreamSink | None:
+        """Where the node's `stream` calls go: the attempt's upload (a server without leases cannot take one)."""
+        lease_id = claim.lease_id
+        if lease_id is None:
+            return None
+        upload = claim.stream = StreamUpload(
+            self._api, self._state_path(claim, "stream"), lease_id, give_up=lambda: claim.lost
+        )
+        return upload.append
 
     async def _fetch_secrets(self, claim: _Claim) -> dict[str, Any]:
         server_errors = 0
@@ -526,6 +541,8 @@ class Runtime:
 
     def _finish(self, claim: _Claim) -> None:
         self._free_slot(claim)
+        if claim.stream is not None:
+            claim.stream.cancel()  # a no-op once closed; else the attempt was given up
         if self._held.pop(claim.state_id, None) is not None:
             self._slot_freed.set()
 

@@ -43,6 +43,8 @@ from .contract import (
     RunStatesResponse,
     SendSignalResponse,
     StateResponse,
+    StreamChunk,
+    StreamEnd,
     TriggerManyResponse,
     TriggerResponse,
 )
@@ -63,6 +65,7 @@ logger = logging.getLogger("exospherehost")
 _READ_ATTEMPTS = 5
 # The server sends a keep-alive comment every 15 s: a stream silent for this long is dead.
 _STREAM_SILENCE_S = 45.0
+_MAX_CONNECTIONS = 256
 _RUN_EVENTS = ("snapshot", "change", "finished")
 
 
@@ -433,6 +436,57 @@ class StateManager:
             # The server ended the stream before the run finished (it is stopping): reconnect.
             await asyncio.sleep(backoff.next_delay())
 
+    async def stream_state(
+        self, state_id: str, *, attempt: int | None = None, from_offset: int = 0
+    ) -> AsyncIterator[StreamChunk]:
+        """Follow what a running node streams (``BaseNode.stream``): its chunks from ``from_offset``, live,
+        until the attempt ends; then the iteration ends.
+
+        Follows ``attempt`` (counted from 1 by claims of the state), by default the state's latest, or
+        its first while it waits to be claimed; a retried state is a new state with its own stream. A
+        dropped connection or a restarting server is reconnected with backoff, resuming after the
+        last chunk yielded (``Last-Event-ID``): no chunk is lost or comes twice. Raises
+        :class:`NotFoundError` for a state not in this namespace.
+
+        Example::
+
+            async for chunk in sm.stream_state(state_id):
+                print(chunk.text, end="", flush=True)
+        """
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        action = f"Following the stream of state {state_id}"
+        path = f"/namespace/{quote(self._namespace, safe='')}/state/{quote(state_id, safe='')}/stream"
+        following, position = attempt, from_offset
+        while True:
+            query = {"from": position, **({"attempt": following} if following is not None else {})}
+            try:
+                async for sse in self._client().stream_events(
+                    f"{path}?{urlencode(query)}", read_timeout=_STREAM_SILENCE_S, action=action
+                ):
+                    if sse.event not in ("chunk", "end"):
+                        continue  # an event kind this SDK does not know yet
+                    try:
+                        event = (StreamChunk if sse.event == "chunk" else StreamEnd).model_validate_json(sse.data)
+                    except ValueError as exc:
+                        raise UnexpectedAnswerError(200, f"a {sse.event} event does not fit: {exc}", action) from None
+                    backoff.reset()
+                    following = event.attempt  # a reconnect follows the same attempt
+                    if isinstance(event, StreamEnd):
+                        return
+                    if event.offset < position:
+                        continue
+                    position = event.offset + 1
+                    yield event
+            except ApiError as exc:
+                if not exc.retryable:
+                    raise
+                delay = backoff.next_delay()
+                logger.debug("%s; reconnecting in %.2f s", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            # The server ended the stream before the attempt ended (it is stopping): reconnect.
+            await asyncio.sleep(backoff.next_delay())
+
     async def wait_for_run(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait until a run has finished and return its summary (see :meth:`get_run`).
 
@@ -750,7 +804,11 @@ class StateManager:
         if self._api is None or self._api_loop is not loop:
             base_url = self._base_url()
             try:
-                self._api = ApiClient(base_url, self._key or None, timeout=self._timeout)
+                # Each open stream (watch_run, stream_state) holds a connection for as long as it is
+                # followed: room for many, opened only as needed.
+                self._api = ApiClient(
+                    base_url, self._key or None, timeout=self._timeout, max_connections=_MAX_CONNECTIONS
+                )
             except httpx.InvalidURL as exc:
                 raise ConfigurationError(
                     [f"state_manager_uri {self._uri!r} is not a valid URL: {exc}"], "StateManager"

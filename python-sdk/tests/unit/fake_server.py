@@ -116,9 +116,25 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
         if ":" in line:
             name, value = line.split(":", 1)
             headers[name.strip().lower()] = value.strip()
-    raw = await reader.readexactly(int(headers.get("content-length", "0")))
+    if headers.get("transfer-encoding") == "chunked":  # a body streamed as it is written
+        raw = b""
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            raw += (await reader.readexactly(size + 2))[:-2]
+        await reader.readuntil(b"\r\n")
+    else:
+        raw = await reader.readexactly(int(headers.get("content-length", "0")))
     url = urlsplit(target)
-    return Request(method, url.path, dict(parse_qsl(url.query)), headers, json.loads(raw) if raw else None)
+    return Request(method, url.path, dict(parse_qsl(url.query)), headers, _decoded(raw))
+
+
+def _decoded(raw: bytes) -> Any:
+    """JSON bodies decoded; others (JSON lines) as text."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode()
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -22,6 +22,7 @@ from exosphere_server.api import (
     run_routes,
     signal_routes,
     state_routes,
+    stream_routes,
 )
 from exosphere_server.api.access import check_every_route_has_a_rule
 from exosphere_server.api.audit_trail import AuditTrailMiddleware
@@ -45,6 +46,7 @@ from exosphere_server.engine import health as engine_health
 from exosphere_server.engine import metrics as engine_metrics
 from exosphere_server.engine import serving
 from exosphere_server.engine.context import EngineContext
+from exosphere_server.engine.live_streams import StreamReaders
 from exosphere_server.engine.run_feed import RunFeed
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.engine.secrets_key import verify_secrets_key
@@ -72,8 +74,10 @@ WAITING = Gauge(
 class EngineListener:
     """Storage events to the parts that wait on them: claimers, the run change feed, the scheduler."""
 
-    def __init__(self, wakeups: Wakeups, feed: RunFeed, scheduler: Scheduler, tracing: Tracing) -> None:
-        self.wakeups, self.feed, self.scheduler, self.tracing = wakeups, feed, scheduler, tracing
+    def __init__(
+        self, wakeups: Wakeups, feed: RunFeed, streams: StreamReaders, scheduler: Scheduler, tracing: Tracing
+    ) -> None:
+        self.wakeups, self.feed, self.streams, self.scheduler, self.tracing = wakeups, feed, streams, scheduler, tracing
 
     def states_ready(self, ready: Mapping[tuple[str, str], int | None]) -> None:
         self.wakeups.feed(ready)
@@ -86,9 +90,14 @@ class EngineListener:
 
     def runs_changed(self, run_ids: set[str]) -> None:
         self.feed.changed(run_ids)
+        self.streams.runs_changed(run_ids)
 
     def every_run_changed(self) -> None:
         self.feed.every_run_changed()
+        self.streams.runs_changed(None)
+
+    def streams_changed(self, state_ids: set[str] | None) -> None:
+        self.streams.streams_changed(state_ids)
 
     def lease_granted(self, deadline_ms: int) -> None:
         self.scheduler.note_deadline(deadline_ms)
@@ -154,7 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
     ctx.tracing = open_tracing(settings.tracing)
     storage.track_attempts = ctx.tracing.enabled
     scheduler = Scheduler(ctx, settings.run_retention_days)
-    storage.subscribe(EngineListener(ctx.wakeups, ctx.feed, scheduler, ctx.tracing))
+    storage.subscribe(EngineListener(ctx.wakeups, ctx.feed, ctx.streams, scheduler, ctx.tracing))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -191,7 +200,16 @@ def create_app(settings: Settings) -> FastAPI:
     v0 = APIRouter(
         prefix="/v0", dependencies=[Depends(require_api_key), Depends(reject_nul_characters)], responses=REFUSALS
     )
-    api_modules = (graph_routes, state_routes, run_routes, signal_routes, inspect_routes, key_routes, limit_routes)
+    api_modules = (
+        graph_routes,
+        state_routes,
+        stream_routes,
+        run_routes,
+        signal_routes,
+        inspect_routes,
+        key_routes,
+        limit_routes,
+    )
     for module in api_modules:
         v0.include_router(module.router)
     app.include_router(v0)
@@ -224,7 +242,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def metrics(request: Request) -> Response:
         depths = await engine_metrics.ready_queue_depths(request.app.state.ctx)
         ctx: EngineContext = request.app.state.ctx
-        WAITING.set(ctx.wakeups.waiting() + ctx.feed.follower_count())
+        WAITING.set(ctx.wakeups.waiting() + ctx.feed.follower_count() + ctx.streams.count())
         READY_DEPTH.clear()
         for (namespace, node), depth in depths.items():
             READY_DEPTH.labels(namespace, node).set(depth)

@@ -118,6 +118,8 @@ def drive_every_route(r: Recorder) -> None:
 
     r.call("GET", STATE + "/secrets", state_id=kept["state_id"])
     r.call("POST", STATE + "/heartbeat", state_id=kept["state_id"], json={"lease_id": kept["lease_id"]})
+    stream = {"lease_id": kept["lease_id"], "offset": 0}
+    r.call("POST", STATE + "/stream", state_id=kept["state_id"], params=stream, content=b'"live"\n')
     # Eager dispatch: the answer carries one of the two Leaf states this result creates.
     [eager_leaf] = r.call(
         "POST",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exosphere_server.clock import now_ms
-from exosphere_server.engine import cancellation, graphs, runs, transitions
+from exosphere_server.engine import cancellation, graphs, live_streams, runs, transitions
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.storage.sqlite import SqliteStorage
@@ -14,7 +14,7 @@ from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigMo
 SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
 
 
-async def test_only_finished_runs_older_than_the_cut_are_deleted(tmp_path: Path) -> None:
+async def test_only_finished_runs_older_than_the_cut_are_deleted_with_their_streams(tmp_path: Path) -> None:
     storage = SqliteStorage(tmp_path / "exosphere.db")
     await storage.start()
     ctx = EngineContext(storage=storage, box=SecretBox(b"k" * 32))
@@ -34,13 +34,17 @@ async def test_only_finished_runs_older_than_the_cut_are_deleted(tmp_path: Path)
         )
         done = (await runs.trigger(ctx, "ns", "g", runs.RunRequest())).run_id
         [state] = await transitions.claim(ctx, "ns", ["Echo"], 1)
+        await ctx.stream_writer.write(live_streams.chunk_records(state.id, 1, 0, ["streamed"]))
         await transitions.executed(ctx, "ns", state.id, [{"x": "1"}], state.lease_id)
         live = (await runs.trigger(ctx, "ns", "g", runs.RunRequest())).run_id
+        async with storage.reader() as tx:
+            assert await tx.stream_chunks(state.id, 1, 0, 10) == [(0, "streamed")]
         async with storage.transaction() as tx:
             assert await tx.delete_finished_runs(older_than=now_ms() + 1000, limit=100) == 1
         async with storage.reader() as tx:
             assert await tx.get_run(done) is None
             assert await tx.states_of_run(done) == []
+            assert await tx.stream_chunks(state.id, 1, 0, 10) == []  # its streams go with it
             assert await tx.get_run(live) is not None and len(await tx.states_of_run(live)) == 1
     finally:
         await storage.close()

@@ -24,6 +24,9 @@ from schemathesis import GenerationMode
 
 from ..blackbox.helpers import claim_all, node, register, trigger, upsert
 
+# A live stream's upload body is JSON lines, sent as the text it is (`POST .../state/{id}/stream`).
+schemathesis.serializer.alias("application/x-ndjson", "text/plain")
+
 EXAMPLES_PER_OPERATION = 30  # per generation mode and per pass
 MAX_WAIT_MS = 50  # long-poll bounds are capped so the fuzzing stays fast
 REQUEST_TIMEOUT_S = 10
@@ -158,13 +161,20 @@ def openapi(server: ServerProcess) -> Any:
     return schemathesis.openapi.from_url(server.url + "/openapi.json")
 
 
+EVENT_STREAMS = {
+    "GET /v0/namespace/{namespace_name}/run/{run_id}/events",
+    "GET /v0/namespace/{namespace_name}/state/{state_id}/stream",
+}
+
+
 def operations(schema: Any) -> list[Any]:
     """Every operation but the event streams, which answer 200 with a body that never ends while the run
-    is pending (`test_run_events_refuse_bad_input_before_streaming` fuzzes them instead)."""
+    (or the state's attempt) is pending (`test_run_events_refuse_bad_input_before_streaming` fuzzes the
+    run's; tests/streams pins the state's refusals)."""
     found = [result.ok() for result in schema.get_all_operations()]
     assert found, "the OpenAPI schema lists no operations"
-    streams = [op for op in found if op.label.endswith("/events")]
-    assert streams == [op for op in found if op.label == "GET /v0/namespace/{namespace_name}/run/{run_id}/events"]
+    streams = [op for op in found if op.label.endswith(("/events", "/stream")) and op.method.upper() == "GET"]
+    assert {op.label for op in streams} == EVENT_STREAMS
     return [op for op in found if op not in streams]
 
 

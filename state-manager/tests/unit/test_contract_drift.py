@@ -42,8 +42,9 @@ def test_every_operation_documents_its_answer() -> None:
             [answer] = success.values()
             if "text/event-stream" in answer["content"]:
                 # The run's event stream; each event's data is `exospherehost.contract.RunEvent`, which the
-                # SDK parses every event with (python-sdk/tests/integration/test_watch_run.py).
-                assert path.endswith("/events"), f"{method.upper()} {path} answers an undocumented stream"
+                # SDK parses every event with (python-sdk/tests/integration/test_watch_run.py). A state's
+                # live stream: `StreamChunk` and `StreamEnd` (state-manager/tests/streams/).
+                assert path.endswith(("/events", "/stream")), f"{method.upper()} {path} answers an undocumented stream"
                 continue
             schema = answer["content"]["application/json"]["schema"]
             assert "$ref" in schema, f"{method.upper()} {path} answers an undocumented shape: {schema}"

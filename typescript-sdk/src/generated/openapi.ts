@@ -553,6 +553,39 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/namespace/{namespace_name}/state/{state_id}/stream": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * State Stream
+         * @description Server-sent events of an attempt's live stream (additive; `StateManager.stream_state`).
+         *
+         *     A `chunk` event per chunk (`StreamChunk`, its offset as the event id), from `from` (or after
+         *     `Last-Event-ID`), live while the attempt runs; then one `end` event (`StreamEnd`) once the attempt
+         *     has ended and every chunk is sent, and the stream closes. `404` for a state not in the namespace.
+         */
+        get: operations["state_stream_v0_namespace__namespace_name__state__state_id__stream_get"];
+        put?: never;
+        /**
+         * Append Stream
+         * @description Append chunks to the held attempt's stream (additive; sent by runtimes for `BaseNode.stream`).
+         *
+         *     The body holds one JSON string per line; the chunks take offsets `offset`, `offset + 1`, … and are
+         *     stored as they arrive (a chunk already stored at its offset is kept: resending a batch is harmless).
+         *     The answer, once every chunk is stored, gives the next offset. `409` when the lease no longer holds
+         *     the state, `400` naming the first line that is not a storable JSON string.
+         */
+        post: operations["append_stream_v0_namespace__namespace_name__state__state_id__stream_post"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/state/{state_id}/wait-for-signal": {
         parameters: {
             query?: never;
@@ -2423,6 +2456,23 @@ export interface components {
             };
             /** Required Keys */
             required_keys?: string[];
+        };
+        /**
+         * StreamAppendResponse
+         * @description ``POST .../state/{state_id}/stream?lease_id=…&offset=N`` (additive; sent by runtimes for
+         *     ``BaseNode.stream``): the chunks of the body, one JSON string per line, are stored as ``attempt``'s
+         *     chunks ``offset``, ``offset + 1``, …; ``next_offset`` is the offset after the last one.
+         */
+        StreamAppendResponse: {
+            /**
+             * Attempt
+             * @description The attempt (the state's claim count) the chunks belong to
+             */
+            attempt: number;
+            /** Next Offset */
+            next_offset: number;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * TriggerManyRequest
@@ -5281,6 +5331,178 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["SecretsResponse"];
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    state_stream_v0_namespace__namespace_name__state__state_id__stream_get: {
+        parameters: {
+            query?: {
+                /** @description The first chunk's offset */
+                from?: number;
+                /** @description Default: the latest attempt */
+                attempt?: number | null;
+            };
+            header?: {
+                /** @description Resume after this chunk's offset */
+                "Last-Event-ID"?: string | null;
+            };
+            path: {
+                namespace_name: string;
+                state_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": unknown;
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    append_stream_v0_namespace__namespace_name__state__state_id__stream_post: {
+        parameters: {
+            query: {
+                /** @description The lease of the attempt that streams */
+                lease_id: string;
+                /** @description The offset of the body's first chunk */
+                offset?: number;
+            };
+            header?: never;
+            path: {
+                namespace_name: string;
+                state_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-ndjson": string;
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StreamAppendResponse"];
                 };
             };
             /** @description The API key is missing or wrong */

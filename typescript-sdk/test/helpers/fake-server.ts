@@ -25,7 +25,9 @@ export interface Reply {
 export interface Call {
   method: string;
   path: string;
+  /** JSON bodies decoded; others (a live stream's JSON lines) as text. */
   body: unknown;
+  query: Record<string, string>;
 }
 
 export class FakeStateManager {
@@ -66,8 +68,10 @@ export class FakeStateManager {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const text = Buffer.concat(chunks).toString('utf8');
-    const path = (request.url ?? '').split('?')[0]!.replace(/\/+$/, '');
-    this.calls.push({ method: request.method ?? '', path, body: text ? JSON.parse(text) : undefined });
+    const [target = '', search = ''] = (request.url ?? '').split('?');
+    const path = target.replace(/\/+$/, '');
+    const query = Object.fromEntries(new URLSearchParams(search));
+    this.calls.push({ method: request.method ?? '', path, body: text ? decoded(text) : undefined, query });
     this.send(response, this.reply(path));
   }
 
@@ -104,5 +108,13 @@ export class FakeStateManager {
     }
     if (endpoint === 'secrets') return { status: 200, body: { secrets: {} } };
     return { status: 200, body: { status: endpoint.toUpperCase() } };
+  }
+}
+
+function decoded(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
   }
 }

@@ -9,8 +9,9 @@ line per change, at most one a second, and always the last.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 import typer
@@ -28,7 +29,8 @@ from exospherehost.cli.options import (
     parse_duration,
 )
 from exospherehost.contract import RunEvent
-from exospherehost.statuses import FAILED, RunStatus
+from exospherehost.state_manager import StateManager
+from exospherehost.statuses import FAILED, RunStatus, StateStatus
 
 PLAIN_LINE_EVERY_S = 1.0
 
@@ -85,25 +87,36 @@ def watch_run(
     key: KeyOption = None,
     namespace: NamespaceOption = None,
     as_json: JsonOption = False,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print the live text the running states stream, instead of progress")
+    ] = False,
 ) -> None:
     """Follow a run live until it ends: a progress bar with an ETA (plain lines when not a terminal).
 
     Survives a server restart: the watch reconnects and goes on. Exit code 0 when the run succeeded,
-    1 when it failed, 4 on --timeout. With --json, one JSON object per event (JSON lines).
+    1 when it failed, 4 on --timeout. With --json, one JSON object per event (JSON lines). With
+    --stream, the text each running state streams (`BaseNode.stream`), as it comes, under a
+    `[identifier state_id]` line whenever the state printing changes (JSON lines of chunks with --json).
     """
     limit = parse_duration(timeout, "--timeout") if timeout is not None else None
     run_id = run_id.strip()
     with connect(server, key, namespace) as session:
         started = time.monotonic()
         eta = Eta(started)
-        if as_json:
+        live_text = LiveText(session.sm, run_id, as_json) if stream else None
+        show: Show
+        finish: Callable[[], None]
+        if live_text is not None:
+            show, finish = live_text.show, lambda: None
+        elif as_json:
             show, finish = _json_lines()
         elif render.out.is_terminal:
             show, finish = _progress_bar(eta)
         else:
             show, finish = _plain_lines(eta)
         try:
-            last = session.run(_follow(session.sm.watch_run(run_id), show, limit))
+            watching = _follow(session.sm.watch_run(run_id), show, limit)
+            last = session.run(live_text.follow(watching) if live_text is not None else watching)
         except KeyboardInterrupt:
             raise CliError(f"stopped watching; run {run_id} goes on in the server", 130) from None
         finally:
@@ -125,6 +138,74 @@ def watch_run(
 
 
 Show = Callable[[RunEvent], None]
+STATES_READ_EVERY_S = 0.5  # the most often --stream lists the run's states to find newly running ones
+
+
+class LiveText:
+    """`--stream`: follows the stream of each state of the run seen running, printing chunks as they come.
+
+    Running states are found by listing the run's states when its events show states running (at most
+    every `STATES_READ_EVERY_S`); a state that starts and ends between two looks is not printed.
+    """
+
+    def __init__(self, sm: StateManager, run_id: str, as_json: bool) -> None:
+        self.sm, self.run_id, self.as_json = sm, run_id, as_json
+        self.followed: set[str] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.looked_at = -STATES_READ_EVERY_S
+        self.running = False
+        self.last_source: str | None = None
+        self.wake = asyncio.Event()
+
+    def show(self, event: RunEvent) -> None:
+        self.running = any(node.counts.get(StateStatus.QUEUED, 0) for node in event.nodes)
+        self.wake.set()
+
+    async def follow(self, run: Awaitable[RunEvent | None]) -> RunEvent | None:
+        """Run `run` (the watch of the run's events) while following the streams of its running states;
+        once it ends, wait for the streams followed to end too."""
+        finder = asyncio.create_task(self._find_running())
+        try:
+            last = await run
+        finally:
+            finder.cancel()
+        if last is not None and self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        for task in self.tasks:
+            task.cancel()
+        if self.last_source is not None and not self.as_json:
+            render.out.file.write("\n")
+        return last
+
+    async def _find_running(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            pause = self.looked_at + STATES_READ_EVERY_S - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            if not self.running:
+                continue
+            self.looked_at = loop.time()
+            for state in await self.sm.get_run_states(self.run_id):
+                if state["status"] == StateStatus.QUEUED and state["state_id"] not in self.followed:
+                    self.followed.add(state["state_id"])
+                    task = asyncio.create_task(self._print_stream(state["state_id"], state["identifier"]))
+                    self.tasks.add(task)
+
+    async def _print_stream(self, state_id: str, identifier: str) -> None:
+        out = render.out.file
+        async for chunk in self.sm.stream_state(state_id):
+            if self.as_json:
+                line = {"state_id": state_id, "identifier": identifier, **chunk.model_dump(mode="json")}
+                out.write(json.dumps(line) + "\n")
+            else:
+                if self.last_source != state_id:
+                    out.write(("\n" if self.last_source is not None else "") + f"[{identifier} {state_id}]\n")
+                    self.last_source = state_id
+                out.write(chunk.text)
+            out.flush()
 
 
 async def _follow(events: AsyncIterator[RunEvent], show: Show, limit: float | None) -> RunEvent | None:

@@ -22,7 +22,7 @@ import asyncio
 import importlib
 import inspect
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -32,6 +32,9 @@ from .._sendable import first_problem, sendable_text
 from ..contract import MAX_USAGE_COST_USD, MAX_USAGE_TOKENS
 from ..errors import UnsendableOutputError
 from ..signals import PruneSignal, RateLimitedSignal, ReQueueAfterSignal, WaitForSignal
+
+StreamSink = Callable[[str], Awaitable[None]]
+"""Where ``BaseNode.stream`` sends text: the runtime's upload of the attempt's stream."""
 
 
 class BaseNode:
@@ -47,6 +50,9 @@ class BaseNode:
     * Raise :class:`~exospherehost.PruneSignal` or :class:`~exospherehost.ReQueueAfterSignal` to
       end the branch or to run again later, :class:`~exospherehost.WaitForSignal` to wait for a
       signal sent to the run; ``self.signal`` is then its payload when the node runs again (else None).
+    * ``await self.stream(text)`` sends text live while ``execute`` runs (tokens of a model's answer,
+      progress lines): readers follow it with :meth:`StateManager.stream_state
+      <exospherehost.StateManager.stream_state>`, ``exosphere run watch --stream`` or the dashboard.
     * Call :meth:`report_usage` with what a model provider call used (tokens, requests, cost): it is
       added up over the attempt and sent with its result, ``executed`` or ``errored``.
 
@@ -88,6 +94,36 @@ class BaseNode:
         self.inputs = None
         self.secrets = None
         self.signal = None
+        self._stream_sink: StreamSink | None = None
+
+    async def stream(self, text: str) -> None:
+        """Append ``text`` to this attempt's live stream (from an ``async def execute``).
+
+        Chunks keep their order, are sent at once in a request that stays open while the node streams
+        (about one request a second), and are stored on the server before the attempt's result is
+        reported. A retried attempt streams afresh; earlier attempts' streams stay readable. Outside a
+        :class:`~exospherehost.Runtime` (a node run by hand in a test) the text goes nowhere.
+
+        Example::
+
+            class Answer(BaseNode):
+                class Inputs(BaseModel):
+                    question: str
+
+                class Outputs(BaseModel):
+                    answer: str
+
+                async def execute(self) -> Outputs:
+                    words = []
+                    async for token in llm.stream(self.inputs.question):
+                        words.append(token)
+                        await self.stream(token)
+                    return self.Outputs(answer="".join(words))
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"stream() takes text (str), got {type(text).__name__}")
+        if self._stream_sink is not None:
+            await self._stream_sink(text)
 
     async def execute(self) -> BaseModel | list[BaseModel] | None:
         """Do the work of one state, reading ``self.inputs`` and ``self.secrets``."""
@@ -241,7 +277,11 @@ def describe_traceback(exc: BaseException) -> str:
 
 
 async def run_node(
-    node: type[BaseNode], inputs: dict[str, Any], secrets: dict[str, Any], signal: dict[str, str] | None = None
+    node: type[BaseNode],
+    inputs: dict[str, Any],
+    secrets: dict[str, Any],
+    signal: dict[str, str] | None = None,
+    stream: StreamSink | None = None,
 ) -> Outcome:
     """Execute ``node`` once for one state and describe the result; never raises (except cancellation).
 
@@ -254,7 +294,7 @@ async def run_node(
     outcome as its ``usage``.
     """
     made: list[BaseNode] = []
-    outcome = await _run_once(node, inputs, secrets, signal, made)
+    outcome = await _run_once(node, inputs, secrets, signal, stream, made)
     usage = made[0].reported_usage() if made else None
     if usage and outcome.endpoint in ("executed", "errored"):
         return Outcome(outcome.endpoint, {**outcome.body, "usage": usage})
@@ -266,6 +306,7 @@ async def _run_once(
     inputs: dict[str, Any],
     secrets: dict[str, Any],
     signal: dict[str, str] | None,
+    stream: StreamSink | None,
     made: list[BaseNode],
 ) -> Outcome:
     try:
@@ -274,6 +315,7 @@ async def _run_once(
         instance.inputs = node.Inputs(**inputs)
         instance.secrets = _parse_secrets(node, secrets)
         instance.signal = dict(signal) if signal is not None else None
+        instance._stream_sink = stream
         result = await _execute_with_timeout(instance, node.timeout)
         outputs = dump_outputs(node, result)
         check_outputs_sendable(node, outputs)

@@ -19,6 +19,7 @@ from exospherehost.statuses import PHASE
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from exosphere_server.api import stream_routes
 from exosphere_server.api.auth import reject_nul_characters
 from exosphere_server.api.deps import engine_context
 from exosphere_server.api.run_stream import (
@@ -131,6 +132,21 @@ async def node_states(
         "pages": max(1, -(-total // size)),
         "states": [state_row(namespace, s) for s in states],
     }
+
+
+@router.get("/ns/{namespace}/states/{state_id}/stream")
+async def state_stream(
+    namespace: str,
+    state_id: str,
+    request: Request,
+    attempt: int | None = Query(default=None, ge=1, le=stream_routes.MAX_OFFSET),
+    from_offset: int = Query(default=0, ge=0, le=stream_routes.MAX_OFFSET, alias="from"),
+) -> RunStreamResponse:
+    """The state's live stream (its latest attempt's, or `attempt`'s), as `/v0`'s: `chunk` events, then `end`."""
+    last_event_id = request.headers.get("last-event-id", "")
+    if last_event_id.isdigit() and len(last_event_id) <= 10:
+        from_offset = int(last_event_id) + 1
+    return await stream_routes.open_state_stream(request, namespace, state_id, attempt, from_offset)
 
 
 @router.get("/ns/{namespace}/states/{state_id}/attempts")

@@ -12,6 +12,7 @@ from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigMo
 
 from exosphere_server.engine.graph_shape import GraphShape, analyse_graph
 from exosphere_server.engine.limited_nodes import LimitedNodes
+from exosphere_server.engine.live_streams import StreamReaders, StreamWriter
 from exosphere_server.engine.run_feed import RunFeed
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.engine.serving import NodePolls
@@ -137,9 +138,12 @@ class EngineContext:
     feed: RunFeed = field(init=False)
     polls: NodePolls = field(init=False)
     limited: LimitedNodes = field(default_factory=lambda: LimitedNodes())
+    streams: StreamReaders = field(default_factory=StreamReaders)
+    stream_writer: StreamWriter = field(init=False)
 
     def __post_init__(self) -> None:
         self.feed = RunFeed(self.storage)
+        self.stream_writer = StreamWriter(self.storage, self.streams)
         # Written often enough that a served node never looks unserved: four times per wait at least.
         self.polls = NodePolls(min(5_000, self.unserved_after_ms // 4))
 
@@ -147,3 +151,4 @@ class EngineContext:
         """The server is stopping: long-polls answer now and run streams end, so connections drain at once."""
         self.wakeups.close()
         self.feed.close()
+        self.streams.close()

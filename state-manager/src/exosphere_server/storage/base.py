@@ -52,6 +52,7 @@ from exosphere_server.storage.records import (
     RunSignalRecord,
     StateRecord,
     UsageTotals,
+    StreamChunkRecord,
 )
 
 ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now
@@ -238,6 +239,7 @@ class Tx:
         self._made_ready: dict[str, ReadyKey] = {}  # state id -> its key, for each state made ready here
         self.schedule_changed = False
         self.runs_changed: set[str] = set()
+        self.streams_changed: set[str] = set()  # states whose live stream got chunks here
         self.earliest_lease: int | None = None  # a new lease deadline this replica's scheduler must know
         # (run_id, identifier, status) -> [node_name, states, revisions, first_created]: what this
         # transaction changes in `run_counts`, written once just before commit (`write_counts`).
@@ -1110,11 +1112,37 @@ class Tx:
         await self.conn.execute(sa.delete(a).where(a.c.state_id.in_(state_ids)))
         for table in (schema.run_cancellations, schema.run_deadlines, schema.run_signals):
             await self.conn.execute(sa.delete(table).where(table.c.run_id.in_(run_ids)))
+        chunks = schema.stream_chunks
+        await self.conn.execute(sa.delete(chunks).where(chunks.c.state_id.in_(state_ids)))
         await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(schema.run_counts).where(schema.run_counts.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(r).where(r.c.run_id.in_(run_ids)))
         self.runs_changed.update(run_ids)  # a follower of a deleted run learns that it is gone
         return len(run_ids)
+
+    # -- live streams ----------------------------------------------------------------------------
+
+    async def append_stream_chunks(self, chunks: Sequence[StreamChunkRecord]) -> None:
+        """Store chunks of attempts' streams; a chunk already stored at its (state, attempt, position) is
+        kept as it was, so a runtime that resends a batch whose answer it lost changes nothing."""
+        if not chunks:
+            return
+        insert = self._insert(schema.stream_chunks).on_conflict_do_nothing(
+            index_elements=["state_id", "attempt", "position"]
+        )
+        await self.conn.execute(insert, [asdict(chunk) for chunk in chunks])
+        self.streams_changed.update(chunk.state_id for chunk in chunks)
+
+    async def stream_chunks(self, state_id: str, attempt: int, from_position: int, limit: int) -> list[tuple[int, str]]:
+        """(position, text) of one attempt's chunks from `from_position` on, in order (by the primary key)."""
+        c = schema.stream_chunks
+        query = (
+            sa.select(c.c.position, c.c.text)
+            .where(c.c.state_id == state_id, c.c.attempt == attempt, c.c.position >= from_position)
+            .order_by(c.c.position)
+            .limit(limit)
+        )
+        return [(int(position), text) for position, text in await self.conn.execute(query)]
 
     # -- cron ------------------------------------------------------------------------------------
 
@@ -1390,6 +1418,7 @@ class StorageListener(Protocol):
     def schedule_changed(self) -> None: ...
     def runs_changed(self, run_ids: set[str]) -> None: ...
     def every_run_changed(self) -> None: ...
+    def streams_changed(self, state_ids: set[str] | None) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
     def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None: ...
 
@@ -1400,6 +1429,7 @@ class _NoListener:
     def schedule_changed(self) -> None: ...
     def runs_changed(self, run_ids: set[str]) -> None: ...
     def every_run_changed(self) -> None: ...
+    def streams_changed(self, state_ids: set[str] | None) -> None: ...
     def lease_granted(self, deadline_ms: int) -> None: ...
     def runs_and_attempts(self, started: list[RunRecord], ended: list[StateRecord]) -> None: ...
 
@@ -1527,6 +1557,8 @@ class Storage(abc.ABC):
             self.listener.schedule_changed()
         if tx.runs_changed:
             self.listener.runs_changed(tx.runs_changed)
+        if tx.streams_changed:
+            self.listener.streams_changed(tx.streams_changed)
         if tx.runs_started or tx.attempts_ended:
             self.listener.runs_and_attempts(tx.runs_started, tx.attempts_ended)
         if tx.earliest_lease is not None:

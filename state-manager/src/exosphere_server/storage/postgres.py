@@ -34,6 +34,9 @@ EVERY_RUN = "*"
 # claimer of the node. Those older servers do not listen here: during a rolling upgrade their
 # claimers learn of work made ready by newer replicas when their long-poll ends.)
 READY_CHANNEL = "exosphere_ready"
+# Live streams that got chunks: "<replica>\x1e<state id>,<state id>,..." or "<replica>\x1e*" (too many
+# to name). As for runs, the sender has told its own readers and skips its payloads.
+STREAMS_CHANNEL = "exosphere_streams"
 log = structlog.get_logger("exosphere.storage")
 
 
@@ -196,15 +199,21 @@ class PostgresStorage(Storage):
             )
         if tx.schedule_changed:
             ready.append((CHANNEL, SCHEDULE_PAYLOAD))
-        await self._notify(tx.conn, ready + self._run_payloads(tx.runs_changed))
+        changed = self._id_payloads(RUNS_CHANNEL, tx.runs_changed) + self._id_payloads(
+            STREAMS_CHANNEL, tx.streams_changed
+        )
+        await self._notify(tx.conn, ready + changed)
 
     def _run_payloads(self, run_ids: Iterable[str]) -> list[tuple[str, str]]:
-        ids = ",".join(sorted(run_ids))
+        return self._id_payloads(RUNS_CHANNEL, run_ids)
+
+    def _id_payloads(self, channel: str, object_ids: Iterable[str]) -> list[tuple[str, str]]:
+        ids = ",".join(sorted(object_ids))
         if not ids:
             return []
         if len(ids.encode()) > MAX_PAYLOAD_BYTES - len(self.replica_id) - 1:
             ids = EVERY_RUN
-        return [(RUNS_CHANNEL, f"{self.replica_id}\x1e{ids}")]
+        return [(channel, f"{self.replica_id}\x1e{ids}")]
 
     @staticmethod
     async def _notify(conn: Any, notifications: list[tuple[str, str]]) -> None:
@@ -242,6 +251,12 @@ class PostgresStorage(Storage):
         elif ids:
             self.listener.runs_changed(set(ids.split(",")))
 
+    def _on_streams_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        replica, _, ids = payload.partition("\x1e")
+        if replica == self.replica_id:
+            return  # this replica's own commit, announced in-process already (_after_commit)
+        self.listener.streams_changed(None if ids == EVERY_RUN else set(ids.split(",")))
+
     async def _listen(self, ready: asyncio.Event) -> None:
         """Hold one LISTEN connection; reconnect with backoff when the database goes away."""
         delay = 0.2
@@ -253,6 +268,7 @@ class PostgresStorage(Storage):
                     await conn.add_listener(CHANNEL, self._on_notification)
                     await conn.add_listener(RUNS_CHANNEL, self._on_runs_notification)
                     await conn.add_listener(READY_CHANNEL, self._on_ready_notification)
+                    await conn.add_listener(STREAMS_CHANNEL, self._on_streams_notification)
                     ready.set()
                     delay = 0.2
                     if connected_before:
@@ -263,6 +279,7 @@ class PostgresStorage(Storage):
                         self.listener.wake_everyone()
                         self.listener.schedule_changed()
                         self.listener.every_run_changed()
+                        self.listener.streams_changed(None)
                     connected_before = True
                     while not conn.is_closed():
                         await asyncio.sleep(1)

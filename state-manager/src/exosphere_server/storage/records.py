@@ -299,3 +299,15 @@ class BucketRecord:
     tokens: float
     refilled_at: int
     paused_until: int
+
+
+@dataclass
+class StreamChunkRecord:
+    """One piece of text an attempt streamed (`BaseNode.stream`): attempt `attempt` (the state's claim
+    count) of state `state_id`, at `position` from 0."""
+
+    state_id: str
+    attempt: int
+    position: int
+    text: str
+    written_at: int

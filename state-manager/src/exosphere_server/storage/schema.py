@@ -433,3 +433,18 @@ limited_nodes = sa.Table(
     sa.Column("namespace", sa.String, primary_key=True),
     sa.Column("node_name", sa.String, primary_key=True),
 )
+
+# Live streams out of running nodes: text chunks an attempt (`claims` of its state when it was
+# written) streamed, numbered from 0 by the runtime, which resends a batch whose answer it lost: the
+# primary key makes that resend harmless. Read by state and attempt from an offset, in key order.
+stream_chunks = sa.Table(
+    "stream_chunks",
+    metadata,
+    sa.Column("state_id", sa.String, primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("written_at", sa.BigInteger, nullable=False),
+    # On SQLite the primary key is the table (no rowid table beside its index): half the pages per write.
+    sqlite_with_rowid=False,
+)

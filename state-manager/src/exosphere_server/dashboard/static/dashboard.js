@@ -397,7 +397,37 @@ function initSignalForm(root, form, refresh) {
   button.disabled = false; // rendered disabled: clickable only once this handler is in place
 }
 
+// A state's live stream: chunks appended as text (never HTML) as they come; EventSource reconnects
+// with Last-Event-ID by itself, so a dropped connection resumes after the last chunk shown.
+function initStream(pre) {
+  const status = document.getElementById("stream-status");
+  const attempt = new URLSearchParams(location.search).get("attempt");
+  const source = new EventSource(pre.dataset.streamUrl + (attempt ? `?attempt=${encodeURIComponent(attempt)}` : ""));
+  const mark = (state, text) => { status.dataset.live = state; status.textContent = text; };
+  source.addEventListener("open", () => mark("connected", "live"));
+  source.addEventListener("chunk", (event) => {
+    const chunk = JSON.parse(event.data);
+    const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    pre.append(chunk.text);
+    pre.dataset.attempt = chunk.attempt;
+    if (atBottom) pre.scrollTop = pre.scrollHeight;
+  });
+  source.addEventListener("end", (event) => {
+    source.close(); // the attempt ended: nothing more will come
+    const end = JSON.parse(event.data);
+    pre.dataset.attempt = end.attempt;
+    mark("ended", `attempt ${end.attempt} ended${end.status ? ` (${end.status})` : ""}: ${end.next_offset} chunk${end.next_offset === 1 ? "" : "s"}`);
+  });
+  source.addEventListener("error", () => {
+    if (status.dataset.live !== "ended") mark(source.readyState === EventSource.CLOSED ? "lost" : "connecting",
+      source.readyState === EventSource.CLOSED ? "stream stopped (reload)" : "reconnecting…");
+  });
+  window.addEventListener("pagehide", () => source.close());
+}
+
 const run = document.querySelector("[data-run-live]");
 if (run) initRun(run);
 const state = document.querySelector("[data-state-page]");
 if (state) initState(state);
+const liveStream = document.getElementById("live-stream");
+if (liveStream) initStream(liveStream);

@@ -51,8 +51,8 @@ from exosphere_server.storage.records import (
     RunRecord,
     RunSignalRecord,
     StateRecord,
-    UsageTotals,
     StreamChunkRecord,
+    UsageTotals,
 )
 
 ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now

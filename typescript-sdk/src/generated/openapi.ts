@@ -421,6 +421,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/namespace/{namespace_name}/state/{state_id}/payload/{side}/{field}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get State Payload
+         * @description Additive: one input or output value of a state as plain text, large payloads (kept apart) included.
+         */
+        get: operations["get_state_payload_v0_namespace__namespace_name__state__state_id__payload__side___field__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/state/{state_id}/prune": {
         parameters: {
             query?: never;
@@ -1413,6 +1433,20 @@ export interface components {
             inputs: {
                 [key: string]: string;
             };
+            /**
+             * Large Inputs
+             * @description Additive: values over the server's inline threshold (EXOSPHERE_PAYLOAD_INLINE_BYTES), left out of inputs unless asked with ?payloads=true; each is also read alone at GET .../state/{state_id}/payload/inputs/{field}
+             */
+            large_inputs: {
+                [key: string]: components["schemas"]["PayloadInfo"];
+            };
+            /**
+             * Large Outputs
+             * @description Additive: values over the server's inline threshold (EXOSPHERE_PAYLOAD_INLINE_BYTES), left out of outputs unless asked with ?payloads=true; each is also read alone at GET .../state/{state_id}/payload/outputs/{field}
+             */
+            large_outputs: {
+                [key: string]: components["schemas"]["PayloadInfo"];
+            };
             /** Node Name */
             node_name: string;
             /** Outputs */
@@ -1478,6 +1512,24 @@ export interface components {
              * @description Names of the graph secrets the node reads
              */
             secrets: string[];
+        };
+        /**
+         * PayloadInfo
+         * @description An input or output value kept apart from the state's row (longer than the server's inline threshold).
+         */
+        PayloadInfo: {
+            /**
+             * Bytes
+             * @description Its length in UTF-8 bytes
+             */
+            bytes: number;
+            /**
+             * Sha256
+             * @description SHA-256 of its UTF-8 text, hex
+             */
+            sha256: string;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * PruneRequest
@@ -2032,6 +2084,20 @@ export interface components {
             inputs: {
                 [key: string]: string;
             };
+            /**
+             * Large Inputs
+             * @description Additive: values over the server's inline threshold (EXOSPHERE_PAYLOAD_INLINE_BYTES), left out of inputs unless asked with ?payloads=true; each is also read alone at GET .../state/{state_id}/payload/inputs/{field}
+             */
+            large_inputs: {
+                [key: string]: components["schemas"]["PayloadInfo"];
+            };
+            /**
+             * Large Outputs
+             * @description Additive: values over the server's inline threshold (EXOSPHERE_PAYLOAD_INLINE_BYTES), left out of outputs unless asked with ?payloads=true; each is also read alone at GET .../state/{state_id}/payload/outputs/{field}
+             */
+            large_outputs: {
+                [key: string]: components["schemas"]["PayloadInfo"];
+            };
             /** Namespace */
             namespace: string;
             /** Node Name */
@@ -2386,7 +2452,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2460,7 +2526,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2529,7 +2595,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2605,7 +2671,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2682,7 +2748,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2763,7 +2829,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2842,7 +2908,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2926,7 +2992,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3007,7 +3073,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3083,7 +3149,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3159,7 +3225,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3239,7 +3305,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3318,7 +3384,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3399,7 +3465,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3479,7 +3545,7 @@ export interface operations {
                     "text/event-stream": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3556,7 +3622,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3639,7 +3705,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3721,7 +3787,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3804,7 +3870,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3844,7 +3910,10 @@ export interface operations {
     };
     get_state_v0_namespace__namespace_name__state__state_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Additive: put large inputs and outputs (kept apart) in inputs/outputs, whole */
+                payloads?: boolean;
+            };
             header?: never;
             path: {
                 namespace_name: string;
@@ -3881,7 +3950,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3962,7 +4031,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4043,7 +4112,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4124,7 +4193,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4205,7 +4274,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4239,6 +4308,85 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_state_payload_v0_namespace__namespace_name__state__state_id__payload__side___field__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                state_id: string;
+                side: "inputs" | "outputs";
+                field: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The value, whole */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body, or one input or output value, is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -4286,7 +4434,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4367,7 +4515,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4448,7 +4596,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4525,7 +4673,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4606,7 +4754,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4686,7 +4834,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4766,7 +4914,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4843,7 +4991,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4917,7 +5065,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;

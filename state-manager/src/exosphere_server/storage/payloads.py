@@ -1,0 +1,289 @@
+"""Large payloads: input and output values above a threshold live apart from the state rows.
+
+A state's `inputs`, `outputs` and `carried` hold strings. A string longer than `PayloadLimits.inline_bytes`
+(UTF-8) is written to a `PayloadStore` and its place in the row holds a reference, a JSON object::
+
+    {"payload": "<sha256 of the UTF-8 text>", "bytes": 10485760}
+
+A stored value is otherwise always a string, so an object is unambiguously a reference. Payloads are
+keyed by run and content: the output a node returns, the child input a placeholder copies it into and
+the value carried further down are one stored payload, and a run's payloads go with the run when
+retention deletes it. Placeholders copy references without reading them; claims, listings and the
+dashboard read only the rows. A payload is loaded where its text is needed: the claim answer that
+hands the inputs to a runtime, a placeholder that embeds it in longer text, and a reader who asks.
+
+The store writes a payload before the transaction that references it commits (the row's transaction
+calls `put` first), so a crash never leaves a committed state referencing a missing payload; a crash
+before the commit leaves at most an unreferenced payload of a run, removed with that run.
+
+Example::
+
+    limits = PayloadLimits(inline_bytes=4)
+    row, blobs = split_values("run-1", {"small": "ab", "big": "abcdef"}, limits)
+    row["big"]  # {'payload': 'bef57ec7f53a6d40beb640a780a639c83bc29ac8a9816f1fc6c5c6dcd93c4721', 'bytes': 6}
+    blobs[0].data  # b'abcdef'
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from exosphere_server.storage import schema
+
+MIB = 1024 * 1024
+DEFAULT_INLINE_BYTES = 64 * 1024
+DEFAULT_MAX_BYTES = 50 * MIB
+# Values whose UTF-8 length cannot pass the threshold are never encoded to measure: a character is at
+# most 4 bytes, so a string of at most inline_bytes // 4 characters stays inline without a look.
+_MAX_UTF8_BYTES_PER_CHAR = 4
+# Splitting this many characters (hashing them) goes to a worker thread, off the event loop.
+HASH_OFF_LOOP_CHARS = 256 * 1024
+
+
+@dataclass(frozen=True)
+class PayloadLimits:
+    """`inline_bytes`: longer values are stored apart; `max_bytes`: longer values are refused (413)."""
+
+    inline_bytes: int = DEFAULT_INLINE_BYTES
+    max_bytes: int = DEFAULT_MAX_BYTES
+
+
+class PayloadTooLarge(Exception):
+    """A value is longer than `PayloadLimits.max_bytes`; the API answers 413 with this text."""
+
+    def __init__(self, where: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"Payload too large: {where} is {size} bytes, the limit is {limit} bytes "
+            "(EXOSPHERE_MAX_PAYLOAD_BYTES on the server); pass a reference to the data instead"
+        )
+
+
+@dataclass(frozen=True)
+class Blob:
+    run_id: str
+    key: str  # sha256 hex of `data`
+    data: bytes
+
+
+PayloadKey = tuple[str, str]  # (run id, sha256 hex)
+
+
+def is_ref(value: object) -> bool:
+    """Whether a stored input/output value is a reference to a payload kept apart."""
+    return isinstance(value, dict)
+
+
+def ref_key(value: Mapping[str, Any]) -> str:
+    return str(value["payload"])
+
+
+def ref_bytes(value: Mapping[str, Any]) -> int:
+    return int(value["bytes"])
+
+
+def _measure(value: str, limits: PayloadLimits, where: str) -> bytes | None:
+    """The UTF-8 bytes of a value to store apart, or None when it stays inline."""
+    if len(value) * _MAX_UTF8_BYTES_PER_CHAR <= limits.inline_bytes:
+        return None
+    data = value.encode()
+    if len(data) > limits.max_bytes:
+        raise PayloadTooLarge(where, len(data), limits.max_bytes)
+    return data if len(data) > limits.inline_bytes else None
+
+
+def split_values(
+    run_id: str, values: Mapping[str, Any], limits: PayloadLimits, where: str = "a value"
+) -> tuple[dict[str, Any], list[Blob]]:
+    """`values` as a row stores them (large strings replaced by references) and the payloads to write."""
+    row: dict[str, Any] = {}
+    blobs: list[Blob] = []
+    for name, value in values.items():
+        data = _measure(value, limits, f"{where} {name!r}") if isinstance(value, str) else None
+        if data is None:
+            row[name] = value
+            continue
+        key = hashlib.sha256(data).hexdigest()
+        row[name] = {"payload": key, "bytes": len(data)}
+        blobs.append(Blob(run_id, key, data))
+    return row, blobs
+
+
+def split_carried(
+    run_id: str, carried: Mapping[str, Mapping[str, Any]], limits: PayloadLimits
+) -> tuple[dict[str, dict[str, Any]], list[Blob]]:
+    """`split_values` for each ancestor's carried outputs."""
+    row: dict[str, dict[str, Any]] = {}
+    blobs: list[Blob] = []
+    for ident, values in carried.items():
+        row[ident], found = split_values(run_id, values, limits, f"carried output of {ident}")
+        blobs.extend(found)
+    return row, blobs
+
+
+def large_chars(values: Iterable[Mapping[str, Any]]) -> int:
+    """How many characters the long strings among these values hold: what splitting them would hash."""
+    return sum(len(v) for m in values for v in m.values() if isinstance(v, str) and len(v) > 1024)
+
+
+def same_values(stored: Mapping[str, Any], given: Mapping[str, str]) -> bool:
+    """Whether `given` (as a client sends it) is what `stored` (a row's values, with references) holds."""
+    if stored.keys() != given.keys():
+        return False
+    for name, value in stored.items():
+        if is_ref(value):
+            data = given[name].encode()
+            if len(data) != ref_bytes(value) or hashlib.sha256(data).hexdigest() != ref_key(value):
+                return False
+        elif value != given[name]:
+            return False
+    return True
+
+
+def refs_in(run_id: str, values: Mapping[str, Any]) -> set[PayloadKey]:
+    return {(run_id, ref_key(v)) for v in values.values() if is_ref(v)}
+
+
+def resolved(values: Mapping[str, Any], texts: Mapping[str, str]) -> dict[str, Any]:
+    """`values` with each reference replaced by its text from `texts` (sha256 -> text)."""
+    return {name: texts[ref_key(v)] if is_ref(v) else v for name, v in values.items()}
+
+
+class PayloadMissing(Exception):
+    """A referenced payload is not in the store: it was deleted by hand, or its run by retention."""
+
+
+class PayloadStore(abc.ABC):
+    """Where payloads live. `conn` is the storage connection of the calling transaction.
+
+    An S3-compatible store would implement the same four methods: `put` uploads before the row's
+    transaction commits (a PUT is durable once answered), `get` downloads, `delete_runs` does nothing
+    inside the transaction and `runs_deleted` removes the run's prefix after the commit.
+    """
+
+    @abc.abstractmethod
+    async def put(self, conn: Any, blobs: Sequence[Blob]) -> None:
+        """Store durably before the transaction that references them commits; an existing key is kept."""
+
+    @abc.abstractmethod
+    async def get(self, conn: Any, keys: Iterable[PayloadKey]) -> dict[PayloadKey, str]:
+        """The text of each key; raises `PayloadMissing` for one not stored."""
+
+    @abc.abstractmethod
+    async def delete_runs(self, conn: Any, run_ids: Sequence[str]) -> None:
+        """Inside the transaction that deletes these runs (retention)."""
+
+    def runs_deleted(self, run_ids: Iterable[str]) -> None:
+        """After that transaction committed."""
+        return None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FilePayloadStore(PayloadStore):
+    """Files beside the SQLite database: `<root>/<run id>/<sha256>`, owner-only.
+
+    A payload is written to a temporary name, fsynced, renamed and its directory fsynced, all before
+    the transaction referencing it commits: after a crash (kill -9, power loss) a committed reference
+    always finds its whole file. Temporary files of a crash mid-write are swept with their run.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, run_id: str, key: str) -> Path:
+        # Run ids and keys are made by the server (uuid4, sha256 hex): never a path of a client's.
+        return self.root / run_id / key
+
+    def _write(self, blobs: Sequence[Blob]) -> None:
+        for blob in {(b.run_id, b.key): b for b in blobs}.values():
+            target = self._path(blob.run_id, blob.key)
+            if target.exists():
+                continue  # content-addressed: the same text, already durable
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            temporary = target.with_name(f".{blob.key}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(blob.data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, target)
+            _fsync_dir(target.parent)
+            _fsync_dir(self.root)
+
+    async def put(self, conn: Any, blobs: Sequence[Blob]) -> None:
+        if blobs:
+            await asyncio.to_thread(self._write, blobs)
+
+    def _read(self, keys: Iterable[PayloadKey]) -> dict[PayloadKey, str]:
+        texts = {}
+        for run_id, key in keys:
+            try:
+                texts[(run_id, key)] = self._path(run_id, key).read_bytes().decode()
+            except FileNotFoundError as exc:
+                raise PayloadMissing(f"Payload {key} of run {run_id} is missing from {self.root}") from exc
+        return texts
+
+    async def get(self, conn: Any, keys: Iterable[PayloadKey]) -> dict[PayloadKey, str]:
+        wanted = set(keys)
+        return await asyncio.to_thread(self._read, wanted) if wanted else {}
+
+    async def delete_runs(self, conn: Any, run_ids: Sequence[str]) -> None:
+        return None  # files go once the rows are gone for good: `runs_deleted`
+
+    def runs_deleted(self, run_ids: Iterable[str]) -> None:
+        for run_id in run_ids:
+            shutil.rmtree(self.root / run_id, ignore_errors=True)
+
+    def run_dirs(self) -> list[str]:
+        """The runs that have payload files (retention sweeps those whose run is gone)."""
+        return [p.name for p in self.root.iterdir() if p.is_dir()] if self.root.exists() else []
+
+
+class TablePayloadStore(PayloadStore):
+    """The `payloads` table (PostgreSQL): written in the transaction that references it."""
+
+    async def put(self, conn: Any, blobs: Sequence[Blob]) -> None:
+        if not blobs:
+            return
+        rows = [
+            {"run_id": b.run_id, "key": b.key, "data": b.data} for b in {(b.run_id, b.key): b for b in blobs}.values()
+        ]
+        await conn.execute(pg_insert(schema.payloads).on_conflict_do_nothing(), rows)
+
+    async def get(self, conn: Any, keys: Iterable[PayloadKey]) -> dict[PayloadKey, str]:
+        wanted = set(keys)
+        if not wanted:
+            return {}
+        p = schema.payloads
+        query = sa.select(p.c.run_id, p.c.key, p.c.data).where(sa.tuple_(p.c.run_id, p.c.key).in_(list(wanted)))
+        found = {(run_id, key): bytes(data) for run_id, key, data in await conn.execute(query)}
+        missing = wanted - found.keys()
+        if missing:
+            run_id, key = sorted(missing)[0]
+            raise PayloadMissing(f"Payload {key} of run {run_id} is missing from the payloads table")
+        return await asyncio.to_thread(lambda: {k: v.decode() for k, v in found.items()})
+
+    async def delete_runs(self, conn: Any, run_ids: Sequence[str]) -> None:
+        p = schema.payloads
+        await conn.execute(sa.delete(p).where(p.c.run_id.in_(list(run_ids))))

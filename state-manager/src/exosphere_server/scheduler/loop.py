@@ -85,6 +85,7 @@ class Scheduler:
         if now >= self._next_key_sweep:
             self._next_key_sweep = now + TRIGGER_KEY_SWEEP_EVERY_MS
             await self._guarded("trigger_key_sweep", lambda: runs.forget_expired_trigger_keys(self.ctx, now))
+            await self._guarded("orphan_payload_sweep", lambda: runs.sweep_orphan_payloads(self.ctx, now))
         if self.retention_ms and now >= self._next_retention:
             await self._apply_retention(now)
         next_deadline = await deadlines.next_deadline(self.ctx, now)

@@ -235,6 +235,10 @@ class Tx:
                 return True
         return False
 
+    async def sweep_orphan_payloads(self, older_than_ms: int) -> int:
+        """Remove payloads of runs that do not exist, written before `older_than_ms` (`PayloadStore.sweep`)."""
+        return await self._storage.payload_store.sweep(self.conn, older_than_ms)
+
     async def payload_texts(self, run_id: str, keys: Iterable[str]) -> dict[str, str]:
         """The text of each payload (by SHA-256) of a run; raises `payloads.PayloadMissing`."""
         texts = await self._storage.payload_store.get(self.conn, [(run_id, key) for key in keys])

@@ -188,6 +188,12 @@ class PayloadStore(abc.ABC):
         """After that transaction committed."""
         return None
 
+    async def sweep(self, conn: Any, older_than_ms: int) -> int:
+        """Remove the payloads, written before `older_than_ms`, of runs that do not exist: a transaction
+        that wrote them and crashed before its commit, or a crash between a deletion and `runs_deleted`.
+        How many runs' payloads went."""
+        return 0  # a store written inside the transaction never keeps payloads of a run it lacks
+
 
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
@@ -255,9 +261,22 @@ class FilePayloadStore(PayloadStore):
         for run_id in run_ids:
             shutil.rmtree(self.root / run_id, ignore_errors=True)
 
-    def run_dirs(self) -> list[str]:
-        """The runs that have payload files (retention sweeps those whose run is gone)."""
-        return [p.name for p in self.root.iterdir() if p.is_dir()] if self.root.exists() else []
+    def _dirs_before(self, older_than_ms: int) -> list[str]:
+        if not self.root.exists():
+            return []
+        return [p.name for p in self.root.iterdir() if p.is_dir() and p.stat().st_mtime * 1000 < older_than_ms]
+
+    async def sweep(self, conn: Any, older_than_ms: int) -> int:
+        # Only directories untouched for a while: a transaction writing a new run's first payload has
+        # not committed its run yet, and its directory is recent.
+        candidates = await asyncio.to_thread(self._dirs_before, older_than_ms)
+        if not candidates:
+            return 0
+        r = schema.runs
+        existing = {row[0] for row in await conn.execute(sa.select(r.c.run_id).where(r.c.run_id.in_(candidates)))}
+        gone = [run_id for run_id in candidates if run_id not in existing]
+        await asyncio.to_thread(self.runs_deleted, gone)
+        return len(gone)
 
 
 class TablePayloadStore(PayloadStore):

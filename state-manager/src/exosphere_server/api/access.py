@@ -89,6 +89,7 @@ RULES: dict[str, Rule] = {
     "dashboard.routes.runs_page": Rule(VIEW),
     "dashboard.routes.run_page": Rule(VIEW),
     "dashboard.routes.state_page": Rule(VIEW),
+    "dashboard.routes.state_payload": Rule(VIEW),
     "dashboard.routes.audit_page": Rule(ADMIN),
     "dashboard.api.run_progress": Rule(VIEW),
     "dashboard.api.run_events": Rule(VIEW),

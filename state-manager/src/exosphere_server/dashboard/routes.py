@@ -23,8 +23,8 @@ from exosphere_server.dashboard.layout import layout_template
 from exosphere_server.dashboard.rendering import render_page
 from exosphere_server.engine import audit, inspection, runs, serving
 from exosphere_server.engine.errors import NotFound
-from exosphere_server.engine.large_payloads import Side, payload_text
 from exosphere_server.engine.keys import Principal
+from exosphere_server.engine.large_payloads import Side, payload_text
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 # After the session: a visitor who is not logged in learns nothing about the parameters. NUL in a path

@@ -61,8 +61,9 @@ class _MissingModule(importlib.abc.MetaPathFinder):
 Send = Callable[[], Awaitable[None]]
 
 
-async def _with_client(client: str, url: str, key: str, connections: int,
-                       body: Callable[[Send, Send], Awaitable[dict[str, float]]]) -> dict[str, float]:
+async def _with_client(
+    client: str, url: str, key: str, connections: int, body: Callable[[Send, Send], Awaitable[dict[str, float]]]
+) -> dict[str, float]:
     """Open `client`, hand `body` a function per endpoint that sends one request, close it."""
     base = f"{url}/v0/namespace/{NAMESPACE}"
     headers = {"x-api-key": key}
@@ -70,6 +71,7 @@ async def _with_client(client: str, url: str, key: str, connections: int,
         from exospherehost._http import ApiClient
 
         async with ApiClient(f"{url}/v0", key, max_connections=connections) as api:
+
             async def health() -> None:
                 await api.request("GET", f"{url}/health")
 
@@ -82,6 +84,7 @@ async def _with_client(client: str, url: str, key: str, connections: int,
 
         connector = aiohttp.TCPConnector(limit=connections)
         async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+
             async def health() -> None:
                 async with session.get(f"{url}/health") as response:
                     response.raise_for_status()
@@ -97,9 +100,14 @@ async def _with_client(client: str, url: str, key: str, connections: int,
 
     options: dict[str, Any] = {}
     if client == "httpx-pool":
-        options = {"limits": httpx.Limits(max_connections=connections, max_keepalive_connections=connections,
-                                          keepalive_expiry=60), "trust_env": False}
+        options = {
+            "limits": httpx.Limits(
+                max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=60
+            ),
+            "trust_env": False,
+        }
     async with httpx.AsyncClient(headers=headers, **options) as http:
+
         async def health() -> None:
             (await http.get(f"{url}/health")).raise_for_status()
 
@@ -167,14 +175,25 @@ def main() -> None:
     except ImportError:
         installed = "NOT installed"
     clients = args.clients.split(",")
-    print(f"sniffio {installed}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
-          f"{args.requests} requests per figure, {args.rounds} round(s)", flush=True)
+    print(
+        f"sniffio {installed}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; "
+        f"{args.requests} requests per figure, {args.rounds} round(s)",
+        flush=True,
+    )
     runs: dict[str, list[dict[str, float]]] = {client: [] for client in clients}
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(sqlite_url(Path(tmp))) as server:
         for _ in range(args.rounds):
             for client in clients:
-                command = [sys.executable, __file__, "--requests", str(args.requests),
-                           "--child", client, server.url, server.api_key]
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--requests",
+                    str(args.requests),
+                    "--child",
+                    client,
+                    server.url,
+                    server.api_key,
+                ]
                 output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                 runs[client].append(json.loads(output))
     print(f"load {os.getloadavg()[0]:.2f} at the end\n")
@@ -182,11 +201,14 @@ def main() -> None:
     for endpoint in ("health", "claim"):
         for in_flight in CONCURRENCY:
             for client in clients:
+
                 def median(figure: str) -> float:
                     return statistics.median(run[f"{endpoint}/{in_flight}/{figure}"] for run in runs[client])  # noqa: B023
 
-                print(f"{client:<18} {endpoint:<10} {in_flight:>9} {median('rps'):>11.0f} {median('wall_us'):>9.0f} "
-                      f"{median('cpu_us'):>14.0f}")
+                print(
+                    f"{client:<18} {endpoint:<10} {in_flight:>9} {median('rps'):>11.0f} {median('wall_us'):>9.0f} "
+                    f"{median('cpu_us'):>14.0f}"
+                )
             print()
 
 

@@ -44,7 +44,7 @@ from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.scheduler.loop import Scheduler
 from exosphere_server.storage import open_storage
 from exosphere_server.storage.base import Storage
-from exosphere_server.storage.payloads import PayloadLimits
+from exosphere_server.storage.payloads import PayloadSettings
 from exosphere_server.storage.records import RunRecord, StateRecord
 from exosphere_server.tracing import Tracing, open_tracing
 
@@ -123,8 +123,13 @@ async def check_secrets_key(settings: Settings, storage: Storage, box: SecretBox
         log.warning("secrets_key_rotated", detail="every graph secret was re-encrypted with the current key")
 
 
-def _payload_limits(settings: Settings) -> PayloadLimits:
-    return PayloadLimits(inline_bytes=settings.payload_inline_bytes, max_bytes=settings.max_payload_bytes)
+def _payload_settings(settings: Settings) -> PayloadSettings:
+    return PayloadSettings(
+        inline_bytes=settings.payload_inline_bytes,
+        max_bytes=settings.max_payload_bytes,
+        store_url=settings.payload_store,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
 
 
 async def prepare_database(settings: Settings) -> None:
@@ -138,7 +143,7 @@ async def prepare_database(settings: Settings) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    storage = open_storage(settings.database_url, settings.db_pool_size, _payload_limits(settings))
+    storage = open_storage(settings.database_url, settings.db_pool_size, _payload_settings(settings))
     ctx = EngineContext(
         storage=storage,
         box=SecretBox(settings.secrets_key),

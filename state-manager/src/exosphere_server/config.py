@@ -15,6 +15,8 @@
 | `EXOSPHERE_MAX_REQUEST_BYTES` | max payload + 1 MiB (51 MiB) | larger request bodies get 413, unread |
 | `EXOSPHERE_PAYLOAD_INLINE_BYTES` | `65536` (64 KiB) | longer input/output values are kept apart from the state rows |
 | `EXOSPHERE_MAX_PAYLOAD_BYTES` | `52428800` (50 MiB) | a longer input/output value gets 413 |
+| `EXOSPHERE_PAYLOAD_STORE` | none: beside the database | `s3://BUCKET/PREFIX`: large payloads in S3 (`[s3]` extra) |
+| `EXOSPHERE_S3_ENDPOINT_URL` | none: AWS | the S3-compatible server to use instead (MinIO, Ceph...) |
 | `EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT` | `64` | run event streams (dashboard, `/v0`) one client address may hold open |
 | `EXOSPHERE_DEFAULT_LEASE_SECONDS` | `300` | lease of a claim whose request names none (the published client) |
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exosphere_server.private_files import make_private_dir
+from exosphere_server.storage.payloads import parse_s3_url
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # The names a browser puts in the Host header for a loopback server (IPv6 addresses in brackets).
@@ -74,6 +77,8 @@ class Settings:
     max_request_bytes: int = 51 * 1024 * 1024
     payload_inline_bytes: int = 64 * 1024
     max_payload_bytes: int = 50 * 1024 * 1024
+    payload_store: str = ""  # `s3://BUCKET/PREFIX`, or empty: beside the database (storage/payloads.py)
+    s3_endpoint_url: str | None = None
     max_live_views_per_client: int = 64
     unserved_after_ms: int = 60_000
     tracing: bool = False  # an OTLP endpoint is configured: export traces (tracing.py)
@@ -183,6 +188,7 @@ def load_settings(
     if max_graph_nodes < 1:
         raise ConfigError(f"EXOSPHERE_MAX_GRAPH_NODES must be at least 1, got {max_graph_nodes}")
     max_payload_bytes = _int_env("EXOSPHERE_MAX_PAYLOAD_BYTES", 50 * 1024 * 1024, minimum=1)
+    payload_store = _payload_store()
     return Settings(
         database_url=url,
         api_key=key,
@@ -207,10 +213,27 @@ def load_settings(
         max_request_bytes=_int_env("EXOSPHERE_MAX_REQUEST_BYTES", max_payload_bytes + 1024 * 1024),
         payload_inline_bytes=_int_env("EXOSPHERE_PAYLOAD_INLINE_BYTES", 64 * 1024, minimum=0),
         max_payload_bytes=max_payload_bytes,
+        payload_store=payload_store,
+        s3_endpoint_url=os.environ.get("EXOSPHERE_S3_ENDPOINT_URL") or None,
         max_live_views_per_client=_int_env("EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT", 64, minimum=1),
         unserved_after_ms=_int_env("EXOSPHERE_UNSERVED_NODE_SECONDS", 60, minimum=1) * 1000,
         tracing=_tracing_configured(),
     )
+
+
+def _payload_store() -> str:
+    url = os.environ.get("EXOSPHERE_PAYLOAD_STORE", "").strip()
+    if not url:
+        return ""
+    try:
+        parse_s3_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"EXOSPHERE_PAYLOAD_STORE: {exc}") from exc
+    if not _found("boto3"):
+        raise ConfigError(
+            "EXOSPHERE_PAYLOAD_STORE names S3 but boto3 is not installed: pip install 'exosphere-server[s3]'"
+        )
+    return url
 
 
 OTEL_PACKAGES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")

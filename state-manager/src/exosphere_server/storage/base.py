@@ -213,7 +213,7 @@ class Tx:
 
     def _split_rows(self, rows: Sequence[dict[str, Any]]) -> list[payloads.Blob]:
         """Replace the large values of state rows by references, in place; the payloads to store first."""
-        limits = self._storage.payload_limits
+        limits = self._storage.payload_settings
         blobs: list[payloads.Blob] = []
         for row in rows:
             run_id = row["run_id"]
@@ -774,7 +774,7 @@ class Tx:
         for was, state in moves:
             check_move(was, state.status)
 
-        limits = self._storage.payload_limits
+        limits = self._storage.payload_settings
 
         def prepare() -> tuple[list[dict[str, Any]], list[payloads.Blob]]:
             rows, blobs = [], []
@@ -1272,7 +1272,7 @@ class Storage(abc.ABC):
         # Whether transactions collect started runs and ended claims for the listener (traces on).
         self.track_attempts = False
         # Large inputs and outputs: where they are kept apart from the rows, and the sizes that decide.
-        self.payload_limits = payloads.PayloadLimits()
+        self.payload_settings = payloads.PayloadSettings()
         self.payload_store: payloads.PayloadStore = payloads.TablePayloadStore()
 
     def subscribe(self, listener: StorageListener) -> None:

@@ -1,6 +1,6 @@
 """Large payloads: input and output values above a threshold live apart from the state rows.
 
-A state's `inputs`, `outputs` and `carried` hold strings. A string longer than `PayloadLimits.inline_bytes`
+A state's `inputs`, `outputs` and `carried` hold strings. A string longer than `PayloadSettings.inline_bytes`
 (UTF-8) is written to a `PayloadStore` and its place in the row holds a reference, a JSON object::
 
     {"payload": "<sha256 of the UTF-8 text>", "bytes": 10485760}
@@ -18,7 +18,7 @@ before the commit leaves at most an unreferenced payload of a run, removed with 
 
 Example::
 
-    limits = PayloadLimits(inline_bytes=4)
+    limits = PayloadSettings(inline_bytes=4)
     row, blobs = split_values("run-1", {"small": "ab", "big": "abcdef"}, limits)
     row["big"]  # {'payload': 'bef57ec7f53a6d40beb640a780a639c83bc29ac8a9816f1fc6c5c6dcd93c4721', 'bytes': 6}
     blobs[0].data  # b'abcdef'
@@ -36,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -53,15 +54,31 @@ HASH_OFF_LOOP_CHARS = 256 * 1024
 
 
 @dataclass(frozen=True)
-class PayloadLimits:
-    """`inline_bytes`: longer values are stored apart; `max_bytes`: longer values are refused (413)."""
+class PayloadSettings:
+    """`inline_bytes`: longer values are stored apart; `max_bytes`: longer values are refused (413);
+    `store_url`: `s3://BUCKET/PREFIX` for an S3-compatible store (at `s3_endpoint_url`, if not AWS),
+    empty for the database's own (files beside SQLite, the `payloads` table on PostgreSQL)."""
 
     inline_bytes: int = DEFAULT_INLINE_BYTES
     max_bytes: int = DEFAULT_MAX_BYTES
+    store_url: str = ""
+    s3_endpoint_url: str | None = None
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """(bucket, prefix without slashes at its ends) of ``s3://BUCKET[/PREFIX]``; ValueError otherwise.
+
+    >>> parse_s3_url("s3://payloads/exosphere/prod/")
+    ('payloads', 'exosphere/prod')
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc:
+        raise ValueError(f"expected s3://BUCKET or s3://BUCKET/PREFIX, got {url!r}")
+    return parts.netloc, parts.path.strip("/")
 
 
 class PayloadTooLarge(Exception):
-    """A value is longer than `PayloadLimits.max_bytes`; the API answers 413 with this text."""
+    """A value is longer than `PayloadSettings.max_bytes`; the API answers 413 with this text."""
 
     def __init__(self, where: str, size: int, limit: int) -> None:
         super().__init__(
@@ -93,7 +110,7 @@ def ref_bytes(value: Mapping[str, Any]) -> int:
     return int(value["bytes"])
 
 
-def _measure(value: str, limits: PayloadLimits, where: str) -> bytes | None:
+def _measure(value: str, limits: PayloadSettings, where: str) -> bytes | None:
     """The UTF-8 bytes of a value to store apart, or None when it stays inline."""
     if len(value) * _MAX_UTF8_BYTES_PER_CHAR <= limits.inline_bytes:
         return None
@@ -104,7 +121,7 @@ def _measure(value: str, limits: PayloadLimits, where: str) -> bytes | None:
 
 
 def split_values(
-    run_id: str, values: Mapping[str, Any], limits: PayloadLimits, where: str = "a value"
+    run_id: str, values: Mapping[str, Any], limits: PayloadSettings, where: str = "a value"
 ) -> tuple[dict[str, Any], list[Blob]]:
     """`values` as a row stores them (large strings replaced by references) and the payloads to write."""
     row: dict[str, Any] = {}
@@ -121,7 +138,7 @@ def split_values(
 
 
 def split_carried(
-    run_id: str, carried: Mapping[str, Mapping[str, Any]], limits: PayloadLimits
+    run_id: str, carried: Mapping[str, Mapping[str, Any]], limits: PayloadSettings
 ) -> tuple[dict[str, dict[str, Any]], list[Blob]]:
     """`split_values` for each ancestor's carried outputs."""
     row: dict[str, dict[str, Any]] = {}

@@ -9,7 +9,7 @@ states (one run each) whose output is:
 * `1 MB apart`: 1 MB, kept apart from the rows (the default: over the 64 KiB threshold);
 * `1 MB inline`: 1 MB, kept in the rows, as before large payloads existed (threshold raised to 2 MB).
 
-Then, on each, over real HTTP from this process, `--samples` times in turn:
+Then, over real HTTP from this process, `--samples` times on each in turn (A B C A B C ...):
 
 * claim: a trigger of a one-node graph, then the time of the claim (`POST /states/enqueue`) that hands
   its state out;
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import tempfile
@@ -125,26 +126,40 @@ def _figures(values: list[float]) -> str:
     return f"p50 {statistics.median(values):7.2f}  p99 {_p(values, 0.99):7.2f}"
 
 
-async def measure(server: ServerProcess, states: int, size: int, samples: int, big_hop: bool) -> dict[str, str]:
-    base = f"{server.url}/v0/namespace/{NAMESPACE}"
-    limits = httpx.Limits(max_connections=FILL_IN_FLIGHT * 2)
-    async with httpx.AsyncClient(
-        base_url=base, headers={"x-api-key": server.api_key}, timeout=120, limits=limits
-    ) as client:
-        await _prepare(client)
-        started = time.perf_counter()
-        await fill(client, states, size)
-        filled = time.perf_counter() - started
-        claims, hops = [], []
-        for _ in range(samples):  # in turn, so that a drift of the shared machine touches both alike
-            claims.append(await claim_latency(client))
-            hops.append(await hop_time(client))
-        figures = {"fill s": f"{filled:.1f}", "claim ms": _figures(claims), "hop ms": _figures(hops)}
-        if big_hop:
-            ten = "t" * (10 * MB)
-            big = [await hop_time(client, ten) for _ in range(max(3, samples // 20))]
-            figures["10 MB hop ms"] = _figures(big)
-        return figures
+async def measure(servers: dict[str, ServerProcess], states: int, samples: int) -> dict[str, dict[str, str]]:
+    """Fill each configuration's server, then sample them in turn (A B C A B C ...): a drift of the
+    shared machine's load touches every configuration alike."""
+    clients = {
+        name: httpx.AsyncClient(
+            base_url=f"{server.url}/v0/namespace/{NAMESPACE}",
+            headers={"x-api-key": server.api_key},
+            timeout=120,
+            limits=httpx.Limits(max_connections=FILL_IN_FLIGHT * 2),
+        )
+        for name, server in servers.items()
+    }
+    figures: dict[str, dict[str, str]] = {}
+    try:
+        for name, client in clients.items():
+            await _prepare(client)
+            started = time.perf_counter()
+            await fill(client, states, CONFIGURATIONS[name][0])
+            figures[name] = {"fill s": f"{time.perf_counter() - started:.1f}"}
+        claims: dict[str, list[float]] = {name: [] for name in clients}
+        hops: dict[str, list[float]] = {name: [] for name in clients}
+        for _ in range(samples):
+            for name, client in clients.items():
+                claims[name].append(await claim_latency(client))
+                hops[name].append(await hop_time(client))
+        for name in clients:
+            figures[name].update({"claim ms": _figures(claims[name]), "hop ms": _figures(hops[name])})
+        ten = "t" * (10 * MB)
+        big = [await hop_time(clients["1 MB apart"], ten) for _ in range(max(3, samples // 20))]
+        figures["1 MB apart"]["10 MB hop ms"] = _figures(big)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return figures
 
 
 def _database(backend: str, directory: Path) -> str:
@@ -165,12 +180,15 @@ def main() -> None:
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     print(f"{args.states} filling states, {args.samples} samples; load average {os.getloadavg()[0]:.2f}")
     for backend in backends:
-        for name, (size, inline) in CONFIGURATIONS.items():
-            with tempfile.TemporaryDirectory() as directory:
+        with contextlib.ExitStack() as stack:
+            servers = {}
+            for name, (_size, inline) in CONFIGURATIONS.items():
+                directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 env = {"EXOSPHERE_PAYLOAD_INLINE_BYTES": str(inline)}
-                with ServerProcess(_database(backend, Path(directory)), env=env) as server:
-                    figures = asyncio.run(measure(server, args.states, size, args.samples, name == "1 MB apart"))
-            print(f"{backend:8} {name:12} " + "  ".join(f"{k}: {v}" for k, v in figures.items()), flush=True)
+                servers[name] = stack.enter_context(ServerProcess(_database(backend, directory), env=env))
+            figures = asyncio.run(measure(servers, args.states, args.samples))
+        for name, found in figures.items():
+            print(f"{backend:8} {name:12} " + "  ".join(f"{k}: {v}" for k, v in found.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,7 @@ class Tx:
         self.runs_started: list[RunRecord] = []
         self.attempts_ended: list[StateRecord] = []
         self.runs_deleted: list[str] = []  # by retention: their payloads go once this commits
+        self._payloads_seen: payloads.Seen = {}
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -217,11 +218,12 @@ class Tx:
         blobs: list[payloads.Blob] = []
         for row in rows:
             run_id = row["run_id"]
-            row["inputs"], found = payloads.split_values(run_id, row["inputs"], limits, "input")
+            seen = self._payloads_seen
+            row["inputs"], found = payloads.split_values(run_id, row["inputs"], limits, "input", seen)
             blobs.extend(found)
-            row["outputs"], found = payloads.split_values(run_id, row["outputs"], limits, "output")
+            row["outputs"], found = payloads.split_values(run_id, row["outputs"], limits, "output", seen)
             blobs.extend(found)
-            row["carried"], found = payloads.split_carried(run_id, row["carried"], limits)
+            row["carried"], found = payloads.split_carried(run_id, row["carried"], limits, seen)
             blobs.extend(found)
         return blobs
 
@@ -779,7 +781,7 @@ class Tx:
         def prepare() -> tuple[list[dict[str, Any]], list[payloads.Blob]]:
             rows, blobs = [], []
             for _, s in moves:
-                outputs, found = payloads.split_values(s.run_id, s.outputs, limits, "output")
+                outputs, found = payloads.split_values(s.run_id, s.outputs, limits, "output", self._payloads_seen)
                 blobs.extend(found)
                 row = {"b_id": s.id, "b_status": s.status, "b_outputs": outputs}
                 rows.append({**row, "b_error": s.error, "b_finished_at": s.finished_at})

@@ -120,13 +120,24 @@ def _measure(value: str, limits: PayloadSettings, where: str) -> bytes | None:
     return data if len(data) > limits.inline_bytes else None
 
 
+# id of a large string -> (the string, its reference, its UTF-8 bytes): the same text met again in one
+# transaction (an output, the child input a placeholder copies it into, the value carried on) is
+# encoded and hashed once. The string is kept, so that its id cannot be reused meanwhile.
+Seen = dict[int, tuple[str, dict[str, Any], bytes]]
+
+
 def split_values(
-    run_id: str, values: Mapping[str, Any], limits: PayloadSettings, where: str = "a value"
+    run_id: str, values: Mapping[str, Any], limits: PayloadSettings, where: str = "a value", seen: Seen | None = None
 ) -> tuple[dict[str, Any], list[Blob]]:
     """`values` as a row stores them (large strings replaced by references) and the payloads to write."""
     row: dict[str, Any] = {}
     blobs: list[Blob] = []
     for name, value in values.items():
+        known = seen.get(id(value)) if seen is not None and isinstance(value, str) else None
+        if known is not None and known[0] is value:
+            row[name] = known[1]
+            blobs.append(Blob(run_id, ref_key(known[1]), known[2]))
+            continue
         data = _measure(value, limits, f"{where} {name!r}") if isinstance(value, str) else None
         if data is None:
             row[name] = value
@@ -134,17 +145,19 @@ def split_values(
         key = hashlib.sha256(data).hexdigest()
         row[name] = {"payload": key, "bytes": len(data)}
         blobs.append(Blob(run_id, key, data))
+        if seen is not None:
+            seen[id(value)] = (value, row[name], data)
     return row, blobs
 
 
 def split_carried(
-    run_id: str, carried: Mapping[str, Mapping[str, Any]], limits: PayloadSettings
+    run_id: str, carried: Mapping[str, Mapping[str, Any]], limits: PayloadSettings, seen: Seen | None = None
 ) -> tuple[dict[str, dict[str, Any]], list[Blob]]:
     """`split_values` for each ancestor's carried outputs."""
     row: dict[str, dict[str, Any]] = {}
     blobs: list[Blob] = []
     for ident, values in carried.items():
-        row[ident], found = split_values(run_id, values, limits, f"carried output of {ident}")
+        row[ident], found = split_values(run_id, values, limits, f"carried output of {ident}", seen)
         blobs.extend(found)
     return row, blobs
 

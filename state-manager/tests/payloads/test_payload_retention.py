@@ -1,14 +1,19 @@
 """Payloads go with their runs, on a real SQLite file and a real PostgreSQL: retention deletes a finished
-run's payloads with it, and the sweep removes the payload files a crash left without a run."""
+run's payloads with it, the sweep removes the payload files a crash left without a run, and
+`exosphere backup` copies the payload files beside the SQLite copy."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from exosphere_server.clock import now_ms
@@ -17,8 +22,10 @@ from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.storage import open_storage, schema
 from exosphere_server.storage.payloads import FilePayloadStore
+from exosphere_testing import TEST_SECRETS_KEY, ServerProcess, sqlite_url
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
+from tests.blackbox.helpers import claim_all, node, register, trigger, upsert
 from tests.conftest import database_url
 
 SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
@@ -91,3 +98,37 @@ async def test_the_sweep_removes_old_payload_files_of_runs_that_do_not_exist(ctx
 
     assert await runs.sweep_orphan_payloads(ctx, now_ms()) == 1
     assert sorted(p.name for p in store.root.iterdir()) == sorted([kept, "in-flight"])
+
+
+def test_a_backup_copies_the_payload_files_and_the_copy_restores_them_whole(tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    server = ServerProcess(sqlite_url(live), env={"SECRETS_ENCRYPTION_KEY": TEST_SECRETS_KEY}).start()
+    try:
+        with httpx.Client(
+            base_url=f"{server.url}/v0/namespace/ops", headers={"x-api-key": server.api_key}, timeout=30
+        ) as api:
+            register(api, {"Take": (("x",), ("y",))})
+            upsert(api, "take", [node("take", "Take", "ops", {"x": "1"})])
+            trigger(api, "take", inputs={"x": BIG})
+        backup = tmp_path / "backups" / "exosphere.db"
+        backup.parent.mkdir()
+        command = [sys.executable, "-m", "exospherehost.cli", "backup", str(backup), "--database-url", sqlite_url(live)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    finally:
+        server.stop()
+
+    # Restored as docs/deployment.md says: the database and its payloads folder side by side.
+    restored = tmp_path / "restored"
+    restored.mkdir(mode=0o700)
+    shutil.copyfile(backup, restored / "exosphere.db")
+    shutil.copytree(backup.with_name("exosphere.db-payloads"), restored / "exosphere.db-payloads")
+    server = ServerProcess(sqlite_url(restored), env={"SECRETS_ENCRYPTION_KEY": TEST_SECRETS_KEY}).start()
+    try:
+        with httpx.Client(
+            base_url=f"{server.url}/v0/namespace/ops", headers={"x-api-key": server.api_key}, timeout=30
+        ) as api:
+            [state] = claim_all(api, "Take", count=1)
+            assert state["inputs"] == {"x": BIG}
+    finally:
+        server.stop()

@@ -14,7 +14,9 @@ Then, over real HTTP from this process, `--samples` times on each in turn (A B C
 * claim: a trigger of a one-node graph, then the time of the claim (`POST /states/enqueue`) that hands
   its state out;
 * hop: a two-node run: the time from sending the first node's result (which creates the second
-  node's state) to the claim that hands out the second node's state answering.
+  node's state) to the claim that hands out the second node's state answering;
+* listing: `GET .../run/{run_id}/states` of one of the filled runs (a state with a 1 MB output, or
+  a small one), as a dashboard or a script reads a run.
 
 Also, for the `1 MB apart` database: a 10 MB hop, the same hop with a 10 MB output passed by a
 placeholder, claim included (the payload's write, its read for the claim answer and the transfer).
@@ -84,17 +86,26 @@ async def _done(client: httpx.AsyncClient, state: dict[str, object], data: str) 
     (await client.post(f"/state/{state['state_id']}/executed", json=body)).raise_for_status()
 
 
-async def fill(client: httpx.AsyncClient, states: int, size: int) -> None:
-    """`states` finished runs whose one state output `size` bytes (each run's text its own)."""
+async def fill(client: httpx.AsyncClient, states: int, size: int) -> list[str]:
+    """`states` finished runs whose one state output `size` bytes (each run's text its own); their ids."""
     sem = asyncio.Semaphore(FILL_IN_FLIGHT)
 
-    async def one(number: int) -> None:
+    async def one(number: int) -> str:
         async with sem:
-            (await client.post("/graph/fill/trigger", json={})).raise_for_status()
+            answer = await client.post("/graph/fill/trigger", json={})
+            answer.raise_for_status()
             state = await _claim_one(client, "Fill")
             await _done(client, state, f"{number}-".ljust(size, "p"))
+            return str(answer.json()["run_id"])
 
-    await asyncio.gather(*(one(n) for n in range(states)))
+    return list(await asyncio.gather(*(one(n) for n in range(states))))
+
+
+async def listing_time(client: httpx.AsyncClient, run_id: str) -> float:
+    """A filled run's states listed (`GET .../run/{id}/states`): what a dashboard or a script reads."""
+    started = time.perf_counter()
+    (await client.get(f"/run/{run_id}/states")).raise_for_status()
+    return (time.perf_counter() - started) * 1000
 
 
 async def claim_latency(client: httpx.AsyncClient) -> float:
@@ -139,20 +150,29 @@ async def measure(servers: dict[str, ServerProcess], states: int, samples: int) 
         for name, server in servers.items()
     }
     figures: dict[str, dict[str, str]] = {}
+    filled: dict[str, list[str]] = {}
     try:
         for name, client in clients.items():
             await _prepare(client)
             started = time.perf_counter()
-            await fill(client, states, CONFIGURATIONS[name][0])
+            filled[name] = await fill(client, states, CONFIGURATIONS[name][0])
             figures[name] = {"fill s": f"{time.perf_counter() - started:.1f}"}
         claims: dict[str, list[float]] = {name: [] for name in clients}
         hops: dict[str, list[float]] = {name: [] for name in clients}
-        for _ in range(samples):
+        listings: dict[str, list[float]] = {name: [] for name in clients}
+        for sample in range(samples):
             for name, client in clients.items():
                 claims[name].append(await claim_latency(client))
                 hops[name].append(await hop_time(client))
+                listings[name].append(await listing_time(client, filled[name][sample % len(filled[name])]))
         for name in clients:
-            figures[name].update({"claim ms": _figures(claims[name]), "hop ms": _figures(hops[name])})
+            figures[name].update(
+                {
+                    "claim ms": _figures(claims[name]),
+                    "hop ms": _figures(hops[name]),
+                    "listing ms": _figures(listings[name]),
+                }
+            )
         ten = "t" * (10 * MB)
         big = [await hop_time(clients["1 MB apart"], ten) for _ in range(max(3, samples // 20))]
         figures["1 MB apart"]["10 MB hop ms"] = _figures(big)

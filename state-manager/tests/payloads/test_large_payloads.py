@@ -187,4 +187,5 @@ def test_sqlite_keeps_payloads_as_files_beside_the_database(
     database = Path(server.database_url.removeprefix("sqlite:///"))
     stored = database.parent / f"{database.name}-payloads" / run_id / hashlib.sha256(big.encode()).hexdigest()
     assert stored.read_text() == big
-    assert stored.stat().st_mode & 0o077 == 0  # owner-only, like the database
+    for path in (stored, stored.parent, stored.parent.parent):
+        assert path.stat().st_mode & 0o077 == 0, path  # owner-only, like the database

@@ -253,7 +253,10 @@ class FilePayloadStore(PayloadStore):
             target = self._path(blob.run_id, blob.key)
             if target.exists():
                 continue  # content-addressed: the same text, already durable
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            new_run = not target.parent.exists()
+            if new_run:
+                self.root.mkdir(mode=0o700, exist_ok=True)  # owner-only, like the database beside it
+                target.parent.mkdir(mode=0o700, exist_ok=True)
             temporary = target.with_name(f".{blob.key}.{os.getpid()}.{time.monotonic_ns()}.tmp")
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -265,7 +268,8 @@ class FilePayloadStore(PayloadStore):
                 os.close(fd)
             os.replace(temporary, target)
             _fsync_dir(target.parent)
-            _fsync_dir(self.root)
+            if new_run:
+                _fsync_dir(self.root)  # the run's directory entry, durable too
 
     async def put(self, conn: Any, blobs: Sequence[Blob]) -> None:
         if blobs:

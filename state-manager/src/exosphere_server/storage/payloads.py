@@ -14,7 +14,8 @@ hands the inputs to a runtime, a placeholder that embeds it in longer text, and 
 
 The store writes a payload before the transaction that references it commits (the row's transaction
 calls `put` first), so a crash never leaves a committed state referencing a missing payload; a crash
-before the commit leaves at most an unreferenced payload of a run, removed with that run.
+before the commit leaves at most an unreferenced payload, removed with its run, or by the hourly
+sweep (`PayloadStore.sweep`) when that run never committed.
 
 Example::
 
@@ -197,9 +198,8 @@ class PayloadMissing(Exception):
 class PayloadStore(abc.ABC):
     """Where payloads live. `conn` is the storage connection of the calling transaction.
 
-    An S3-compatible store would implement the same four methods: `put` uploads before the row's
-    transaction commits (a PUT is durable once answered), `get` downloads, `delete_runs` does nothing
-    inside the transaction and `runs_deleted` removes the run's prefix after the commit.
+    Three implement it: `FilePayloadStore` (SQLite's default), `TablePayloadStore` (PostgreSQL's) and
+    `s3_payloads.S3PayloadStore` (either database, with `EXOSPHERE_PAYLOAD_STORE=s3://...`).
     """
 
     @abc.abstractmethod

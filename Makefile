@@ -13,7 +13,7 @@ $(STAMP): python-sdk/pyproject.toml state-manager/pyproject.toml requirements-de
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e 'python-sdk[otel]' -e 'state-manager[otel]' -r requirements-dev.txt
+	$(BIN)/pip install -q -e 'python-sdk[otel]' -e 'state-manager[otel,s3]' -r requirements-dev.txt
 	@# A .venv made before the CLI moved to the SDK: upgrading the server package there removes the
 	@# `exosphere` script it used to own, after the SDK has installed its own. Put the SDK's back.
 	test -x $(BIN)/exosphere || $(BIN)/pip install -q --no-deps --force-reinstall -e python-sdk

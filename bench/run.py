@@ -58,6 +58,7 @@ OTHER_BENCHMARKS = [
     "graph_validation_bench.py",
     "scale_bench.py",
     "trigger_bench.py",
+    "payload_bench.py",
 ]
 RUNTIMES = ("tuned", "defaults", "published", "ts-tuned", "ts-defaults")
 TYPESCRIPT_SDK = REPO / "typescript-sdk"

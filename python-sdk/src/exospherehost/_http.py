@@ -261,6 +261,19 @@ class ApiClient:
         except ValueError:
             return response.text
 
+    async def get_text(self, path: str, *, action: str = "") -> str:
+        """GET a ``text/plain`` answer as its text, never decoded as JSON (a value may look like JSON).
+
+        Raises like :meth:`request`.
+        """
+        try:
+            response = await self._client.get(path)
+        except httpx.RequestError as exc:
+            raise _unavailable(exc, action) from exc
+        if not response.is_success:
+            raise error_from_response(response, action)
+        return response.text
+
     async def stream_events(
         self, path: str, *, headers: dict[str, str] | None = None, read_timeout: float, action: str = ""
     ) -> AsyncIterator[ServerSentEvent]:

@@ -614,6 +614,19 @@ RunNodeCounts = NodeProgress
 """How many states of one node of a run are in each status (the name ``watch_run``'s events give it)."""
 
 
+class PayloadInfo(Answer):
+    """An input or output value kept apart from the state's row (longer than the server's inline threshold)."""
+
+    bytes: int = Field(description="Its length in UTF-8 bytes")
+    sha256: str = Field(description="SHA-256 of its UTF-8 text, hex")
+
+
+_LARGE = (
+    "Additive: values over the server's inline threshold (EXOSPHERE_PAYLOAD_INLINE_BYTES), left out of {side} "
+    "unless asked with ?payloads=true; each is also read alone at GET .../state/{{state_id}}/payload/{side}/{{field}}"
+)
+
+
 class StateResponse(Answer):
     """One state (one execution of a node): ``GET .../state/{state_id}`` and each item of a run's states."""
 
@@ -656,6 +669,8 @@ class StateResponse(Answer):
     usage: Usage | None = Field(
         default=None, description="Additive: what this attempt reported using with its result; null if nothing"
     )
+    large_inputs: dict[str, PayloadInfo] = Field(default_factory=dict, description=_LARGE.format(side="inputs"))
+    large_outputs: dict[str, PayloadInfo] = Field(default_factory=dict, description=_LARGE.format(side="outputs"))
 
 
 class RunStatesResponse(Answer):
@@ -717,6 +732,8 @@ class NodeDetailsResponse(Answer):
     attempts: int = Field(default=0, description="Additive: how many times the state was claimed")
     started_at: IsoTime | None = Field(default=None, description="Additive")
     finished_at: IsoTime | None = Field(default=None, description="Additive")
+    large_inputs: dict[str, PayloadInfo] = Field(default_factory=dict, description=_LARGE.format(side="inputs"))
+    large_outputs: dict[str, PayloadInfo] = Field(default_factory=dict, description=_LARGE.format(side="outputs"))
 
 
 # ---- answers: the runtime's side -----------------------------------------------------------------

@@ -12,7 +12,7 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -594,15 +594,30 @@ class StateManager:
             f"{self._run_path(run_id)}/progress", RunProgressResponse, f"Reading progress of run {run_id}"
         )
 
-    async def get_state(self, state_id: str) -> dict[str, Any]:
+    async def get_state(self, state_id: str, payloads: bool = False) -> dict[str, Any]:
         """One state: status, inputs, outputs, error, parents, attempts and timings (never secret values).
+
+        Input and output values over the server's inline threshold (64 KiB by default) are left out of
+        ``inputs``/``outputs`` and listed by size in ``large_inputs``/``large_outputs``; with
+        ``payloads=True`` they are in ``inputs``/``outputs``, whole (see also :meth:`get_state_payload`).
 
         Example::
 
             state = await sm.get_state(state_id)
-            print(state["identifier"], state["status"], state["error"])
+            print(state["identifier"], state["status"], state["error"], state.get("large_outputs"))
         """
-        return await self._read_as_sent(self._state_path(state_id), StateResponse, f"Reading state {state_id}")
+        path = self._state_path(state_id) + ("?payloads=true" if payloads else "")
+        return await self._read_as_sent(path, StateResponse, f"Reading state {state_id}")
+
+    async def get_state_payload(self, state_id: str, side: Literal["inputs", "outputs"], field: str) -> str:
+        """One input or output value of a state, whole, however large (read as plain text).
+
+        Example::
+
+            report = await sm.get_state_payload(state_id, "outputs", "report")
+        """
+        path = f"{self._state_path(state_id)}/payload/{side}/{quote(field, safe='')}"
+        return await self._client().get_text(path, action=f"Reading {side} field {field!r} of state {state_id}")
 
     async def retry_state(self, state_id: str, fanout_id: str | None = None) -> dict[str, Any]:
         """Run an ``ERRORED`` or ``NEXT_CREATED_ERROR`` state again: a new state with the same inputs.

@@ -121,3 +121,17 @@ async def test_unknown_run_and_state_are_not_found(sm: StateManager) -> None:
         await sm.get_run_progress(str(uuid.uuid4()))
     with pytest.raises(NotFoundError):
         await sm.get_state("0123456789abcdef01234567")
+
+
+async def test_a_large_output_is_listed_by_size_and_read_whole_when_asked(sm: StateManager) -> None:
+    namespace = await _namespace(sm)
+    await sm.apply_graph("shout", template(namespace))
+    text = '"quoted", like JSON ' * 5_000  # 100,000 bytes: over the 64 KiB threshold
+    run_id = (await sm.trigger("shout", store={"text": text}))["run_id"]
+    assert (await sm.wait_for_run(run_id, timeout=60))["status"] == "SUCCESS"
+    [listed] = await sm.get_run_states(run_id)
+    assert listed["outputs"] == {} and listed["large_outputs"]["text"]["bytes"] == len(text)
+    assert (await sm.get_state(listed["state_id"], payloads=True))["outputs"] == {"text": text.upper()}
+    assert await sm.get_state_payload(listed["state_id"], "inputs", "text") == text
+    with pytest.raises(NotFoundError):
+        await sm.get_state_payload(listed["state_id"], "outputs", "missing")

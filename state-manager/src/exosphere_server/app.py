@@ -54,6 +54,7 @@ from exosphere_server.engine.wakeups import Wakeups
 from exosphere_server.scheduler.loop import Scheduler
 from exosphere_server.storage import open_storage
 from exosphere_server.storage.base import Storage
+from exosphere_server.storage.payloads import PayloadSettings
 from exosphere_server.storage.records import RunRecord, StateRecord
 from exosphere_server.tracing import Tracing, open_tracing
 
@@ -139,6 +140,15 @@ async def check_secrets_key(settings: Settings, storage: Storage, box: SecretBox
         log.warning("secrets_key_rotated", detail="every graph secret was re-encrypted with the current key")
 
 
+def _payload_settings(settings: Settings) -> PayloadSettings:
+    return PayloadSettings(
+        inline_bytes=settings.payload_inline_bytes,
+        max_bytes=settings.max_payload_bytes,
+        store_url=settings.payload_store,
+        s3_endpoint_url=settings.s3_endpoint_url,
+    )
+
+
 async def prepare_database(settings: Settings) -> None:
     """Migrate and check the secrets key before serving, so that a refusal is one clear line."""
     storage = open_storage(settings.database_url, settings.db_pool_size)
@@ -150,7 +160,7 @@ async def prepare_database(settings: Settings) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    storage = open_storage(settings.database_url, settings.db_pool_size)
+    storage = open_storage(settings.database_url, settings.db_pool_size, _payload_settings(settings))
     ctx = EngineContext(
         storage=storage,
         box=SecretBox(settings.secrets_key),

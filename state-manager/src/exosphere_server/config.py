@@ -12,7 +12,11 @@
 | `EXOSPHERE_AUTH_LOCKOUT_SECONDS` | `60` | how long a locked-out address gets `429`, from its latest wrong key |
 | `SECRETS_ENCRYPTION_KEY` | made once beside the SQLite file | base64 of 32 bytes (AES-256-GCM), checked at start |
 | `SECRETS_ENCRYPTION_KEY_PREVIOUS` | none | old keys, comma-separated: a start re-encrypts secrets to the current key |
-| `EXOSPHERE_MAX_REQUEST_BYTES` | `52428800` (50 MiB) | larger request bodies get 413, unread |
+| `EXOSPHERE_MAX_REQUEST_BYTES` | max payload + 1 MiB (51 MiB) | larger request bodies get 413, unread |
+| `EXOSPHERE_PAYLOAD_INLINE_BYTES` | `65536` (64 KiB) | longer input/output values are kept apart from the state rows |
+| `EXOSPHERE_MAX_PAYLOAD_BYTES` | `52428800` (50 MiB) | a longer input/output value gets 413 |
+| `EXOSPHERE_PAYLOAD_STORE` | none: beside the database | `s3://BUCKET/PREFIX`: large payloads in S3 (`[s3]` extra) |
+| `EXOSPHERE_S3_ENDPOINT_URL` | none: AWS | the S3-compatible server to use instead (MinIO, Ceph...) |
 | `EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT` | `64` | run event streams (dashboard, `/v0`) one client address may hold open |
 | `EXOSPHERE_DEFAULT_LEASE_SECONDS` | `300` | lease of a claim whose request names none (the published client) |
 | `EXOSPHERE_CRON_CATCH_UP` | `latest` | `latest`: after downtime fire the latest missed occurrence once; `none`: skip |
@@ -35,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exosphere_server.private_files import make_private_dir
+from exosphere_server.storage.payloads import parse_s3_url
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 # The names a browser puts in the Host header for a loopback server (IPv6 addresses in brackets).
@@ -69,7 +74,11 @@ class Settings:
     # The embedded default's key file when it was missing and a key was made: written only once the
     # database is known to hold no secrets under another key (engine/secrets_key.py).
     new_secrets_key_file: Path | None = None
-    max_request_bytes: int = 50 * 1024 * 1024
+    max_request_bytes: int = 51 * 1024 * 1024
+    payload_inline_bytes: int = 64 * 1024
+    max_payload_bytes: int = 50 * 1024 * 1024
+    payload_store: str = ""  # `s3://BUCKET/PREFIX`, or empty: beside the database (storage/payloads.py)
+    s3_endpoint_url: str | None = None
     max_live_views_per_client: int = 64
     unserved_after_ms: int = 60_000
     tracing: bool = False  # an OTLP endpoint is configured: export traces (tracing.py)
@@ -178,6 +187,8 @@ def load_settings(
     max_graph_nodes = _int_env("EXOSPHERE_MAX_GRAPH_NODES", 10_000)
     if max_graph_nodes < 1:
         raise ConfigError(f"EXOSPHERE_MAX_GRAPH_NODES must be at least 1, got {max_graph_nodes}")
+    max_payload_bytes = _int_env("EXOSPHERE_MAX_PAYLOAD_BYTES", 50 * 1024 * 1024, minimum=1)
+    payload_store = _payload_store()
     return Settings(
         database_url=url,
         api_key=key,
@@ -198,11 +209,31 @@ def load_settings(
         auth_lockout_s=_int_env("EXOSPHERE_AUTH_LOCKOUT_SECONDS", 60, minimum=1),
         previous_secrets_keys=tuple(decode_secrets_key(k) for k in _list_env("SECRETS_ENCRYPTION_KEY_PREVIOUS")),
         new_secrets_key_file=new_key_file,
-        max_request_bytes=_int_env("EXOSPHERE_MAX_REQUEST_BYTES", 50 * 1024 * 1024),
+        # A body holds one payload at the most plus its JSON around it: the payload limit is the one that speaks.
+        max_request_bytes=_int_env("EXOSPHERE_MAX_REQUEST_BYTES", max_payload_bytes + 1024 * 1024),
+        payload_inline_bytes=_int_env("EXOSPHERE_PAYLOAD_INLINE_BYTES", 64 * 1024, minimum=0),
+        max_payload_bytes=max_payload_bytes,
+        payload_store=payload_store,
+        s3_endpoint_url=os.environ.get("EXOSPHERE_S3_ENDPOINT_URL") or None,
         max_live_views_per_client=_int_env("EXOSPHERE_MAX_LIVE_VIEWS_PER_CLIENT", 64, minimum=1),
         unserved_after_ms=_int_env("EXOSPHERE_UNSERVED_NODE_SECONDS", 60, minimum=1) * 1000,
         tracing=_tracing_configured(),
     )
+
+
+def _payload_store() -> str:
+    url = os.environ.get("EXOSPHERE_PAYLOAD_STORE", "").strip()
+    if not url:
+        return ""
+    try:
+        parse_s3_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"EXOSPHERE_PAYLOAD_STORE: {exc}") from exc
+    if not _found("boto3"):
+        raise ConfigError(
+            "EXOSPHERE_PAYLOAD_STORE names S3 but boto3 is not installed: pip install 'exosphere-server[s3]'"
+        )
+    return url
 
 
 OTEL_PACKAGES = ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http")

@@ -463,6 +463,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v0/namespace/{namespace_name}/state/{state_id}/payload/{side}/{field}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get State Payload
+         * @description Additive: one input or output value of a state as plain text, large payloads (kept apart) included.
+         */
+        get: operations["get_state_payload_v0_namespace__namespace_name__state__state_id__payload__side___field__get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v0/namespace/{namespace_name}/state/{state_id}/prune": {
         parameters: {
             query?: never;
@@ -1645,6 +1665,20 @@ export interface components {
             inputs: {
                 [key: string]: string;
             };
+            /**
+             * Large Inputs
+             * @description Additive: values over the server's inline threshold (EXOSPHERE_PAYLOAD_INLINE_BYTES), left out of inputs unless asked with ?payloads=true; each is also read alone at GET .../state/{state_id}/payload/inputs/{field}
+             */
+            large_inputs: {
+                [key: string]: components["schemas"]["PayloadInfo"];
+            };
+            /**
+             * Large Outputs
+             * @description Additive: values over the server's inline threshold (EXOSPHERE_PAYLOAD_INLINE_BYTES), left out of outputs unless asked with ?payloads=true; each is also read alone at GET .../state/{state_id}/payload/outputs/{field}
+             */
+            large_outputs: {
+                [key: string]: components["schemas"]["PayloadInfo"];
+            };
             /** Node Name */
             node_name: string;
             /** Outputs */
@@ -1738,6 +1772,24 @@ export interface components {
              * @description Names of the graph secrets the node reads
              */
             secrets: string[];
+        };
+        /**
+         * PayloadInfo
+         * @description An input or output value kept apart from the state's row (longer than the server's inline threshold).
+         */
+        PayloadInfo: {
+            /**
+             * Bytes
+             * @description Its length in UTF-8 bytes
+             */
+            bytes: number;
+            /**
+             * Sha256
+             * @description SHA-256 of its UTF-8 text, hex
+             */
+            sha256: string;
+        } & {
+            [key: string]: unknown;
         };
         /**
          * PruneRequest
@@ -2365,6 +2417,20 @@ export interface components {
             inputs: {
                 [key: string]: string;
             };
+            /**
+             * Large Inputs
+             * @description Additive: values over the server's inline threshold (EXOSPHERE_PAYLOAD_INLINE_BYTES), left out of inputs unless asked with ?payloads=true; each is also read alone at GET .../state/{state_id}/payload/inputs/{field}
+             */
+            large_inputs: {
+                [key: string]: components["schemas"]["PayloadInfo"];
+            };
+            /**
+             * Large Outputs
+             * @description Additive: values over the server's inline threshold (EXOSPHERE_PAYLOAD_INLINE_BYTES), left out of outputs unless asked with ?payloads=true; each is also read alone at GET .../state/{state_id}/payload/outputs/{field}
+             */
+            large_outputs: {
+                [key: string]: components["schemas"]["PayloadInfo"];
+            };
             /** Namespace */
             namespace: string;
             /** Node Name */
@@ -2817,7 +2883,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2891,7 +2957,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2960,7 +3026,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3036,7 +3102,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3113,7 +3179,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3194,7 +3260,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3273,7 +3339,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3357,7 +3423,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3438,7 +3504,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3514,7 +3580,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3904,7 +3970,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3984,7 +4050,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4063,7 +4129,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4144,7 +4210,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4224,7 +4290,7 @@ export interface operations {
                     "text/event-stream": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4301,7 +4367,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4384,7 +4450,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4466,7 +4532,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4549,7 +4615,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4589,7 +4655,10 @@ export interface operations {
     };
     get_state_v0_namespace__namespace_name__state__state_id__get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Additive: put large inputs and outputs (kept apart) in inputs/outputs, whole */
+                payloads?: boolean;
+            };
             header?: never;
             path: {
                 namespace_name: string;
@@ -4626,7 +4695,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4707,7 +4776,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4788,7 +4857,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4869,7 +4938,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4950,7 +5019,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -4984,6 +5053,85 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_state_payload_v0_namespace__namespace_name__state__state_id__payload__side___field__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                namespace_name: string;
+                state_id: string;
+                side: "inputs" | "outputs";
+                field: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The value, whole */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": string;
+                };
+            };
+            /** @description The API key is missing or wrong */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The key's role or namespace does not allow this call (named) */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The body, or one input or output value, is over the server's size limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description Locked out after repeated wrong keys; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The database is unavailable; retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["ErrorResponse"];
                 };
             };
         };
@@ -5031,7 +5179,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5193,7 +5341,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5274,7 +5422,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5351,7 +5499,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5604,7 +5752,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5684,7 +5832,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5764,7 +5912,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5841,7 +5989,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5915,7 +6063,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;

@@ -63,6 +63,7 @@ RULES: dict[str, Rule] = {
     "api.run_routes.run_graph": Rule(VIEW),
     "api.run_routes.node_details": Rule(VIEW),
     "api.inspect_routes.get_state": Rule(VIEW),
+    "api.inspect_routes.get_state_payload": Rule(VIEW),
     "api.inspect_routes.run_progress": Rule(VIEW),
     # states: what runtimes do, then what operators do
     "api.state_routes.enqueue": Rule(RUNTIME),
@@ -96,6 +97,7 @@ RULES: dict[str, Rule] = {
     "dashboard.routes.runs_page": Rule(VIEW),
     "dashboard.routes.run_page": Rule(VIEW),
     "dashboard.routes.state_page": Rule(VIEW),
+    "dashboard.routes.state_payload": Rule(VIEW),
     "dashboard.routes.audit_page": Rule(ADMIN),
     "dashboard.api.run_progress": Rule(VIEW),
     "dashboard.api.run_events": Rule(VIEW),

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from exosphere_server.api.json_response import SafeJSONResponse as JSONResponse
 from exosphere_server.engine.errors import BadRequest, Conflict, EngineError, GraphTooLarge, NotFound
 from exosphere_server.engine.storable import sendable
+from exosphere_server.storage.payloads import PayloadTooLarge
 
 log = structlog.get_logger("exosphere.api")
 
@@ -24,7 +25,10 @@ log = structlog.get_logger("exosphere.api")
 REFUSALS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "The API key is missing or wrong"},
     403: {"model": ErrorResponse, "description": "The key's role or namespace does not allow this call (named)"},
-    413: {"model": ErrorResponse, "description": "The body is over the server's size limit"},
+    413: {
+        "model": ErrorResponse,
+        "description": "The body, or one input or output value, is over the server's size limit",
+    },
     429: {"model": ErrorResponse, "description": "Locked out after repeated wrong keys; see Retry-After"},
     503: {"model": ErrorResponse, "description": "The database is unavailable; retry after Retry-After"},
 }
@@ -39,6 +43,10 @@ STATUS_BY_ERROR: list[tuple[type[EngineError], int]] = [
 
 def status_code(exc: EngineError) -> int:
     return next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
+
+
+async def _payload_too_large(_request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=413)
 
 
 async def _engine_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -128,6 +136,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(EngineError, _engine_error)
+    app.add_exception_handler(PayloadTooLarge, _payload_too_large)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     for kind in (DBAPIError, OSError, sa_exc.TimeoutError):

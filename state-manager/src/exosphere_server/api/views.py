@@ -11,6 +11,7 @@ pieces (`jsontext.py`) and pydantic would only add a second pass over them. Rout
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ from exospherehost.statuses import StateStatus
 
 from exosphere_server.clock import now_ms
 from exosphere_server.engine.run_counts import RunStateCounts, RunSummary
+from exosphere_server.storage.payloads import is_ref, ref_bytes, ref_key
 from exosphere_server.storage.records import GraphRecord, RegisteredNodeRecord, StateRecord, UsageTotals
 
 
@@ -89,8 +91,22 @@ def claimed_state_view(state: StateRecord, traceparent: str | None = None) -> di
     }
 
 
+def _inline(values: Mapping[str, Any]) -> dict[str, str]:
+    return {name: value for name, value in values.items() if isinstance(value, str)}
+
+
+def _large(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The values kept apart (large payloads: their references), by size and hash, never their text."""
+    return {
+        name: {"bytes": ref_bytes(value), "sha256": ref_key(value)} for name, value in values.items() if is_ref(value)
+    }
+
+
 def state_view(state: StateRecord) -> dict[str, Any]:
-    """Everything a person inspecting a state wants; never a secret (states hold none)."""
+    """Everything a person inspecting a state wants; never a secret (states hold none).
+
+    A large payload (kept apart) is listed in `large_inputs`/`large_outputs` by size unless it was
+    loaded into the record (`runs.with_payloads`)."""
     return {
         "state_id": state.id,
         "id": state.id,
@@ -100,8 +116,8 @@ def state_view(state: StateRecord) -> dict[str, Any]:
         "graph_name": state.graph_name,
         "run_id": state.run_id,
         "status": state.status,
-        "inputs": state.inputs,
-        "outputs": state.outputs,
+        "inputs": _inline(state.inputs),
+        "outputs": _inline(state.outputs),
         "data": state.data,
         "error": state.error,
         "parents": state.parents,
@@ -121,6 +137,8 @@ def state_view(state: StateRecord) -> dict[str, Any]:
         "wait_timeout_at": state.wait_timeout_at if state.status == StateStatus.WAITING else None,
         "signal": state.signal,
         "usage": state.usage,
+        "large_inputs": _large(state.inputs),
+        "large_outputs": _large(state.outputs),
     }
 
 

@@ -4,7 +4,10 @@ SQLite's online backup API copies the database page by page and starts again whe
 in the middle, so the copy is one committed state of the database, with the server serving throughout
 (a copy of the file with `cp` may catch half a transaction, and misses what is still in the WAL). The
 secrets key file of the embedded default is copied beside it (`DEST.secrets.key`): without it, the
-backup's graph secrets could not be read. PostgreSQL is backed up with `pg_dump` (docs/deployment.md).
+backup's graph secrets could not be read. Large payloads, kept as files beside the database
+(`<database>-payloads/`), are copied after it, beside the copy (`DEST-payloads/`): every payload
+the copied database references was written before the copy began. PostgreSQL is backed up with
+`pg_dump` (docs/deployment.md); an S3 payload store has its own versioning or replication.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ def backup(
     destination = destination.resolve()
     copy_sqlite(source, destination)
     typer.echo(f"Backed up {source} to {destination}", err=True)
+    payloads = source.with_name(source.name + "-payloads")
+    if payloads.is_dir():
+        payloads_copy = destination.with_name(destination.name + "-payloads")
+        copy_payloads(payloads, payloads_copy)
+        typer.echo(f"and its large payloads to {payloads_copy} (restore them beside the database)", err=True)
     key_file = source.parent / "secrets.key"
     if not os.environ.get("SECRETS_ENCRYPTION_KEY") and key_file.exists():
         key_copy = destination.with_name(destination.name + ".secrets.key")
@@ -73,6 +81,17 @@ def copy_sqlite(source: Path, destination: Path) -> None:
     if verdict != "ok":
         partial.unlink()
         _fail(f"the copy failed its integrity check ({verdict}); nothing was replaced")
+    os.replace(partial, destination)
+
+
+def copy_payloads(source: Path, destination: Path) -> None:
+    """The payload files (`<run id>/<sha256>`) into a fresh `destination`, owner-only; a crash's
+    temporary files are left out. Files are immutable once written, so a copy is never torn."""
+    partial = destination.with_name(destination.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial, ignore=shutil.ignore_patterns(".*.tmp"))
+    os.chmod(partial, 0o700)
+    shutil.rmtree(destination, ignore_errors=True)
     os.replace(partial, destination)
 
 

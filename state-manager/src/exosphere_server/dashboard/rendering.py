@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from exosphere_server import __version__
 from exosphere_server.dashboard import layout
 from exosphere_server.dashboard.data import PAGE_STATUSES, PHASES
+from exosphere_server.storage.payloads import is_ref, ref_bytes
 
 # No inline script or style anywhere, and nothing from another origin (the machines may have no internet).
 SECURITY_HEADERS = {
@@ -65,6 +67,16 @@ def usage_text(usage: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
+def inline_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Input or output values as a page shows them whole: every one but the large payloads kept apart."""
+    return {name: value for name, value in values.items() if not is_ref(value)}
+
+
+def large_values(values: Mapping[str, Any]) -> dict[str, int]:
+    """The large payloads among input or output values, by size in bytes: a page links to them instead."""
+    return {name: ref_bytes(value) for name, value in values.items() if is_ref(value)}
+
+
 def bar_segments(phases: dict[Phase, int], width: float) -> list[tuple[Phase, float, float]]:
     """(phase, x, width) of a node's stacked status bar; dashboard.js draws the same on updates."""
     total = sum(phases.values())
@@ -87,6 +99,8 @@ _env = jinja2.Environment(
 _env.filters["when"] = when
 _env.filters["count"] = count
 _env.filters["usd"] = usd
+_env.filters["inline_values"] = inline_values
+_env.filters["large_values"] = large_values
 _env.globals.update(
     duration=duration,
     bar_segments=bar_segments,

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlencode
 
 from exospherehost.statuses import RETRYABLE_BY_HAND, RunStatus, StateStatus
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 
 from exosphere_server.api.auth import reject_nul_characters
 from exosphere_server.api.deps import engine_context
@@ -24,6 +24,7 @@ from exosphere_server.dashboard.rendering import render_page
 from exosphere_server.engine import audit, inspection, runs, serving
 from exosphere_server.engine.errors import NotFound
 from exosphere_server.engine.keys import Principal
+from exosphere_server.engine.large_payloads import Side, payload_text
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 # After the session: a visitor who is not logged in learns nothing about the parameters. NUL in a path
@@ -236,6 +237,17 @@ async def state_page(namespace: str, state_id: str, request: Request) -> Respons
         may_signal=session.session_may(request, "dashboard.api.send_signal"),
         limit=data.SAME_POSITION_LIMIT,
     )
+
+
+@pages.get("/ns/{namespace}/states/{state_id}/payload/{side}/{field}")
+async def state_payload(namespace: str, state_id: str, side: Side, field: str, request: Request) -> Response:
+    """One input or output value of a state as plain text: the "load" link of a large payload."""
+    ctx = engine_context(request)
+    try:
+        state = await runs.get_state(ctx, namespace, state_id)
+        return PlainTextResponse(await payload_text(ctx, state, side, field))
+    except NotFound as exc:
+        return _not_found(request, exc)
 
 
 AUDIT_PAGE = "dashboard.routes.audit_page"

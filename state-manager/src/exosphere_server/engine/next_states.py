@@ -23,6 +23,7 @@ from exosphere_server.engine.fingerprint import unite_fingerprint
 from exosphere_server.engine.limits import node_charges
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
 from exosphere_server.storage.base import Tx, new_id
+from exosphere_server.storage.payloads import ref_key
 from exosphere_server.storage.records import RunRecord, StateRecord
 
 YIELD_EVERY = 500  # children of this many sources are built between two turns of the event loop
@@ -38,7 +39,7 @@ def new_state(
     node_name: str,
     identifier: str,
     run: RunRecord,
-    inputs: dict[str, str],
+    inputs: Mapping[str, object],
     parents: dict[str, str],
     parent_id: str | None = None,
     carried: dict[str, dict[str, object]] | None = None,
@@ -54,7 +55,7 @@ def new_state(
         graph_name=run.graph_name,
         run_id=run.run_id,
         status=StateStatus.CREATED.value,
-        inputs=inputs,
+        inputs=dict(inputs),
         outputs={},
         parents=parents,
         parent_id=parent_id,
@@ -97,7 +98,7 @@ async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: 
         parents = _kept_parents(graph, source)
         for child_id in next_ids:
             child = graph.shape.nodes[child_id]
-            inputs = _resolve_inputs(child.inputs, child_id, outputs, run, graph)
+            inputs = await _resolve_inputs(tx, child.inputs, child_id, outputs, run, graph)
             limits = _limit_charges(graph, child_id, outputs, run)
             children.append(
                 new_state(
@@ -120,7 +121,13 @@ def _limit_charges(
     graph: PinnedGraph, node_id: str, outputs: Mapping[str, Mapping[str, object]], run: RunRecord
 ) -> list[dict[str, Any]] | None:
     def resolve(text: str) -> str:
-        return _resolve_inputs({"value": text}, node_id, outputs, run, graph)["value"]
+        try:
+            value = _render_inputs({"value": text}, node_id, outputs, run, graph, {})["value"]
+        except _PayloadNeeded:
+            value = None
+        if not isinstance(value, str):  # a large payload is no token count or bucket key
+            raise NextStateError(f"A limit of node '{node_id}' refers to a value larger than a token count or key")
+        return value
 
     return node_charges(graph, node_id, resolve, NextStateError)
 
@@ -141,14 +148,38 @@ async def _ancestor_outputs(tx: Tx, state: StateRecord) -> dict[str, dict[str, o
     return {ident: found[state_id].outputs for ident, state_id in state.parents.items() if state_id in found}
 
 
-def _resolve_inputs(
+class _PayloadNeeded(Exception):
+    """A placeholder embeds a value kept apart (a large payload) in longer text: its text must be read."""
+
+
+async def _resolve_inputs(
+    tx: Tx,
     template: Mapping[str, str],
     node_id: str,
     outputs: Mapping[str, Mapping[str, object]],
     run: RunRecord,
     graph: PinnedGraph,
-) -> dict[str, str]:
-    def resolve(ref: Ref) -> str:
+) -> dict[str, object]:
+    """A node's inputs from its template. An input that is one placeholder alone copies the value as
+    stored, a large payload's reference included (nothing is read); one that embeds a large payload in
+    longer text reads it."""
+    try:
+        return _render_inputs(template, node_id, outputs, run, graph, {})
+    except _PayloadNeeded:
+        keys = {ref_key(v) for values in outputs.values() for v in values.values() if isinstance(v, dict)}
+        texts = await tx.payload_texts(run.run_id, keys)
+        return _render_inputs(template, node_id, outputs, run, graph, texts)
+
+
+def _render_inputs(
+    template: Mapping[str, str],
+    node_id: str,
+    outputs: Mapping[str, Mapping[str, object]],
+    run: RunRecord,
+    graph: PinnedGraph,
+    texts: Mapping[str, str],
+) -> dict[str, object]:
+    def found(ref: Ref) -> object:
         if isinstance(ref, StoreRef):
             return resolve_store(ref.key, run, graph)
         assert isinstance(ref, OutputRef)
@@ -159,12 +190,27 @@ def _resolve_inputs(
         value = outputs[ref.identifier].get(ref.field)
         if value is None:
             raise NextStateError(f"Output field '{ref.field}' not found on state of node '{ref.identifier}'")
-        if not isinstance(value, str):
+        if not isinstance(value, str | dict):
             raise NextStateError(f"Output field '{ref.field}' of node '{ref.identifier}' is not a string")
         return value
 
+    def resolve(ref: Ref) -> str:
+        value = found(ref)
+        if isinstance(value, dict):  # a large payload's reference
+            if ref_key(value) not in texts:
+                raise _PayloadNeeded()
+            return texts[ref_key(value)]
+        assert isinstance(value, str)
+        return value
+
+    def fill(value: str) -> object:
+        parsed = parse_template(value)
+        if parsed.head == "" and len(parsed.parts) == 1 and parsed.parts[0][1] == "":
+            return found(parsed.parts[0][0])  # the value itself, a payload's reference as it is
+        return render(parsed, resolve)
+
     try:
-        return {name: render(parse_template(value), resolve) for name, value in template.items()}
+        return {name: fill(value) for name, value in template.items()}
     except PlaceholderError as exc:
         raise NextStateError(f"Invalid input of node '{node_id}': {exc}") from exc
 
@@ -232,7 +278,7 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
     lineage = {**await _ancestor_outputs(tx, target), target.identifier: target.outputs}
     error: str | None = None
     try:
-        inputs = _resolve_inputs(node.inputs, unite_id, lineage, run, graph)
+        inputs = await _resolve_inputs(tx, node.inputs, unite_id, lineage, run, graph)
         limits = _limit_charges(graph, unite_id, lineage, run)
     except NextStateError as exc:
         # The unite state is still created, so the failure is visible on it rather than lost.

@@ -351,6 +351,15 @@ async def delete_finished_runs(ctx: EngineContext, older_than_ms: int, limit: in
         return await tx.delete_finished_runs(older_than_ms, limit=limit)
 
 
+ORPHAN_PAYLOAD_AGE_MS = 3_600_000  # far longer than any transaction writing a payload stays open
+
+
+async def sweep_orphan_payloads(ctx: EngineContext, now: int) -> int:
+    """Remove payloads left by a crash (of runs that do not exist), an hour old at least; how many runs'."""
+    async with ctx.storage.reader() as tx:
+        return await tx.sweep_orphan_payloads(now - ORPHAN_PAYLOAD_AGE_MS)
+
+
 async def forget_expired_trigger_keys(ctx: EngineContext, now: int) -> int:
     """Drop the idempotency keys whose time is over, a thousand per transaction; how many went."""
     forgotten = 0

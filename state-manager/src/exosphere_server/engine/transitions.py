@@ -33,6 +33,7 @@ from exosphere_server.engine.retry_policy import retry_delay_ms
 from exosphere_server.engine.secret_box import SecretUnreadable
 from exosphere_server.engine.serving import note_served
 from exosphere_server.engine.storable import unstorable_at
+from exosphere_server.storage import payloads
 from exosphere_server.storage.base import Claimant, Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
 
@@ -199,7 +200,26 @@ async def _hand_out(
     if not claimed:
         return claimed
     metrics.record_claims(claimed, eager=eager)
-    return await _drop_unsendable(ctx, namespace, claimed)
+    return await _with_payloads(ctx, namespace, await _drop_unsendable(ctx, namespace, claimed))
+
+
+async def _with_payloads(ctx: EngineContext, namespace: str, claimed: list[StateRecord]) -> list[StateRecord]:
+    """Claimed states with the text of their large inputs, which the claim itself did not read: a runtime
+    gets its inputs whole. One whose payload is gone (removed by hand) fails for good, alone."""
+    if not any(payloads.refs_in(s.run_id, s.inputs) for s in claimed):
+        return claimed
+    sendable, missing = [], []
+    async with ctx.storage.reader() as tx:
+        for state in claimed:
+            try:
+                state.inputs = await tx.load_payloads(state.run_id, state.inputs)
+            except payloads.PayloadMissing as gone:
+                missing.append((state, gone))
+            else:
+                sendable.append(state)
+    for state, problem in missing:
+        await _fail_for_good(ctx, namespace, state.id, f"Its inputs cannot be sent to a runtime: {problem}")
+    return sendable
 
 
 async def _drop_unsendable(ctx: EngineContext, namespace: str, claimed: list[StateRecord]) -> list[StateRecord]:
@@ -343,7 +363,10 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
     if (
         state.status in AFTER_EXECUTED
         and not state.lease_expired
-        and ((lease_id is not None and lease_id == state.lease_id) or (lease_id is None and state.outputs == first))
+        and (
+            (lease_id is not None and lease_id == state.lease_id)
+            or (lease_id is None and payloads.same_values(state.outputs, first))
+        )
     ):
         return None  # the same result again (a retry after a lost response): already applied
     _check_held(state, lease_id)

@@ -23,6 +23,7 @@ log = structlog.get_logger("exosphere.scheduler")
 MAX_SLEEP_MS = 30_000  # a safety net only: deadlines and pokes normally wake the loop
 RETENTION_EVERY_MS = 3_600_000
 TRIGGER_KEY_SWEEP_EVERY_MS = 60_000
+ORPHAN_PAYLOAD_SWEEP_EVERY_MS = 3_600_000
 LOOK_BACK_MS = 5_000
 
 
@@ -34,6 +35,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._checked_until = now_ms()
         self._next_retention = 0
+        self._next_payload_sweep = 0
         self._next_key_sweep = 0
         self._wake_at = 0
 
@@ -85,6 +87,10 @@ class Scheduler:
         if now >= self._next_key_sweep:
             self._next_key_sweep = now + TRIGGER_KEY_SWEEP_EVERY_MS
             await self._guarded("trigger_key_sweep", lambda: runs.forget_expired_trigger_keys(self.ctx, now))
+        if now >= self._next_payload_sweep:
+            # Hourly: it lists the payload store (a directory, or an S3 prefix), which costs in proportion to it.
+            self._next_payload_sweep = now + ORPHAN_PAYLOAD_SWEEP_EVERY_MS
+            await self._guarded("orphan_payload_sweep", lambda: runs.sweep_orphan_payloads(self.ctx, now))
         if self.retention_ms and now >= self._next_retention:
             await self._apply_retention(now)
         next_deadline = await deadlines.next_deadline(self.ctx, now)

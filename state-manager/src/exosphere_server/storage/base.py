@@ -34,7 +34,7 @@ from exospherehost.statuses import (
 
 from exosphere_server.clock import now_ms
 from exosphere_server.jsontext import dumps_in_pieces
-from exosphere_server.storage import limit_queries, schema
+from exosphere_server.storage import limit_queries, payloads, schema
 from exosphere_server.storage.limit_buckets import NODE_PREFIX, charges_of, decide, refill
 from exosphere_server.storage.records import (
     ApiKeyRecord,
@@ -249,8 +249,51 @@ class Tx:
         # Runs started and claims ended, as committed; kept only while traces are on (`Storage.track_attempts`).
         self.runs_started: list[RunRecord] = []
         self.attempts_ended: list[StateRecord] = []
+        self.runs_deleted: list[str] = []  # by retention: their payloads go once this commits
+        self._payloads_seen: payloads.Seen = {}
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _split_rows(self, rows: Sequence[dict[str, Any]]) -> list[payloads.Blob]:
+        """Replace the large values of state rows by references, in place; the payloads to store first."""
+        limits = self._storage.payload_settings
+        blobs: list[payloads.Blob] = []
+        for row in rows:
+            run_id = row["run_id"]
+            seen = self._payloads_seen
+            row["inputs"], found = payloads.split_values(run_id, row["inputs"], limits, "input", seen)
+            blobs.extend(found)
+            row["outputs"], found = payloads.split_values(run_id, row["outputs"], limits, "output", seen)
+            blobs.extend(found)
+            row["carried"], found = payloads.split_carried(run_id, row["carried"], limits, seen)
+            blobs.extend(found)
+        return blobs
+
+    @staticmethod
+    def _large(records: Iterable[StateRecord]) -> bool:
+        """Whether splitting these states' values hashes enough text to belong off the event loop."""
+        chars = 0
+        for r in records:
+            chars += payloads.large_chars([r.inputs, r.outputs, *r.carried.values()])
+            if chars >= payloads.HASH_OFF_LOOP_CHARS:
+                return True
+        return False
+
+    async def sweep_orphan_payloads(self, older_than_ms: int) -> int:
+        """Remove payloads of runs that do not exist, written before `older_than_ms` (`PayloadStore.sweep`)."""
+        return await self._storage.payload_store.sweep(self.conn, older_than_ms)
+
+    async def payload_texts(self, run_id: str, keys: Iterable[str]) -> dict[str, str]:
+        """The text of each payload (by SHA-256) of a run; raises `payloads.PayloadMissing`."""
+        texts = await self._storage.payload_store.get(self.conn, [(run_id, key) for key in keys])
+        return {key: text for (_, key), text in texts.items()}
+
+    async def load_payloads(self, run_id: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`values` of a state of `run_id` with every reference replaced by the payload's text."""
+        keys = payloads.refs_in(run_id, values)
+        if not keys:
+            return dict(values)
+        return payloads.resolved(values, await self.payload_texts(run_id, [key for _, key in keys]))
 
     async def _all(self, cls: type[R], query: sa.Select[Any]) -> list[R]:
         return [_record(cls, row) for row in await self.conn.execute(query)]
@@ -572,17 +615,21 @@ class Tx:
         for record in records:
             check_initial(record.status)
 
-        def prepare() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+        def prepare() -> tuple[list[dict[str, Any]], list[dict[str, str]], list[payloads.Blob]]:
             # Rows are shallow: `asdict` would deep-copy every state's JSON. The counts are noted here too.
             rows = [_state_row(r) for r in records]  # revision: 1 by default
+            blobs = self._split_rows(rows)
             links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
             for r in records:
                 self.count_change(r, r.status, 1, 1)
-            return rows, links
+            return rows, links, blobs
 
         # The 20,000 states of a 10,000-way fan-out take long enough to prepare to hold up every other
-        # request: a worker thread does it (this transaction is suspended meanwhile, so nothing races).
-        rows, links = await asyncio.to_thread(prepare) if len(records) >= ROWS_OFF_LOOP else prepare()
+        # request, and so does hashing a large payload: a worker thread does it (this transaction is
+        # suspended meanwhile, so nothing races).
+        off_loop = len(records) >= ROWS_OFF_LOOP or self._large(records)
+        rows, links, blobs = await asyncio.to_thread(prepare) if off_loop else prepare()
+        await self._storage.payload_store.put(self.conn, blobs)
         await self.conn.execute(INSERT_STATES, rows)
         if links:
             await self.conn.execute(INSERT_ANCESTORS, links)
@@ -591,7 +638,10 @@ class Tx:
     async def insert_state_unless_duplicate(self, record: StateRecord) -> bool:
         """Insert one state unless its attempt key or unite fingerprint exists; True when inserted."""
         check_initial(record.status)
-        stmt = self._insert(schema.states).values(**_state_row(record)).on_conflict_do_nothing()
+        row = _state_row(record)
+        blobs = await asyncio.to_thread(self._split_rows, [row]) if self._large([record]) else self._split_rows([row])
+        await self._storage.payload_store.put(self.conn, blobs)
+        stmt = self._insert(schema.states).values(**row).on_conflict_do_nothing()
         result = await self.conn.execute(stmt)
         if result.rowcount == 0:
             return False
@@ -820,24 +870,23 @@ class Tx:
         for was, state in moves:
             check_move(was, state.status)
 
-        def prepare() -> list[dict[str, Any]]:
-            rows = [
-                {
-                    "b_id": s.id,
-                    "b_status": s.status,
-                    "b_outputs": s.outputs,
-                    "b_error": s.error,
-                    "b_usage": s.usage,
-                    "b_finished_at": s.finished_at,
-                }
-                for _, s in moves
-            ]
+        limits = self._storage.payload_settings
+
+        def prepare() -> tuple[list[dict[str, Any]], list[payloads.Blob]]:
+            rows, blobs = [], []
+            for _, s in moves:
+                outputs, found = payloads.split_values(s.run_id, s.outputs, limits, "output", self._payloads_seen)
+                blobs.extend(found)
+                row = {"b_id": s.id, "b_status": s.status, "b_outputs": outputs, "b_error": s.error}
+                rows.append({**row, "b_usage": s.usage, "b_finished_at": s.finished_at})
             for was, state in moves:
                 self._count_move(state, was, state.status)
                 self.count_usage(state, state.status, state.usage)
-            return rows
+            return rows, blobs
 
-        rows = await asyncio.to_thread(prepare) if len(moves) >= ROWS_OFF_LOOP else prepare()
+        off_loop = len(moves) >= ROWS_OFF_LOOP or self._large([s for _, s in moves])
+        rows, blobs = await asyncio.to_thread(prepare) if off_loop else prepare()
+        await self._storage.payload_store.put(self.conn, blobs)
         await self.conn.execute(FINISH_STATE, rows)
         self.runs_changed.update(state.run_id for _, state in moves)
         await self._release_holds([(was, state.status, state) for was, state in moves])
@@ -1117,6 +1166,8 @@ class Tx:
         await self.conn.execute(sa.delete(s).where(s.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(schema.run_counts).where(schema.run_counts.c.run_id.in_(run_ids)))
         await self.conn.execute(sa.delete(r).where(r.c.run_id.in_(run_ids)))
+        await self._storage.payload_store.delete_runs(self.conn, run_ids)
+        self.runs_deleted.extend(run_ids)
         self.runs_changed.update(run_ids)  # a follower of a deleted run learns that it is gone
         return len(run_ids)
 
@@ -1443,6 +1494,9 @@ class Storage(abc.ABC):
         self._add_descendant_counts: Any = None
         # Whether transactions collect started runs and ended claims for the listener (traces on).
         self.track_attempts = False
+        # Large inputs and outputs: where they are kept apart from the rows, and the sizes that decide.
+        self.payload_settings = payloads.PayloadSettings()
+        self.payload_store: payloads.PayloadStore = payloads.TablePayloadStore()
 
     def subscribe(self, listener: StorageListener) -> None:
         """Hear what committed transactions did: here, and on PostgreSQL on every replica (ready work,
@@ -1551,6 +1605,8 @@ class Storage(abc.ABC):
         return None
 
     def _after_commit(self, tx: Tx) -> None:
+        if tx.runs_deleted:
+            self.payload_store.runs_deleted(tx.runs_deleted)
         if tx.ready:
             self.listener.states_ready(tx.ready)
         if tx.schedule_changed:

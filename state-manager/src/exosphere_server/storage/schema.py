@@ -448,3 +448,13 @@ stream_chunks = sa.Table(
     # On SQLite the primary key is the table (no rowid table beside its index): half the pages per write.
     sqlite_with_rowid=False,
 )
+
+# Input and output values above the inline threshold, by run and SHA-256 of their text, on PostgreSQL
+# (SQLite keeps them as files beside the database): state rows hold references (storage/payloads.py).
+payloads = sa.Table(
+    "payloads",
+    metadata,
+    sa.Column("run_id", sa.String, primary_key=True),
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+)

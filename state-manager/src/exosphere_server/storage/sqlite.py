@@ -21,6 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from exosphere_server.private_files import make_private_dir, tighten_database_file
 from exosphere_server.storage.base import Storage, encode_json
 from exosphere_server.storage.migrate import upgrade_connection
+from exosphere_server.storage.payloads import FilePayloadStore
 
 
 def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -71,6 +72,8 @@ class SqliteStorage(Storage):
         sa.event.listen(self.engine, "connect", _pragmas)
         sa.event.listen(self.engine, "begin", _begin)
         self._writer = asyncio.Lock()
+        # Large payloads as files beside the database, in the same private directory.
+        self.payload_store = FilePayloadStore(path.parent / f"{path.name}-payloads")
 
     def dialect_insert(self, table: sa.Table) -> Any:
         return sqlite_insert(table)

@@ -3656,7 +3656,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3734,7 +3734,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3816,7 +3816,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3894,7 +3894,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5260,7 +5260,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5585,7 +5585,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -5671,7 +5671,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description The body is over the server's size limit */
+            /** @description The body, or one input or output value, is over the server's size limit */
             413: {
                 headers: {
                     [name: string]: unknown;

@@ -163,4 +163,6 @@ def run_view(summary: RunSummary) -> dict[str, Any]:
         # A finished run whose end was not read (the progress and its events, built from the kept
         # counts) says nothing rather than a duration that grows with the clock.
         "duration_ms": None if summary.finished and summary.finished_at is None else summary.duration_ms(now_ms()),
+        "parent_run_id": summary.run.parent_run_id,
+        "parent_state_id": summary.run.parent_state_id,
     }

@@ -67,6 +67,13 @@ def new_state(
     return record
 
 
+def initial_status(graph: PinnedGraph, identifier: str) -> str:
+    """The status a new state of this node is inserted in: AWAITING_CHILD when the node names a graph
+    (its child run starts before the commit, `child_runs.settle`), else CREATED."""
+    named = graph.shape.nodes[identifier].graph_name is not None
+    return (StateStatus.AWAITING_CHILD if named else StateStatus.CREATED).value
+
+
 def resolve_store(key: str, run: RunRecord, graph: PinnedGraph) -> str:
     if key in run.store:
         return run.store[key]
@@ -106,6 +113,7 @@ async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: 
                     parent_id=source.id,
                     carried=carry(graph.shape.carried.get(child_id, {}), outputs),
                     timeout_ms=graph.timeout_ms(child_id),
+                    status=initial_status(graph, child_id),
                 )
             )
     return children
@@ -235,6 +243,7 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
         fingerprint=fingerprint,
         timeout_ms=graph.timeout_ms(unite_id),
         fanout_id=f"unite-{_random.token_hex(8)}",
+        status=initial_status(graph, unite_id),
     )
     if error is not None:
         state.status, state.error, state.finished_at = StateStatus.NEXT_CREATED_ERROR.value, error, now_ms()

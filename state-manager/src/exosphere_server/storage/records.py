@@ -129,6 +129,9 @@ class RunRecord:
     graph_version: int
     store: dict[str, str]
     created_at: int
+    # A child run (its parent's node names a graph): the run and the state it runs for.
+    parent_run_id: str | None = None
+    parent_state_id: str | None = None
 
 
 @dataclass

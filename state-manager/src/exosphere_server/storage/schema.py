@@ -81,7 +81,11 @@ runs = sa.Table(
     sa.Column("graph_version", sa.Integer, nullable=False),
     sa.Column("store", sa.JSON, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("parent_run_id", sa.String, nullable=True),
+    sa.Column("parent_state_id", sa.String(24), nullable=True),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
+    sa.Index("ix_runs_parent_run", "parent_run_id"),
+    sa.Index("ix_runs_parent_state", "parent_state_id"),
 )
 
 states = sa.Table(

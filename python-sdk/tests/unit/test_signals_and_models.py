@@ -62,6 +62,7 @@ def test_graph_node_dump_sends_every_field_with_enums_as_strings() -> None:
         "next_nodes": None,
         "unites": {"identifier": "split", "strategy": "ALL_DONE"},
         "timeout_seconds": None,
+        "graph_name": None,
     }
 
 

@@ -257,10 +257,11 @@ async def _note_finish_times(tx: Tx, summaries: Sequence[RunSummary]) -> None:
             summary.counts.last_finished_at = ends.get(summary.run.run_id)
 
 
-async def child_runs(ctx: EngineContext, run_id: str) -> list[RunSummary]:
-    """The child runs the run's states started (nodes that name a graph), oldest first, with their counts."""
+async def child_runs(ctx: EngineContext, run_id: str, *, state_id: str | None = None) -> list[RunSummary]:
+    """The child runs the run's states started (nodes that name a graph), oldest first, with their counts;
+    with `state_id`, only that state's (one per attempt: a retry starts its own)."""
     async with ctx.storage.reader() as tx:
-        children = await tx.child_runs_of_run(run_id)
+        children = await (tx.child_runs([state_id]) if state_id else tx.child_runs_of_run(run_id))
         counts = await tx.run_counts([child.run_id for child in children])
         summaries = [RunSummary(child, counts[child.run_id]) for child in children]
         await _note_finish_times(tx, summaries)

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_child_runs"
-down_revision = "0009_signal_waits"
+down_revision = "0011_usage"
 branch_labels = None
 depends_on = None
 

@@ -289,3 +289,24 @@ def test_a_graph_that_reaches_itself_through_children_or_starts_with_one_is_refu
     root = api.put("/graph/rooted", json={"secrets": {}, "nodes": [child("c", "a", namespace, {"item": "1"})]})
     assert root.status_code == 400
     assert "The first node 'c' cannot name a graph: a run starts with a node class" in root.json()["detail"]
+
+
+def test_a_child_graph_that_cannot_start_any_more_fails_its_state_for_good_saying_why(
+    server: ServerProcess, api: httpx.Client, namespace: str
+) -> None:
+    register(api, {"Hold": (("item",), ("item",))})
+    upsert(api, "needy", [node("leaf", "Hold", namespace, {"item": ""})])
+    upsert(
+        api,
+        "caller",
+        [node("first", "Hold", namespace, {"item": "x"}, ["c"]), child("c", "needy", namespace, {"item": "1"})],
+    )
+    # Changed after the caller's upsert: its runs now need a store key that the caller's run lacks.
+    upsert(api, "needy", [node("leaf", "Hold", namespace, {"item": ""})], store_config={"required_keys": ["token"]})
+    run_id = trigger(api, "caller")
+    [first] = claim_all(api, "Hold", count=1)
+    assert executed(api, first, {"item": "x"}).status_code == 200
+    [c] = by_identifier(states(api, run_id), "c")
+    assert c["status"] == "ERRORED"  # for good: no new attempt can mend it
+    assert c["error"] == "Child graph needy could not start: Missing store keys: ['token']"
+    assert run(api, run_id)["status"] == "FAILED" and run(api, run_id)["child_runs"] == []

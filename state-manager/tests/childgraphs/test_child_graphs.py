@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -310,3 +311,57 @@ def test_a_child_graph_that_cannot_start_any_more_fails_its_state_for_good_sayin
     assert c["status"] == "ERRORED"  # for good: no new attempt can mend it
     assert c["error"] == "Child graph needy could not start: Missing store keys: ['token']"
     assert run(api, run_id)["status"] == "FAILED" and run(api, run_id)["child_runs"] == []
+
+
+def test_a_child_run_ended_on_two_replicas_at_once_ends_its_parent_state_exactly_once(
+    backend: str, make_server: Callable[..., ServerProcess], namespace: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("replicas share a PostgreSQL database; an SQLite file belongs to one server")
+    first = make_server()
+    second = make_server(first.database_url)
+    clients = [
+        httpx.Client(base_url=f"{s.url}/v0/namespace/{namespace}", headers={"x-api-key": s.api_key}, timeout=60)
+        for s in (first, second)
+    ]
+    api = clients[0]
+    register(api, {"Split": (("width",), ("item",)), "Hold": (("item",), ("item",))})
+    upsert(
+        api,
+        "fan",
+        [
+            node("split", "Split", namespace, {"width": ""}, ["leaf"]),
+            node("leaf", "Hold", namespace, {"item": "${{ split.outputs.item }}"}),
+        ],
+    )
+    upsert(
+        api,
+        "over",
+        [
+            node("start", "Hold", namespace, {"item": "x"}, ["sub"]),
+            child("sub", "fan", namespace, {"width": "30"}, ["after"]),
+            node("after", "Hold", namespace, {"item": "${{ sub.outputs.item }}"}),
+        ],
+    )
+    width, runs = 30, 3
+    run_ids = [trigger(api, "over") for _ in range(runs)]
+    for start in claim_all(api, "Hold", count=runs):
+        assert executed(api, start, {"item": "x"}).status_code == 200
+    for split in claim_all(api, "Split", count=runs):
+        assert executed(api, split, *({"item": str(i)} for i in range(width))).status_code == 200
+    leaves = claim_all(api, "Hold", count=runs * width)
+
+    def finish(index: int) -> int:
+        # Every other result goes to the other replica: the last ones of a child run race there.
+        return executed(clients[index % 2], leaves[index], {"item": leaves[index]["inputs"]["item"]}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(finish, range(len(leaves)))) == {200}
+    for run_id in run_ids:
+        found = states(api, run_id)
+        [sub] = by_identifier(found, "sub")
+        assert sub["status"] == "SUCCESS"
+        assert sorted(json.loads(sub["outputs"]["item"]), key=int) == [str(i) for i in range(width)]
+        assert len(by_identifier(found, "after")) == 1
+    for client in clients:
+        client.close()

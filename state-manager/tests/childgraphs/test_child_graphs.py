@@ -247,6 +247,10 @@ def test_cancelling_a_parent_cancels_its_running_children_and_theirs(
             "Node 'c' gives input(s) 'colour' that the first node 'leaf' of graph 'leaf' does not have",
         ),
         (
+            [{**child("c", "leaf", "{ns}", {"item": "1"}), "timeout_seconds": 5}],
+            "Node 'c' names graph 'leaf': timeout_seconds does not apply to it",
+        ),
+        (
             [child("c", "leaf", "other-namespace", {"item": "1"})],
             "a child graph must be in the graph's own namespace ({ns})",
         ),

@@ -25,6 +25,11 @@ async def child_graph_errors(tx: Tx, namespace: str, graph_name: str, shape: Gra
     named = {ident: node for ident, node in shape.nodes.items() if node.graph_name is not None}
     for ident, node in named.items():
         assert node.graph_name is not None
+        if node.timeout_seconds is not None:
+            errors.append(
+                f"Node '{ident}' names graph '{node.graph_name}': timeout_seconds does not apply to it (no runtime "
+                "runs it); give that graph's nodes their own timeout_seconds, or the graph a deadline_seconds"
+            )
         if node.namespace != namespace:
             errors.append(
                 f"Node '{ident}' names graph '{node.graph_name}' in namespace {node.namespace}: a child graph "

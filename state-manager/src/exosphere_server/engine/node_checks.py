@@ -56,6 +56,7 @@ def check_registrations(
     report = RegistrationReport()
     warned: set[str] = set()  # a set beside the list: one membership test per node stays O(1)
     for ident, node in shape.nodes.items():
+        report.errors.extend(_output_reference_errors(ident, node, shape, registered))
         if node.graph_name is not None:
             continue  # it runs a graph, no registered node (`child_graph_checks`)
         registration = registered.get((node.node_name, node.namespace))
@@ -75,7 +76,6 @@ def check_registrations(
                 for secret in registration.secrets
                 if secret not in secret_names
             )
-        report.errors.extend(_output_reference_errors(ident, node, shape, registered))
     return report
 
 

@@ -369,3 +369,51 @@ def test_a_child_run_ended_on_two_replicas_at_once_ends_its_parent_state_exactly
         assert len(by_identifier(found, "after")) == 1
     for client in clients:
         client.close()
+
+
+def test_a_unite_may_name_a_graph_and_a_failed_one_retried_by_hand_starts_a_new_child_run(
+    server: ServerProcess, api: httpx.Client, namespace: str
+) -> None:
+    register(api, {"Split": (("width",), ("item",)), "Hold": (("item",), ("item",))})
+    upsert(api, "check", [node("check", "Hold", namespace, {"item": ""})], retry_policy=NO_RETRY)
+    gather = {
+        **child("gather", "check", namespace, {"item": "${{ split.outputs.item }}"}),
+        "unites": {"identifier": "split"},
+    }
+    upsert(
+        api,
+        "united",
+        [
+            node("split", "Split", namespace, {"width": "1"}, ["work"]),
+            node("work", "Hold", namespace, {"item": "w"}, ["gather"]),
+            gather,
+        ],
+        retry_policy=NO_RETRY,
+    )
+    run_id = trigger(api, "united")
+    [split] = claim_all(api, "Split", count=1)
+    assert executed(api, split, {"item": "only"}).status_code == 200
+    [work] = claim_all(api, "Hold", count=1)
+    assert executed(api, work, {"item": "w"}).status_code == 200  # the split's branch is done: the unite fires
+    [united] = by_identifier(states(api, run_id), "gather")
+    assert united["status"] == "AWAITING_CHILD"
+    [check] = claim_all(api, "Hold", count=1)
+    assert check["inputs"] == {"item": "only"}
+    assert (
+        api.post(f"/state/{check['state_id']}/errored", json={"error": "no", "lease_id": check["lease_id"]}).status_code
+        == 200
+    )
+    [united] = by_identifier(states(api, run_id), "gather")
+    assert united["status"] == "ERRORED" and united["error"].endswith("failed: Hold: no")
+    assert run(api, run_id)["status"] == "FAILED"
+
+    retried = api.post(f"/state/{united['state_id']}/manual-retry", json={"fanout_id": "again"})
+    assert retried.status_code == 200, retried.text
+    [check] = claim_all(api, "Hold", count=1)  # the new attempt's own child run
+    assert executed(api, check, {"item": "fine"}).status_code == 200
+    finished = run(api, run_id, wait_ms=30_000)
+    assert finished["status"] == "SUCCESS"
+    assert sorted(c["status"] for c in finished["child_runs"]) == ["FAILED", "SUCCESS"]
+    assert [s["outputs"] for s in by_identifier(states(api, run_id), "gather") if s["status"] == "SUCCESS"] == [
+        {"item": "fine"}
+    ]

@@ -417,3 +417,29 @@ def test_a_unite_may_name_a_graph_and_a_failed_one_retried_by_hand_starts_a_new_
     assert [s["outputs"] for s in by_identifier(states(api, run_id), "gather") if s["status"] == "SUCCESS"] == [
         {"item": "fine"}
     ]
+
+
+def test_a_child_run_cancelled_by_itself_fails_its_parent_state_through_the_retry_policy(
+    server: ServerProcess, api: httpx.Client, namespace: str
+) -> None:
+    register(api, {"Hold": (("item",), ("item",))})
+    upsert(api, "inner", [node("inner", "Hold", namespace, {"item": ""})])
+    upsert(
+        api,
+        "outer-retry",
+        [node("first", "Hold", namespace, {"item": "x"}, ["c"]), child("c", "inner", namespace, {"item": "1"})],
+        retry_policy=FAST_RETRY,
+    )
+    run_id = trigger(api, "outer-retry")
+    [first] = claim_all(api, "Hold", count=1)
+    assert executed(api, first, {"item": "x"}).status_code == 200
+    [started] = run(api, run_id)["child_runs"]
+    cancelled = api.post(f"/run/{started['run_id']}/cancel", json={"reason": "not this one"})
+    assert cancelled.status_code == 200, cancelled.text
+    attempts = by_identifier(states(api, run_id), "c")
+    assert sorted(s["status"] for s in attempts) == ["AWAITING_CHILD", "RETRY_CREATED"]
+    [gone] = [s for s in attempts if s["status"] == "RETRY_CREATED"]
+    assert gone["error"] == f"Child run {started['run_id']} of graph inner was cancelled (not this one)"
+    children = run(api, run_id)["child_runs"]
+    assert [c["status"] for c in children] == ["CANCELLED", "PENDING"]  # the retry's own child run
+    assert run(api, run_id)["status"] == "PENDING"

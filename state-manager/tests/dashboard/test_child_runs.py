@@ -29,6 +29,10 @@ def test_the_run_and_state_pages_link_parents_and_child_runs_both_ways(
     children = {c["run_id"]: c for c in api.get(f"/run/{run_id}").json()["child_runs"]}
     assert sorted(c["status"] for c in children.values()) == ["PENDING", "SUCCESS"]
 
+    dashboard.goto(f"/dashboard/ns/{namespace}/graphs/tree")  # the template links the graph it names
+    dashboard.locator('#template-nodes tr[data-identifier="sub"] a.child-graph').click()
+    expect(dashboard.locator("#template-nodes tr[data-identifier='leaf']")).to_be_visible()
+
     dashboard.goto(f"/dashboard/ns/{namespace}/runs/{run_id}")
     rows = dashboard.locator("#child-runs tbody tr")
     expect(rows).to_have_count(2)

@@ -99,13 +99,21 @@ export type UnitesModel = z.input<typeof UnitesModel>;
  * ```ts
  * const node: GraphNodeModel = {
  *   node_name: 'greeting', namespace: 'demo', identifier: 'greeter',
- *   inputs: { name: '${{ store.name }}' }, next_nodes: [],
+ *   inputs: { name: '${{ store.name }}' }, next_nodes: ['summary'],
+ * };
+ * // A child graph: a run of `summarise` starts when this node is reached; its final outputs are this node's.
+ * const summary: GraphNodeModel = {
+ *   graph_name: 'summarise', namespace: 'demo', identifier: 'summary',
+ *   inputs: { text: '${{ greeter.outputs.greeting }}' },
  * };
  * ```
  */
 export const GraphNodeModel = z.object({
-  /** Name of the registered node to run (its class's static `name`). */
-  node_name: nonEmpty('Node name'),
+  /**
+   * Name of the registered node to run (its class's static `name`); for a node that names a graph
+   * (`graph_name`), a label that defaults to the graph's name.
+   */
+  node_name: nonEmpty('Node name').optional(),
   /** Namespace where the node is registered. */
   namespace: nonEmpty('Namespace'),
   /** Unique name of this node inside the graph (`store` is reserved). */
@@ -147,7 +155,20 @@ export const GraphNodeModel = z.object({
     .default([]),
   /** At most this many of its states claimed at once, across every runtime and replica (default `null`). */
   concurrency: z.number().int().positive().nullish().transform((n) => n ?? null),
-});
+  /**
+   * Run this graph of the same namespace as a child run instead of a node class (default `null`).
+   * `inputs` are the inputs of its first node; the node's outputs are the child run's final outputs
+   * (each field a JSON list when several states end it).
+   */
+  graph_name: nonEmpty('Graph name')
+    .nullish()
+    .transform((name) => name ?? null),
+})
+  .refine((node) => node.node_name !== undefined || node.graph_name !== null, {
+    message: 'Node name is required (or graph_name, for a node that runs a graph)',
+    path: ['node_name'],
+  })
+  .transform(({ node_name, ...node }) => ({ node_name: node_name ?? node.graph_name ?? '', ...node }));
 export type GraphNodeModel = z.input<typeof GraphNodeModel>;
 
 /**

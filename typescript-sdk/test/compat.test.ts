@@ -78,6 +78,7 @@ describe('the models fill the defaults the Python SDK fills', () => {
       timeout_seconds: null,
       limits: [],
       concurrency: null,
+      graph_name: null,
     });
     const bare = GraphNodeModel.parse({ node_name: 'n', namespace: 'ns', identifier: 'i' });
     assert.equal(bare.next_nodes, null);
@@ -108,6 +109,8 @@ describe('the models fill the defaults the Python SDK fills', () => {
     ['GraphNodeModel', GraphNodeModel, { node_name: 'N', namespace: 'ns', identifier: 'i' }],
     ['GraphNodeModel', GraphNodeModel, { node_name: 'N', namespace: 'ns', identifier: 'i', unites: { identifier: 'u' } }],
     ['GraphNodeModel', GraphNodeModel, { node_name: 'N', namespace: 'ns', identifier: 'i', timeout_seconds: 2.5 }],
+    ['GraphNodeModel', GraphNodeModel, { graph_name: ' child ', namespace: 'ns', identifier: 'i', inputs: { a: '1' } }],
+    ['GraphNodeModel', GraphNodeModel, { node_name: 'Label', graph_name: 'child', namespace: 'ns', identifier: 'i' }],
     ['CronTrigger', CronTrigger, { expression: '0 * * * *' }],
     ['CronTrigger', CronTrigger, { expression: '0 * * * *', inputs: { a: '1' }, store: { cursor: '0' } }],
   ];
@@ -201,7 +204,7 @@ describe("upsertGraph takes the original SDK's call form", () => {
     const [put] = graphCalls('sent');
     assert.deepEqual(put?.body, {
       secrets: {},
-      nodes: [{ node_name: 'greeting', namespace: 'ns', identifier: 'greeter', inputs: { name: '${{ store.name }}' }, next_nodes: null, unites: null, timeout_seconds: null, limits: [], concurrency: null }],
+      nodes: [{ node_name: 'greeting', namespace: 'ns', identifier: 'greeter', inputs: { name: '${{ store.name }}' }, next_nodes: null, unites: null, timeout_seconds: null, limits: [], concurrency: null, graph_name: null }],
       retry_policy: { max_retries: 3, strategy: 'FIXED', backoff_factor: 2000, exponent: 2, max_delay: null },
       store_config: { required_keys: [], default_values: {} },
     });

@@ -18,6 +18,7 @@ describe('the generated state machine', () => {
       'CREATED', 'QUEUED', 'EXECUTED', 'ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED',
       'CANCELLED',
       'WAITING',
+      'AWAITING_CHILD',
     ]);
     assert.deepEqual(Object.values(RunStatus), ['PENDING', 'SUCCESS', 'FAILED', 'CANCELLED']);
   });
@@ -36,6 +37,8 @@ describe('the generated state machine', () => {
     assert.equal(canMove('toString', 'QUEUED'), false);
     assert.equal(canMove('CANCELLED', 'QUEUED'), false);
     assert.equal(canMove('QUEUED', 'CANCELLED'), true);
+    assert.equal(canMove('AWAITING_CHILD', 'SUCCESS'), true); // its child run succeeded
+    assert.equal(canMove('AWAITING_CHILD', 'QUEUED'), false); // never claimed
   });
 
   test('the groups a run is counted by split the statuses between them', () => {

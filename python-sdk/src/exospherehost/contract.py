@@ -528,6 +528,12 @@ class RunSummary(Answer):
     )
     priority: int = Field(default=0, description="Additive: the run's priority")
     budget: Budget | None = Field(default=None, description="Additive: the run's budget, if it has one")
+    parent_run_id: str | None = Field(
+        default=None, description="Additive: for a child run (a node that names a graph), the run it runs for"
+    )
+    parent_state_id: str | None = Field(
+        default=None, description="Additive: for a child run, the state (of the parent run) it runs for"
+    )
 
 
 class CancelRunResponse(Answer):
@@ -564,6 +570,11 @@ class RunResponse(RunFinished):
         default_factory=list,
         description="Additive: e.g. 'no runtime serves node X (namespace N)' for states that wait for a node "
         "no runtime has asked for in a while",
+    )
+    child_runs: list[RunSummary] = Field(
+        default_factory=list,
+        description="Additive: the runs its states started for nodes that name a graph (child graphs), "
+        "oldest first; each names its parent_state_id",
     )
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from collections import Counter
 from enum import Enum
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from .statuses import StateStatus
 
@@ -118,9 +119,16 @@ class GraphNodeModel(BaseModel):
 
         GraphNodeModel(node_name="Greet", namespace="demo", identifier="greet",
                        inputs={"name": "${{ store.name }}"}, next_nodes=[])
+        # A child graph: its run starts when this node is reached; its final outputs are this node's.
+        GraphNodeModel(graph_name="summarise", namespace="demo", identifier="summary",
+                       inputs={"text": "${{ greet.outputs.text }}"})
     """
 
-    node_name: str = Field(..., description="Class name of the registered node to run")
+    node_name: str = Field(
+        ...,
+        description="Class name of the registered node to run; for a node that names a graph (`graph_name`), "
+        "a label that defaults to the graph's name",
+    )
     namespace: str = Field(..., description="Namespace where the node is registered")
     identifier: str = Field(..., description="Unique name of this node inside the graph")
     inputs: dict[str, str] = Field(default_factory=dict, description="Input values; may hold ${{ ... }} placeholders")
@@ -141,6 +149,26 @@ class GraphNodeModel(BaseModel):
     concurrency: int | None = Field(
         default=None, ge=1, description="Additive: at most this many of its states claimed at once, everywhere"
     )
+    graph_name: str | None = Field(
+        default=None,
+        description="Additive: run this graph of the same namespace as a child run instead of a node class. "
+        "`inputs` are the inputs of its first node; the node's outputs are the child run's final outputs "
+        "(each field a JSON list when several states end it)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _label_child_graph(cls, data: Any) -> Any:
+        """A node that names a graph needs no node class: its `node_name` defaults to the graph's name,
+        so every reader of a graph, the published 0.0.3 client too, still finds a `node_name`."""
+        if isinstance(data, dict) and data.get("graph_name") and not data.get("node_name"):
+            return {**data, "node_name": data["graph_name"]}
+        return data
+
+    @field_validator("graph_name")
+    @classmethod
+    def _check_graph_name(cls, value: str | None) -> str | None:
+        return None if value is None else _non_empty(value, "Graph name")
 
     @field_validator("node_name")
     @classmethod

@@ -16,7 +16,9 @@ A state's life, as this server runs it (PROTOCOL §7.1)::
     ERRORED | NEXT_CREATED_ERROR -> RETRY_CREATED  (retried by hand)
     QUEUED -> WAITING -> CREATED  (WaitForSignal; its signal arrived, so it runs again)
     WAITING -> ERRORED | RETRY_CREATED  (its wait timed out: the retry policy applies)
-    CREATED | QUEUED | WAITING -> CANCELLED  (its run was cancelled, by hand or by its deadline)
+    (new) -> AWAITING_CHILD -> SUCCESS | NEXT_CREATED_ERROR  (its node names a graph: that child run succeeded)
+    AWAITING_CHILD -> ERRORED | RETRY_CREATED  (its child run failed, or could not start)
+    CREATED | QUEUED | WAITING | AWAITING_CHILD -> CANCELLED  (its run was cancelled, by hand or by its deadline)
 
 Every group is a ``frozenset`` of :class:`StateStatus`. Because ``StateStatus`` is a ``StrEnum``, a
 plain string read from the wire or the database is found in a group too.
@@ -71,6 +73,9 @@ class StateStatus(StrEnum):
     WAITING = "WAITING"
     """Its node raised ``WaitForSignal``: it waits, holding no runtime and no lease, for a signal sent to
     its run (then it runs again, the signal given to it) or for its wait's time-out (a failed attempt)."""
+    AWAITING_CHILD = "AWAITING_CHILD"
+    """Its node names a graph (``graph_name``): a child run of that graph runs for it, while it holds no
+    runtime and no lease; it ends with the child run (its outputs, or its failure through the retry policy)."""
 
 
 class RunStatus(StrEnum):
@@ -125,7 +130,9 @@ RUNNING = frozenset({_S.QUEUED, _S.EXECUTED})
 """Held by a runtime."""
 AWAITING_SIGNAL = frozenset({_S.WAITING})
 """Waiting for a signal sent to its run (``WaitForSignal``): neither claimable nor held."""
-PENDING = WAITING | RUNNING | AWAITING_SIGNAL
+AWAITING_CHILD = frozenset({_S.AWAITING_CHILD})
+"""Waiting for its child run to end (a node that names a graph): neither claimable nor held."""
+PENDING = WAITING | RUNNING | AWAITING_SIGNAL | AWAITING_CHILD
 """Not over yet: a run with a state here has not finished (and retention keeps it)."""
 SUCCEEDED = frozenset({_S.SUCCESS, _S.PRUNED})
 """Ended well: a pruned branch ended as its node asked, so it counts as success."""
@@ -141,16 +148,18 @@ FINAL = SUCCEEDED | FAILED | RETRIED | CANCELLED
 # Which transition may start from, or leads to, which status.
 RETRYABLE_BY_HAND = FAILED
 """A manual retry (``manual-retry``, ``exosphere state retry``, the dashboard) accepts only these."""
-INITIAL = frozenset({_S.CREATED, _S.SUCCESS, _S.NEXT_CREATED_ERROR})
-"""A new state is inserted in one of these: CREATED as a rule; a fan-out sibling already ended like
+INITIAL = frozenset({_S.CREATED, _S.SUCCESS, _S.NEXT_CREATED_ERROR, _S.AWAITING_CHILD})
+"""A new state is inserted in one of these: CREATED as a rule; AWAITING_CHILD for a node that names a
+graph (its child run starts in the same transaction); a fan-out sibling already ended like
 the state whose result made it (SUCCESS or NEXT_CREATED_ERROR); a unite whose inputs cannot be built
 NEXT_CREATED_ERROR."""
 AFTER_EXECUTED = frozenset({_S.SUCCESS, _S.NEXT_CREATED_ERROR})
 """Where a reported result (``executed``) leaves a state."""
 AFTER_ERRORED = frozenset({_S.ERRORED, _S.RETRY_CREATED})
 """Where a failed attempt (``errored``, an expired lease) leaves a state: retried, or failed for good."""
-CANCELLABLE = frozenset({_S.CREATED, _S.QUEUED, _S.WAITING})
-"""What cancelling a run moves to CANCELLED: every state of it that has not ended."""
+CANCELLABLE = frozenset({_S.CREATED, _S.QUEUED, _S.WAITING, _S.AWAITING_CHILD})
+"""What cancelling a run moves to CANCELLED: every state of it that has not ended (an AWAITING_CHILD
+state's child runs are cancelled with it)."""
 NEVER_STORED = frozenset({_S.EXECUTED})
 """Names of the v0 protocol that this server never writes: it records a result and creates the next
 states in one transaction, so a state goes from QUEUED straight to SUCCESS."""
@@ -166,6 +175,7 @@ GROUPS: Mapping[str, frozenset[StateStatus]] = MappingProxyType(
         "WAITING": WAITING,
         "RUNNING": RUNNING,
         "AWAITING_SIGNAL": AWAITING_SIGNAL,
+        "AWAITING_CHILD": AWAITING_CHILD,
         "PENDING": PENDING,
         "SUCCEEDED": SUCCEEDED,
         "FAILED": FAILED,
@@ -189,6 +199,7 @@ PHASE: Mapping[str, Phase] = MappingProxyType(
         **dict.fromkeys(WAITING, Phase.WAITING),
         **dict.fromkeys(RUNNING, Phase.RUNNING),
         **dict.fromkeys(AWAITING_SIGNAL, Phase.WAITING),
+        **dict.fromkeys(AWAITING_CHILD, Phase.RUNNING),  # its work runs, in the child run
         _S.SUCCESS: Phase.SUCCESS,
         _S.PRUNED: Phase.PRUNED,
         **dict.fromkeys(FAILED, Phase.ERRORED),
@@ -228,6 +239,13 @@ ALLOWED_MOVES: Mapping[StateStatus, frozenset[StateStatus]] = MappingProxyType(
                 _S.CREATED,  # its signal arrived: it runs again
                 *AFTER_ERRORED,  # its wait timed out
                 _S.CANCELLED,  # its run cancelled while it waited
+            }
+        ),
+        _S.AWAITING_CHILD: frozenset(
+            {
+                *AFTER_EXECUTED,  # its child run succeeded: its outputs recorded, the next states made
+                *AFTER_ERRORED,  # its child run failed, was cancelled, or could not start
+                _S.CANCELLED,  # its run cancelled (its child runs with it)
             }
         ),
     }

@@ -64,6 +64,7 @@ def test_graph_node_dump_sends_every_field_with_enums_as_strings() -> None:
         "timeout_seconds": None,
         "limits": [],
         "concurrency": None,
+        "graph_name": None,
     }
 
 

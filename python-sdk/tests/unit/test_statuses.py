@@ -64,6 +64,14 @@ MEMBERSHIP: dict[StateStatus, set[str]] = {
         "UNITE_ALL_SUCCESS_WAITS_ON",
         "UNITE_ALL_DONE_WAITS_ON",
     },
+    S.AWAITING_CHILD: {
+        "AWAITING_CHILD",
+        "PENDING",
+        "INITIAL",
+        "CANCELLABLE",
+        "UNITE_ALL_SUCCESS_WAITS_ON",
+        "UNITE_ALL_DONE_WAITS_ON",
+    },
 }
 PHASES: dict[StateStatus, Phase] = {
     S.CREATED: Phase.WAITING,
@@ -76,6 +84,7 @@ PHASES: dict[StateStatus, Phase] = {
     S.RETRY_CREATED: Phase.RETRIED,
     S.CANCELLED: Phase.CANCELLED,
     S.WAITING: Phase.WAITING,
+    S.AWAITING_CHILD: Phase.RUNNING,
 }
 # pending/success/errored/retried/cancelled_count
 RUN_COUNT_GROUPS = ("PENDING", "SUCCEEDED", "FAILED", "RETRIED", "CANCELLED")
@@ -131,6 +140,8 @@ def test_the_transitions_end_where_the_groups_say() -> None:
     )
     # A wait ends by its signal (run again), its time-out (the retry policy) or its run's cancel.
     assert statuses.AFTER_ERRORED | {S.CREATED, S.CANCELLED} == ALLOWED_MOVES[S.WAITING]
+    # A state awaiting its child run ends with it: a result, a failed attempt, or its run's cancel.
+    assert statuses.AFTER_EXECUTED | statuses.AFTER_ERRORED | {S.CANCELLED} == ALLOWED_MOVES[S.AWAITING_CHILD]
     for status in statuses.CANCELLABLE:
         assert can_move(status, S.CANCELLED)
     for status in statuses.RETRYABLE_BY_HAND:
@@ -185,6 +196,7 @@ def test_the_old_names_are_the_same_class_and_statuses_read_as_their_value() -> 
         "RETRY_CREATED",
         "CANCELLED",
         "WAITING",
+        "AWAITING_CHILD",
     ]
     assert f"{S.SUCCESS}" == str(S.SUCCESS) == "SUCCESS" == S.SUCCESS
     assert "ERRORED" in statuses.FAILED and PHASE.get("QUEUED") is Phase.RUNNING and PHASE.get("NEW") is None

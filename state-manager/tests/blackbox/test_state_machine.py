@@ -216,6 +216,37 @@ def cancelled_while_waiting(walk: Walk) -> str:
     return run_id
 
 
+def child_graphs(walk: Walk) -> str:
+    """Four states of a node that names the graph `walk`, each born AWAITING_CHILD: one ends SUCCESS, one
+    NEXT_CREATED_ERROR (its child's outputs lack what the next node reads), one RETRY_CREATED and its
+    retry ERRORED (their child runs failed), and one CANCELLED with its run."""
+    run_id = trigger(walk.api, "walk-parent", store={"text": "t"})
+    walk.look(run_id)
+    [root] = take(walk, run_id, "Start")
+    ok(executed(walk.api, root, *({"part": part, "extra": "e"} for part in "abcd")))
+    assert len(walk.of(run_id, "sub", S.AWAITING_CHILD)) == 4
+    starts = {s["inputs"]["text"]: s for s in take(walk, run_id, "Start", count=4)}  # the child runs' roots
+    for part in "ab":
+        ok(executed(walk.api, starts[part], {"part": part, "extra": part}))
+    for work in take(walk, run_id, "Work", count=2):
+        ok(executed(walk.api, work, {"out": "o"}))
+    for join in take(walk, run_id, "Join", count=2):
+        ok(executed(walk.api, join, {"all": "done"} if join["inputs"]["x"] == "a" else {}))
+    walk.look(run_id)
+    held = starts["c"]
+    for _attempt in range(3):  # the child's two attempts fail its run; then the retry's first
+        ok(errored(walk.api, held))
+        walk.look(run_id)
+        [held] = take(walk, run_id, "Start")
+    ok(errored(walk.api, held))
+    walk.look(run_id)
+    assert [s["identifier"] for s in walk.look(run_id) if s["status"] == S.ERRORED] == ["sub"]
+    # `d` still awaits its child, whose root a runtime holds: the cancel takes both.
+    ok(walk.api.post(f"/run/{run_id}/cancel"))
+    walk.look(run_id)
+    return run_id
+
+
 @dataclass
 class Walked:
     walk: Walk
@@ -242,6 +273,23 @@ def walked(server: ServerProcess) -> Iterator[Walked]:
             store_config={"required_keys": ["text"]},
             retry_policy={"max_retries": 1, "strategy": "FIXED", "backoff_factor": 1},
         )
+        upsert(
+            api,
+            "walk-parent",
+            [
+                node("start", "Start", namespace, {"text": "${{ store.text }}"}, ["sub"]),
+                {
+                    "graph_name": "walk",
+                    "namespace": namespace,
+                    "identifier": "sub",
+                    "inputs": {"text": "${{ start.outputs.part }}"},
+                    "next_nodes": ["after"],
+                },
+                node("after", "Work", namespace, {"part": "${{ sub.outputs.all }}"}),
+            ],
+            store_config={"required_keys": ["text"]},
+            retry_policy={"max_retries": 1, "strategy": "FIXED", "backoff_factor": 1},
+        )
         walk = Walk(api)
         scenarios = (
             fan_out_and_unite,
@@ -251,6 +299,7 @@ def walked(server: ServerProcess) -> Iterator[Walked]:
             cancelled_with_work_waiting_and_running,
             waits_for_signals,
             cancelled_while_waiting,
+            child_graphs,
         )
         yield Walked(walk, [scenario(walk) for scenario in scenarios], namespace)
 

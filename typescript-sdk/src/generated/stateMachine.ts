@@ -40,6 +40,11 @@ export const StateStatus = {
    * (then it runs again, the signal given to it) or for its wait's time-out (a failed attempt).
    */
   WAITING: 'WAITING',
+  /**
+   * Its node names a graph (`graph_name`): a child run of that graph runs for it, while it holds no runtime
+   * and no lease; it ends with the child run (its outputs, or its failure through the retry policy).
+   */
+  AWAITING_CHILD: 'AWAITING_CHILD',
 } as const;
 export type StateStatus = (typeof StateStatus)[keyof typeof StateStatus];
 
@@ -73,6 +78,7 @@ export type StateStatusGroup =
   | 'WAITING'
   | 'RUNNING'
   | 'AWAITING_SIGNAL'
+  | 'AWAITING_CHILD'
   | 'PENDING'
   | 'SUCCEEDED'
   | 'FAILED'
@@ -96,8 +102,10 @@ export const StateStatusGroups: Readonly<Record<StateStatusGroup, readonly State
   RUNNING: ['QUEUED', 'EXECUTED'],
   /** Waiting for a signal sent to its run (`WaitForSignal`): neither claimable nor held. */
   AWAITING_SIGNAL: ['WAITING'],
+  /** Waiting for its child run to end (a node that names a graph): neither claimable nor held. */
+  AWAITING_CHILD: ['AWAITING_CHILD'],
   /** Not over yet: a run with a state here has not finished (and retention keeps it). */
-  PENDING: ['CREATED', 'QUEUED', 'EXECUTED', 'WAITING'],
+  PENDING: ['CREATED', 'QUEUED', 'EXECUTED', 'WAITING', 'AWAITING_CHILD'],
   /** Ended well: a pruned branch ended as its node asked, so it counts as success. */
   SUCCEEDED: ['SUCCESS', 'PRUNED'],
   /** Ended in failure: one of these makes a finished run FAILED. */
@@ -108,16 +116,19 @@ export const StateStatusGroups: Readonly<Record<StateStatusGroup, readonly State
   CANCELLED: ['CANCELLED'],
   /** Over: no runtime will run it again by itself (a FAILED state may still be retried by hand). */
   FINAL: ['ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'PRUNED', 'RETRY_CREATED', 'CANCELLED'],
-  /** What cancelling a run moves to CANCELLED: every state of it that has not ended. */
-  CANCELLABLE: ['CREATED', 'QUEUED', 'WAITING'],
+  /**
+   * What cancelling a run moves to CANCELLED: every state of it that has not ended (an AWAITING_CHILD state's
+   * child runs are cancelled with it).
+   */
+  CANCELLABLE: ['CREATED', 'QUEUED', 'WAITING', 'AWAITING_CHILD'],
   /** A manual retry (`manual-retry`, `exosphere state retry`, the dashboard) accepts only these. */
   RETRYABLE_BY_HAND: ['ERRORED', 'NEXT_CREATED_ERROR'],
   /**
-   * A new state is inserted in one of these: CREATED as a rule; a fan-out sibling already ended like the
-   * state whose result made it (SUCCESS or NEXT_CREATED_ERROR); a unite whose inputs cannot be built
-   * NEXT_CREATED_ERROR.
+   * A new state is inserted in one of these: CREATED as a rule; AWAITING_CHILD for a node that names a graph
+   * (its child run starts in the same transaction); a fan-out sibling already ended like the state whose
+   * result made it (SUCCESS or NEXT_CREATED_ERROR); a unite whose inputs cannot be built NEXT_CREATED_ERROR.
    */
-  INITIAL: ['CREATED', 'NEXT_CREATED_ERROR', 'SUCCESS'],
+  INITIAL: ['CREATED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'AWAITING_CHILD'],
   /** Where a reported result (`executed`) leaves a state. */
   AFTER_EXECUTED: ['NEXT_CREATED_ERROR', 'SUCCESS'],
   /** Where a failed attempt (`errored`, an expired lease) leaves a state: retried, or failed for good. */
@@ -131,9 +142,9 @@ export const StateStatusGroups: Readonly<Record<StateStatusGroup, readonly State
    * `ALL_SUCCESS`: every descendant succeeded; a RETRY_CREATED one counts through its retry, itself a
    * descendant.
    */
-  UNITE_ALL_SUCCESS_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED', 'ERRORED', 'NEXT_CREATED_ERROR', 'PRUNED', 'CANCELLED', 'WAITING'],
+  UNITE_ALL_SUCCESS_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED', 'ERRORED', 'NEXT_CREATED_ERROR', 'PRUNED', 'CANCELLED', 'WAITING', 'AWAITING_CHILD'],
   /** `ALL_DONE`: every descendant is `FINAL`. */
-  UNITE_ALL_DONE_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED', 'WAITING'],
+  UNITE_ALL_DONE_WAITS_ON: ['CREATED', 'QUEUED', 'EXECUTED', 'WAITING', 'AWAITING_CHILD'],
 };
 
 /** The phase of each status. */
@@ -148,6 +159,7 @@ export const PHASE: Readonly<Record<StateStatus, Phase>> = {
   RETRY_CREATED: 'retried',
   CANCELLED: 'cancelled',
   WAITING: 'waiting',
+  AWAITING_CHILD: 'running',
 };
 
 /** The statuses each status may move to, taken from what the engine does (`engine/transitions.py`). */
@@ -162,6 +174,7 @@ export const ALLOWED_MOVES: Readonly<Record<StateStatus, readonly StateStatus[]>
   RETRY_CREATED: [],
   CANCELLED: [],
   WAITING: ['CREATED', 'ERRORED', 'RETRY_CREATED', 'CANCELLED'],
+  AWAITING_CHILD: ['ERRORED', 'NEXT_CREATED_ERROR', 'SUCCESS', 'RETRY_CREATED', 'CANCELLED'],
 };
 
 /** Whether a state in `source` may move to `target` (ALLOWED_MOVES); false for a name that is no status. */

@@ -222,6 +222,8 @@ def run_header(run: Mapping[str, Any], elapsed: float | None = None) -> Text:
         limits.append("budget " + ", ".join(parts))
     if limits:
         text.append("\n" + ", ".join(limits))
+    if run.get("parent_run_id"):  # a child run (a newer server's field)
+        text.append(f"\nchild run of run {run['parent_run_id']} (state {run.get('parent_state_id')})")
     if run.get("cancel_reason"):
         text.append(f"\ncancelled: {run['cancel_reason']}", style=STATUS_STYLE[RunStatus.CANCELLED])
     for warning in run.get("warnings") or []:
@@ -279,7 +281,8 @@ def direct_parent(state: Mapping[str, Any]) -> str | None:
     return parents[-1] if parents else None
 
 
-def state_label(state: Mapping[str, Any]) -> Text:
+def state_label(state: Mapping[str, Any], child_runs: Iterable[Mapping[str, Any]] = ()) -> Text:
+    """One state's line; `child_runs` are the runs it started (its node names a graph), one per line."""
     label = Text.assemble((state["identifier"], "bold"), f" ({state['node_name']}) ", status_text(state["status"]))
     label.append(f"  {state['state_id']}", style="dim")
     facts = [f"attempts {state.get('attempts', 0)}"]
@@ -298,6 +301,11 @@ def state_label(state: Mapping[str, Any]) -> Text:
         label.append(f"  waiting for signal {state['waiting_for']}", style="yellow")
     if state.get("error"):
         label.append("  " + " ".join(str(state["error"]).split()), style="red")
+    for child in child_runs:
+        label.append("\n  child run ")
+        label.append(child["run_id"], style="bold")
+        label.append(f" of graph {child['graph_name']} ")
+        label.append_text(status_text("RUNNING" if child["status"] == RunStatus.PENDING else child["status"]))
     return label
 
 
@@ -392,12 +400,15 @@ def _state_tree(run: Mapping[str, Any], states: list[dict[str, Any]], show_all: 
         parent = direct_parent(state)
         children[parent if parent in ids else None].append(state)
     tree = Tree(run_header(run))
+    child_runs: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for child in run.get("child_runs") or []:  # a newer server's field
+        child_runs[child["parent_state_id"]].append(child)
 
     def add(branch: Tree, parent: str | None) -> None:
         for group in _by_identifier(children.get(parent, [])):
             shown = group if show_all else _worth_showing(group, leads_to_failure)
             for state in shown:
-                add(branch.add(state_label(state)), state["state_id"])
+                add(branch.add(state_label(state, child_runs[state["state_id"]])), state["state_id"])
             hidden = [s for s in group if s not in shown]
             if hidden:
                 counts = _count_statuses(hidden)

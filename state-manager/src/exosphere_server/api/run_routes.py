@@ -120,6 +120,7 @@ async def get_run(
     summary = await runs.run_summary(ctx, namespace_name, run_id, wait_ms)
     cancel = await runs.run_cancellation(ctx, run_id) if summary.counts.cancelled else None
     warnings = await serving.unserved_warnings(ctx, run_id) if summary.counts.pending else []
+    children = await runs.child_runs(ctx, run_id)
     return SafeJSONResponse(
         {
             **run_view(summary),
@@ -127,6 +128,7 @@ async def get_run(
             "finished": summary.finished,
             "cancel_reason": cancel.reason if cancel else None,
             "warnings": warnings,
+            "child_runs": [run_view(child) for child in children],
         }
     )
 

@@ -189,4 +189,6 @@ def run_view(summary: RunSummary) -> dict[str, Any]:
         "usage": counts.usage.view(),
         "priority": summary.run.priority,
         "budget": summary.run.budget,
+        "parent_run_id": summary.run.parent_run_id,
+        "parent_state_id": summary.run.parent_state_id,
     }

@@ -214,6 +214,7 @@ async def run_page(namespace: str, run_id: str, request: Request) -> Response:
         cancelled=await runs.run_cancellation(ctx, run_id),
         may_cancel=session.session_may(request, "dashboard.api.cancel"),
         warnings=await serving.unserved_warnings(ctx, run_id) if pending else [],
+        child_runs=await runs.child_runs(ctx, run_id),
         drawing=layout_template(nodes),
         statuses=data.ALL_STATUSES,
     )
@@ -221,8 +222,9 @@ async def run_page(namespace: str, run_id: str, request: Request) -> Response:
 
 @pages.get("/ns/{namespace}/states/{state_id}")
 async def state_page(namespace: str, state_id: str, request: Request) -> Response:
+    ctx = engine_context(request)
     try:
-        detail = await data.state_detail(engine_context(request), namespace, state_id)
+        detail = await data.state_detail(ctx, namespace, state_id)
     except NotFound as exc:
         return _not_found(request, exc)
     return render_page(
@@ -230,6 +232,7 @@ async def state_page(namespace: str, state_id: str, request: Request) -> Respons
         "state.html",
         namespace=namespace,
         detail=detail,
+        child_runs=await runs.child_runs(ctx, detail.state.run_id, state_id=state_id),
         state=detail.state,
         retryable=detail.state.status in RETRYABLE_BY_HAND,
         may_retry=session.session_may(request, "dashboard.api.retry"),

@@ -1,5 +1,6 @@
 """Cancelling a run, by hand or when its deadline passes: every state of it that has not ended becomes
-CANCELLED, in one transaction, and nothing new starts in it afterwards.
+CANCELLED, in one transaction, and nothing new starts in it afterwards. Its child runs (child graphs)
+are cancelled with it, and theirs, each recording its parent's cancel as its reason.
 
 Nothing else has to check for a cancel: a cancelled state is neither claimable (not CREATED) nor held
 (not QUEUED), so every report on it is refused (`transitions._check_held`) before anything of it is
@@ -88,11 +89,19 @@ async def _cancel_in(tx: Tx, run_id: str, reason: str | None) -> tuple[list[Stat
     """Move every unfinished state of the run to CANCELLED; no record when there was none (or when a
     concurrent cancel won, whose record is then returned)."""
     now = now_ms()
-    cancelled: list[StateRecord] = []
+    cancelled: list[StateRecord] = []  # its own states
+    of_children: list[StateRecord] = []
     # Locking waits for completions that hold some of these states; the children they committed
     # meanwhile are new rows, which the next pass (a new statement) sees. Once a pass finds nothing,
     # no completion of this run can add anything: each would find its state CANCELLED.
-    while states := await tx.lock_cancellable_states(run_id):
+    while True:
+        # Child runs first (child graphs), as a child's completion locks its states before its parent
+        # state: the same order, so the two never wait on each other. A pass that cancels a state
+        # AWAITING_CHILD comes back here for the child run that state may have started meanwhile.
+        of_children += await _cancel_children(tx, run_id, reason)
+        states = await tx.lock_cancellable_states(run_id)
+        if not states:
+            break
         await tx.move_states(
             states, StateStatus.CANCELLED, error=cancelled_error(reason), finished_at=now, lease_expires_at=None
         )
@@ -105,4 +114,16 @@ async def _cancel_in(tx: Tx, run_id: str, reason: str | None) -> tuple[list[Stat
         assert found is not None
         record = found
     await tx.delete_run_deadline(run_id)
-    return cancelled, record
+    return cancelled + of_children, record
+
+
+async def _cancel_children(tx: Tx, run_id: str, reason: str | None) -> list[StateRecord]:
+    """Cancel the run's child runs that are still pending (and theirs), each with its own record."""
+    cancelled: list[StateRecord] = []
+    child_reason = f"parent run {run_id} cancelled" + (f": {reason}" if reason else "")
+    children = await tx.child_runs_of_run(run_id)
+    done = await tx.get_run_cancellations([child.run_id for child in children])
+    for child in children:
+        if child.run_id not in done:
+            cancelled += (await _cancel_in(tx, child.run_id, child_reason[:MAX_REASON_CHARS]))[0]
+    return cancelled

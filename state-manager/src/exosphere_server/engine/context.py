@@ -4,6 +4,7 @@ graph shapes."""
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,6 +147,10 @@ class EngineContext:
         self.stream_writer = StreamWriter(self.storage, self.streams)
         # Written often enough that a served node never looks unserved: four times per wait at least.
         self.polls = NodePolls(min(5_000, self.unserved_after_ms // 4))
+        # Imported here: child_runs runs transitions, which import this module.
+        from exosphere_server.engine.child_runs import settle
+
+        self.storage.add_commit_step(functools.partial(settle, self))
 
     def stop_waiting(self) -> None:
         """The server is stopping: long-polls answer now and run streams end, so connections drain at once."""

@@ -86,6 +86,8 @@ def analyse_graph(
         )
     ancestors = _ancestor_sets(order, by_id, predecessors, reachable, errors)
     _check_placeholders(by_id, ancestors, set(roots), store_config, errors)
+    if roots and by_id[roots[0]].graph_name is not None:
+        errors.append(f"The first node '{roots[0]}' cannot name a graph: a run starts with a node class")
     if any(not name.strip() for name in secrets):
         errors.append("Secret names cannot be empty")
     if errors:

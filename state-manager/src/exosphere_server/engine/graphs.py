@@ -14,6 +14,7 @@ from typing import Any
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
 from exosphere_server.clock import now_ms
+from exosphere_server.engine.child_graph_checks import child_graph_errors
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.cron import next_occurrence
 from exosphere_server.engine.errors import GraphInvalid, GraphTooLarge, NotFound
@@ -72,6 +73,9 @@ async def upsert_graph(
     node_dicts = await asyncio.to_thread(lambda: [n.model_dump(mode="json") for n in nodes])
     now = now_ms()
     async with ctx.storage.transaction() as tx:
+        child_errors = await child_graph_errors(tx, namespace, graph_name, shape)
+        if child_errors:
+            raise GraphInvalid(child_errors)
         existing = await tx.lock_graph_version(namespace, graph_name)
         status, errors, warnings = await _registration_status(tx, shape, secrets.keys())
         record = GraphRecord(
@@ -135,7 +139,7 @@ def cron_trigger_errors(triggers: Iterable[Mapping[str, Any]], store_config: Sto
 
 
 def _node_refs(shape: GraphShape) -> set[tuple[str, str]]:
-    return {(node.namespace, node.node_name) for node in shape.nodes.values()}
+    return {(node.namespace, node.node_name) for node in shape.nodes.values() if node.graph_name is None}
 
 
 async def get_graph(ctx: EngineContext, namespace: str, graph_name: str) -> GraphRecord:

@@ -71,6 +71,13 @@ def new_state(
     return record
 
 
+def initial_status(graph: PinnedGraph, identifier: str) -> str:
+    """The status a new state of this node is inserted in: AWAITING_CHILD when the node names a graph
+    (its child run starts before the commit, `child_runs.settle`), else CREATED."""
+    named = graph.shape.nodes[identifier].graph_name is not None
+    return (StateStatus.AWAITING_CHILD if named else StateStatus.CREATED).value
+
+
 def resolve_store(key: str, run: RunRecord, graph: PinnedGraph) -> str:
     if key in run.store:
         return run.store[key]
@@ -112,6 +119,7 @@ async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: 
                     carried=carry(graph.shape.carried.get(child_id, {}), outputs),
                     timeout_ms=graph.timeout_ms(child_id),
                     limits=limits,
+                    status=initial_status(graph, child_id),
                 )
             )
     return children
@@ -297,6 +305,7 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
         timeout_ms=graph.timeout_ms(unite_id),
         fanout_id=f"unite-{_random.token_hex(8)}",
         limits=limits,
+        status=initial_status(graph, unite_id),
     )
     if error is not None:
         state.status, state.error, state.finished_at = StateStatus.NEXT_CREATED_ERROR.value, error, now_ms()

@@ -56,6 +56,9 @@ def check_registrations(
     report = RegistrationReport()
     warned: set[str] = set()  # a set beside the list: one membership test per node stays O(1)
     for ident, node in shape.nodes.items():
+        report.errors.extend(_output_reference_errors(ident, node, shape, registered))
+        if node.graph_name is not None:
+            continue  # it runs a graph, no registered node (`child_graph_checks`)
         registration = registered.get((node.node_name, node.namespace))
         if registration is None:
             warning = (
@@ -73,7 +76,6 @@ def check_registrations(
                 for secret in registration.secrets
                 if secret not in secret_names
             )
-        report.errors.extend(_output_reference_errors(ident, node, shape, registered))
     return report
 
 
@@ -108,6 +110,8 @@ def _output_reference_errors(
             if not isinstance(ref, OutputRef) or ref.identifier not in shape.nodes:
                 continue
             source = shape.nodes[ref.identifier]
+            if source.graph_name is not None:
+                continue  # a child graph's outputs are whatever its run ends with
             registration = registered.get((source.node_name, source.namespace))
             if registration is None:
                 continue  # checked again when that node registers

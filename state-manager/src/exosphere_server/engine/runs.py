@@ -135,6 +135,37 @@ def _new_run(
     )
 
 
+async def start_child_run(
+    tx: Tx, ctx: EngineContext, parent_run: RunRecord, parent_state: StateRecord, graph_name: str
+) -> RunRecord:
+    """Start a run of `graph_name` for a state whose node names it, inside the caller's transaction.
+
+    The state's inputs are the child's first node's inputs; the child run gets the parent run's store
+    (the child graph's defaults fill the rest) and records the run and state it runs for. A graph that
+    is gone or invalid, or a store key it requires that nobody gives, is a `BadRequest` or `NotFound`.
+    """
+    pinned, version = await _triggerable_graph(tx, ctx, parent_run.namespace, graph_name)
+    # Payloads are kept per run: a large input is read from the parent's and stored again for the child.
+    inputs = await tx.load_payloads(parent_run.run_id, parent_state.inputs)
+    request = RunRequest(inputs=inputs, store=parent_run.store)
+    root_inputs = _checked_root_inputs(pinned, request, defaults_satisfy_required=True)
+    run = RunRecord(
+        str(uuid.uuid4()),
+        parent_run.namespace,
+        graph_name,
+        version,
+        dict(parent_run.store),
+        created_at=now_ms(),
+        priority=parent_run.priority,  # a child run is part of its parent's work
+        parent_run_id=parent_run.run_id,
+        parent_state_id=parent_state.id,
+    )
+    await tx.insert_runs([run])
+    await tx.insert_states([_root_state(pinned, run, root_inputs, run.created_at)])
+    await _set_deadline(tx, pinned, run, None)
+    return run
+
+
 async def _set_deadline(tx: Tx, pinned: PinnedGraph, run: RunRecord, deadline_seconds: float | None) -> None:
     """Record the run's deadline: the trigger's, else the graph's default; none when neither has one."""
     if deadline_seconds is None:
@@ -255,6 +286,17 @@ async def _note_finish_times(tx: Tx, summaries: Sequence[RunSummary]) -> None:
         ends = await tx.run_finish_times([s.run.run_id for s in finished])
         for summary in finished:
             summary.counts.last_finished_at = ends.get(summary.run.run_id)
+
+
+async def child_runs(ctx: EngineContext, run_id: str, *, state_id: str | None = None) -> list[RunSummary]:
+    """The child runs the run's states started (nodes that name a graph), oldest first, with their counts;
+    with `state_id`, only that state's (one per attempt: a retry starts its own)."""
+    async with ctx.storage.reader() as tx:
+        children = await (tx.child_runs([state_id]) if state_id else tx.child_runs_of_run(run_id))
+        counts = await tx.run_counts([child.run_id for child in children])
+        summaries = [RunSummary(child, counts[child.run_id]) for child in children]
+        await _note_finish_times(tx, summaries)
+    return summaries
 
 
 async def run_finished_at(ctx: EngineContext, run_id: str) -> int | None:

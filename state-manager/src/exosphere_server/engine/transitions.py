@@ -28,6 +28,7 @@ from exosphere_server.engine.next_states import (
     create_children,
     evaluate_unites,
     evaluate_unites_of,
+    initial_status,
 )
 from exosphere_server.engine.retry_policy import retry_delay_ms
 from exosphere_server.engine.secret_box import SecretUnreadable
@@ -466,6 +467,7 @@ async def fail_state(
         retry = _copy_attempt(
             state,
             run,
+            status=initial_status(graph, state.identifier),
             retry_count=state.retry_count + 1,
             fanout_id=state.fanout_id,
             manual_retry_fanout_id=state.manual_retry_fanout_id,
@@ -497,7 +499,6 @@ def _copy_attempt(state: StateRecord, run: RunRecord, **changes: Any) -> StateRe
     copy = replace(
         state,
         id=new_id(),
-        status=_S.CREATED.value,
         outputs={},
         data={},
         error=None,
@@ -567,10 +568,17 @@ async def manual_retry(ctx: EngineContext, namespace: str, state_id: str, fanout
                 raise Conflict("Duplicate retry state detected")
             retryable = " or ".join(sorted(RETRYABLE_BY_HAND))
             raise Conflict(f"State {state_id} is {state.status}: only {retryable} states can be retried")
-        run, _graph = await run_and_graph(tx, ctx, state.run_id)
+        run, graph = await run_and_graph(tx, ctx, state.run_id)
         if await tx.get_run_cancellation(run.run_id) is not None:
             raise Conflict(f"Run {run.run_id} is cancelled: nothing new starts in it, so {state_id} cannot be retried")
-        retry = _copy_attempt(state, run, retry_count=0, fanout_id=fanout_id, manual_retry_fanout_id=fanout_id)
+        retry = _copy_attempt(
+            state,
+            run,
+            status=initial_status(graph, state.identifier),
+            retry_count=0,
+            fanout_id=fanout_id,
+            manual_retry_fanout_id=fanout_id,
+        )
         if not await tx.insert_state_unless_duplicate(retry):
             raise Conflict("Duplicate retry state detected")
         await tx.move_states([state], _S.RETRY_CREATED)

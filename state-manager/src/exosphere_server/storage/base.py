@@ -14,7 +14,7 @@ import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, fields, replace
 from typing import Any, Protocol, TypeVar
@@ -251,6 +251,10 @@ class Tx:
         self.attempts_ended: list[StateRecord] = []
         self.runs_deleted: list[str] = []  # by retention: their payloads go once this commits
         self._payloads_seen: payloads.Seen = {}
+        # For child graphs (`engine.child_runs`, a commit step): states inserted AWAITING_CHILD, whose
+        # child runs start before commit, and runs some state of which stopped being pending here.
+        self.children_to_start: list[StateRecord] = []
+        self.runs_with_ended_states: set[str] = set()
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -329,6 +333,8 @@ class Tx:
             change[index] += usage.get(name) or 0
 
     def _count_move(self, state: StateRecord, was: str, to: str) -> None:
+        if was in PENDING and to not in PENDING:
+            self.runs_with_ended_states.add(state.run_id)
         if was != to:
             self.count_change(state, was, -1, 0)
         self.count_change(state, to, 1 if was != to else 0, 1)
@@ -578,6 +584,30 @@ class Tx:
         row = (await self.conn.execute(GET_RUN, {"run_id": run_id})).first()
         return _record(RunRecord, row) if row is not None else None
 
+    async def child_runs(self, parent_state_ids: Sequence[str]) -> list[RunRecord]:
+        """The child runs started for these states (one per attempt of a node that names a graph)."""
+        if not parent_state_ids:
+            return []
+        r = schema.runs
+        query = sa.select(r).where(r.c.parent_state_id.in_(list(parent_state_ids))).order_by(r.c.created_at, r.c.run_id)
+        return await self._all(RunRecord, query)
+
+    async def child_runs_of_run(self, run_id: str) -> list[RunRecord]:
+        """The child runs started by the states of one run, oldest first."""
+        r = schema.runs
+        query = sa.select(r).where(r.c.parent_run_id == run_id).order_by(r.c.created_at, r.c.run_id)
+        return await self._all(RunRecord, query)
+
+    async def ending_states(self, run_id: str, identifiers: Collection[str]) -> list[StateRecord]:
+        """The run's succeeded states of these nodes (a graph's last nodes), in the order they were made."""
+        s = schema.states
+        query = (
+            sa.select(s)
+            .where(s.c.run_id == run_id, s.c.identifier.in_(list(identifiers)), s.c.status == StateStatus.SUCCESS.value)
+            .order_by(s.c.created_at, s.c.id)
+        )
+        return await self._all(StateRecord, query)
+
     async def run_counts(self, run_ids: Sequence[str]) -> dict[str, RunCounts]:
         """How many states each run has per count group, from `run_counts` (a few rows per run)."""
         counts = {run_id: RunCounts() for run_id in run_ids}
@@ -659,7 +689,9 @@ class Tx:
         now = now_ms()
         for r in records:
             self.runs_changed.add(r.run_id)
-            if r.status == StateStatus.CREATED:
+            if r.status == StateStatus.AWAITING_CHILD:
+                self.children_to_start.append(r)
+            elif r.status == StateStatus.CREATED:
                 if r.enqueue_after <= now:
                     self.ready[(r.namespace, r.node_name)] += 1
                     self._made_ready[r.id] = (r.namespace, r.node_name)
@@ -1497,6 +1529,13 @@ class Storage(abc.ABC):
         # Large inputs and outputs: where they are kept apart from the rows, and the sizes that decide.
         self.payload_settings = payloads.PayloadSettings()
         self.payload_store: payloads.PayloadStore = payloads.TablePayloadStore()
+        # Run inside every write transaction before its commit, in order (`add_commit_step`).
+        self._commit_steps: list[Callable[[Tx], Awaitable[None]]] = []
+
+    def add_commit_step(self, step: Callable[[Tx], Awaitable[None]]) -> None:
+        """Run `step` at the end of every write transaction, inside it: what the engine must do in the
+        same commit as whatever a transaction did (start and finish child runs), wherever it was done."""
+        self._commit_steps.append(step)
 
     def subscribe(self, listener: StorageListener) -> None:
         """Hear what committed transactions did: here, and on PostgreSQL on every replica (ready work,
@@ -1561,6 +1600,8 @@ class Storage(abc.ABC):
                 await self._relax_durability(conn)
             tx = Tx(conn, self)
             yield tx
+            for step in self._commit_steps:
+                await step(tx)
             await tx.write_counts()
             await self._before_commit(tx)
         self._after_commit(tx)

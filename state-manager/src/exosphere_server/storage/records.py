@@ -140,6 +140,9 @@ class RunRecord:
     created_at: int
     priority: int = 0  # claims order by it (`schema.CLAIM_ORDER`)
     budget: dict[str, Any] | None = None  # `contract.Budget` without its nulls; None: no budget
+    # A child run (its parent's node names a graph): the run and the state it runs for.
+    parent_run_id: str | None = None
+    parent_state_id: str | None = None
 
 
 @dataclass

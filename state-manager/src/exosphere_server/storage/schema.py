@@ -93,7 +93,11 @@ runs = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     sa.Column("budget", sa.JSON, nullable=True),  # `contract.Budget`; None: no budget
+    sa.Column("parent_run_id", sa.String, nullable=True),
+    sa.Column("parent_state_id", sa.String(24), nullable=True),
     sa.Index("ix_runs_namespace_created", "namespace", "created_at"),
+    sa.Index("ix_runs_parent_run", "parent_run_id"),
+    sa.Index("ix_runs_parent_state", "parent_state_id"),
 )
 
 states = sa.Table(

@@ -1295,6 +1295,9 @@ export interface components {
          *
          *         GraphNodeModel(node_name="Greet", namespace="demo", identifier="greet",
          *                        inputs={"name": "${{ store.name }}"}, next_nodes=[])
+         *         # A child graph: its run starts when this node is reached; its final outputs are this node's.
+         *         GraphNodeModel(graph_name="summarise", namespace="demo", identifier="summary",
+         *                        inputs={"text": "${{ greet.outputs.text }}"})
          */
         GraphNodeModel: {
             /**
@@ -1302,6 +1305,11 @@ export interface components {
              * @description Additive: at most this many of its states claimed at once, everywhere
              */
             concurrency?: number | null;
+            /**
+             * Graph Name
+             * @description Additive: run this graph of the same namespace as a child run instead of a node class. `inputs` are the inputs of its first node; the node's outputs are the child run's final outputs (each field a JSON list when several states end it)
+             */
+            graph_name?: string | null;
             /**
              * Identifier
              * @description Unique name of this node inside the graph
@@ -1331,7 +1339,7 @@ export interface components {
             next_nodes?: string[] | null;
             /**
              * Node Name
-             * @description Class name of the registered node to run
+             * @description Class name of the registered node to run; for a node that names a graph (`graph_name`), a label that defaults to the graph's name
              */
             node_name: string;
             /**
@@ -2111,6 +2119,16 @@ export interface components {
              */
             nodes: components["schemas"]["NodeProgress"][];
             /**
+             * Parent Run Id
+             * @description Additive: for a child run (a node that names a graph), the run it runs for
+             */
+            parent_run_id: string | null;
+            /**
+             * Parent State Id
+             * @description Additive: for a child run, the state (of the parent run) it runs for
+             */
+            parent_state_id: string | null;
+            /**
              * Pending Count
              * @description States that may still run
              */
@@ -2167,6 +2185,11 @@ export interface components {
              * @default 0
              */
             cancelled_count: number;
+            /**
+             * Child Runs
+             * @description Additive: the runs its states started for nodes that name a graph (child graphs), oldest first; each names its parent_state_id
+             */
+            child_runs: components["schemas"]["RunSummary"][];
             /** Created At */
             created_at: string;
             /**
@@ -2190,6 +2213,16 @@ export interface components {
             graph_name: string;
             /** Namespace */
             namespace: string;
+            /**
+             * Parent Run Id
+             * @description Additive: for a child run (a node that names a graph), the run it runs for
+             */
+            parent_run_id: string | null;
+            /**
+             * Parent State Id
+             * @description Additive: for a child run, the state (of the parent run) it runs for
+             */
+            parent_state_id: string | null;
             /**
              * Pending Count
              * @description States that may still run
@@ -2298,6 +2331,16 @@ export interface components {
             finished_at: string | null;
             /** Graph Name */
             graph_name: string;
+            /**
+             * Parent Run Id
+             * @description Additive: for a child run (a node that names a graph), the run it runs for
+             */
+            parent_run_id: string | null;
+            /**
+             * Parent State Id
+             * @description Additive: for a child run, the state (of the parent run) it runs for
+             */
+            parent_state_id: string | null;
             /**
              * Pending Count
              * @description States that may still run
@@ -2506,7 +2549,7 @@ export interface components {
          *         f"{StateStatus.SUCCESS}"                     # 'SUCCESS'
          * @enum {string}
          */
-        StateStatus: "CREATED" | "QUEUED" | "EXECUTED" | "ERRORED" | "NEXT_CREATED_ERROR" | "SUCCESS" | "PRUNED" | "RETRY_CREATED" | "CANCELLED" | "WAITING";
+        StateStatus: "CREATED" | "QUEUED" | "EXECUTED" | "ERRORED" | "NEXT_CREATED_ERROR" | "SUCCESS" | "PRUNED" | "RETRY_CREATED" | "CANCELLED" | "WAITING" | "AWAITING_CHILD";
         /**
          * StoreConfigModel
          * @description The per-run key/value store of a graph: keys a trigger must give, and defaults.

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013_stream_chunks"
-down_revision = "0010_limits"
+down_revision = "0012_limits"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """Priorities and budgets: a run's priority (kept on its states too, for the claim's index) and budget,
 and a graph's defaults for both.
 
-Revision ID: 0012_priority_budget
+Revision ID: 0011_priority_budget
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_priority_budget"
-down_revision = "0011_usage"
+revision = "0011_priority_budget"
+down_revision = "0010_usage"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """Named limits and their buckets, the concurrency holds of claimed states, usage corrections, the
 nodes that have limits, and each state's limit charges.
 
-Revision ID: 0010_limits
+Revision ID: 0012_limits
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010_limits"
-down_revision = "0012_priority_budget"
+revision = "0012_limits"
+down_revision = "0011_priority_budget"
 branch_labels = None
 depends_on = None
 
@@ -69,5 +69,6 @@ def downgrade() -> None:
     op.drop_table("limit_holds")
     op.drop_table("limit_buckets")
     op.drop_table("limits")
-    with op.batch_alter_table("states") as batch:
-        batch.drop_column("limits")
+    # A plain DROP COLUMN (SQLite 3.35+), not a batch copy of `states`: the copy would lose the
+    # expression index `ix_states_claim_order` that 0011's downgrade drops next.
+    op.drop_column("states", "limits")

@@ -1,12 +1,12 @@
 """Child graphs: a run started for a state whose node names a graph records that run and state.
 
-Revision ID: 0012_child_runs
+Revision ID: 0015_child_runs
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012_child_runs"
+revision = "0015_child_runs"
 down_revision = "0014_payloads"
 branch_labels = None
 depends_on = None

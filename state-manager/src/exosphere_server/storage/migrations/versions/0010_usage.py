@@ -1,12 +1,12 @@
 """Usage reported with results: per attempt on `states`, added up per run and node in `run_counts`.
 
-Revision ID: 0011_usage
+Revision ID: 0010_usage
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_usage"
+revision = "0010_usage"
 down_revision = "0009_signal_waits"
 branch_labels = None
 depends_on = None

@@ -29,6 +29,7 @@ export {
   type NodeClass,
   type NodeData,
   type NodeResult,
+  type UsageReport,
 } from './node.js';
 export { Runtime, type RuntimeOptions } from './runtime.js';
 export { StateManager, type StateManagerConfig, type UpsertOptions, type WatchOptions } from './stateManager.js';
@@ -79,4 +80,4 @@ export {
   StateStatusGroups,
 } from './generated/stateMachine.js';
 export { VERSION } from './version.js';
-export type { ApiKeyInfo, AuditLogResponse, CreatedKeyResponse, KeyRole, ListKeysResponse } from './wire.js';
+export type { ApiKeyInfo, AuditLogResponse, CreatedKeyResponse, KeyRole, ListKeysResponse, Usage } from './wire.js';

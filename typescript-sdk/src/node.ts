@@ -22,7 +22,7 @@ import { z } from 'zod';
 import { UnsendableOutputError, describeError } from './errors.js';
 import { firstProblem, sendableText } from './sendable.js';
 import { PruneSignal, ReQueueAfterSignal, WaitForSignalSignal } from './signals.js';
-import type { NodeRegistration } from './wire.js';
+import type { NodeRegistration, Usage } from './wire.js';
 
 /** Inputs, outputs and secrets of a node: strings only (v1). */
 export type NodeData = Record<string, string>;
@@ -45,6 +45,8 @@ export type NodeResult = NodeData | NodeData[] | null | undefined | void;
  *   the state up: its run was cancelled, it ran past its graph node's `timeout_seconds`, its lease
  *   was lost, or shutdown ran out of grace time. Pass it to `fetch` and other cancellable calls.
  * * `static timeoutMs` (optional) bounds one execution; exceeding it fails the state.
+ * * Call {@link BaseNode.reportUsage} with what a model provider call used (tokens, requests, cost):
+ *   it adds up over the attempt and is sent with its result, `executed` or `errored`.
  *
  * Type the data by passing it as type arguments: `class Greet extends BaseNode<{ name: string }>`.
  *
@@ -95,6 +97,70 @@ export abstract class BaseNode<TInputs extends NodeData = NodeData, TSecrets ext
    * ```
    */
   abstract execute(signal: AbortSignal): Promise<NodeResult> | NodeResult;
+
+  #usage: Usage | undefined;
+
+  /**
+   * Add what a call to a model provider used to this attempt's usage. Call it once per provider
+   * call, or once with the totals: the runtime sends the sum with the attempt's result (`executed`
+   * or `errored`, since a failed attempt may have used tokens too), and the state manager adds it
+   * up per node and per run, checks the run's budget, and shows it in `/metrics`, `exosphere run
+   * show` and the dashboard. Throws a `RangeError` for a negative, fractional or too large count.
+   *
+   * @example
+   * ```ts
+   * async execute() {
+   *   const reply = await openai.chat.completions.create({ ... });
+   *   this.reportUsage({ inputTokens: reply.usage.prompt_tokens, outputTokens: reply.usage.completion_tokens, requests: 1 });
+   *   return { answer: reply.choices[0].message.content };
+   * }
+   * ```
+   */
+  reportUsage(usage: UsageReport): void {
+    this.#usage = addUsage(this.#usage, usage);
+  }
+
+  /** What {@link BaseNode.reportUsage} added up so far in this attempt, as the wire's `usage`; undefined if nothing. */
+  reportedUsage(): Usage | undefined {
+    return this.#usage && Object.keys(this.#usage).length > 0 ? { ...this.#usage } : undefined;
+  }
+}
+
+/** What one call to {@link BaseNode.reportUsage} adds: every field optional. */
+export interface UsageReport {
+  inputTokens?: number;
+  outputTokens?: number;
+  requests?: number;
+  costUsd?: number;
+}
+
+/** The largest count (tokens, requests) and cost one attempt may report: what the state manager accepts. */
+export const MAX_USAGE_TOKENS = 1e12;
+export const MAX_USAGE_COST_USD = 1e9;
+
+const USAGE_FIELDS = [
+  ['inputTokens', 'input_tokens'],
+  ['outputTokens', 'output_tokens'],
+  ['requests', 'requests'],
+  ['costUsd', 'cost_usd'],
+] as const;
+
+/** `total` plus `more`, checked: counts are non-negative integers, the cost a non-negative finite number, within bounds. */
+export function addUsage(total: Usage | undefined, more: UsageReport): Usage {
+  const summed: Record<string, number> = { ...(total ?? {}) } as Record<string, number>;
+  for (const [name, wire] of USAGE_FIELDS) {
+    const value = more[name];
+    if (value === undefined || value === 0) continue;
+    const isCost = name === 'costUsd';
+    const bound = isCost ? MAX_USAGE_COST_USD : MAX_USAGE_TOKENS;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || (!isCost && !Number.isInteger(value))) {
+      throw new RangeError(`${name} must be a non-negative ${isCost ? 'finite number' : 'integer'}, got ${String(value)}`);
+    }
+    const sum = (summed[wire] ?? 0) + value;
+    if (sum > bound) throw new RangeError(`${name} of one attempt may not pass ${bound}, it would be ${sum}`);
+    summed[wire] = sum;
+  }
+  return summed as Usage;
 }
 
 /** A concrete node class, as passed to `Runtime`. */
@@ -243,8 +309,8 @@ export function needsSecrets(node: NodeClass): boolean {
 
 /** What to tell the state manager about one execution: the endpoint and its body. */
 export type Outcome =
-  | { endpoint: 'executed'; body: { outputs: NodeData[] } }
-  | { endpoint: 'errored'; body: { error: string; traceback?: string } }
+  | { endpoint: 'executed'; body: { outputs: NodeData[]; usage?: Usage } }
+  | { endpoint: 'errored'; body: { error: string; traceback?: string; usage?: Usage } }
   | { endpoint: 'prune'; body: { data: Record<string, unknown> } }
   | { endpoint: 're-enqueue-after'; body: { enqueue_after: number } }
   | { endpoint: 'wait-for-signal'; body: { name: string; timeout_seconds: number | null } };
@@ -253,7 +319,7 @@ export type Outcome =
  * The outcome of a failure: the error text is `${err.name}: ${err.message}`, with lone surrogates
  * and NUL characters escaped so that the failure report itself can always be sent.
  */
-export function failed(err: unknown): Outcome {
+export function failed(err: unknown): Extract<Outcome, { endpoint: 'errored' }> {
   const body: { error: string; traceback?: string } = { error: sendableText(describeError(err)) };
   const stack = errorStack(err);
   if (stack) body.traceback = stack;
@@ -284,6 +350,9 @@ function errorStack(err: unknown): string | undefined {
  * await runNode(Greet, { name: 'Ada' }, {}, new AbortController().signal);
  * // { endpoint: 'executed', body: { outputs: [{ greeting: 'Hello Ada' }] } }
  * ```
+ *
+ * What the node reported with {@link BaseNode.reportUsage} goes with an `executed` or `errored`
+ * outcome as its `usage`.
  */
 export async function runNode(
   node: NodeClass,
@@ -292,8 +361,26 @@ export async function runNode(
   signal: AbortSignal,
   signalPayload?: Record<string, string>,
 ): Promise<Outcome> {
+  const made: BaseNode<any, any>[] = [];
+  const outcome = await runOnce(node, inputs, secrets, signal, signalPayload, made);
+  const usage = made[0]?.reportedUsage();
+  if (usage !== undefined && (outcome.endpoint === 'executed' || outcome.endpoint === 'errored')) {
+    return { ...outcome, body: { ...outcome.body, usage } } as Outcome;
+  }
+  return outcome;
+}
+
+async function runOnce(
+  node: NodeClass,
+  inputs: Record<string, unknown>,
+  secrets: Record<string, unknown>,
+  signal: AbortSignal,
+  signalPayload: Record<string, string> | undefined,
+  made: BaseNode<any, any>[],
+): Promise<Outcome> {
   try {
     const instance = new node();
+    made.push(instance);
     instance.signalPayload = signalPayload ? { ...signalPayload } : undefined;
     instance.inputs = parseData(node, 'inputs', node.Inputs, inputs);
     instance.secrets = parseData(node, 'secrets', node.Secrets, secrets);

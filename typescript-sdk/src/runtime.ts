@@ -634,7 +634,9 @@ export class Runtime {
       } else if (err instanceof ApiError && outcome.endpoint !== 'errored' && !err.retryable && !(err instanceof AuthenticationError)) {
         // The server refused this result for good (e.g. 422): fail the state visibly instead, so
         // the graph's retry policy applies.
-        await this.deliver(claim, failed(err));
+        const refused = failed(err);
+        const usage = outcome.endpoint === 'executed' ? outcome.body.usage : undefined; // still counts
+        await this.deliver(claim, usage === undefined ? refused : { endpoint: 'errored', body: { ...refused.body, usage } });
       } else {
         // Nothing else can be sent: the state's lease expires and the server retries it.
         this.logger.error(`Could not report ${what}: ${describeError(err)}`);

@@ -42,4 +42,5 @@ export type RegisterNodesRequest = Schemas['RegisterNodesRequest'];
 export type NodeRegistration = Schemas['NodeRegistration'];
 export type EagerClaim = Schemas['EagerClaim'];
 export type ExecutedManyRequest = Schemas['ExecutedManyRequest'];
+export type Usage = Schemas['Usage'];
 export type ExecutedManyResponse = Schemas['ExecutedManyResponse'];

@@ -180,11 +180,38 @@ class EagerClaim(BaseModel):
     )
 
 
+MAX_USAGE_TOKENS = 10**12
+"""The most tokens (or requests) one attempt may report in one field: more is a bug, not a bill."""
+
+MAX_USAGE_COST_USD = 1e9
+"""The most dollars one attempt may report."""
+
+
+class Usage(BaseModel):
+    """Additive ``usage`` of a result: what the attempt used of a model provider; every field optional.
+
+    Sent with ``executed`` and ``errored`` (a failed attempt may have used tokens too), stored with the
+    attempt and added up per node and per run. The SDKs fill it from ``report_usage`` / ``reportUsage``.
+
+    Example::
+
+        {"outputs": [{"answer": "42"}], "usage": {"input_tokens": 1200, "output_tokens": 80, "cost_usd": 0.0031}}
+    """
+
+    input_tokens: int | None = Field(default=None, ge=0, le=MAX_USAGE_TOKENS, description="Prompt tokens")
+    output_tokens: int | None = Field(default=None, ge=0, le=MAX_USAGE_TOKENS, description="Completion tokens")
+    requests: int | None = Field(default=None, ge=0, le=MAX_USAGE_TOKENS, description="Provider calls made")
+    cost_usd: float | None = Field(
+        default=None, ge=0, le=MAX_USAGE_COST_USD, allow_inf_nan=False, description="Cost in US dollars"
+    )
+
+
 class ExecutedRequest(BaseModel):
     """``POST .../state/{state_id}/executed``: the outputs of a state; more than one fans out."""
 
     outputs: list[dict[str, str]]
     lease_id: str | None = None
+    usage: Usage | None = Field(default=None, description="Additive: what the attempt used (tokens, requests, cost)")
     claim: EagerClaim | None = Field(default=None, description="Additive: claim ready states in the same transaction")
 
 
@@ -194,6 +221,7 @@ class ExecutedItem(BaseModel):
     state_id: str
     outputs: list[dict[str, str]]
     lease_id: str | None = None
+    usage: Usage | None = Field(default=None, description="Additive: what the attempt used (tokens, requests, cost)")
 
 
 class ExecutedManyRequest(BaseModel):
@@ -211,6 +239,9 @@ class ErroredRequest(BaseModel):
     traceback: str | None = Field(
         default=None,
         description="Additive: the error's traceback or stack, shown with the state (the server keeps its last 64 KiB)",
+    )
+    usage: Usage | None = Field(
+        default=None, description="Additive: what the failed attempt used; it counts like a success's"
     )
 
 
@@ -523,6 +554,9 @@ class StateResponse(Answer):
     )
     signal: dict[str, str] | None = Field(
         default=None, description="Additive: the payload of the signal that woke the state; null if none did"
+    )
+    usage: Usage | None = Field(
+        default=None, description="Additive: what this attempt reported using with its result; null if nothing"
     )
 
 

@@ -512,7 +512,10 @@ class Runtime:
             if outcome.endpoint != "errored" and not exc.retryable and not isinstance(exc, AuthenticationError):
                 # The server refused this result for good (e.g. 422): fail the state visibly instead,
                 # so the graph's retry policy applies.
-                await self._deliver(claim, Outcome.failed(exc))
+                failed = Outcome.failed(exc)
+                usage = outcome.body.get("usage")  # what the attempt used still counts
+                refused = failed if usage is None else Outcome("errored", {**failed.body, "usage": usage})
+                await self._deliver(claim, refused)
             else:
                 # Nothing else can be sent: the state's lease expires and the server retries it.
                 logger.error("Could not report state %s (%s): %s", claim.state_id, claim.node_name, exc)

@@ -300,3 +300,55 @@ async def test_an_error_text_with_lone_surrogates_or_nul_is_escaped_so_it_can_be
     assert outcome.body["error"] == "OSError: cannot open '/data/abc\\udcff'\\x00"
     outcome.body["error"].encode("utf-8")  # would raise on a lone surrogate
     outcome.body["traceback"].encode("utf-8")
+
+
+class Metered(BaseNode):
+    class Inputs(BaseModel):
+        then: str
+
+    class Outputs(BaseModel):
+        done: str
+
+    async def execute(self) -> Outputs:
+        self.report_usage(input_tokens=100, requests=1)
+        self.report_usage(output_tokens=7, requests=1, cost_usd=0.25)
+        if self.inputs.then == "fail":
+            raise RuntimeError("provider error")
+        if self.inputs.then == "requeue":
+            raise ReQueueAfterSignal(timedelta(seconds=1))
+        return self.Outputs(done="yes")
+
+
+async def test_reported_usage_adds_up_and_goes_with_the_result_or_the_error() -> None:
+    usage = {"input_tokens": 100, "output_tokens": 7, "requests": 2, "cost_usd": 0.25}
+    executed = await run_node(Metered, {"then": "succeed"}, {})
+    assert executed == Outcome("executed", {"outputs": [{"done": "yes"}], "usage": usage})
+    errored = await run_node(Metered, {"then": "fail"}, {})
+    assert errored.endpoint == "errored" and errored.body["usage"] == usage
+    requeued = await run_node(Metered, {"then": "requeue"}, {})
+    assert "usage" not in requeued.body  # re-enqueue-after takes no usage
+
+
+async def test_a_node_that_reports_nothing_sends_no_usage() -> None:
+    outcome = await run_node(Greet, {"name": "Ada"}, {})
+    assert "usage" not in outcome.body
+
+
+@pytest.mark.parametrize(
+    ("report", "message"),
+    [
+        ({"input_tokens": -1}, "input_tokens must be a non-negative integer"),
+        ({"output_tokens": 1.5}, "output_tokens must be a non-negative integer"),
+        ({"requests": True}, "requests must be a non-negative integer"),
+        ({"cost_usd": float("nan")}, "cost_usd must be a finite number"),
+        ({"input_tokens": 10**12 + 1}, "input_tokens of one attempt may not pass"),
+    ],
+)
+async def test_bad_usage_reports_fail_the_attempt_saying_why(report: dict[str, object], message: str) -> None:
+    class BadReport(BaseNode):
+        async def execute(self) -> None:
+            self.report_usage(**report)  # type: ignore[arg-type]
+
+    outcome = await run_node(BadReport, {}, {})
+    assert outcome.endpoint == "errored"
+    assert message in outcome.body["error"]

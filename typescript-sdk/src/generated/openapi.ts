@@ -946,6 +946,8 @@ export interface components {
              * @description Additive: the error's traceback or stack, shown with the state (the server keeps its last 64 KiB)
              */
             traceback?: string | null;
+            /** @description Additive: what the failed attempt used; it counts like a success's */
+            usage?: components["schemas"]["Usage"] | null;
         };
         /**
          * ErroredResponse
@@ -975,6 +977,8 @@ export interface components {
             }[];
             /** State Id */
             state_id: string;
+            /** @description Additive: what the attempt used (tokens, requests, cost) */
+            usage?: components["schemas"]["Usage"] | null;
         };
         /**
          * ExecutedItemAccepted
@@ -1043,6 +1047,8 @@ export interface components {
             outputs: {
                 [key: string]: string;
             }[];
+            /** @description Additive: what the attempt used (tokens, requests, cost) */
+            usage?: components["schemas"]["Usage"] | null;
         };
         /**
          * ExecutedResponse
@@ -2080,6 +2086,8 @@ export interface components {
             traceback: string | null;
             /** Updated At */
             updated_at: string;
+            /** @description Additive: what this attempt reported using with its result; null if nothing */
+            usage: components["schemas"]["Usage"] | null;
             /**
              * Wait Timeout At
              * @description Additive: epoch milliseconds when that wait times out; null: never, or not waiting
@@ -2256,6 +2264,39 @@ export interface components {
              * @description Cron triggers; leaving them out removes the existing ones
              */
             triggers?: components["schemas"]["GraphTrigger"][];
+        };
+        /**
+         * Usage
+         * @description Additive ``usage`` of a result: what the attempt used of a model provider; every field optional.
+         *
+         *     Sent with ``executed`` and ``errored`` (a failed attempt may have used tokens too), stored with the
+         *     attempt and added up per node and per run. The SDKs fill it from ``report_usage`` / ``reportUsage``.
+         *
+         *     Example::
+         *
+         *         {"outputs": [{"answer": "42"}], "usage": {"input_tokens": 1200, "output_tokens": 80, "cost_usd": 0.0031}}
+         */
+        Usage: {
+            /**
+             * Cost Usd
+             * @description Cost in US dollars
+             */
+            cost_usd?: number | null;
+            /**
+             * Input Tokens
+             * @description Prompt tokens
+             */
+            input_tokens?: number | null;
+            /**
+             * Output Tokens
+             * @description Completion tokens
+             */
+            output_tokens?: number | null;
+            /**
+             * Requests
+             * @description Provider calls made
+             */
+            requests?: number | null;
         };
         /** ValidationError */
         ValidationError: {

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ValidationError
 
 from .._sendable import first_problem, sendable_text
+from ..contract import MAX_USAGE_COST_USD, MAX_USAGE_TOKENS
 from ..errors import UnsendableOutputError
 from ..signals import PruneSignal, ReQueueAfterSignal, WaitForSignal
 
@@ -46,6 +47,8 @@ class BaseNode:
     * Raise :class:`~exospherehost.PruneSignal` or :class:`~exospherehost.ReQueueAfterSignal` to
       end the branch or to run again later, :class:`~exospherehost.WaitForSignal` to wait for a
       signal sent to the run; ``self.signal`` is then its payload when the node runs again (else None).
+    * Call :meth:`report_usage` with what a model provider call used (tokens, requests, cost): it is
+      added up over the attempt and sent with its result, ``executed`` or ``errored``.
 
     Example::
 
@@ -89,6 +92,63 @@ class BaseNode:
     async def execute(self) -> BaseModel | list[BaseModel] | None:
         """Do the work of one state, reading ``self.inputs`` and ``self.secrets``."""
         raise NotImplementedError(f"{type(self).__name__} must implement execute()")
+
+    def report_usage(
+        self,
+        *,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        requests: int = 0,
+        cost_usd: float = 0.0,
+    ) -> None:
+        """Add what a call to a model provider used to this attempt's usage.
+
+        Call it once per provider call, or once with the totals: the runtime sends the sum with the
+        attempt's result (``executed`` or ``errored``, since a failed attempt may have used tokens
+        too), and the state manager adds it up per node and per run, checks the run's budget, and
+        shows it in ``/metrics``, ``exosphere run show`` and the dashboard. A node that raises
+        ``PruneSignal``, ``ReQueueAfterSignal`` or ``WaitForSignal`` sends no usage.
+
+        Example::
+
+            async def execute(self) -> Outputs:
+                reply = await client.chat.completions.create(...)
+                self.report_usage(
+                    input_tokens=reply.usage.prompt_tokens,
+                    output_tokens=reply.usage.completion_tokens,
+                    requests=1,
+                )
+                return self.Outputs(answer=reply.choices[0].message.content)
+        """
+        self._usage = add_usage(
+            getattr(self, "_usage", None),
+            {"input_tokens": input_tokens, "output_tokens": output_tokens, "requests": requests, "cost_usd": cost_usd},
+        )
+
+    def reported_usage(self) -> dict[str, int | float] | None:
+        """What :meth:`report_usage` added up so far in this attempt, as the wire's ``usage``; None if nothing."""
+        usage: dict[str, int | float] | None = getattr(self, "_usage", None)
+        return dict(usage) if usage else None
+
+
+def add_usage(total: dict[str, int | float] | None, more: dict[str, Any]) -> dict[str, int | float]:
+    """``total`` plus ``more`` (fields of ``contract.Usage``), checked: counts are non-negative integers and
+    the cost a non-negative finite number, and no sum passes the bounds the state manager accepts."""
+    summed = dict(total or {})
+    for name, value in more.items():
+        if name == "cost_usd":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_USAGE_COST_USD:
+                raise ValueError(f"cost_usd must be a finite number from 0 to {MAX_USAGE_COST_USD:g}, got {value!r}")
+            bound: float = MAX_USAGE_COST_USD
+        else:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            bound = MAX_USAGE_TOKENS
+        if value:
+            summed[name] = summed.get(name, 0) + value
+            if summed[name] > bound:
+                raise ValueError(f"{name} of one attempt may not pass {bound:g}, it would be {summed[name]!r}")
+    return summed
 
 
 _SCHEMA_MODELS = ("Inputs", "Outputs", "Secrets")
@@ -189,9 +249,28 @@ async def run_node(
 
         outcome = await run_node(Greet, {"name": "Ada"}, {})
         assert outcome == Outcome("executed", {"outputs": [{"greeting": "Hello Ada"}]})
+
+    What the node reported with :meth:`BaseNode.report_usage` goes with an ``executed`` or ``errored``
+    outcome as its ``usage``.
     """
+    made: list[BaseNode] = []
+    outcome = await _run_once(node, inputs, secrets, signal, made)
+    usage = made[0].reported_usage() if made else None
+    if usage and outcome.endpoint in ("executed", "errored"):
+        return Outcome(outcome.endpoint, {**outcome.body, "usage": usage})
+    return outcome
+
+
+async def _run_once(
+    node: type[BaseNode],
+    inputs: dict[str, Any],
+    secrets: dict[str, Any],
+    signal: dict[str, str] | None,
+    made: list[BaseNode],
+) -> Outcome:
     try:
         instance = node()
+        made.append(instance)
         instance.inputs = node.Inputs(**inputs)
         instance.secrets = _parse_secrets(node, secrets)
         instance.signal = dict(signal) if signal is not None else None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from exospherehost.contract import (
     EagerClaim,
     EnqueueResponse,
@@ -14,6 +16,7 @@ from exospherehost.contract import (
     ReEnqueueAfterResponse,
     ReleaseResponse,
     SecretsResponse,
+    Usage,
     WaitForSignalResponse,
 )
 from exospherehost.statuses import StateStatus
@@ -69,7 +72,7 @@ async def enqueue(namespace_name: str, body: EnqueueRequest, request: Request) -
 async def executed_many(namespace_name: str, body: ExecutedManyRequest, request: Request) -> Response:
     """Additive: several results in one call and one transaction; each item answered on its own."""
     ctx = engine_context(request)
-    reports = [transitions.ExecutedReport(r.state_id, r.outputs, r.lease_id) for r in body.results]
+    reports = [transitions.ExecutedReport(r.state_id, r.outputs, r.lease_id, _usage(r.usage)) for r in body.results]
     answers, claimed = await transitions.executed_many(ctx, namespace_name, reports, _eager(body.claim))
     return SafeJSONResponse(
         {
@@ -87,7 +90,9 @@ async def executed_many(namespace_name: str, body: ExecutedManyRequest, request:
 @router.post(STATE + "/executed", response_model=ExecutedResponse)
 async def executed(namespace_name: str, state_id: str, body: ExecutedRequest, request: Request) -> Response:
     ctx = engine_context(request)
-    claimed = await transitions.executed(ctx, namespace_name, state_id, body.outputs, body.lease_id, _eager(body.claim))
+    claimed = await transitions.executed(
+        ctx, namespace_name, state_id, body.outputs, body.lease_id, _eager(body.claim), _usage(body.usage)
+    )
     states = [claimed_state_view(s, ctx.tracing.traceparent(s)) for s in claimed]
     return SafeJSONResponse({"status": StateStatus.EXECUTED, "states": states})
 
@@ -97,10 +102,16 @@ def _eager(claim: EagerClaim | None) -> transitions.EagerClaim | None:
     return None if claim is None else transitions.EagerClaim(claim.nodes, claim.max, claim.lease_ms)
 
 
+def _usage(usage: Usage | None) -> dict[str, Any] | None:
+    """The result's additive `usage` as stored: only the fields sent; None when nothing was."""
+    fields = {} if usage is None else usage.model_dump(exclude_none=True)
+    return fields or None
+
+
 @router.post(STATE + "/errored", response_model=ErroredResponse)
 async def errored(namespace_name: str, state_id: str, body: ErroredRequest, request: Request) -> Response:
     retried = await transitions.errored(
-        engine_context(request), namespace_name, state_id, body.error, body.lease_id, body.traceback
+        engine_context(request), namespace_name, state_id, body.error, body.lease_id, body.traceback, _usage(body.usage)
     )
     return SafeJSONResponse({"status": StateStatus.ERRORED, "retry_created": retried})
 

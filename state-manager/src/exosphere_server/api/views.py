@@ -118,6 +118,7 @@ def state_view(state: StateRecord) -> dict[str, Any]:
         "waiting_for": state.waiting_for if state.status == StateStatus.WAITING else None,
         "wait_timeout_at": state.wait_timeout_at if state.status == StateStatus.WAITING else None,
         "signal": state.signal,
+        "usage": state.usage,
     }
 
 

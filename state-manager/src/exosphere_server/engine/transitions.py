@@ -223,6 +223,7 @@ class ExecutedReport:
     state_id: str
     outputs: list[dict[str, str]]
     lease_id: str | None = None
+    usage: dict[str, Any] | None = None  # what the attempt used (`contract.Usage` without its nulls)
 
 
 async def executed(
@@ -232,11 +233,14 @@ async def executed(
     outputs: list[dict[str, str]],
     lease_id: str | None,
     eager: EagerClaim | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> list[StateRecord]:
-    """Record outputs (one per fan-out branch), create the children, mark success: one transaction.
+    """Record outputs (one per fan-out branch) and the attempt's usage, create the children, mark
+    success: one transaction.
 
     Returns the states claimed for `eager` in that transaction (none without it)."""
-    [answer], claimed = await executed_many(ctx, namespace, [ExecutedReport(state_id, outputs, lease_id)], eager)
+    report = ExecutedReport(state_id, outputs, lease_id, usage)
+    [answer], claimed = await executed_many(ctx, namespace, [report], eager)
     if answer is not None:
         raise answer
     return claimed
@@ -317,6 +321,7 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
     now = now_ms()
     was = state.status
     state.outputs = first
+    state.usage = report.usage
     pacer = Pacer()  # a fan-out of thousands of branches must not hold the event loop while it is built
     siblings = []
     for extra in outputs[1:]:
@@ -325,6 +330,7 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
                 state,
                 id=new_id(),
                 outputs=extra,
+                usage=None,  # the attempt's usage is counted once, on the state that ran
                 fanout_id=random_hex(12),
                 does_unites=False,
                 fingerprint=None,
@@ -351,9 +357,10 @@ async def errored(
     error: str,
     lease_id: str | None,
     traceback: str | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> bool:
-    """Record a failure, with the traceback the runtime sent; returns whether a retry was created under
-    the graph's retry policy."""
+    """Record a failure, with the traceback and the usage the runtime sent (a failed attempt may have
+    used tokens too); returns whether a retry was created under the graph's retry policy."""
     async with ctx.storage.transaction() as tx:
         state = await load_state(tx, namespace, state_id)
         if (
@@ -366,7 +373,7 @@ async def errored(
             raise BadRequest("State is already executed")
         _check_held(state, lease_id, not_held="State is not queued or executed")
         run, graph = await run_and_graph(tx, ctx, state.run_id)
-        retried = await fail_state(tx, graph, run, state, error, traceback=_kept_traceback(traceback))
+        retried = await fail_state(tx, graph, run, state, error, traceback=_kept_traceback(traceback), usage=usage)
     metrics.record_completion(state, state.status)
     return retried
 
@@ -393,10 +400,12 @@ async def fail_state(
     finished: list[Finished] | None = None,
     retryable: bool = True,
     traceback: str | None = None,
+    usage: dict[str, Any] | None = None,
 ) -> bool:
     """Apply the retry policy to a failed attempt: a delayed retry state, or ERRORED for good.
 
     `retryable=False` is for failures that no new attempt can mend (the state's own data is the fault).
+    `usage` is what the attempt reported using, stored with it and counted.
     """
     now = now_ms()
     retried = retryable and state.retry_count < graph.retry_policy.max_retries
@@ -417,6 +426,7 @@ async def fail_state(
         finished_at=now,
         lease_expired=lease_expired,
         traceback=traceback,
+        **({"usage": usage} if usage else {}),
     )
     if not retried:
         if finished is None:
@@ -450,6 +460,7 @@ def _copy_attempt(state: StateRecord, run: RunRecord, **changes: Any) -> StateRe
         waiting_for=None,
         wait_timeout_at=None,
         signal=None,  # a new attempt that waits again is answered from the run's kept signals
+        usage=None,
         **changes,
     )
     if copy.does_unites:

@@ -54,6 +54,7 @@ from exosphere_server.storage.records import (
 ReadyKey = tuple[str, str]  # (namespace, node name) of a state that can be claimed now
 Claimant = tuple[str | None, str | None]  # (runtime name, runtime instance) that claims, as it announced them
 R = TypeVar("R")
+USAGE_FIELDS = ("input_tokens", "output_tokens", "requests", "cost_usd")  # `contract.Usage`, as `run_counts` adds it up
 
 
 def status_values(group: Iterable[str]) -> list[str]:
@@ -97,6 +98,7 @@ FINISH_STATE = (
         status=sa.bindparam("b_status"),
         outputs=sa.bindparam("b_outputs", type_=sa.JSON),
         error=sa.bindparam("b_error"),
+        usage=sa.bindparam("b_usage", type_=sa.JSON),
         finished_at=sa.bindparam("b_finished_at"),
         updated_at=sa.bindparam("b_finished_at"),
         revision=_S.c.revision + 1,
@@ -231,14 +233,26 @@ class Tx:
         if states:
             for ancestor_id in state.parents.values():
                 self.descendant_changes[(ancestor_id, status)] += states
+        change = self._count_row(state, status)
+        change[1] += states
+        change[2] += revisions
+        change[3] = min(change[3], state.created_at)
+
+    def _count_row(self, state: StateRecord, status: str) -> list[Any]:
         key = (state.run_id, state.identifier, status)
         change = self.count_changes.get(key)
         if change is None:
-            self.count_changes[key] = [state.node_name, states, revisions, state.created_at]
-        else:
-            change[1] += states
-            change[2] += revisions
-            change[3] = min(change[3], state.created_at)
+            change = self.count_changes[key] = [state.node_name, 0, 0, state.created_at, 0, 0, 0, 0.0]
+        return change
+
+    def count_usage(self, state: StateRecord, status: str, usage: Mapping[str, Any] | None) -> None:
+        """Add what an attempt reported using to its run's and node's totals in `run_counts` (at commit,
+        with the counts): called once per attempt, by the write that records its result."""
+        if not usage:
+            return
+        change = self._count_row(state, status)
+        for index, name in enumerate(USAGE_FIELDS, start=4):
+            change[index] += usage.get(name) or 0
 
     def _count_move(self, state: StateRecord, was: str, to: str) -> None:
         if was != to:
@@ -261,8 +275,9 @@ class Tx:
                     "states": states,
                     "revisions": revisions,
                     "first_created": first_created,
+                    **dict(zip(USAGE_FIELDS, usage, strict=True)),
                 }
-                for (run_id, identifier, status), (node_name, states, revisions, first_created) in sorted(
+                for (run_id, identifier, status), (node_name, states, revisions, first_created, *usage) in sorted(
                     self.count_changes.items()
                 )
             ]
@@ -593,6 +608,8 @@ class Tx:
         for state in states:
             check_move(state.status, to)
         await self._update(states, {**values, "status": to.value})
+        for state in states:
+            self.count_usage(state, to.value, values.get("usage"))
         if self._storage.track_attempts:
             ended = {k: v for k, v in values.items() if k in ("error", "finished_at")}
             self._note_attempts_ended((s.status, replace(s, status=to.value, **ended)) for s in states)
@@ -741,12 +758,14 @@ class Tx:
                     "b_status": s.status,
                     "b_outputs": s.outputs,
                     "b_error": s.error,
+                    "b_usage": s.usage,
                     "b_finished_at": s.finished_at,
                 }
                 for _, s in moves
             ]
             for was, state in moves:
                 self._count_move(state, was, state.status)
+                self.count_usage(state, state.status, state.usage)
             return rows
 
         rows = await asyncio.to_thread(prepare) if len(moves) >= ROWS_OFF_LOOP else prepare()
@@ -1249,6 +1268,7 @@ class Storage(abc.ABC):
                 set_={
                     "states": c.c.states + insert.excluded.states,
                     "revisions": c.c.revisions + insert.excluded.revisions,
+                    **{name: c.c[name] + insert.excluded[name] for name in USAGE_FIELDS},
                 },
             )
         return self._add_counts

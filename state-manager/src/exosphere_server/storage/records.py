@@ -51,6 +51,8 @@ class StateRecord:
     wait_timeout_at: int | None = None
     # The payload of the signal that woke it, handed to its next claim; None until one did.
     signal: dict[str, str] | None = None
+    # What the attempt reported using with its result (`contract.Usage`, without its null fields).
+    usage: dict[str, Any] | None = None
 
 
 @dataclass

@@ -133,6 +133,8 @@ states = sa.Table(
     sa.Column("waiting_for", sa.String, nullable=True),
     sa.Column("wait_timeout_at", sa.BigInteger, nullable=True),
     sa.Column("signal", sa.JSON, nullable=True),
+    # What the attempt reported using (tokens, requests, cost) with its result; also added to `run_counts`.
+    sa.Column("usage", sa.JSON, nullable=True),
     sa.UniqueConstraint(
         "node_name",
         "namespace",
@@ -217,6 +219,12 @@ run_counts = sa.Table(
     sa.Column("revisions", sa.Integer, nullable=False),
     # When the first state counted here was created: a run's nodes are listed in order of first appearance.
     sa.Column("first_created", sa.BigInteger, nullable=False),
+    # The usage the attempts counted here reported, added by the transaction that recorded their result:
+    # a run's and a node's usage are sums over these rows, never over states.
+    sa.Column("input_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("output_tokens", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("requests", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float, nullable=False, server_default="0"),
 )
 
 # How many descendants of a state (the states whose `parents` keep it: see `state_ancestors`) are in each

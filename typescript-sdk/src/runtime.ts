@@ -380,8 +380,9 @@ export class Runtime {
       const prefetch = this.prefetch();
       const free = this.unaskedSlots(prefetch);
       // Until the queue has drained into the workers, a claim could only be small: wait, then claim
-      // at least a whole prefetch in one go.
-      if (free < prefetch) {
+      // at least half a prefetch in one go. Half, not all: the next claim is then on its way while
+      // the workers still run the rest, instead of after they have run everything.
+      if (free < Math.max(1, Math.floor(prefetch / 2))) {
         await new Promise<void>((resolve) => {
           // The listener goes with the wait: this loop waits for every few states, and listeners left
           // on the signal would pile up for the runtime's whole life.

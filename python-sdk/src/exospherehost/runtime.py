@@ -6,7 +6,8 @@ How work flows (one asyncio task each):
   plus a prefetch: as many states as the workers finish during one claim round trip (measured), at
   least ``workers // 2`` (or 1) and at most ``batch_size`` (default 100). Fast nodes are claimed in
   big batches (a claim costs the server about the same for 1 state as for 50); slow ones a few at a
-  time, so states are never hoarded;
+  time, so states are never hoarded. The next claim goes out once half a prefetch is free, while
+  the workers still run the rest;
 * *workers* run one state at a time (``execute`` in the loop, or a thread for a plain ``def``), so
   ``workers`` bounds the concurrent ``execute`` calls; a finished state frees its slot at once;
 * each outcome is then *delivered* on its own task, retrying with backoff until the server accepts
@@ -303,8 +304,9 @@ class Runtime:
             prefetch = self._prefetch()
             free = self._unasked_slots(prefetch)
             # Until the queue has drained into the workers, a claim could only be small: wait, then
-            # claim at least a whole prefetch in one go.
-            if free < prefetch:
+            # claim at least half a prefetch in one go. Half, not all: the next claim is then on its
+            # way while the workers still run the rest, instead of after they have run everything.
+            if free < max(1, prefetch // 2):
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue

@@ -305,6 +305,27 @@ async def test_fast_nodes_are_claimed_in_batches_even_with_few_workers(state_man
     assert max(asked) == 16
 
 
+async def test_the_default_arguments_claim_fast_nodes_in_batches_beyond_the_original_16(state_manager: Fake) -> None:
+    # `Runtime(...)` as most people write it (4 workers, no batch_size): fast nodes get claims up to
+    # 100 states, so the defaults keep up with a tuned runtime; before anything is measured a claim
+    # still asks only for the free slots and half as many again.
+    fake, server = state_manager
+
+    async def a_round_trip_of_20_ms(request: Request) -> Reply:
+        await asyncio.sleep(0.02)
+        return await fake.handle(request)
+
+    server.handler = a_round_trip_of_20_ms
+    ids = [fake.add_state("Echo", {"text": str(i)}) for i in range(600)]
+    runtime = Runtime("ns", "rt", [Echo], state_manager_uri=server.url, key="k")
+    task = runtime.start()
+    await wait_until(lambda: all(state_id in fake.results for state_id in ids), timeout=60)
+    await _stop(runtime, task)
+    asked = [claim["batch_size"] for claim in fake.claims]
+    assert asked[0] == 6  # 4 workers + a prefetch of 2, before anything is measured
+    assert 16 < max(asked) <= 100
+
+
 async def test_a_result_on_its_way_frees_its_worker_and_workers_still_bound_the_running_nodes(
     state_manager: Fake,
 ) -> None:

@@ -88,7 +88,7 @@ def claim_all(api: httpx.Client, *nodes: str, count: int, timeout_s: float = 20)
     got: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s
     while len(got) < count and time.monotonic() < deadline:
-        got += claim(api, *nodes, batch_size=count - len(got), wait_ms=1000)
+        got += claim(api, *nodes, batch_size=min(count - len(got), 1000), wait_ms=1000)
     assert len(got) == count, f"claimed {len(got)} of {count} states of {nodes}"
     return got
 

@@ -6,8 +6,22 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from exosphere_testing import ServerProcess
 
-from .helpers import by_identifier, claim, claim_all, errored, executed, node, register, run, states, trigger, upsert
+from .helpers import (
+    by_identifier,
+    claim,
+    claim_all,
+    counts_match_states,
+    errored,
+    executed,
+    node,
+    register,
+    run,
+    states,
+    trigger,
+    upsert,
+)
 
 
 @pytest.fixture
@@ -189,3 +203,24 @@ def test_an_outer_unite_waits_for_the_inner_unite_below_it(api: httpx.Client, na
     executed(api, u0, {"v": "u0"})
     assert run(api, run_id)["status"] == "SUCCESS"
     assert len(by_identifier(states(api, run_id), "u0")) == 1
+
+
+def test_a_fan_out_wider_than_every_piece_of_its_write_is_whole(
+    api: httpx.Client, fan_graph: str, server: ServerProcess
+) -> None:
+    """1,300 branches: built across several turns of the event loop, written 250 rows a statement (on
+    SQLite in a worker thread, committed there too), and still one transaction: every branch, its
+    child and the kept counts are there, and the unite fires once."""
+    width = 1300
+    run_id, works = _start(api, fan_graph, width)
+    assert sorted(int(w["inputs"]["item"]) for w in works) == list(range(width))
+    counts_match_states(api, server.database_url or "", run_id)
+    results = [{"state_id": w["state_id"], "outputs": [{"out": "x"}], "lease_id": w["lease_id"]} for w in works]
+    for start in range(0, width, 500):
+        assert api.post("/states/executed", json={"results": results[start : start + 500]}).status_code == 200
+    [merge] = claim_all(api, "Merge", count=1)
+    executed(api, merge, {"total": str(width)})
+    [after] = claim_all(api, "After", count=1)
+    executed(api, after, {"done": "y"})
+    assert run(api, run_id)["status"] == "SUCCESS"
+    counts_match_states(api, server.database_url or "", run_id)

@@ -6,9 +6,7 @@ children exist, or the failure is recorded, in the same commit as the result.
 
 from __future__ import annotations
 
-import asyncio
 import secrets as _random
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +19,12 @@ from exosphere_server.engine.carried_outputs import carry
 from exosphere_server.engine.context import PinnedGraph
 from exosphere_server.engine.fingerprint import unite_fingerprint
 from exosphere_server.engine.limits import node_charges
+from exosphere_server.engine.pacing import Pacer
 from exosphere_server.engine.placeholders import OutputRef, PlaceholderError, Ref, StoreRef, parse_template, render
+from exosphere_server.random_ids import random_uuid
 from exosphere_server.storage.base import Tx, new_id
 from exosphere_server.storage.payloads import ref_key
 from exosphere_server.storage.records import RunRecord, StateRecord
-
-YIELD_EVERY = 500  # children of this many sources are built between two turns of the event loop
 
 
 class NextStateError(Exception):
@@ -63,7 +61,7 @@ def new_state(
         enqueue_after=now if enqueue_after is None else enqueue_after,
         created_at=now,
         updated_at=now,
-        fanout_id=str(uuid.uuid4()),
+        fanout_id=random_uuid(),
         priority=run.priority,
     )
     for key, value in extra.items():
@@ -86,21 +84,24 @@ def resolve_store(key: str, run: RunRecord, graph: PinnedGraph) -> str:
     raise NextStateError(f"Store value not found for key '{key}' in run {run.run_id}")
 
 
-async def create_children(tx: Tx, graph: PinnedGraph, run: RunRecord, executed: list[StateRecord]) -> list[StateRecord]:
+async def create_children(
+    tx: Tx, graph: PinnedGraph, run: RunRecord, executed: list[StateRecord], pacer: Pacer | None = None
+) -> list[StateRecord]:
     """Build every child of the executed states (original and fan-out siblings); raise NextStateError on any problem.
 
     Each child is built from its source state's row alone (its outputs and what it carries): the
-    cost of a hop does not depend on how deep in the run it is.
+    cost of a hop does not depend on how deep in the run it is. A wide fan-out builds thousands of
+    children: `pacer` lets other requests in between them.
     """
     node = graph.shape.nodes[executed[0].identifier]
     next_ids = [n for n in (node.next_nodes or []) if graph.shape.nodes[n].unites is None]
     if not next_ids:
         return []
     ancestors = await _ancestor_outputs(tx, executed[0])  # siblings share the original's lineage
+    pacer = pacer or Pacer()
     children: list[StateRecord] = []
-    for position, source in enumerate(executed):
-        if position and position % YIELD_EVERY == 0:
-            await asyncio.sleep(0)  # a wide fan-out builds thousands of children: let other requests in
+    for source in executed:
+        await pacer.give_way()
         outputs = {**ancestors, source.identifier: source.outputs}
         parents = _kept_parents(graph, source)
         for child_id in next_ids:

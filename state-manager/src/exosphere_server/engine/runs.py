@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exosphere_server.clock import now_ms
+from exosphere_server.engine.audit import AuditNote, write_entry
 from exosphere_server.engine.context import EngineContext, PinnedGraph
 from exosphere_server.engine.errors import BadRequest, NotFound
 from exosphere_server.engine.limits import node_charges
@@ -44,23 +45,31 @@ class StartedRun:
     duplicate: bool = False
 
 
-async def trigger(ctx: EngineContext, namespace: str, graph_name: str, request: RunRequest) -> StartedRun:
+async def trigger(
+    ctx: EngineContext, namespace: str, graph_name: str, request: RunRequest, audit: AuditNote | None = None
+) -> StartedRun:
     """Start a run of the graph's current version: the run, its store and its root state commit together (D5).
 
     With an idempotency key that an earlier trigger of this graph used (within the key's time), nothing
     is created and that trigger's run is answered, also when the two race on different replicas. A
     deadline (`request.deadline_seconds`, else the graph's default) cancels the run with reason
-    `deadline exceeded` when it is still pending that long after the trigger.
+    `deadline exceeded` when it is still pending that long after the trigger. `audit`: the audit log
+    entry, written in the same transaction and naming the run (`run_id ...`).
     """
-    return (await trigger_many(ctx, namespace, graph_name, [request]))[0]
+    return (await trigger_many(ctx, namespace, graph_name, [request], audit))[0]
 
 
 async def trigger_many(
-    ctx: EngineContext, namespace: str, graph_name: str, requests: Sequence[RunRequest]
+    ctx: EngineContext,
+    namespace: str,
+    graph_name: str,
+    requests: Sequence[RunRequest],
+    audit: AuditNote | None = None,
 ) -> list[StartedRun]:
     """Start one run per request, in one transaction (all or none); the answers in the requests' order.
 
     A bad request fails the whole batch with a `BadRequest` that names its position (`runs[3]: ...`).
+    `audit`: the audit log entry, in the same transaction; for one run it names the run.
     """
     async with ctx.storage.transaction() as tx:
         pinned, version = await _triggerable_graph(tx, ctx, namespace, graph_name)
@@ -91,6 +100,8 @@ async def trigger_many(
         await tx.insert_states(roots)
         for run, deadline_seconds in deadlines:
             await _set_deadline(tx, pinned, run, deadline_seconds)
+        if audit is not None:
+            await write_entry(tx, audit, f"run_id {started[0].run_id}" if len(started) == 1 else None)
         return started
 
 

@@ -30,10 +30,12 @@ from exosphere_server.engine.next_states import (
     evaluate_unites_of,
     initial_status,
 )
+from exosphere_server.engine.pacing import Pacer
 from exosphere_server.engine.retry_policy import retry_delay_ms
 from exosphere_server.engine.secret_box import SecretUnreadable
 from exosphere_server.engine.serving import note_served
 from exosphere_server.engine.storable import unstorable_at
+from exosphere_server.random_ids import random_hex
 from exosphere_server.storage import payloads
 from exosphere_server.storage.base import Claimant, Tx, new_id
 from exosphere_server.storage.records import RunRecord, StateRecord
@@ -377,23 +379,26 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
     state.outputs = first
     state.usage = report.usage
     await correct_by_usage(tx, state, report.usage)
-    siblings = [
-        replace(
-            state,
-            id=new_id(),
-            outputs=extra,
-            usage=None,  # the attempt's usage is counted once, on the state that ran
-            fanout_id=_random.token_hex(12),
-            does_unites=False,
-            fingerprint=None,
-            created_at=now,
-            updated_at=now,
+    pacer = Pacer()  # a fan-out of thousands of branches must not hold the event loop while it is built
+    siblings = []
+    for extra in outputs[1:]:
+        siblings.append(
+            replace(
+                state,
+                id=new_id(),
+                outputs=extra,
+                usage=None,  # the attempt's usage is counted once, on the state that ran
+                fanout_id=random_hex(12),
+                does_unites=False,
+                fingerprint=None,
+                created_at=now,
+                updated_at=now,
+            )
         )
-        for extra in outputs[1:]
-    ]
+        await pacer.give_way()
     branch = [state, *siblings]
     try:
-        children = await create_children(tx, graph, run, branch)
+        children = await create_children(tx, graph, run, branch, pacer)
         status, error = _S.SUCCESS.value, None
     except NextStateError as exc:
         children, status, error = [], _S.NEXT_CREATED_ERROR.value, str(exc)

@@ -34,6 +34,7 @@ from exospherehost.statuses import (
 
 from exosphere_server.clock import now_ms
 from exosphere_server.jsontext import dumps_in_pieces
+from exosphere_server.random_ids import random_hex
 from exosphere_server.storage import limit_queries, payloads, schema
 from exosphere_server.storage.limit_buckets import NODE_PREFIX, charges_of, decide, refill
 from exosphere_server.storage.records import (
@@ -71,7 +72,7 @@ def status_values(group: Iterable[str]) -> list[str]:
 
 def new_id() -> str:
     """A 24-hex id shaped like the original's ObjectIds: seconds first, so ids sort by creation."""
-    return f"{int(time.time()):08x}{secrets.token_hex(8)}"
+    return f"{int(time.time()):08x}{random_hex(8)}"
 
 
 # Hot statements are built once: SQLAlchemy then reuses their compiled form and cache key, which
@@ -213,6 +214,7 @@ def _decoded_nodes(rows: Sequence[Any]) -> list[GraphRecord]:
 
 _STATE_FIELDS = tuple(f.name for f in fields(StateRecord))
 ROWS_OFF_LOOP = 1000  # a write of this many states prepares its rows and counts in a worker thread
+ROWS_PER_STATEMENT = 250  # a statement for many rows binds at most this many (`Tx._write_rows`)
 
 
 def _state_row(record: StateRecord) -> dict[str, Any]:
@@ -305,6 +307,13 @@ class Tx:
     def _insert(self, table: sa.Table) -> Any:
         return self._storage.dialect_insert(table)
 
+    async def _write_rows(self, statement: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement for many rows, `ROWS_PER_STATEMENT` at a time: SQLAlchemy binds each row's
+        parameters in Python (on PostgreSQL on the event loop), so 20,000 rows in one go would hold up
+        every other request for half a second; between two pieces the loop serves the others."""
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            await self.conn.execute(statement, list(rows[start : start + ROWS_PER_STATEMENT]))
+
     def count_change(self, state: StateRecord, status: str, states: int, revisions: int) -> None:
         """Note that `states` more (or fewer) states of `state`'s run and node are in `status`, and that
         `revisions` revisions were written; `write_counts` applies the sum at commit."""
@@ -362,12 +371,12 @@ class Tx:
                 )
             ]
             self.count_changes = {}
-            await self.conn.execute(self._storage.add_counts_statement(), rows)
+            await self._write_rows(self._storage.add_counts_statement(), rows)
         changed = sorted((key, n) for key, n in self.descendant_changes.items() if n)
         self.descendant_changes = Counter()
         if changed:
             rows = [{"ancestor_id": a, "status": st, "shard": shard, "states": n} for (a, st), n in changed]
-            await self.conn.execute(self._storage.add_descendant_counts_statement(), rows)
+            await self._write_rows(self._storage.add_descendant_counts_statement(), rows)
 
     # -- graphs ----------------------------------------------------------------------------------
 
@@ -660,9 +669,8 @@ class Tx:
         off_loop = len(records) >= ROWS_OFF_LOOP or self._large(records)
         rows, links, blobs = await asyncio.to_thread(prepare) if off_loop else prepare()
         await self._storage.payload_store.put(self.conn, blobs)
-        await self.conn.execute(INSERT_STATES, rows)
-        if links:
-            await self.conn.execute(INSERT_ANCESTORS, links)
+        await self._write_rows(INSERT_STATES, rows)
+        await self._write_rows(INSERT_ANCESTORS, links)
         self._announce(records)
 
     async def insert_state_unless_duplicate(self, record: StateRecord) -> bool:
@@ -919,7 +927,7 @@ class Tx:
         off_loop = len(moves) >= ROWS_OFF_LOOP or self._large([s for _, s in moves])
         rows, blobs = await asyncio.to_thread(prepare) if off_loop else prepare()
         await self._storage.payload_store.put(self.conn, blobs)
-        await self.conn.execute(FINISH_STATE, rows)
+        await self._write_rows(FINISH_STATE, rows)
         self.runs_changed.update(state.run_id for _, state in moves)
         await self._release_holds([(was, state.status, state) for was, state in moves])
         self._note_attempts_ended(moves)

@@ -10,10 +10,10 @@ which keeps every other write transaction waiting until they commit.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -44,6 +44,18 @@ def _begin(conn: sa.Connection) -> None:
 # rows (the states of a 10,000-way fan-out) takes long enough to hold up every other request, `/health`
 # included. Smaller ones stay on the loop, where they cost less than the hop to a thread.
 THREAD_FROM_ROWS = 200
+R = TypeVar("R")
+
+
+async def _in_thread(function: Callable[..., R], *args: Any) -> R:
+    """`function(*args)` in a worker thread, awaited to its end even if this task is cancelled meanwhile:
+    the connection it uses must not be closed (or used by the next transaction) while it still runs."""
+    running = asyncio.ensure_future(asyncio.to_thread(function, *args))
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        await asyncio.wait([running])
+        raise
 
 
 class _LoopConnection:
@@ -55,10 +67,13 @@ class _LoopConnection:
 
     def __init__(self, conn: sa.Connection) -> None:
         self._conn = conn
+        self.rows_written = 0  # rows given to statements: a big transaction commits in a worker thread too
 
     async def execute(self, statement: Any, parameters: Any = None) -> Any:
-        if isinstance(parameters, list) and len(parameters) >= THREAD_FROM_ROWS:
-            return await asyncio.to_thread(self._conn.execute, statement, parameters)
+        if isinstance(parameters, list):
+            self.rows_written += len(parameters)
+            if len(parameters) >= THREAD_FROM_ROWS:
+                return await _in_thread(self._conn.execute, statement, parameters)
         return self._conn.execute(statement, parameters)
 
 
@@ -81,8 +96,19 @@ class SqliteStorage(Storage):
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[_LoopConnection]:
         async with self._writer:
-            with self.engine.connect() as conn, conn.execution_options(exosphere_write=True).begin():
-                yield _LoopConnection(conn)
+            with self.engine.connect() as conn:
+                transaction = conn.execution_options(exosphere_write=True).begin()
+                loop_conn = _LoopConnection(conn)
+                try:
+                    yield loop_conn
+                except BaseException:
+                    transaction.rollback()
+                    raise
+                # Committing the 20,000 rows of a wide fan-out writes megabytes to the WAL: not on the loop.
+                if loop_conn.rows_written >= THREAD_FROM_ROWS:
+                    await _in_thread(transaction.commit)
+                else:
+                    transaction.commit()
 
     @asynccontextmanager
     async def _connect(self) -> AsyncIterator[_LoopConnection]:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from exosphere_testing import ServerProcess
+from exosphere_testing.runtimes import RuntimeProcesses
 
 APP = Path(__file__).parent / "runtime_app.py"
 
@@ -33,14 +32,5 @@ def log_lines(path: Path) -> list[str]:
 
 @pytest.fixture
 def runtime(server: ServerProcess, namespace: str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        **os.environ,
-        "EXOSPHERE_STATE_MANAGER_URI": server.url,
-        "EXOSPHERE_API_KEY": server.api_key,
-        "RUN_CONTROL_LOG": str(log_path),
-        "EXOSPHERE_LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen([sys.executable, str(APP), namespace], env=env)
-    yield process
-    process.kill()
-    process.wait()
+    with RuntimeProcesses(server, APP, namespace, env={"RUN_CONTROL_LOG": str(log_path)}) as processes:
+        yield processes.start()

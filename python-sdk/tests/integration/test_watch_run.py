@@ -193,6 +193,7 @@ async def test_watch_run_resumes_across_a_server_restart(tmp_path: Path) -> None
     only_read_by_get_run = {
         "cancel_reason": None,
         "warnings": [],
+        "child_runs": [],
         "finished_at": summary["finished_at"],
         "duration_ms": summary["duration_ms"],
     }

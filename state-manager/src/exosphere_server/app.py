@@ -31,6 +31,7 @@ from exosphere_server.api.body_limit import BodyLimitMiddleware
 from exosphere_server.api.cors import ApiOnlyCORSMiddleware
 from exosphere_server.api.docs_pages import install_docs_pages
 from exosphere_server.api.errors import REFUSALS, RETRY_AFTER_SECONDS, install_error_handlers
+from exosphere_server.api.fast_lane import FastLane
 from exosphere_server.api.host_check import HostCheckMiddleware
 from exosphere_server.api.json_response import SafeJSONResponse
 from exosphere_server.api.lockout import Lockouts
@@ -260,10 +261,12 @@ def create_app(settings: Settings) -> FastAPI:
             UNSERVED.labels(namespace, node).set(count)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    # Added innermost first: the audit trail (it sees the answers of the routes); the body limit (inside
+    # Added innermost first: the fast lane of the hot routes (fast_lane.py, inside everything else of
+    # ours, as the routes are); the audit trail (it sees the answers of the routes); the body limit (inside
     # the request id, so its refusal carries the id); the Host check wraps everything, so a rebound
     # name is answered by nothing else; CORS only for the API (cors.py), then the request id on every
     # answer that gets that far.
+    app.add_middleware(FastLane, fastapi_app=app)
     app.add_middleware(AuditTrailMiddleware, ctx=ctx)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -1,13 +1,18 @@
-"""The HTTP layer: error mapping, and which failures are retried with backoff."""
+"""The HTTP layer: error mapping, and which failures are retried with backoff.
+
+Every test runs on both transports (the runtime's aiohttp, StateManager's httpx): what a caller
+sees must not depend on which one carries the request.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
 
-import httpx
 import pytest
-from exospherehost._http import ApiClient, Backoff, error_from_response
+from exospherehost._aiohttp_client import AiohttpClient
+from exospherehost._http import Answer, ApiClient, Backoff, error_from_response
+from exospherehost._httpx_client import HttpxClient
 from exospherehost.errors import (
     ApiError,
     AuthenticationError,
@@ -21,6 +26,13 @@ from fake_server import FakeServer, Reply, Request
 pytestmark = pytest.mark.asyncio
 
 FAST = {"initial": 0.001, "maximum": 0.01}
+
+
+@pytest.fixture(params=[AiohttpClient, HttpxClient], ids=["aiohttp", "httpx"])
+def client(request: pytest.FixtureRequest) -> type[ApiClient]:
+    """Which transport the test runs on: ``client(url, key, timeout=...)`` opens one."""
+    transport: type[ApiClient] = request.param
+    return transport
 
 
 def _scripted(*replies: Reply) -> FakeServer:
@@ -38,10 +50,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_requests_carry_the_api_key_and_json() -> None:
+async def test_requests_carry_the_api_key_and_json(client: type[ApiClient]) -> None:
     server = _scripted()
     await server.start()
-    async with ApiClient(server.url + "/v0", "the-key") as api:
+    async with client(server.url + "/v0", "the-key") as api:
         assert await api.request("POST", "/x", json={"a": "b"}) == {"ok": True}
     await server.stop()
     assert server.requests[0].headers["x-api-key"] == "the-key"
@@ -61,11 +73,11 @@ async def test_requests_carry_the_api_key_and_json() -> None:
     ],
 )
 async def test_error_answers_become_typed_errors_with_the_servers_message(
-    status: int, detail: str, error_type: type[ApiError]
+    client: type[ApiClient], status: int, detail: str, error_type: type[ApiError]
 ) -> None:
     server = _scripted(Reply(status, {"detail": detail}))
     await server.start()
-    async with ApiClient(server.url, "k") as api:
+    async with client(server.url, "k") as api:
         with pytest.raises(error_type) as caught:
             await api.request("GET", "/x", action="Reading x")
     await server.stop()
@@ -75,20 +87,20 @@ async def test_error_answers_become_typed_errors_with_the_servers_message(
     assert str(caught.value) == f"Reading x failed: {status} {detail}"
 
 
-async def test_network_errors_and_5xx_408_429_are_retried_until_accepted() -> None:
+async def test_network_errors_and_5xx_408_429_are_retried_until_accepted(client: type[ApiClient]) -> None:
     server = _scripted(Reply(503), Reply(drop=True), Reply(429), Reply(408), Reply(500), Reply(200, {"done": 1}))
     await server.start()
-    async with ApiClient(server.url, "k") as api:
+    async with client(server.url, "k") as api:
         assert await api.request_with_retry("POST", "/x", backoff=Backoff(**FAST)) == {"done": 1}
     await server.stop()
     assert len(server.requests) == 6
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 422])
-async def test_other_4xx_are_final_and_not_retried(status: int) -> None:
+async def test_other_4xx_are_final_and_not_retried(client: type[ApiClient], status: int) -> None:
     server = _scripted(Reply(status, {"detail": "no"}))
     await server.start()
-    async with ApiClient(server.url, "k") as api:
+    async with client(server.url, "k") as api:
         with pytest.raises(ApiError) as caught:
             await api.request_with_retry("POST", "/x", backoff=Backoff(**FAST))
     await server.stop()
@@ -96,7 +108,7 @@ async def test_other_4xx_are_final_and_not_retried(status: int) -> None:
     assert len(server.requests) == 1
 
 
-async def test_a_server_that_is_down_at_first_is_reached_once_it_comes_up() -> None:
+async def test_a_server_that_is_down_at_first_is_reached_once_it_comes_up(client: type[ApiClient]) -> None:
     port = _free_port()
     server = _scripted()
     server.port = port
@@ -106,14 +118,14 @@ async def test_a_server_that_is_down_at_first_is_reached_once_it_comes_up() -> N
         await server.start()
 
     starting = asyncio.create_task(come_up_later())
-    async with ApiClient(f"http://127.0.0.1:{port}", "k") as api:
+    async with client(f"http://127.0.0.1:{port}", "k") as api:
         assert await api.request_with_retry("GET", "/x", backoff=Backoff(initial=0.02, maximum=0.05)) == {"ok": True}
     await starting
     await server.stop()
 
 
-async def test_connection_refused_is_unavailable_and_marked_as_never_sent() -> None:
-    async with ApiClient(f"http://127.0.0.1:{_free_port()}", "k") as api:
+async def test_connection_refused_is_unavailable_and_marked_as_never_sent(client: type[ApiClient]) -> None:
+    async with client(f"http://127.0.0.1:{_free_port()}", "k") as api:
         with pytest.raises(ServerUnavailableError) as caught:
             await api.request_with_retry("POST", "/x", backoff=Backoff(**FAST), max_attempts=3)
     assert caught.value.status_code is None
@@ -121,21 +133,21 @@ async def test_connection_refused_is_unavailable_and_marked_as_never_sent() -> N
     assert caught.value.retryable
 
 
-async def test_a_read_timeout_counts_as_sent() -> None:
+async def test_a_read_timeout_counts_as_sent(client: type[ApiClient]) -> None:
     async def hang(request: Request) -> Reply:
         await asyncio.sleep(1)
         return Reply()
 
     server = FakeServer(hang)
     await server.start()
-    async with ApiClient(server.url, "k", timeout=0.05) as api:
+    async with client(server.url, "k", timeout=0.05) as api:
         with pytest.raises(ServerUnavailableError) as caught:
             await api.request("GET", "/x")
     await server.stop()
     assert caught.value.request_sent is True
 
 
-async def test_retrying_stops_when_give_up_says_so() -> None:
+async def test_retrying_stops_when_give_up_says_so(client: type[ApiClient]) -> None:
     attempts = 0
 
     def give_up() -> bool:
@@ -148,17 +160,17 @@ async def test_retrying_stops_when_give_up_says_so() -> None:
 
     server = FakeServer(counting)
     await server.start()
-    async with ApiClient(server.url, "k") as api:
+    async with client(server.url, "k") as api:
         with pytest.raises(ServerUnavailableError):
             await api.request_with_retry("GET", "/x", backoff=Backoff(**FAST), give_up=give_up)
     await server.stop()
     assert attempts == 3
 
 
-async def test_one_connection_is_kept_alive_across_requests() -> None:
+async def test_one_connection_is_kept_alive_across_requests(client: type[ApiClient]) -> None:
     server = _scripted()
     await server.start()
-    async with ApiClient(server.url, "k") as api:
+    async with client(server.url, "k") as api:
         for _ in range(5):
             await api.request("GET", "/x")
     await server.stop()
@@ -178,7 +190,6 @@ async def test_backoff_grows_with_equal_jitter_and_is_capped() -> None:
 
 async def test_an_error_body_that_is_not_json_still_gives_a_useful_message() -> None:
     # A proxy in front of the server may answer with HTML.
-    response = httpx.Response(502, text="<html>Bad Gateway</html>")
-    error = error_from_response(response, "Claiming states")
+    error = error_from_response(Answer(502, b"<html>Bad Gateway</html>", "Bad Gateway"), "Claiming states")
     assert isinstance(error, ServerUnavailableError)
     assert str(error) == "Claiming states failed: 502 <html>Bad Gateway</html>"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import AsyncIterator
 
 import pytest
 from exospherehost._aiohttp_client import AiohttpClient
 from exospherehost._http import Answer, ApiClient, Backoff, error_from_response
 from exospherehost._httpx_client import HttpxClient
+from exospherehost.contract import EnqueueResponse
 from exospherehost.errors import (
     ApiError,
     AuthenticationError,
@@ -20,6 +22,7 @@ from exospherehost.errors import (
     LeaseLostError,
     NotFoundError,
     ServerUnavailableError,
+    UnexpectedAnswerError,
 )
 from fake_server import FakeServer, Reply, Request
 
@@ -193,3 +196,92 @@ async def test_an_error_body_that_is_not_json_still_gives_a_useful_message() -> 
     error = error_from_response(Answer(502, b"<html>Bad Gateway</html>", "Bad Gateway"), "Claiming states")
     assert isinstance(error, ServerUnavailableError)
     assert str(error) == "Claiming states failed: 502 <html>Bad Gateway</html>"
+
+
+async def test_requests_name_the_sdk_as_their_user_agent(client: type[ApiClient]) -> None:
+    server = _scripted()
+    await server.start()
+    async with client(server.url, None) as api:
+        await api.request("GET", "/x")
+    await server.stop()
+    assert server.requests[0].headers["user-agent"].startswith("exospherehost-python/")
+    assert "x-api-key" not in server.requests[0].headers
+
+
+async def test_a_body_written_as_it_is_produced_arrives_whole_with_its_query(client: type[ApiClient]) -> None:
+    server = _scripted()
+    await server.start()
+
+    async def lines() -> AsyncIterator[bytes]:
+        yield b'"one"\n'
+        yield b'"two"\n'
+
+    async with client(server.url, "k") as api:
+        await api.request(
+            "POST", "/s", params={"lease_id": "l/1", "offset": 2}, content=lines(), headers={"content-type": "x"}
+        )
+    await server.stop()
+    assert server.requests[0].query == {"lease_id": "l/1", "offset": "2"}
+    assert server.requests[0].body == '"one"\n"two"\n'
+    assert server.requests[0].headers["content-type"] == "x"
+
+
+async def test_a_path_quoted_by_the_caller_is_sent_as_quoted(client: type[ApiClient]) -> None:
+    server = _scripted()
+    await server.start()
+    async with client(server.url + "/v0", "k") as api:
+        await api.request("GET", "/state/a%2Fb%20c/x")
+    await server.stop()
+    assert server.requests[0].path == "/v0/state/a%2Fb%20c/x"
+
+
+async def test_an_answer_cut_short_is_unavailable_and_counts_as_sent(client: type[ApiClient]) -> None:
+    server = _scripted(Reply(200, {"partial": True}, truncated=True))
+    await server.start()
+    async with client(server.url, "k") as api:
+        with pytest.raises(ServerUnavailableError) as caught:
+            await api.request("POST", "/x")
+    await server.stop()
+    assert caught.value.request_sent is True
+    assert caught.value.timed_out is False
+
+
+async def test_a_success_answer_that_does_not_fit_the_contract_is_an_unexpected_answer(
+    client: type[ApiClient],
+) -> None:
+    server = _scripted(Reply(200, raw=b"<html>hi</html>"), Reply(200, {"states": "many"}))
+    await server.start()
+    async with client(server.url, "k") as api:
+        with pytest.raises(UnexpectedAnswerError, match="not JSON: '<html>hi</html>'"):
+            await api.request("POST", "/x", answer=EnqueueResponse, action="Claiming states")
+        with pytest.raises(
+            UnexpectedAnswerError, match="does not fit EnqueueResponse: .*states: Input should be a valid list"
+        ):
+            await api.request("POST", "/x", answer=EnqueueResponse, action="Claiming states")
+    await server.stop()
+
+
+async def test_json_cannot_carry_nan_so_it_is_refused_before_sending(client: type[ApiClient]) -> None:
+    server = _scripted()
+    await server.start()
+    async with client(server.url, "k") as api:
+        with pytest.raises(ValueError, match="JSON compliant"):
+            await api.request("POST", "/x", json={"score": float("nan")})
+    await server.stop()
+    assert server.requests == []
+
+
+async def test_requests_go_through_the_proxy_the_environment_names(
+    client: type[ApiClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = _scripted()
+    await server.start()
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    monkeypatch.setenv("http_proxy", server.url)
+    async with client("http://state-manager.invalid/v0", "k") as api:
+        assert await api.request("GET", "/x") == {"ok": True}
+    await server.stop()
+    assert server.requests[0].path == "/v0/x"
+    assert server.requests[0].headers["host"] == "state-manager.invalid"

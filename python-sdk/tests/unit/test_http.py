@@ -255,7 +255,7 @@ async def test_a_success_answer_that_does_not_fit_the_contract_is_an_unexpected_
         with pytest.raises(UnexpectedAnswerError, match="not JSON: '<html>hi</html>'"):
             await api.request("POST", "/x", answer=EnqueueResponse, action="Claiming states")
         with pytest.raises(
-            UnexpectedAnswerError, match="does not fit EnqueueResponse: .*states: Input should be a valid list"
+            UnexpectedAnswerError, match=r"does not fit EnqueueResponse: .*states: Input should be a valid list"
         ):
             await api.request("POST", "/x", answer=EnqueueResponse, action="Claiming states")
     await server.stop()

@@ -5,9 +5,11 @@ client CPU per request than httpx (``bench/client_bench.py``; why StateManager k
 :mod:`exospherehost._http`). It behaves as :class:`~exospherehost._httpx_client.HttpxClient` does:
 
 * the same timeout bounds connecting, waiting for a pooled connection, and each read;
-* ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``NO_PROXY`` are honoured (``trust_env``), and HTTPS servers are
-  verified against the same certificates as httpx's (``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set,
-  else certifi's bundle), with the context httpx itself builds;
+* ``HTTP_PROXY`` / ``HTTPS_PROXY`` / ``ALL_PROXY`` / ``NO_PROXY`` are honoured, read once when the
+  client opens as httpx does (aiohttp's own ``trust_env`` reads them, and ``~/.netrc``, on every
+  request: a third of the client's CPU per request), and HTTPS servers are verified against the same
+  certificates as httpx's (``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set, else certifi's bundle),
+  with the context httpx itself builds;
 * a failure before the connection was made is a request never sent; any later one may have been applied.
 """
 
@@ -16,6 +18,8 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import httpx
@@ -49,6 +53,7 @@ class AiohttpClient(ApiClient):
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._proxy = _proxy_from_environment(self.base_url)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -62,7 +67,7 @@ class AiohttpClient(ApiClient):
                 tls = httpx.create_ssl_context()  # the trust StateManager's httpx client has
             connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=tls)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self.headers, timeout=self._timeout(self.timeout), trust_env=True
+                connector=connector, headers=self.headers, timeout=self._timeout(self.timeout), **self._proxy
             )
         return self._session
 
@@ -108,3 +113,16 @@ class AiohttpClient(ApiClient):
             sent = not isinstance(exc, _NEVER_SENT)
             raise server_unavailable(exc, action, sent=sent, timed_out=isinstance(exc, TimeoutError)) from exc
         return Answer(response.status, body, response.reason or "", response.charset or "utf-8")
+
+
+def _proxy_from_environment(base_url: str) -> dict[str, Any]:
+    """The session's ``proxy`` and ``proxy_auth`` for ``base_url``, by the environment's ``*_PROXY``
+    variables, as httpx reads them (``NO_PROXY`` names the hosts reached directly); empty for none."""
+    parts = urlsplit(base_url)
+    proxies = getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy or (parts.hostname and proxy_bypass(parts.hostname)):
+        return {}
+    url = URL(proxy if "://" in proxy else f"http://{proxy}")
+    auth = aiohttp.BasicAuth.from_url(url)
+    return {"proxy": url.with_user(None), "proxy_auth": auth} if auth else {"proxy": url}

@@ -285,3 +285,19 @@ async def test_requests_go_through_the_proxy_the_environment_names(
     await server.stop()
     assert server.requests[0].path == "/v0/x"
     assert server.requests[0].headers["host"] == "state-manager.invalid"
+
+
+async def test_hosts_named_in_no_proxy_are_reached_directly(
+    client: type[ApiClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = _scripted()
+    await server.start()
+    nowhere = f"http://127.0.0.1:{_free_port()}"  # a proxy that refuses every connection
+    for name in ("HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, nowhere)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1")
+    async with client(server.url, "k") as api:
+        assert await api.request("GET", "/x") == {"ok": True}
+    await server.stop()
+    assert server.requests[0].path == "/x"

@@ -98,3 +98,56 @@ def test_the_fast_lane_refuses_keys_as_the_app_does(server: ServerProcess, names
         with as_key(server, secret) as client:
             fast, by_app = _both_ways(client, path, **body)
         assert fast[0] == status and fast == by_app, (fast, by_app)
+
+
+VARYING_IN_STATES = ("state_id", "inputs", "lease_id", "lease_expires_at", "created_at")
+
+
+def _same_shape(answer: Any) -> Any:
+    """A claim or result answer with what differs between two states of the same node taken out."""
+    status, body, headers, content_type = answer
+    if isinstance(body, dict):
+        body = {**body, "states": [{**s, **dict.fromkeys(VARYING_IN_STATES)} for s in body.get("states", [])]}
+        body["results"] = [{**r, "state_id": None} for r in body.get("results", [])]
+    return status, body, headers, content_type
+
+
+def test_the_fast_lane_claims_and_takes_results_as_the_app_does(api: httpx.Client, graph: str) -> None:
+    for text in ("a", "b", "c", "d"):
+        api.post(f"/graph/{graph}/trigger", json={"store": {"text": text}})
+    claim = {"json": {"nodes": ["Echo"], "batch_size": 2, "wait_ms": 0}}
+    fast, by_app = _both_ways(api, "/states/enqueue", **claim)
+    assert fast[0] == 200 and len(fast[1]["states"]) == 2 and _same_shape(fast) == _same_shape(by_app)
+    one, two = fast[1]["states"], by_app[1]["states"]
+
+    # One result per call, then several in one call (one of which is refused on its own).
+    single = [
+        api.post(f"/state/{state['state_id']}/executed", params=params, json={"outputs": [{"text": "x"}]})
+        for state, params in ((one[0], {}), (two[0], {"via": "app"}))
+    ]
+    assert _answer(single[0])[0] == 200 and _answer(single[0]) == _answer(single[1])
+    results = [
+        {
+            "json": {
+                "results": [
+                    {"state_id": state["state_id"], "outputs": [{"text": "x"}]},
+                    {"state_id": "nope", "outputs": []},
+                ]
+            }
+        }
+        for state in (one[1], two[1])
+    ]
+    many = [
+        api.post("/states/executed", **results[0]),
+        api.post("/states/executed", params={"via": "app"}, **results[1]),
+    ]
+    assert _answer(many[0])[0] == 200 and _same_shape(_answer(many[0])) == _same_shape(_answer(many[1]))
+
+    for path, request_kwargs, status in (
+        ("/state/not-a-state/executed", {"json": {"outputs": []}}, 404),
+        (f"/state/{one[0]['state_id']}/executed", {"json": {"outputs": [{"text": "again"}]}}, 400),
+        ("/states/enqueue", {"json": {"nodes": [], "batch_size": 0}}, 422),
+        ("/states/executed", {"json": {"results": "none"}}, 422),
+    ):
+        fast, by_app = _both_ways(api, path, **request_kwargs)
+        assert fast[0] == status and fast == by_app, (path, fast, by_app)

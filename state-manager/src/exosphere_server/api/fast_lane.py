@@ -34,17 +34,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from exosphere_server.api import run_routes
+from exosphere_server.api import run_routes, state_routes
 from exosphere_server.api.access import authorize
 from exosphere_server.api.auth import principal_for_key
 from exosphere_server.api.lockout import lockout_seconds_left
-from exosphere_server.api.schemas import TriggerRequest
+from exosphere_server.api.schemas import EnqueueRequest, ExecutedManyRequest, ExecutedRequest, TriggerRequest
 
 Endpoint = Callable[[Request, dict[str, str], Any], Awaitable[Response]]
 
 
 class _NotPlain(Exception):
     """This request is not the plain case: the app answers it."""
+
+
+def _no_header_checks(_request: Request) -> bool:
+    return True
 
 
 def _trigger_plain(request: Request) -> bool:
@@ -62,24 +66,53 @@ class FastRoute:
     method: str
     path: re.Pattern[str]  # named groups: the route's path parameters, as Starlette matches them
     body: type[BaseModel]
-    endpoint: Endpoint
     route: APIRoute  # the app's route: its access rule (and audit action) are looked up from it
-    plain: Callable[[Request], bool]  # headers the app itself checks, when they are not simply right
+    endpoint: Endpoint | None = None  # None: the route's function, called with the path parameters by name
+    plain: Callable[[Request], bool] = _no_header_checks  # headers the app checks, when not simply right
+
+    async def answer(self, request: Request, params: dict[str, str], body: Any) -> Response:
+        if self.endpoint is not None:
+            return await self.endpoint(request, params, body)
+        response: Response = await self.route.endpoint(**params, body=body, request=request)
+        return response
 
 
 def _route(router: APIRouter, function: Callable[..., Any]) -> APIRoute:
     return next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is function)
 
 
-SEGMENT = r"[^/]+"
+def _path(template: str) -> re.Pattern[str]:
+    """A route's path as Starlette matches it: each `{name}` one segment (no `/`), nothing converted."""
+    return re.compile("/v0" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template))
+
+
+STATE = "/namespace/{namespace_name}/state/{state_id}"
 FAST_ROUTES = (
     FastRoute(
         "POST",
-        re.compile(rf"/v0/namespace/(?P<namespace_name>{SEGMENT})/graph/(?P<graph_name>{SEGMENT})/trigger"),
+        _path("/namespace/{namespace_name}/graph/{graph_name}/trigger"),
         TriggerRequest,
-        _trigger,
         _route(run_routes.router, run_routes.trigger),
+        _trigger,
         _trigger_plain,
+    ),
+    FastRoute(
+        "POST",
+        _path("/namespace/{namespace_name}/states/enqueue"),
+        EnqueueRequest,
+        _route(state_routes.router, state_routes.enqueue),
+    ),
+    FastRoute(
+        "POST",
+        _path("/namespace/{namespace_name}/states/executed"),
+        ExecutedManyRequest,
+        _route(state_routes.router, state_routes.executed_many),
+    ),
+    FastRoute(
+        "POST",
+        _path(STATE + "/executed"),
+        ExecutedRequest,
+        _route(state_routes.router, state_routes.executed),
     ),
 )
 
@@ -96,14 +129,16 @@ class FastLane:
             return
         messages = await _read_body(receive)
         try:
-            response = await self._answer(scope, fast, params, messages)
+            response = await self._answer(scope, receive, fast, params, messages)
         except _NotPlain:
             await self.app(scope, _replay(messages, receive), send)
             return
         await response(scope, receive, send)
 
-    async def _answer(self, scope: Scope, fast: FastRoute, params: dict[str, str], messages: list[Message]) -> Response:
-        request = Request(scope)
+    async def _answer(
+        self, scope: Scope, receive: Receive, fast: FastRoute, params: dict[str, str], messages: list[Message]
+    ) -> Response:
+        request = Request(scope, receive)  # the body is read: `receive` now only tells of a disconnect
         if messages[-1]["type"] != "http.request" or self.fastapi_app.state.ctx.tracing.enabled:
             raise _NotPlain  # a disconnect; FastAPI's own spans
         if not _is_json(request.headers.get("content-type")) or not fast.plain(request):
@@ -119,7 +154,7 @@ class FastLane:
         scope["path_params"] = params
         try:
             authorize(request, principal)
-            return await fast.endpoint(request, params, body)
+            return await fast.answer(request, params, body)
         except Exception as exc:
             handler = self._handler(exc)
             if handler is None:

@@ -23,8 +23,7 @@ import inspect
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_type_hints
 
 from exospherehost.contract import MAX_IDEMPOTENCY_KEY_LENGTH
 from fastapi import APIRouter, FastAPI
@@ -61,59 +60,55 @@ async def _trigger(request: Request, params: dict[str, str], body: Any) -> Respo
     return await run_routes.trigger(params["namespace_name"], params["graph_name"], body, request, key)
 
 
-@dataclass(frozen=True)
 class FastRoute:
-    method: str
-    path: re.Pattern[str]  # named groups: the route's path parameters, as Starlette matches them
-    body: type[BaseModel]
-    route: APIRoute  # the app's route: its access rule (and audit action) are looked up from it
-    endpoint: Endpoint | None = None  # None: the route's function, called with the path parameters by name
-    plain: Callable[[Request], bool] = _no_header_checks  # headers the app checks, when not simply right
+    """One route of the app served by the fast lane. Its method and path are the route's own; the
+    route function must take exactly its path parameters, `body` (of the model given here) and
+    `request`, plus what `endpoint` supplies: checked at start-up, so that a parameter added to the
+    route later cannot be silently left out here."""
+
+    def __init__(
+        self,
+        router: APIRouter,
+        function: Callable[..., Any],
+        body: type[BaseModel],
+        endpoint: Endpoint | None = None,
+        plain: Callable[[Request], bool] = _no_header_checks,
+        endpoint_gives: frozenset[str] = frozenset(),
+    ) -> None:
+        self.route = next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is function)
+        [self.method] = self.route.methods or set()
+        # As Starlette matches `{name}`: one path segment, given as text (these routes convert nothing).
+        self.path = re.compile("/v0" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.route.path))
+        self.body, self.endpoint, self.plain = body, endpoint, plain
+        given = {*self.path.groupindex, "body", "request", *endpoint_gives}
+        taken = set(inspect.signature(function).parameters)
+        if taken != given or get_type_hints(function)["body"] is not body:
+            raise RuntimeError(
+                f"api/fast_lane.py: {function.__name__} takes {sorted(taken)} (body "
+                f"{get_type_hints(function).get('body')}); the fast lane gives {sorted(given)} (body {body}): "
+                "update FAST_ROUTES"
+            )
 
     async def answer(self, request: Request, params: dict[str, str], body: Any) -> Response:
+        """The route function's answer (the request has passed every check the app would make)."""
         if self.endpoint is not None:
             return await self.endpoint(request, params, body)
         response: Response = await self.route.endpoint(**params, body=body, request=request)
         return response
 
 
-def _route(router: APIRouter, function: Callable[..., Any]) -> APIRoute:
-    return next(r for r in router.routes if isinstance(r, APIRoute) and r.endpoint is function)
-
-
-def _path(template: str) -> re.Pattern[str]:
-    """A route's path as Starlette matches it: each `{name}` one segment (no `/`), nothing converted."""
-    return re.compile("/v0" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template))
-
-
-STATE = "/namespace/{namespace_name}/state/{state_id}"
 FAST_ROUTES = (
     FastRoute(
-        "POST",
-        _path("/namespace/{namespace_name}/graph/{graph_name}/trigger"),
+        run_routes.router,
+        run_routes.trigger,
         TriggerRequest,
-        _route(run_routes.router, run_routes.trigger),
         _trigger,
         _trigger_plain,
+        endpoint_gives=frozenset({"idempotency_key"}),
     ),
-    FastRoute(
-        "POST",
-        _path("/namespace/{namespace_name}/states/enqueue"),
-        EnqueueRequest,
-        _route(state_routes.router, state_routes.enqueue),
-    ),
-    FastRoute(
-        "POST",
-        _path("/namespace/{namespace_name}/states/executed"),
-        ExecutedManyRequest,
-        _route(state_routes.router, state_routes.executed_many),
-    ),
-    FastRoute(
-        "POST",
-        _path(STATE + "/executed"),
-        ExecutedRequest,
-        _route(state_routes.router, state_routes.executed),
-    ),
+    FastRoute(state_routes.router, state_routes.enqueue, EnqueueRequest),
+    FastRoute(state_routes.router, state_routes.executed_many, ExecutedManyRequest),
+    FastRoute(state_routes.router, state_routes.executed, ExecutedRequest),
 )
 
 

@@ -14,7 +14,7 @@ status, message and side effects (the lock-out count), and the OpenAPI document 
 
 Example::
 
-    app.add_middleware(FastLane, app=fastapi_app)   # innermost: inside the audit trail and body limit
+    app.add_middleware(FastLane, fastapi_app=app)   # innermost: inside the audit trail and body limit
 """
 
 from __future__ import annotations

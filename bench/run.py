@@ -17,6 +17,8 @@ this process as the user, driving it with the SDK's `StateManager`:
     first trigger sent to the moment the user sees the last run finished. `drain` is the same for
     2,000 runs triggered in advance and made ready at one instant (`start_delay`): states/s from that
     instant, i.e. what the runtime and server do without the cost of triggering.
+(B bulk) the same 2,000 runs started the way a batch is started: `trigger_many`, BULK_RUNS runs per
+    request, two requests in flight; states/s from the first request to the last run seen finished.
 (C) one node fanning out to 200, each followed by a trivial node, then a `unites` node: trigger sent
     to `wait_for_run` returning, median of 5 runs.
 
@@ -67,6 +69,7 @@ CHAIN_LENGTH = 20
 CHAIN_RUNS = 10
 INDEPENDENT = 2000
 TRIGGERS_IN_FLIGHT = 16
+BULK_RUNS = 200
 FAN_WIDTH = 200
 FAN_RUNS = 5
 NODES = ["Hop", "Fan", "Gather"]
@@ -177,6 +180,20 @@ class User:
         triggering = time.perf_counter() - started
         return INDEPENDENT / (await self.seen_all_finished("single", run_ids) - started), triggering
 
+    async def bulk(self) -> float:
+        """(B bulk): states/s from the first `trigger_many` request to the last run seen finished."""
+        await self.sm.upsert_graph("bulk", [self.node("one", "Hop", {"x": "1"})], secrets={})
+        limit = asyncio.Semaphore(2)
+
+        async def one_request(count: int) -> list[str]:
+            async with limit:
+                return [str(run["run_id"]) for run in await self.sm.trigger_many("bulk", [{}] * count)]
+
+        started = time.perf_counter()
+        batches = await asyncio.gather(*(one_request(BULK_RUNS) for _ in range(INDEPENDENT // BULK_RUNS)))
+        run_ids = [run_id for batch in batches for run_id in batch]
+        return len(run_ids) / (await self.seen_all_finished("bulk", run_ids) - started)
+
     async def drain(self, triggering: float) -> dict[str, float]:
         """States/s of runs made ready at one instant, from that instant to the last run seen finished,
         and the CPU time the server and the runtime spent per state meanwhile.
@@ -230,6 +247,7 @@ async def _measure(server: ServerProcess, namespace: str, runtime_pid: int) -> d
         figures = await user.chain()
         figures["rss_start_mb"] = _rss_mb(runtime_pid)
         figures["states_per_s"], figures["triggering_s"] = await user.independent()
+        figures["bulk_states_per_s"] = await user.bulk()
         figures |= await user.drain(figures["triggering_s"])
         figures["rss_end_mb"] = _rss_mb(runtime_pid)
         figures["fan_out_ms"] = await user.fan_out()
@@ -289,6 +307,7 @@ COLUMNS = [  # heading, key, decimals
     ("hop p50 ms", "hop_p50_ms", 1),
     ("hop p99 ms", "hop_p99_ms", 1),
     ("(B) states/s", "states_per_s", 0),
+    ("(B bulk) states/s", "bulk_states_per_s", 0),
     ("drain states/s", "drain_states_per_s", 0),
     ("(C) fan 200 ms", "fan_out_ms", 0),
     ("drain CPU ms/state: server", "drain_server_cpu_ms_per_state", 2),

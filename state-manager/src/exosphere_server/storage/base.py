@@ -11,6 +11,7 @@ import abc
 import asyncio
 import contextlib
 import json
+import operator
 import secrets
 import time
 from collections import Counter
@@ -98,7 +99,6 @@ GET_GRAPH_VERSION = sa.select(_V).where(
     _V.c.name == sa.bindparam("name"),
     _V.c.version == sa.bindparam("version"),
 )
-INSERT_STATES = sa.insert(_S)
 FINISH_STATE = (
     sa.update(_S)
     .where(_S.c.id == sa.bindparam("b_id"))
@@ -112,7 +112,6 @@ FINISH_STATE = (
         revision=_S.c.revision + 1,
     )
 )
-INSERT_ANCESTORS = sa.insert(schema.state_ancestors)
 _READY_TO_CLAIM = (
     IS_CREATED,
     _S.c.namespace == sa.bindparam("b_namespace"),
@@ -215,15 +214,73 @@ def _decoded_nodes(rows: Sequence[Any]) -> list[GraphRecord]:
 _STATE_FIELDS = tuple(f.name for f in fields(StateRecord))
 ROWS_OFF_LOOP = 1000  # a write of this many states prepares its rows and counts in a worker thread
 ROWS_PER_STATEMENT = 250  # a statement for many rows binds at most this many (`Tx._write_rows`)
+# The JSON columns of `states` by position in `_STATE_FIELDS`, with whether None is SQL NULL (else JSON null).
+_STATE_JSON = tuple(
+    (position, schema.states.c[name].type.none_as_null)
+    for position, name in enumerate(_STATE_FIELDS)
+    if isinstance(schema.states.c[name].type, sa.JSON)
+)
+_state_values = operator.attrgetter(*_STATE_FIELDS)
+_PAYLOAD_COLUMNS = tuple(_STATE_FIELDS.index(name) for name in ("inputs", "outputs", "carried"))
 
 
 def _state_row(record: StateRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _STATE_FIELDS}
 
 
+class JsonTexts:
+    """The JSON text of column values as SQLAlchemy's JSON type would bind them, each object encoded once.
+
+    The 10,000 siblings of a fan-out share their inputs, parents and carried values (one object each),
+    and most states have empty outputs and data: encoding them once instead of per row is most of the
+    cost of writing many states.
+
+    Example::
+
+        texts = JsonTexts()
+        shared = {"a": "1"}
+        texts.text(shared, none_as_null=False), texts.text(shared, none_as_null=False)  # encoded once
+        texts.text(None, none_as_null=False)  # 'null' (a JSON null, as sa.JSON stores it)
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Any, str]] = {}  # the object is kept, so that its id is not reused
+
+    def text(self, value: Any, *, none_as_null: bool) -> str | None:
+        if value is None:
+            return None if none_as_null else "null"
+        if not value and type(value) is dict:
+            return "{}"
+        known = self._by_id.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        text = encode_json(value)
+        self._by_id[id(value)] = (value, text)
+        return text
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A record class's field names, in the order its constructor takes them (found once per class)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
 def _record(cls: type[R], row: Any) -> R:
     mapping = row._mapping
-    return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+    return cls(**{name: mapping[name] for name in _field_names(cls)})
+
+
+def _records(cls: type[R], result: Any) -> list[R]:
+    """A record per row of `result`: the columns' positions are found once, not looked up by name in each
+    row (a claim or a batch of results reads hundreds of states, forty columns each)."""
+    keys = list(result.keys())
+    pick = operator.itemgetter(*(keys.index(name) for name in _field_names(cls)))
+    return [cls(*pick(row)) for row in result]
 
 
 class Tx:
@@ -275,6 +332,29 @@ class Tx:
             blobs.extend(found)
         return blobs
 
+    def _state_rows(self, records: Sequence[StateRecord]) -> tuple[list[tuple[Any, ...]], list[payloads.Blob]]:
+        """States as `states` rows in `_STATE_FIELDS` order, large values replaced by references and JSON
+        columns as text (`JsonTexts`: shared values encoded once); the payloads to store first."""
+        limits = self._storage.payload_settings
+        seen = self._payloads_seen
+        texts = JsonTexts()
+        rows: list[tuple[Any, ...]] = []
+        blobs: list[payloads.Blob] = []
+        inputs_at, outputs_at, carried_at = _PAYLOAD_COLUMNS
+        for record in records:
+            row = list(_state_values(record))
+            run_id = record.run_id
+            row[inputs_at], found = payloads.split_values(run_id, record.inputs, limits, "input", seen)
+            blobs.extend(found)
+            row[outputs_at], found = payloads.split_values(run_id, record.outputs, limits, "output", seen)
+            blobs.extend(found)
+            row[carried_at], found = payloads.split_carried(run_id, record.carried, limits, seen)
+            blobs.extend(found)
+            for position, none_as_null in _STATE_JSON:
+                row[position] = texts.text(row[position], none_as_null=none_as_null)
+            rows.append(tuple(row))
+        return rows, blobs
+
     @staticmethod
     def _large(records: Iterable[StateRecord]) -> bool:
         """Whether splitting these states' values hashes enough text to belong off the event loop."""
@@ -302,7 +382,7 @@ class Tx:
         return payloads.resolved(values, await self.payload_texts(run_id, [key for _, key in keys]))
 
     async def _all(self, cls: type[R], query: sa.Select[Any]) -> list[R]:
-        return [_record(cls, row) for row in await self.conn.execute(query)]
+        return _records(cls, await self.conn.execute(query))
 
     def _insert(self, table: sa.Table) -> Any:
         return self._storage.dialect_insert(table)
@@ -313,6 +393,14 @@ class Tx:
         every other request for half a second; between two pieces the loop serves the others."""
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             await self.conn.execute(statement, list(rows[start : start + ROWS_PER_STATEMENT]))
+
+    async def _insert_plain(self, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """INSERT many rows of plain values (`columns` in order, JSON as text) with the driver's own
+        `executemany`, `ROWS_PER_STATEMENT` at a time: SQLAlchemy's per-row parameter processing (a dict
+        and a bind processor per column) was most of the cost of a 10,000-way fan-out."""
+        sql = self._storage.plain_insert(table, columns)
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            await self.conn.exec_driver_sql(sql, list(rows[start : start + ROWS_PER_STATEMENT]))
 
     def count_change(self, state: StateRecord, status: str, states: int, revisions: int) -> None:
         """Note that `states` more (or fewer) states of `state`'s run and node are in `status`, and that
@@ -587,7 +675,7 @@ class Tx:
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         if not run_ids:
             return []
-        return [_record(RunRecord, row) for row in await self.conn.execute(GET_RUNS, {"run_ids": list(run_ids)})]
+        return _records(RunRecord, await self.conn.execute(GET_RUNS, {"run_ids": list(run_ids)}))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = (await self.conn.execute(GET_RUN, {"run_id": run_id})).first()
@@ -654,11 +742,11 @@ class Tx:
         for record in records:
             check_initial(record.status)
 
-        def prepare() -> tuple[list[dict[str, Any]], list[dict[str, str]], list[payloads.Blob]]:
-            # Rows are shallow: `asdict` would deep-copy every state's JSON. The counts are noted here too.
-            rows = [_state_row(r) for r in records]  # revision: 1 by default
-            blobs = self._split_rows(rows)
-            links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
+        def prepare() -> tuple[list[tuple[Any, ...]], list[tuple[str, str]], list[payloads.Blob]]:
+            # Rows are tuples of plain values, JSON already text: no per-row dicts, no per-row binding in
+            # SQLAlchemy (see `_insert_plain`). The counts are noted here too.
+            rows, blobs = self._state_rows(records)  # revision: 1 by default
+            links = [(a, r.id) for r in records for a in dict.fromkeys(r.parents.values())]
             for r in records:
                 self.count_change(r, r.status, 1, 1)
             return rows, links, blobs
@@ -669,8 +757,8 @@ class Tx:
         off_loop = len(records) >= ROWS_OFF_LOOP or self._large(records)
         rows, links, blobs = await asyncio.to_thread(prepare) if off_loop else prepare()
         await self._storage.payload_store.put(self.conn, blobs)
-        await self._write_rows(INSERT_STATES, rows)
-        await self._write_rows(INSERT_ANCESTORS, links)
+        await self._insert_plain(schema.states, _STATE_FIELDS, rows)
+        await self._insert_plain(schema.state_ancestors, ("ancestor_id", "state_id"), links)
         self._announce(records)
 
     async def insert_state_unless_duplicate(self, record: StateRecord) -> bool:
@@ -970,7 +1058,7 @@ class Tx:
         if counting_claim is not None:
             params["b_shard"] = schema.CLAIM_SHARD
         statement = CLAIM_STATES if counting_claim is None else counting_claim
-        claimed = [_record(StateRecord, row) for row in await self.conn.execute(statement, params)]
+        claimed = _records(StateRecord, await self.conn.execute(statement, params))
         claimed.sort(key=lambda r: (claim_order(r), r.id))
         self._keep_quiet_about(claimed)
         if claimed:
@@ -1003,7 +1091,7 @@ class Tx:
             "b_now": now,
             "b_window": 2 * limit + LIMITED_WINDOW,
         }
-        candidates = [_record(StateRecord, row) for row in await self.conn.execute(LIMITED_READY, params)]
+        candidates = _records(StateRecord, await self.conn.execute(LIMITED_READY, params))
         if not candidates:
             return [], None
         keys = sorted({key for state in candidates for key, _, _ in charges_of(state)})
@@ -1036,7 +1124,7 @@ class Tx:
                 "b_lease_ms": lease_ms,
             },
         )
-        claimed = sorted((_record(StateRecord, row) for row in rows), key=lambda r: (r.enqueue_after, r.id))
+        claimed = sorted(_records(StateRecord, rows), key=lambda r: (r.enqueue_after, r.id))
         self._keep_quiet_about(claimed)
         self.note_lease(min(s.lease_expires_at or now + lease_ms for s in claimed))
         self.runs_changed.update(state.run_id for state in claimed)
@@ -1131,7 +1219,7 @@ class Tx:
         if not state_ids:
             return {}
         rows = await self.conn.execute(LOCK_STATES, {"ids": list(state_ids)})
-        return {r.id: r for r in (_record(StateRecord, row) for row in rows)}
+        return {r.id: r for r in _records(StateRecord, rows)}
 
     async def states_of_run(self, run_id: str, offset: int = 0, limit: int | None = None) -> list[StateRecord]:
         """A run's states, oldest first; a page of them with `offset` and `limit`."""
@@ -1532,6 +1620,7 @@ class Storage(abc.ABC):
         self.listener: StorageListener = _NoListener()
         self._add_counts: Any = None
         self._add_descendant_counts: Any = None
+        self._plain_inserts: dict[tuple[str, tuple[str, ...]], str] = {}
         # Whether transactions collect started runs and ended claims for the listener (traces on).
         self.track_attempts = False
         # Large inputs and outputs: where they are kept apart from the rows, and the sizes that decide.
@@ -1553,6 +1642,25 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def dialect_insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT construct, which knows ON CONFLICT."""
+
+    @property
+    @abc.abstractmethod
+    def sql_dialect(self) -> sa.Dialect:
+        """The SQLAlchemy dialect of the database (its parameter style and quoting)."""
+
+    def plain_insert(self, table: sa.Table, columns: Sequence[str]) -> str:
+        """`INSERT INTO table (columns) VALUES (...)` in the driver's own parameter style (built once), for
+        `Tx._insert_plain`."""
+        key = (table.name, tuple(columns))
+        sql = self._plain_inserts.get(key)
+        if sql is None:
+            dialect = self.sql_dialect
+            names = ", ".join(dialect.identifier_preparer.quote(name) for name in columns)
+            numbered = dialect.paramstyle in ("numeric", "numeric_dollar")
+            mark = "$" if dialect.paramstyle == "numeric_dollar" else ":"
+            marks = ", ".join(f"{mark}{n}" if numbered else "?" for n in range(1, len(columns) + 1))
+            sql = self._plain_inserts[key] = f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
+        return sql
 
     def add_counts_statement(self) -> Any:
         """`INSERT INTO run_counts ... ON CONFLICT DO UPDATE` adding to the counts in place (built once)."""

@@ -142,6 +142,10 @@ class PostgresStorage(Storage):
     def dialect_insert(self, table: sa.Table) -> Any:
         return pg_insert(table)
 
+    @property
+    def sql_dialect(self) -> sa.Dialect:
+        return self.engine.dialect
+
     def _begin(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return self.engine.begin()
 

@@ -76,6 +76,13 @@ class _LoopConnection:
                 return await _in_thread(self._conn.execute, statement, parameters)
         return self._conn.execute(statement, parameters)
 
+    async def exec_driver_sql(self, sql: str, rows: list[tuple[Any, ...]]) -> Any:
+        """`executemany` of plain SQL, in a worker thread from `THREAD_FROM_ROWS` rows as `execute`."""
+        self.rows_written += len(rows)
+        if len(rows) >= THREAD_FROM_ROWS:
+            return await _in_thread(self._conn.exec_driver_sql, sql, rows)
+        return self._conn.exec_driver_sql(sql, rows)
+
 
 class SqliteStorage(Storage):
     def __init__(self, path: Path) -> None:
@@ -92,6 +99,10 @@ class SqliteStorage(Storage):
 
     def dialect_insert(self, table: sa.Table) -> Any:
         return sqlite_insert(table)
+
+    @property
+    def sql_dialect(self) -> sa.Dialect:
+        return self.engine.dialect
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[_LoopConnection]:

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from exosphere_server.storage import schema
-from exosphere_server.storage.base import CLAIM_STATES, Claimant, Storage, Tx, encode_json
+from exosphere_server.storage.base import CLAIM_STATES, Claimant, Storage, Tx, decode_json, encode_json
 from exosphere_server.storage.migrate import upgrade_to_head
 from exosphere_server.storage.records import StateRecord
 
@@ -117,6 +117,7 @@ class PostgresStorage(Storage):
             pool_size=pool_size,
             max_overflow=pool_size,
             json_serializer=encode_json,
+            json_deserializer=decode_json,
             # No ping per checkout (a round trip per transaction): a connection found dead fails one
             # request with a 503, which clients retry, and SQLAlchemy then renews the whole pool.
             connect_args={"server_settings": {"statement_timeout": "30000", "application_name": "exosphere"}},
@@ -128,6 +129,7 @@ class PostgresStorage(Storage):
             pool_size=max(2, pool_size // 2),
             max_overflow=pool_size,
             isolation_level="AUTOCOMMIT",
+            json_deserializer=decode_json,
             connect_args={
                 "server_settings": {
                     "statement_timeout": "30000",

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from exosphere_server.private_files import make_private_dir, tighten_database_file
-from exosphere_server.storage.base import Storage, encode_json
+from exosphere_server.storage.base import Storage, decode_json, encode_json
 from exosphere_server.storage.migrate import upgrade_connection
 from exosphere_server.storage.payloads import FilePayloadStore
 
@@ -90,7 +90,13 @@ class SqliteStorage(Storage):
         make_private_dir(path.parent)
         tighten_database_file(path)
         self.path = path
-        self.engine = sa.create_engine(f"sqlite:///{path}", pool_size=4, max_overflow=8, json_serializer=encode_json)
+        self.engine = sa.create_engine(
+            f"sqlite:///{path}",
+            pool_size=4,
+            max_overflow=8,
+            json_serializer=encode_json,
+            json_deserializer=decode_json,
+        )
         sa.event.listen(self.engine, "connect", _pragmas)
         sa.event.listen(self.engine, "begin", _begin)
         self._writer = asyncio.Lock()

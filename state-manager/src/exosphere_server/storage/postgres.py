@@ -37,6 +37,7 @@ READY_CHANNEL = "exosphere_ready"
 # Live streams that got chunks: "<replica>\x1e<state id>,<state id>,..." or "<replica>\x1e*" (too many
 # to name). As for runs, the sender has told its own readers and skips its payloads.
 STREAMS_CHANNEL = "exosphere_streams"
+COPY_PIECE = 2000  # rows per COPY (`PostgresStorage.copy_rows`)
 log = structlog.get_logger("exosphere.storage")
 
 
@@ -191,6 +192,21 @@ class PostgresStorage(Storage):
                 await self._notify(conn, self._run_payloads(tx.runs_changed))
         self._after_commit(tx)
         return claimed
+
+    async def copy_rows(
+        self, conn: Any, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> bool:
+        """COPY in pieces of `COPY_PIECE` rows: asyncpg encodes a piece on the event loop, a few milliseconds
+        each, and the loop serves other requests between two pieces."""
+        # A statement through SQLAlchemy first: its driver adapter begins the transaction on the first one,
+        # and the COPY must run inside it.
+        await conn.exec_driver_sql("SELECT 1")
+        driver = (await conn.get_raw_connection()).driver_connection
+        for start in range(0, len(rows), COPY_PIECE):
+            await driver.copy_records_to_table(
+                table.name, records=rows[start : start + COPY_PIECE], columns=list(columns)
+            )
+        return True
 
     async def _relax_durability(self, conn: Any) -> None:
         await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))

@@ -101,8 +101,17 @@ GET_GRAPH_VERSION = sa.select(_V).where(
 )
 # Built with a parameter per column, named as the column, for `Tx._write_plain`.
 INSERT_STATES = sa.insert(_S).values({name: sa.bindparam(name) for name in (f.name for f in fields(StateRecord))})
-_COUNT_COLUMNS = ("run_id", "identifier", "status", "shard", "node_name", "states", "revisions", "first_created")
-_COUNT_COLUMNS += USAGE_FIELDS
+_COUNT_COLUMNS = (
+    "run_id",
+    "identifier",
+    "status",
+    "shard",
+    "node_name",
+    "states",
+    "revisions",
+    "first_created",
+    *USAGE_FIELDS,
+)
 _DESCENDANT_COLUMNS = ("ancestor_id", "status", "shard", "states")
 _FINISH_COLUMNS = ("b_id", "b_status", "b_outputs", "b_error", "b_usage", "b_finished_at")
 INSERT_ANCESTORS = sa.insert(schema.state_ancestors).values(
@@ -205,7 +214,7 @@ def encode_json(value: Any) -> str:
     return value if isinstance(value, EncodedJson) else json.dumps(value)
 
 
-_scan_json = json.JSONDecoder().scan_once
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def decode_json(text: str) -> Any:
@@ -247,9 +256,9 @@ ROWS_PER_STATEMENT = 250  # a statement for many rows binds at most this many (`
 COPY_FROM_ROWS = 1000  # an INSERT of this many rows goes by `Storage.copy_rows` where the database has it
 # The JSON columns of `states` by position in `_STATE_FIELDS`, with whether None is SQL NULL (else JSON null).
 _STATE_JSON = tuple(
-    (position, schema.states.c[name].type.none_as_null)
+    (position, column_type.none_as_null)
     for position, name in enumerate(_STATE_FIELDS)
-    if isinstance(schema.states.c[name].type, sa.JSON)
+    if isinstance(column_type := schema.states.c[name].type, sa.JSON)
 )
 _state_values = operator.attrgetter(*_STATE_FIELDS)
 _PAYLOAD_COLUMNS = tuple(_STATE_FIELDS.index(name) for name in ("inputs", "outputs", "carried"))

@@ -184,6 +184,10 @@ CLAIM_CHOSEN = (
     .returning(*_S.c)
 )
 check_move(StateStatus.CREATED, StateStatus.QUEUED)  # the move CLAIM_STATES makes, checked once here
+_D = schema.descendant_counts
+DESCENDANTS_IN = sa.select(sa.func.sum(_D.c.states)).where(
+    _D.c.ancestor_id == sa.bindparam("ancestor_id"), _D.c.status.in_(sa.bindparam("statuses", expanding=True))
+)
 
 
 _USAGE_SUMS = tuple(sa.func.sum(schema.run_counts.c[name]) for name in USAGE_FIELDS)
@@ -1245,9 +1249,8 @@ class Tx:
         """Whether any descendant of one state is in one of `statuses`: from `descendant_counts` (committed)
         plus this transaction's own moves, which are written only at commit."""
         wanted = status_values(statuses)
-        d = schema.descendant_counts
-        query = sa.select(sa.func.sum(d.c.states)).where(d.c.ancestor_id == ancestor_id, d.c.status.in_(wanted))
-        committed = (await self.conn.execute(query)).scalar_one() or 0
+        params = {"ancestor_id": ancestor_id, "statuses": wanted}
+        committed = (await self.conn.execute(DESCENDANTS_IN, params)).scalar_one() or 0
         own = sum(self.descendant_changes[(ancestor_id, status)] for status in wanted)
         return int(committed) + own > 0
 

@@ -466,16 +466,16 @@ class Tx:
 
     async def _write_plain(self, statement: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
         """Run `statement` for many rows of plain values (`columns` in order, JSON already text) with the
-        driver's own `executemany`, `ROWS_PER_STATEMENT` at a time. SQLAlchemy's per-row parameter
+        driver's own `executemany`, `Storage.plain_rows_per_call` at a time. SQLAlchemy's per-row parameter
         processing (a dict and a bind processor per column) was most of the cost of a 10,000-way fan-out;
         here the statement is compiled once and a row is one tuple."""
         if not rows:
             return
         plain = self._storage.plain_sql(statement)
         pick, own = plain.arranger(columns)
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            piece = [pick(row + own) for row in rows[start : start + ROWS_PER_STATEMENT]]
-            await self.conn.exec_driver_sql(plain.sql, piece)
+        size = self._storage.plain_rows_per_call
+        for start in range(0, len(rows), size):
+            await self.conn.exec_driver_sql(plain.sql, [pick(row + own) for row in rows[start : start + size]])
 
     async def _insert_many(self, insert: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
         """`_write_plain` for a plain INSERT; many rows go by the database's bulk load where it has one
@@ -1695,6 +1695,8 @@ class Storage(abc.ABC):
         self._add_counts: Any = None
         self._add_descendant_counts: Any = None
         self._plain_statements: dict[int, PlainStatement] = {}
+        # Rows per driver call of `Tx._write_plain`: PostgreSQL's driver binds them on the event loop.
+        self.plain_rows_per_call = ROWS_PER_STATEMENT
         # Whether transactions collect started runs and ended claims for the listener (traces on).
         self.track_attempts = False
         # Large inputs and outputs: where they are kept apart from the rows, and the sizes that decide.

@@ -9,7 +9,9 @@ registered, `wait_ms=0`), one request in flight at a time and then 16. It prints
 server's share is the same for every client). The clients take turns, round after round, so that a
 drift of a shared machine touches all alike; the figures are the medians of the rounds.
 
-* `sdk`: the SDK's own `ApiClient` (`exospherehost._http`), as shipped: error mapping, JSON decoding.
+* `sdk`: the client the SDK's runtime sends with (`exospherehost._aiohttp_client.AiohttpClient`), as
+  shipped: error mapping, JSON encoding and decoding.
+* `sdk-httpx`: StateManager's client (`exospherehost._httpx_client.HttpxClient`), the same on httpx.
 * `httpx`: a bare `httpx.AsyncClient` with default limits, `sniffio` as installed.
 * `httpx-no-sniffio`: the same, with `import sniffio` failing as it does when the package is missing
   (the same search of every import path, then `ModuleNotFoundError`): httpcore repeats that import
@@ -37,7 +39,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-CLIENTS = ["sdk", "httpx", "httpx-no-sniffio", "httpx-pool", "aiohttp"]
+CLIENTS = ["sdk", "sdk-httpx", "httpx", "httpx-no-sniffio", "httpx-pool", "aiohttp"]
 CONCURRENCY = [1, 16]
 NAMESPACE = "client-bench"
 CLAIM_BODY = {"nodes": ["NobodyServesThis"], "batch_size": 1, "wait_ms": 0}
@@ -67,10 +69,12 @@ async def _with_client(
     """Open `client`, hand `body` a function per endpoint that sends one request, close it."""
     base = f"{url}/v0/namespace/{NAMESPACE}"
     headers = {"x-api-key": key}
-    if client == "sdk":
-        from exospherehost._http import ApiClient
+    if client in ("sdk", "sdk-httpx"):
+        from exospherehost._aiohttp_client import AiohttpClient
+        from exospherehost._httpx_client import HttpxClient
 
-        async with ApiClient(f"{url}/v0", key, max_connections=connections) as api:
+        transport = AiohttpClient if client == "sdk" else HttpxClient
+        async with transport(f"{url}/v0", key, max_connections=connections) as api:
 
             async def health() -> None:
                 await api.request("GET", f"{url}/health")

@@ -1,15 +1,32 @@
-"""The one place that talks HTTP: a pooled client, error mapping and retries with backoff.
+"""What every HTTP client of the SDK shares: error mapping, contract parsing, retries with backoff.
 
-Every request goes through :class:`ApiClient`, which turns an error answer into a typed
+Every request goes through an :class:`ApiClient`, which turns an error answer into a typed
 :class:`~exospherehost.errors.ApiError` carrying the server's message, and a network failure into
 :class:`~exospherehost.errors.ServerUnavailableError`. :meth:`ApiClient.request_with_retry` repeats
 requests that may succeed later (network errors, 408, 429, 5xx) with capped, jittered backoff; every
 other 4xx is final.
+
+Two transports carry the requests, chosen by measurement (``bench/client_bench.py``,
+docs/benchmarks.md):
+
+* the runtime's (:class:`~exospherehost._aiohttp_client.AiohttpClient`): aiohttp, which costs the
+  client 3 to 10 times less CPU per request than httpx; claims, results, heartbeats and streamed
+  chunks are the SDK's hot path;
+* :class:`~exospherehost.StateManager`'s (:class:`~exospherehost._httpx_client.HttpxClient`): httpx.
+  A ``StateManager`` is commonly called from a fresh ``asyncio.run()`` each time and keeps one pooled
+  client per event loop; an httpx client left behind on a finished loop is dropped silently, an
+  aiohttp session cannot be closed from another loop and logs "Unclosed client session". It also
+  reads the run events stream.
+
+Only the transport differs: both answer with an :class:`Answer`, and everything that decides what a
+caller sees (this module) is shared, so both behave alike.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import json as jsonlib
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
@@ -17,7 +34,6 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar, overload
 
-import httpx
 from pydantic import BaseModel, ValidationError
 
 from ._version import VERSION
@@ -26,6 +42,7 @@ from .errors import ApiError, ServerUnavailableError, UnexpectedAnswerError, err
 logger = logging.getLogger("exospherehost")
 
 DEFAULT_TIMEOUT_SECONDS = 30.0
+USER_AGENT = f"exospherehost-python/{VERSION}"
 # Failures are logged at WARNING on the first attempt and then once every this many attempts.
 _LOG_EVERY_N_ATTEMPTS = 10
 # How many of an unexpected answer's problems its error names.
@@ -69,28 +86,61 @@ class Backoff:
         self.attempts = 0
 
 
-def error_from_response(response: httpx.Response, action: str) -> ApiError:
+@dataclass(frozen=True)
+class Answer:
+    """One HTTP answer as the transport received it: status, body bytes, reason phrase, text encoding.
+
+    Example::
+
+        answer = Answer(404, b'{"detail": "Graph not found"}', "Not Found")
+        error_from_response(answer, "Reading graph g")  # NotFoundError: Reading graph g failed: 404 ...
+    """
+
+    status_code: int
+    content: bytes
+    reason: str = ""
+    encoding: str = "utf-8"  # the charset the answer declared, else UTF-8
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding, errors="replace")
+
+    def json(self) -> Any:
+        """The body decoded as JSON; raises ValueError when it is not JSON."""
+        return jsonlib.loads(self.content)
+
+
+def encode_json(body: Any) -> bytes:
+    """A request's JSON body: compact UTF-8, and NaN or infinity refused (JSON has neither)."""
+    return jsonlib.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def error_from_response(answer: Answer, action: str) -> ApiError:
     """Map an error answer to the most specific :class:`ApiError` subclass."""
-    return error_for_status(response.status_code, _detail(response), action)
+    return error_for_status(answer.status_code, _detail(answer), action)
 
 
-def _detail(response: httpx.Response) -> Any:
+def _detail(answer: Answer) -> Any:
     try:
-        body = response.json()
+        body = answer.json()
     except ValueError:
-        return response.text or response.reason_phrase
+        return answer.text or answer.reason
     if isinstance(body, dict) and "detail" in body:
         return body["detail"]
     return body
 
 
-def parse_answer(model: type[M], response: httpx.Response, action: str) -> M:
+def parse_answer(model: type[M], answer: Answer, action: str) -> M:
     """A success answer as the contract's ``model``; :class:`UnexpectedAnswerError` naming what does not fit."""
     try:
-        body = response.json()
+        body = answer.json()
     except ValueError:
-        shown = response.text[:200] if response.content else "an empty body"
-        raise UnexpectedAnswerError(response.status_code, f"the answer is not JSON: {shown!r}", action) from None
+        shown = answer.text[:200] if answer.content else "an empty body"
+        raise UnexpectedAnswerError(answer.status_code, f"the answer is not JSON: {shown!r}", action) from None
     try:
         return model.model_validate(body)
     except ValidationError as exc:
@@ -99,18 +149,20 @@ def parse_answer(model: type[M], response: httpx.Response, action: str) -> M:
             for error in exc.errors(include_url=False)[:_PROBLEMS_SHOWN]
         ]
         detail = f"the answer does not fit {model.__name__}: {'; '.join(problems)}"
-        raise UnexpectedAnswerError(response.status_code, detail, action) from None
+        raise UnexpectedAnswerError(answer.status_code, detail, action) from None
 
 
-def _unavailable(exc: httpx.RequestError, action: str) -> ServerUnavailableError:
-    # A connect failure means the request never reached the server, so even a non-idempotent
-    # request may be sent again. An answer that cannot be read (a corrupt compressed body, say) is
-    # treated like a lost answer: the request may have been applied, and is retried as such.
-    sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+def server_unavailable(exc: BaseException, action: str, *, sent: bool, timed_out: bool) -> ServerUnavailableError:
+    """The error for a request that got no answer.
+
+    ``sent`` is False only when the request surely never reached the server (the connection was
+    never made), so that even a non-idempotent request may be sent again. An answer that cannot be
+    read (a corrupt compressed body, say) counts as a lost answer: the request may have been applied.
+    """
     # "server unavailable" leads: it is what a runtime's log says while a server restarts.
     error = ServerUnavailableError(None, f"server unavailable ({type(exc).__name__}: {exc or 'no answer'})", action)
     error.request_sent = sent
-    error.timed_out = isinstance(exc, httpx.TimeoutException)
+    error.timed_out = timed_out
     return error
 
 
@@ -152,34 +204,23 @@ async def parse_event_stream(lines: AsyncIterator[str]) -> AsyncIterator[ServerS
             event_id = value
 
 
-class ApiClient:
+class ApiClient(abc.ABC):
     """A keep-alive connection pool to one state manager, with the API key on every request.
 
-    ``base_url`` is the versioned prefix, e.g. ``http://localhost:8000/v0``. ``key=None`` sends no
-    key (a local server started without one accepts that).
+    ``base_url`` is the versioned prefix, e.g. ``http://localhost:8000/v0``; a path that is a whole
+    URL is sent as it is. ``key=None`` sends no key (a local server started without one accepts
+    that). Subclasses carry the requests (:meth:`_send`); what a caller sees is decided here.
 
     Example::
 
-        async with ApiClient("http://localhost:8000/v0", key="secret") as api:
+        async with AiohttpClient("http://localhost:8000/v0", key="secret") as api:
             graph = await api.request("GET", "/namespace/demo/graph/g", action="Reading graph g")
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        key: str | None,
-        *,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
-        max_connections: int = 16,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            headers={"user-agent": f"exospherehost-python/{VERSION}", **({"x-api-key": key} if key else {})},
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
-        )
+    def __init__(self, base_url: str, key: str | None, *, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.headers = {"user-agent": USER_AGENT, **({"x-api-key": key} if key else {})}
 
     async def __aenter__(self) -> Self:
         return self
@@ -189,8 +230,32 @@ class ApiClient:
     ) -> None:
         await self.aclose()
 
+    @abc.abstractmethod
     async def aclose(self) -> None:
-        await self._client.aclose()
+        """Close the pooled connections."""
+
+    @abc.abstractmethod
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        params: dict[str, Any] | None,
+        timeout: float | None,
+        action: str,
+        content: AsyncIterator[bytes] | None,
+        headers: dict[str, str] | None,
+    ) -> Answer:
+        """Send one request and read its whole answer; :func:`server_unavailable` when none came.
+
+        ``timeout`` (default: the client's) bounds connecting, waiting for a pooled connection, and
+        each read. ``json`` goes as :func:`encode_json`'s bytes.
+        """
+
+    def url(self, path: str) -> str:
+        """The URL of ``path``: below ``base_url``, unless it is a whole URL already."""
+        return path if "://" in path else self.base_url + path
 
     @overload
     async def request(
@@ -243,13 +308,9 @@ class ApiClient:
         a success answer is not an ``answer``. ``content`` sends a body written as it is produced
         (each piece goes on the wire as soon as it is yielded), instead of ``json``.
         """
-        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-        if content is not None:
-            extra["content"] = content
-        try:
-            response = await self._client.request(method, path, json=json, params=params, headers=headers, **extra)
-        except httpx.RequestError as exc:
-            raise _unavailable(exc, action) from exc
+        response = await self._send(
+            method, path, json=json, params=params, timeout=timeout, action=action, content=content, headers=headers
+        )
         if not response.is_success:
             raise error_from_response(response, action)
         if answer is not None:
@@ -266,35 +327,12 @@ class ApiClient:
 
         Raises like :meth:`request`.
         """
-        try:
-            response = await self._client.get(path)
-        except httpx.RequestError as exc:
-            raise _unavailable(exc, action) from exc
+        response = await self._send(
+            "GET", path, json=None, params=None, timeout=None, action=action, content=None, headers=None
+        )
         if not response.is_success:
             raise error_from_response(response, action)
         return response.text
-
-    async def stream_events(
-        self, path: str, *, headers: dict[str, str] | None = None, read_timeout: float, action: str = ""
-    ) -> AsyncIterator[ServerSentEvent]:
-        """Open a server-sent event stream and yield its events until the server ends it.
-
-        Raises an :class:`ApiError` subclass when the server refuses the stream (before any event) and
-        :class:`ServerUnavailableError` when the connection fails or drops, or nothing (not even a
-        keep-alive comment) arrives for ``read_timeout`` seconds.
-        """
-        timeout = httpx.Timeout(self._client.timeout.connect, read=read_timeout)
-        try:
-            async with self._client.stream(
-                "GET", path, headers={"accept": "text/event-stream", **(headers or {})}, timeout=timeout
-            ) as response:
-                if not response.is_success:
-                    await response.aread()
-                    raise error_from_response(response, action)
-                async for event in parse_event_stream(response.aiter_lines()):
-                    yield event
-        except httpx.RequestError as exc:
-            raise _unavailable(exc, action) from exc
 
     @overload
     async def request_with_retry(

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from ._aiohttp_client import AiohttpClient
 from ._batching import MAX_BATCH, BatchUnsupportedError, EagerClaims, ResultBatcher
 from ._http import ApiClient, Backoff
 from ._stream_upload import StreamUpload
@@ -237,7 +238,7 @@ class Runtime:
         if handle_signals:
             self._install_signal_handlers()
         base_url = f"{self._uri.rstrip('/')}/{self._version}"
-        self._api = ApiClient(base_url, self._key, max_connections=2 * (self._workers + self._batch_size) + 4)
+        self._api = AiohttpClient(base_url, self._key, max_connections=2 * (self._workers + self._batch_size) + 4)
         self._batcher = ResultBatcher(
             self._api,
             f"{self._namespace_path}/states/executed",
@@ -696,7 +697,8 @@ def _configure_default_logging() -> None:
     level_name = os.environ.get("EXOSPHERE_LOG_LEVEL", "INFO").strip().upper()
     level = logging.getLevelNamesMapping().get(level_name, logging.INFO)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # httpx logs every request at INFO: thousands of lines a second on a busy runtime.
+    # httpx (a node's own requests, or a StateManager) logs every request at INFO: thousands of
+    # lines a second on a busy runtime.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
 
 

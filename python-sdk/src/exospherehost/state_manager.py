@@ -18,7 +18,8 @@ from urllib.parse import quote, urlencode
 import httpx
 from pydantic import BaseModel
 
-from ._http import ApiClient, Backoff, M
+from ._http import Backoff, M
+from ._httpx_client import HttpxClient
 from .contract import (
     ApiKeyInfo,
     AuditLogResponse,
@@ -109,7 +110,7 @@ class StateManager:
         self._version = state_manager_version
         self._timeout = timeout
         self._attempts = attempts
-        self._api: ApiClient | None = None
+        self._api: HttpxClient | None = None
         self._api_loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> Self:
@@ -812,7 +813,7 @@ class StateManager:
             "GET", path, answer=answer, action=action, max_attempts=self._attempts
         )
 
-    def _client(self) -> ApiClient:
+    def _client(self) -> HttpxClient:
         # An httpx client is bound to the event loop it was first used on; callers commonly use a
         # fresh asyncio.run() per call, so keep one pooled client per running loop.
         loop = asyncio.get_running_loop()
@@ -821,7 +822,7 @@ class StateManager:
             try:
                 # Each open stream (watch_run, stream_state) holds a connection for as long as it is
                 # followed: room for many, opened only as needed.
-                self._api = ApiClient(
+                self._api = HttpxClient(
                     base_url, self._key or None, timeout=self._timeout, max_connections=_MAX_CONNECTIONS
                 )
             except httpx.InvalidURL as exc:

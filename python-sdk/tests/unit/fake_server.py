@@ -67,6 +67,11 @@ class FakeServer:
             await self._server.wait_closed()
             self._server = None
 
+    @property
+    def open_connections(self) -> int:
+        """Connections a client holds open (one it closed is gone once the server reads its end)."""
+        return len(self._connections)
+
     def calls(self, suffix: str) -> list[Request]:
         return [request for request in self.requests if request.path.endswith(suffix)]
 

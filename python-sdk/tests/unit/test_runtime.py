@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import warnings
 from typing import Any
 
 import pytest
@@ -114,6 +116,34 @@ async def test_a_claimed_state_is_executed_and_reported_with_its_lease(state_man
     claim = fake.claims[0]
     assert claim["wait_ms"] == CLAIM_WAIT_MS and claim["lease_ms"] == 60_000
     assert sorted(claim["nodes"]) == ["BlockingSleepy", "Echo", "Secretive", "Sleepy"]
+
+
+async def test_a_stopped_runtime_closes_every_connection_and_leaves_no_session_open() -> None:
+    # Without long-polls, so that no claim is still held open by the server when the runtime stops.
+    fake = FakeStateManager(long_poll=False)
+    server = FakeServer(fake.handle)
+    await server.start()
+    gc.collect()  # what earlier tests left behind is not this runtime's to answer for
+    loop = asyncio.get_running_loop()
+    complaints: list[str] = []
+    loop.set_exception_handler(lambda _, context: complaints.append(str(context.get("message"))))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            runtime = _runtime(server, poll_interval=0.01)
+            task = runtime.start()
+            ids = [fake.add_state("Echo", {"text": str(i)}) for i in range(20)]
+            await wait_until(lambda: all(state_id in fake.results for state_id in ids))
+            assert server.open_connections > 0
+            await _stop(runtime, task)
+            await wait_until(lambda: server.open_connections == 0)
+            del runtime, task
+            gc.collect()
+    finally:
+        loop.set_exception_handler(None)
+        await server.stop()
+    assert complaints == []
+    assert [str(w.message) for w in caught if "nclosed" in str(w.message)] == []
 
 
 async def test_a_state_arriving_during_a_long_poll_starts_at_once(state_manager: Fake) -> None:

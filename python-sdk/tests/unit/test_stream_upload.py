@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from exospherehost._http import ApiClient
+from exospherehost._aiohttp_client import AiohttpClient
 from exospherehost._stream_upload import StreamUpload
 from fake_server import FakeServer, Reply, Request
 
@@ -34,7 +34,7 @@ async def test_a_failed_request_is_sent_again_from_its_first_chunk_and_close_wai
     server = FakeServer(handler)
     await server.start()
     try:
-        async with ApiClient(f"{server.url}/v0", "key") as api:
+        async with AiohttpClient(f"{server.url}/v0", "key") as api:
             upload = StreamUpload(api, PATH, "lease-1", give_up=lambda: False)
             for word in ("Once ", "upon ", "a ", "time"):
                 await upload.append(word)
@@ -58,7 +58,7 @@ async def test_a_lost_lease_ends_the_stream_and_close_returns() -> None:
     server = FakeServer(handler)
     await server.start()
     try:
-        async with ApiClient(f"{server.url}/v0", "key") as api:
+        async with AiohttpClient(f"{server.url}/v0", "key") as api:
             upload = StreamUpload(api, PATH, "lease-1", give_up=lambda: False)
             await upload.append("hello")
             await upload.close()

@@ -332,8 +332,7 @@ async def executed_many(
         # Before the eager claim: a run this batch took over its budget hands out nothing more.
         cancelled = await enforce_budgets(tx, [c.finished.run for c in applied])
         claimed = await _claim_in(tx, ctx, namespace, eager) if eager is not None else []
-    for completed in applied:
-        metrics.record_completion(completed.state, completed.status)
+    metrics.record_completions((completed.state, completed.status) for completed in applied)
     metrics.record_cancelled(cancelled)
     if eager is not None:
         await note_served(ctx, namespace, eager.nodes)  # asking with its results is asking for work

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 from exosphere_testing import ServerProcess, fresh_postgres_url, sqlite_url
+from run import _cpu_seconds
 
 NAMESPACE = "bench"
 SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
@@ -36,8 +37,11 @@ async def _prepare(client: httpx.AsyncClient) -> None:
     (await client.put("/graph/echo", json=graph)).raise_for_status()
 
 
-async def round_trips(client: httpx.AsyncClient, states: int, claimers: int, batch: int) -> float:
-    """Pre-create `states` ready states, then `claimers` loops claim and complete them; returns states/s."""
+async def round_trips(
+    client: httpx.AsyncClient, pid: int, states: int, claimers: int, batch: int
+) -> tuple[float, float]:
+    """Pre-create `states` ready states, then `claimers` loops claim and complete them; returns states/s
+    and the server's CPU (user + system) per state: its own cost of a claim and a result."""
     sem = asyncio.Semaphore(16)
 
     async def trigger() -> None:
@@ -59,11 +63,11 @@ async def round_trips(client: httpx.AsyncClient, states: int, claimers: int, bat
                 (await client.post(f"/state/{state['state_id']}/executed", json=body)).raise_for_status()
                 done += 1
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_seconds(pid)
     await asyncio.gather(*(claimer() for _ in range(claimers)))
-    elapsed = time.perf_counter() - started
+    elapsed, spent = time.perf_counter() - started, _cpu_seconds(pid) - cpu
     assert done == states, f"completed {done} of {states}"
-    return states / elapsed
+    return states / elapsed, spent * 1000 / states
 
 
 def _ms(iso: str) -> float:
@@ -101,13 +105,17 @@ async def bench_backend(name: str, database_url: str, log_dir: Path, states: int
             headers={"x-api-key": server.api_key},
         ) as client:
             await _prepare(client)
-            one = await round_trips(client, states, claimers=8, batch=1)
-            batched = await round_trips(client, states, claimers=4, batch=16)
+            assert server.process is not None
+            pid = server.process.pid
+            one, one_cpu = await round_trips(client, pid, states, claimers=8, batch=1)
+            batched, batched_cpu = await round_trips(client, pid, states, claimers=4, batch=16)
             latencies, waits = await wake_latency(client, 200)
             latencies.sort()
     return {
         "round_trips_per_s_batch1": one,
         "round_trips_per_s_batch16": batched,
+        "server_cpu_ms_per_state_batch1": one_cpu,
+        "server_cpu_ms_per_state_batch16": batched_cpu,
         "wake_ms_median": statistics.median(latencies),
         "wake_ms_p99": latencies[int(len(latencies) * 0.99) - 1],
         "server_wait_ms_median": statistics.median(waits),
@@ -134,7 +142,9 @@ def main() -> None:
             print(
                 f"{backend:<9} claim→complete round trips: "
                 f"{figures['round_trips_per_s_batch1']:7.0f}/s (batch 1, 8 claimers)"
-                f"  {figures['round_trips_per_s_batch16']:7.0f}/s (batch 16, 4 claimers)"
+                f"  {figures['round_trips_per_s_batch16']:7.0f}/s (batch 16, 4 claimers);"
+                f" server CPU per state {figures['server_cpu_ms_per_state_batch1']:.2f} ms (batch 1),"
+                f" {figures['server_cpu_ms_per_state_batch16']:.2f} ms (batch 16)"
                 f" | trigger sent → parked claimer has it: median {figures['wake_ms_median']:.2f} ms,"
                 f" p99 {figures['wake_ms_p99']:.2f} ms; committed → claimed on the server:"
                 f" median {figures['server_wait_ms_median']:.0f} ms"

@@ -130,6 +130,22 @@ FINISH_STATE = (
         revision=_S.c.revision + 1,
     )
 )
+# Built once and given their values as parameters: `.values(...)` per call builds a new statement and
+# its cache key each time (a tenth of a trigger's CPU went to the audit entry's).
+INSERT_AUDIT_ENTRY = sa.insert(schema.audit_log)
+_T = schema.trigger_keys
+# (An UPDATE's parameters may not take its columns' names.)
+_SAME_TRIGGER_KEY = (
+    _T.c.namespace == sa.bindparam("key_namespace"),
+    _T.c.graph_name == sa.bindparam("key_graph_name"),
+    _T.c.key == sa.bindparam("key_text"),
+)
+RENEW_TRIGGER_KEY = (
+    sa.update(_T)
+    .where(*_SAME_TRIGGER_KEY, _T.c.expires_at <= sa.bindparam("now"))
+    .values(run_id=sa.bindparam("new_run_id"), expires_at=sa.bindparam("new_expires_at"))
+)
+TRIGGER_KEY_OWNER = sa.select(_T.c.run_id).where(*_SAME_TRIGGER_KEY)
 _READY_TO_CLAIM = (
     IS_CREATED,
     _S.c.namespace == sa.bindparam("b_namespace"),
@@ -711,20 +727,17 @@ class Tx:
         key waits for this one and then finds its row, so two replicas never both start a run. An
         expired binding (not yet swept) is taken over by a compare-and-set on its expiry.
         """
-        t = schema.trigger_keys
-        values = {"namespace": namespace, "graph_name": graph_name, "key": key}
-        inserted = await self.conn.execute(
-            self._insert(t).values(**values, run_id=run_id, expires_at=expires_at).on_conflict_do_nothing()
-        )
+        row = {"namespace": namespace, "graph_name": graph_name, "key": key, "run_id": run_id, "expires_at": expires_at}
+        inserted = await self.conn.execute(self._storage.take_trigger_key_statement(), row)
         if inserted.rowcount == 1:
             return run_id
-        same_key = (t.c.namespace == namespace, t.c.graph_name == graph_name, t.c.key == key)
+        same_key = {"key_namespace": namespace, "key_graph_name": graph_name, "key_text": key}
         renewed = await self.conn.execute(
-            sa.update(t).where(*same_key, t.c.expires_at <= now).values(run_id=run_id, expires_at=expires_at)
+            RENEW_TRIGGER_KEY, {**same_key, "now": now, "new_run_id": run_id, "new_expires_at": expires_at}
         )
         if renewed.rowcount == 1:
             return run_id
-        return str((await self.conn.execute(sa.select(t.c.run_id).where(*same_key))).scalar_one())
+        return str((await self.conn.execute(TRIGGER_KEY_OWNER, same_key)).scalar_one())
 
     async def delete_expired_trigger_keys(self, now: int, limit: int) -> int:
         """Forget up to `limit` idempotency keys whose time is over (by the expiry index)."""
@@ -1493,7 +1506,7 @@ class Tx:
         self, at: int, key_id: str, key_name: str, role: str, action: str, namespace: str | None, target: str
     ) -> None:
         values = {"at": at, "key_id": key_id, "key_name": key_name, "role": role, "action": action}
-        await self.conn.execute(sa.insert(schema.audit_log).values(**values, namespace=namespace, target=target))
+        await self.conn.execute(INSERT_AUDIT_ENTRY, {**values, "namespace": namespace, "target": target})
 
     async def audit_entries(self, limit: int, before: int | None = None) -> list[AuditRecord]:
         """Newest first, by the primary key (so no index beyond it is needed)."""
@@ -1696,6 +1709,7 @@ class Storage(abc.ABC):
         self._plain_statements: dict[int, PlainStatement] = {}
         # Rows per driver call of `Tx._write_plain`: PostgreSQL's driver binds them on the event loop.
         self.plain_rows_per_call = ROWS_PER_STATEMENT
+        self._take_trigger_key: Any = None
         # Whether transactions collect started runs and ended claims for the listener (traces on).
         self.track_attempts = False
         # Large inputs and outputs: where they are kept apart from the rows, and the sizes that decide.
@@ -1753,6 +1767,12 @@ class Storage(abc.ABC):
                 },
             )
         return self._add_counts
+
+    def take_trigger_key_statement(self) -> Any:
+        """`INSERT INTO trigger_keys ... ON CONFLICT DO NOTHING` (built once)."""
+        if self._take_trigger_key is None:
+            self._take_trigger_key = self.dialect_insert(schema.trigger_keys).on_conflict_do_nothing()
+        return self._take_trigger_key
 
     def add_descendant_counts_statement(self) -> Any:
         """`INSERT INTO descendant_counts ... ON CONFLICT DO UPDATE` adding in place (built once)."""

@@ -15,8 +15,9 @@ time / 60, median of 3 runs; with the server's CPU seconds per hop.
 
 `fanout`: one run of plan -> split (fans out to `--fanout`, 10,000) -> work -> gather (unites plan),
 driven by 4 claimers taking 100 states at a time and reporting them in one request. While it runs a
-probe asks `GET /health` every 20 ms; the table shows the run's wall time (trigger to gather done)
-and the slowest and p99 `/health` answers.
+probe asks `GET /health` every 20 ms; the table shows the run's wall time (trigger to gather done),
+the server's CPU seconds meanwhile (steadier than wall time on a shared machine), and the slowest and
+p99 `/health` answers.
 
 SQLite always; PostgreSQL too with `--postgres` (or EXOSPHERE_BENCH_POSTGRES_URL, as `make bench`
 sets it). `--before-src DIR` starts a second server from the `state-manager/src` and
@@ -225,28 +226,30 @@ async def measure_fanout(api: httpx.AsyncClient, srv: Server, width: int) -> dic
     done = asyncio.Event()
     latencies: list[float] = []
     probe = asyncio.create_task(probe_health(srv.url, done, latencies))
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), cpu_seconds(srv.pid)
     (await api.post("/graph/fan/trigger", json={})).raise_for_status()
     [plan] = await claim(api, "Root")
     await complete(api, plan, {"x": "root", "v": "0"})
     [split] = await claim(api, "Hop")
     body = {"outputs": [{"v": str(i)} for i in range(width)], "lease_id": split["lease_id"]}
-    fanning = time.perf_counter()
+    fanning, cpu_fanning = time.perf_counter(), cpu_seconds(srv.pid)
     (await api.post(f"/state/{split['state_id']}/executed", json=body)).raise_for_status()
-    fanned = time.perf_counter() - fanning
+    fanned, cpu_fanned = time.perf_counter() - fanning, cpu_seconds(srv.pid) - cpu_fanning
     left = [width]  # one work state per output (the split states of the fan-out are created executed)
     await asyncio.gather(*(drain(api, left) for _ in range(4)))
     found: list[dict[str, Any]] = []
     while not found:
         found = await claim(api, "Gather")
     await complete(api, found[0], {"v": "done"})
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, cpu_seconds(srv.pid) - cpu_started
     done.set()
     await probe
     ordered = sorted(latencies)
     return {
         "wall_s": wall,
         "fan_s": fanned,
+        "cpu_s": cpu,
+        "fan_cpu_s": cpu_fanned,
         "health_max_ms": ordered[-1],
         "health_p99_ms": ordered[int(len(ordered) * 0.99)],
     }
@@ -284,7 +287,7 @@ def report(label: str, depth: int, width: int, figures: Figures) -> None:
     if fan:
         print(
             f"  fan-out of {width} + unite: {fan['wall_s']:.1f} s (the fanning `executed`: {fan['fan_s']:.1f} s); "
-            "/health meanwhile: "
+            f"server CPU {fan['cpu_s']:.2f} s (fanning: {fan['fan_cpu_s']:.2f} s); /health meanwhile: "
             f"max {fan['health_max_ms']:.0f} ms, p99 {fan['health_p99_ms']:.0f} ms"
         )
 

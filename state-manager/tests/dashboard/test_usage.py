@@ -57,9 +57,7 @@ def test_the_run_page_shows_usage_per_node_and_for_the_run_live(
     assert _cells(dashboard, "#usage [data-usage-total]") == ["Run total", "11,205", "80", "3", "$1.50"]
 
     dashboard.goto(f"/dashboard/ns/{namespace}/runs")  # the run's total in the list of runs
-    expect(dashboard.locator(f'#runs tr[data-run="{run_id}"] [data-role="usage"]')).to_have_text(
-        "11,285 tokens, $1.50"
-    )
+    expect(dashboard.locator(f'#runs tr[data-run="{run_id}"] [data-role="usage"]')).to_have_text("11,285 tokens, $1.50")
 
     dashboard.goto(f"/dashboard/ns/{namespace}/states/{first['state_id']}")
     expect(dashboard.locator("#state-usage")).to_have_text("10,000 in + 0 out tokens, $1.50")

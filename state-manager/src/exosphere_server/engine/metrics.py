@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter as TallyCounter
 from collections.abc import Iterable
 
 from exospherehost.statuses import AFTER_ERRORED, StateStatus
@@ -37,16 +38,32 @@ QUEUE_WAIT = Histogram(
 
 def record_claims(states: Iterable[StateRecord], *, eager: bool = False) -> None:
     now = now_ms()
+    by_node: TallyCounter[tuple[str, str]] = TallyCounter()  # one increment per node, not per state
     for state in states:
-        CLAIMS.labels(state.namespace, state.node_name).inc()
-        if eager:
-            EAGER_CLAIMS.labels(state.namespace, state.node_name).inc()
+        by_node[(state.namespace, state.node_name)] += 1
         QUEUE_WAIT.observe(max(0, now - state.enqueue_after) / 1000)
+    for labels, count in by_node.items():
+        CLAIMS.labels(*labels).inc(count)
+        if eager:
+            EAGER_CLAIMS.labels(*labels).inc(count)
 
 
 def record_completion(state: StateRecord, status: str) -> None:
     """Count a state that reached `status` through a runtime's report or an expired lease."""
-    COMPLETIONS.labels(state.namespace, state.node_name, status).inc()
+    record_completions([(state, status)])
+
+
+def record_completions(done: Iterable[tuple[StateRecord, str]]) -> None:
+    """`record_completion` for many states (a batch of results): one increment per node and status."""
+    by_node: TallyCounter[tuple[str, str, str]] = TallyCounter()
+    for state, status in done:
+        by_node[(state.namespace, state.node_name, status)] += 1
+        _record_failure_and_usage(state, status)
+    for labels, count in by_node.items():
+        COMPLETIONS.labels(*labels).inc(count)
+
+
+def _record_failure_and_usage(state: StateRecord, status: str) -> None:
     if status in AFTER_ERRORED:
         ERRORS.labels(state.namespace, state.node_name).inc()
     for name, value in (state.usage or {}).items():

@@ -100,6 +100,14 @@ async def create_children(
     ancestors = await _ancestor_outputs(tx, executed[0])  # siblings share the original's lineage
     pacer = pacer or Pacer()
     children: list[StateRecord] = []
+    # What each child node takes from the graph, looked up once rather than once per branch. A child
+    # that carries nothing of its source's own outputs carries the same values from every branch: one
+    # object for all, which storage then encodes once.
+    wanted = {child_id: graph.shape.carried.get(child_id, {}) for child_id in next_ids}
+    own = executed[0].identifier
+    shared_carried = {child_id: carry(fields, ancestors) for child_id, fields in wanted.items() if own not in fields}
+    timeouts = {child_id: graph.timeout_ms(child_id) for child_id in next_ids}
+    statuses = {child_id: initial_status(graph, child_id) for child_id in next_ids}
     for source in executed:
         await pacer.give_way()
         outputs = {**ancestors, source.identifier: source.outputs}
@@ -108,6 +116,7 @@ async def create_children(
             child = graph.shape.nodes[child_id]
             inputs = await _resolve_inputs(tx, child.inputs, child_id, outputs, run, graph)
             limits = _limit_charges(graph, child_id, outputs, run)
+            carried = shared_carried.get(child_id)
             children.append(
                 new_state(
                     template_namespace=child.namespace,
@@ -117,10 +126,10 @@ async def create_children(
                     inputs=inputs,
                     parents=parents,
                     parent_id=source.id,
-                    carried=carry(graph.shape.carried.get(child_id, {}), outputs),
-                    timeout_ms=graph.timeout_ms(child_id),
+                    carried=carry(wanted[child_id], outputs) if carried is None else carried,
+                    timeout_ms=timeouts[child_id],
                     limits=limits,
-                    status=initial_status(graph, child_id),
+                    status=statuses[child_id],
                 )
             )
     return children

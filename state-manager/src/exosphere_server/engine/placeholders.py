@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,10 +61,12 @@ class Template:
         return tuple(ref for ref, _ in self.parts)
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_template(value: str) -> Template:
     """Parse one input value; raise :class:`PlaceholderError` when a placeholder is unclosed or malformed.
 
-    There is no escape for a literal ``${{``; a literal ``}}`` outside placeholders is kept.
+    There is no escape for a literal ``${{``; a literal ``}}`` outside placeholders is kept. Parsed once per
+    distinct text (a fan-out fills the same templates for thousands of children; a `Template` is frozen).
     """
     head, *pieces = value.split(OPENER)
     parts: list[tuple[Ref, str]] = []

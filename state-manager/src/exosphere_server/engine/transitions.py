@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets as _random
 from collections.abc import Awaitable, Callable, Sequence
+from copy import copy as shallow_copy
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -331,8 +332,7 @@ async def executed_many(
         # Before the eager claim: a run this batch took over its budget hands out nothing more.
         cancelled = await enforce_budgets(tx, [c.finished.run for c in applied])
         claimed = await _claim_in(tx, ctx, namespace, eager) if eager is not None else []
-    for completed in applied:
-        metrics.record_completion(completed.state, completed.status)
+    metrics.record_completions((completed.state, completed.status) for completed in applied)
     metrics.record_cancelled(cancelled)
     if eager is not None:
         await note_served(ctx, namespace, eager.nodes)  # asking with its results is asking for work
@@ -382,19 +382,17 @@ async def _apply_executed(tx: Tx, ctx: EngineContext, state: StateRecord, report
     pacer = Pacer()  # a fan-out of thousands of branches must not hold the event loop while it is built
     siblings = []
     for extra in outputs[1:]:
-        siblings.append(
-            replace(
-                state,
-                id=new_id(),
-                outputs=extra,
-                usage=None,  # the attempt's usage is counted once, on the state that ran
-                fanout_id=random_hex(12),
-                does_unites=False,
-                fingerprint=None,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        # A shallow copy, as `dataclasses.replace` would make, at a third of its cost: the siblings share
+        # the original's inputs, parents and carried values (never changed in place).
+        sibling = shallow_copy(state)
+        sibling.id = new_id()
+        sibling.outputs = extra
+        sibling.usage = None  # the attempt's usage is counted once, on the state that ran
+        sibling.fanout_id = random_hex(12)
+        sibling.does_unites = False
+        sibling.fingerprint = None
+        sibling.created_at = sibling.updated_at = now
+        siblings.append(sibling)
         await pacer.give_way()
     branch = [state, *siblings]
     try:

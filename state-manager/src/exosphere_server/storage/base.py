@@ -11,12 +11,13 @@ import abc
 import asyncio
 import contextlib
 import json
+import operator
 import secrets
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -98,7 +99,24 @@ GET_GRAPH_VERSION = sa.select(_V).where(
     _V.c.name == sa.bindparam("name"),
     _V.c.version == sa.bindparam("version"),
 )
-INSERT_STATES = sa.insert(_S)
+# Built with a parameter per column, named as the column, for `Tx._write_plain`.
+INSERT_STATES = sa.insert(_S).values({name: sa.bindparam(name) for name in (f.name for f in fields(StateRecord))})
+_COUNT_COLUMNS = (
+    "run_id",
+    "identifier",
+    "status",
+    "shard",
+    "node_name",
+    "states",
+    "revisions",
+    "first_created",
+    *USAGE_FIELDS,
+)
+_DESCENDANT_COLUMNS = ("ancestor_id", "status", "shard", "states")
+_FINISH_COLUMNS = ("b_id", "b_status", "b_outputs", "b_error", "b_usage", "b_finished_at")
+INSERT_ANCESTORS = sa.insert(schema.state_ancestors).values(
+    ancestor_id=sa.bindparam("ancestor_id"), state_id=sa.bindparam("state_id")
+)
 FINISH_STATE = (
     sa.update(_S)
     .where(_S.c.id == sa.bindparam("b_id"))
@@ -112,7 +130,6 @@ FINISH_STATE = (
         revision=_S.c.revision + 1,
     )
 )
-INSERT_ANCESTORS = sa.insert(schema.state_ancestors)
 # Built once and given their values as parameters: `.values(...)` per call builds a new statement and
 # its cache key each time (a tenth of a trigger's CPU went to the audit entry's).
 INSERT_AUDIT_ENTRY = sa.insert(schema.audit_log)
@@ -183,6 +200,10 @@ CLAIM_CHOSEN = (
     .returning(*_S.c)
 )
 check_move(StateStatus.CREATED, StateStatus.QUEUED)  # the move CLAIM_STATES makes, checked once here
+_D = schema.descendant_counts
+DESCENDANTS_IN = sa.select(sa.func.sum(_D.c.states)).where(
+    _D.c.ancestor_id == sa.bindparam("ancestor_id"), _D.c.status.in_(sa.bindparam("statuses", expanding=True))
+)
 
 
 _USAGE_SUMS = tuple(sa.func.sum(schema.run_counts.c[name]) for name in USAGE_FIELDS)
@@ -213,6 +234,27 @@ def encode_json(value: Any) -> str:
     return value if isinstance(value, EncodedJson) else json.dumps(value)
 
 
+_scan_json: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def decode_json(text: str) -> Any:
+    """The `json_deserializer` of both engines: `json.loads`, in about 60 % of its time on the small texts
+    of state rows (a claim of 100 states decodes 800 of them). The C scanner is called directly, without
+    `json.loads`' Python layers; a text it does not consume whole (surrounding space) goes to `json.loads`.
+
+    Example::
+
+        decode_json('{"a": "1"}')  # {'a': '1'}, as json.loads
+    """
+    if text == "{}":
+        return {}
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        return json.loads(text)  # raises json's own error for text that is no JSON
+    return value if end == len(text) else json.loads(text)
+
+
 async def encoded_off_loop(value: Any) -> EncodedJson:
     return EncodedJson(await asyncio.to_thread(dumps_in_pieces, value))
 
@@ -231,15 +273,99 @@ def _decoded_nodes(rows: Sequence[Any]) -> list[GraphRecord]:
 _STATE_FIELDS = tuple(f.name for f in fields(StateRecord))
 ROWS_OFF_LOOP = 1000  # a write of this many states prepares its rows and counts in a worker thread
 ROWS_PER_STATEMENT = 250  # a statement for many rows binds at most this many (`Tx._write_rows`)
+COPY_FROM_ROWS = 1000  # an INSERT of this many rows goes by `Storage.copy_rows` where the database has it
+# The JSON columns of `states` by position in `_STATE_FIELDS`, with whether None is SQL NULL (else JSON null).
+_STATE_JSON = tuple(
+    (position, column_type.none_as_null)
+    for position, name in enumerate(_STATE_FIELDS)
+    if isinstance(column_type := schema.states.c[name].type, sa.JSON)
+)
+_state_values = operator.attrgetter(*_STATE_FIELDS)
+_PAYLOAD_COLUMNS = tuple(_STATE_FIELDS.index(name) for name in ("inputs", "outputs", "carried"))
 
 
 def _state_row(record: StateRecord) -> dict[str, Any]:
     return {name: getattr(record, name) for name in _STATE_FIELDS}
 
 
+@dataclass
+class PlainStatement:
+    """A statement compiled for one database: its SQL in the driver's parameter style, and which parameter
+    each position takes (`Storage.plain_sql`)."""
+
+    statement: Any
+    sql: str
+    names: tuple[str, ...]  # the parameter at each position (SQLite's `?` may repeat one)
+    params: Mapping[str, Any]  # the statement's own values (a literal `+ 1` is a parameter too)
+    _arrangers: dict[tuple[str, ...], tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], tuple[Any, ...]]] = field(
+        default_factory=dict
+    )
+
+    def arranger(self, columns: Sequence[str]) -> tuple[Callable[[tuple[Any, ...]], tuple[Any, ...]], tuple[Any, ...]]:
+        """`(pick, own)`: `pick(row + own)` is the driver's parameters for a row of `columns` (built once)."""
+        key = tuple(columns)
+        found = self._arrangers.get(key)
+        if found is None:
+            own_names = [name for name in dict.fromkeys(self.names) if name not in key]
+            everything = [*key, *own_names]
+            positions = [everything.index(name) for name in self.names]
+            pick = operator.itemgetter(*positions) if len(positions) > 1 else lambda row: (row[positions[0]],)
+            found = self._arrangers[key] = (pick, tuple(self.params[name] for name in own_names))
+        return found
+
+
+class JsonTexts:
+    """The JSON text of column values as SQLAlchemy's JSON type would bind them, each object encoded once.
+
+    The 10,000 siblings of a fan-out share their inputs, parents and carried values (one object each),
+    and most states have empty outputs and data: each of those is encoded once, not once per row.
+
+    Example::
+
+        texts = JsonTexts()
+        shared = {"a": "1"}
+        texts.text(shared, none_as_null=False), texts.text(shared, none_as_null=False)  # encoded once
+        texts.text(None, none_as_null=False)  # 'null' (a JSON null, as sa.JSON stores it)
+    """
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Any, str]] = {}  # the object is kept, so that its id is not reused
+
+    def text(self, value: Any, *, none_as_null: bool) -> str | None:
+        if value is None:
+            return None if none_as_null else "null"
+        if not value and type(value) is dict:
+            return "{}"
+        known = self._by_id.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        text = encode_json(value)
+        self._by_id[id(value)] = (value, text)
+        return text
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    """A record class's field names, in the order its constructor takes them (found once per class)."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
 def _record(cls: type[R], row: Any) -> R:
     mapping = row._mapping
-    return cls(**{f.name: mapping[f.name] for f in fields(cls)})  # type: ignore[arg-type]
+    return cls(**{name: mapping[name] for name in _field_names(cls)})
+
+
+def _records(cls: type[R], result: Any) -> list[R]:
+    """A record per row of `result`: the columns' positions are found once, not looked up by name in each
+    row (a claim or a batch of results reads hundreds of states, forty columns each)."""
+    keys = list(result.keys())
+    pick = operator.itemgetter(*(keys.index(name) for name in _field_names(cls)))
+    return [cls(*pick(row)) for row in result]
 
 
 class Tx:
@@ -291,6 +417,29 @@ class Tx:
             blobs.extend(found)
         return blobs
 
+    def _state_rows(self, records: Sequence[StateRecord]) -> tuple[list[tuple[Any, ...]], list[payloads.Blob]]:
+        """States as `states` rows in `_STATE_FIELDS` order, large values replaced by references and JSON
+        columns as text (`JsonTexts`: shared values encoded once); the payloads to store first."""
+        limits = self._storage.payload_settings
+        seen = self._payloads_seen
+        texts = JsonTexts()
+        rows: list[tuple[Any, ...]] = []
+        blobs: list[payloads.Blob] = []
+        inputs_at, outputs_at, carried_at = _PAYLOAD_COLUMNS
+        for record in records:
+            row = list(_state_values(record))
+            run_id = record.run_id
+            row[inputs_at], found = payloads.split_values(run_id, record.inputs, limits, "input", seen)
+            blobs.extend(found)
+            row[outputs_at], found = payloads.split_values(run_id, record.outputs, limits, "output", seen)
+            blobs.extend(found)
+            row[carried_at], found = payloads.split_carried(run_id, record.carried, limits, seen)
+            blobs.extend(found)
+            for position, none_as_null in _STATE_JSON:
+                row[position] = texts.text(row[position], none_as_null=none_as_null)
+            rows.append(tuple(row))
+        return rows, blobs
+
     @staticmethod
     def _large(records: Iterable[StateRecord]) -> bool:
         """Whether splitting these states' values hashes enough text to belong off the event loop."""
@@ -318,7 +467,7 @@ class Tx:
         return payloads.resolved(values, await self.payload_texts(run_id, [key for _, key in keys]))
 
     async def _all(self, cls: type[R], query: sa.Select[Any]) -> list[R]:
-        return [_record(cls, row) for row in await self.conn.execute(query)]
+        return _records(cls, await self.conn.execute(query))
 
     def _insert(self, table: sa.Table) -> Any:
         return self._storage.dialect_insert(table)
@@ -329,6 +478,26 @@ class Tx:
         every other request for half a second; between two pieces the loop serves the others."""
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             await self.conn.execute(statement, list(rows[start : start + ROWS_PER_STATEMENT]))
+
+    async def _write_plain(self, statement: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """Run `statement` for many rows of plain values (`columns` in order, JSON already text) with the
+        driver's own `executemany`, `Storage.plain_rows_per_call` at a time. SQLAlchemy's per-row parameter
+        processing (a dict and a bind processor per column) was the largest single item in the profile of
+        a 10,000-way fan-out; here the statement is compiled once and a row is one tuple."""
+        if not rows:
+            return
+        plain = self._storage.plain_sql(statement)
+        pick, own = plain.arranger(columns)
+        size = self._storage.plain_rows_per_call
+        for start in range(0, len(rows), size):
+            await self.conn.exec_driver_sql(plain.sql, [pick(row + own) for row in rows[start : start + size]])
+
+    async def _insert_many(self, insert: Any, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+        """`_write_plain` for a plain INSERT; many rows go by the database's bulk load where it has one
+        (`Storage.copy_rows`: PostgreSQL's COPY, one command per 2,000 rows rather than an INSERT per row)."""
+        if len(rows) >= COPY_FROM_ROWS and await self._storage.copy_rows(self.conn, insert.table, columns, rows):
+            return
+        await self._write_plain(insert, columns, rows)
 
     def count_change(self, state: StateRecord, status: str, states: int, revisions: int) -> None:
         """Note that `states` more (or fewer) states of `state`'s run and node are in `status`, and that
@@ -371,28 +540,18 @@ class Tx:
         shard = 1 + secrets.randbelow(schema.COUNT_SHARDS - 1)  # shard 0 is PostgreSQL's claims'
         if self.count_changes:
             rows = [
-                {
-                    "run_id": run_id,
-                    "identifier": identifier,
-                    "status": status,
-                    "shard": shard,
-                    "node_name": node_name,
-                    "states": states,
-                    "revisions": revisions,
-                    "first_created": first_created,
-                    **dict(zip(USAGE_FIELDS, usage, strict=True)),
-                }
+                (run_id, identifier, status, shard, node_name, states, revisions, first_created, *usage)
                 for (run_id, identifier, status), (node_name, states, revisions, first_created, *usage) in sorted(
                     self.count_changes.items()
                 )
             ]
             self.count_changes = {}
-            await self._write_rows(self._storage.add_counts_statement(), rows)
+            await self._write_plain(self._storage.add_counts_statement(), _COUNT_COLUMNS, rows)
         changed = sorted((key, n) for key, n in self.descendant_changes.items() if n)
         self.descendant_changes = Counter()
         if changed:
-            rows = [{"ancestor_id": a, "status": st, "shard": shard, "states": n} for (a, st), n in changed]
-            await self._write_rows(self._storage.add_descendant_counts_statement(), rows)
+            below = [(a, st, shard, n) for (a, st), n in changed]
+            await self._write_plain(self._storage.add_descendant_counts_statement(), _DESCENDANT_COLUMNS, below)
 
     # -- graphs ----------------------------------------------------------------------------------
 
@@ -600,7 +759,7 @@ class Tx:
     async def get_runs(self, run_ids: Sequence[str]) -> list[RunRecord]:
         if not run_ids:
             return []
-        return [_record(RunRecord, row) for row in await self.conn.execute(GET_RUNS, {"run_ids": list(run_ids)})]
+        return _records(RunRecord, await self.conn.execute(GET_RUNS, {"run_ids": list(run_ids)}))
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         row = (await self.conn.execute(GET_RUN, {"run_id": run_id})).first()
@@ -667,11 +826,11 @@ class Tx:
         for record in records:
             check_initial(record.status)
 
-        def prepare() -> tuple[list[dict[str, Any]], list[dict[str, str]], list[payloads.Blob]]:
-            # Rows are shallow: `asdict` would deep-copy every state's JSON. The counts are noted here too.
-            rows = [_state_row(r) for r in records]  # revision: 1 by default
-            blobs = self._split_rows(rows)
-            links = [{"ancestor_id": a, "state_id": r.id} for r in records for a in dict.fromkeys(r.parents.values())]
+        def prepare() -> tuple[list[tuple[Any, ...]], list[tuple[str, str]], list[payloads.Blob]]:
+            # Rows are tuples of plain values, JSON already text: no per-row dicts, no per-row binding in
+            # SQLAlchemy (see `_write_plain`). The counts are noted here too.
+            rows, blobs = self._state_rows(records)  # revision: 1 by default
+            links = [(a, r.id) for r in records for a in dict.fromkeys(r.parents.values())]
             for r in records:
                 self.count_change(r, r.status, 1, 1)
             return rows, links, blobs
@@ -682,8 +841,8 @@ class Tx:
         off_loop = len(records) >= ROWS_OFF_LOOP or self._large(records)
         rows, links, blobs = await asyncio.to_thread(prepare) if off_loop else prepare()
         await self._storage.payload_store.put(self.conn, blobs)
-        await self._write_rows(INSERT_STATES, rows)
-        await self._write_rows(INSERT_ANCESTORS, links)
+        await self._insert_many(INSERT_STATES, _STATE_FIELDS, rows)
+        await self._insert_many(INSERT_ANCESTORS, ("ancestor_id", "state_id"), links)
         self._announce(records)
 
     async def insert_state_unless_duplicate(self, record: StateRecord) -> bool:
@@ -925,13 +1084,16 @@ class Tx:
 
         limits = self._storage.payload_settings
 
-        def prepare() -> tuple[list[dict[str, Any]], list[payloads.Blob]]:
-            rows, blobs = [], []
+        def prepare() -> tuple[list[tuple[Any, ...]], list[payloads.Blob]]:
+            rows: list[tuple[Any, ...]] = []
+            blobs: list[payloads.Blob] = []
+            texts = JsonTexts()  # the 10,000 siblings of a fan-out share their outputs: encoded once
             for _, s in moves:
                 outputs, found = payloads.split_values(s.run_id, s.outputs, limits, "output", self._payloads_seen)
                 blobs.extend(found)
-                row = {"b_id": s.id, "b_status": s.status, "b_outputs": outputs, "b_error": s.error}
-                rows.append({**row, "b_usage": s.usage, "b_finished_at": s.finished_at})
+                output_text = texts.text(outputs, none_as_null=False)
+                usage_text = texts.text(s.usage, none_as_null=False)
+                rows.append((s.id, s.status, output_text, s.error, usage_text, s.finished_at))
             for was, state in moves:
                 self._count_move(state, was, state.status)
                 self.count_usage(state, state.status, state.usage)
@@ -940,7 +1102,7 @@ class Tx:
         off_loop = len(moves) >= ROWS_OFF_LOOP or self._large([s for _, s in moves])
         rows, blobs = await asyncio.to_thread(prepare) if off_loop else prepare()
         await self._storage.payload_store.put(self.conn, blobs)
-        await self._write_rows(FINISH_STATE, rows)
+        await self._write_plain(FINISH_STATE, _FINISH_COLUMNS, rows)
         self.runs_changed.update(state.run_id for _, state in moves)
         await self._release_holds([(was, state.status, state) for was, state in moves])
         self._note_attempts_ended(moves)
@@ -983,7 +1145,7 @@ class Tx:
         if counting_claim is not None:
             params["b_shard"] = schema.CLAIM_SHARD
         statement = CLAIM_STATES if counting_claim is None else counting_claim
-        claimed = [_record(StateRecord, row) for row in await self.conn.execute(statement, params)]
+        claimed = _records(StateRecord, await self.conn.execute(statement, params))
         claimed.sort(key=lambda r: (claim_order(r), r.id))
         self._keep_quiet_about(claimed)
         if claimed:
@@ -1016,7 +1178,7 @@ class Tx:
             "b_now": now,
             "b_window": 2 * limit + LIMITED_WINDOW,
         }
-        candidates = [_record(StateRecord, row) for row in await self.conn.execute(LIMITED_READY, params)]
+        candidates = _records(StateRecord, await self.conn.execute(LIMITED_READY, params))
         if not candidates:
             return [], None
         keys = sorted({key for state in candidates for key, _, _ in charges_of(state)})
@@ -1049,7 +1211,7 @@ class Tx:
                 "b_lease_ms": lease_ms,
             },
         )
-        claimed = sorted((_record(StateRecord, row) for row in rows), key=lambda r: (r.enqueue_after, r.id))
+        claimed = sorted(_records(StateRecord, rows), key=lambda r: (r.enqueue_after, r.id))
         self._keep_quiet_about(claimed)
         self.note_lease(min(s.lease_expires_at or now + lease_ms for s in claimed))
         self.runs_changed.update(state.run_id for state in claimed)
@@ -1099,9 +1261,8 @@ class Tx:
         """Whether any descendant of one state is in one of `statuses`: from `descendant_counts` (committed)
         plus this transaction's own moves, which are written only at commit."""
         wanted = status_values(statuses)
-        d = schema.descendant_counts
-        query = sa.select(sa.func.sum(d.c.states)).where(d.c.ancestor_id == ancestor_id, d.c.status.in_(wanted))
-        committed = (await self.conn.execute(query)).scalar_one() or 0
+        params = {"ancestor_id": ancestor_id, "statuses": wanted}
+        committed = (await self.conn.execute(DESCENDANTS_IN, params)).scalar_one() or 0
         own = sum(self.descendant_changes[(ancestor_id, status)] for status in wanted)
         return int(committed) + own > 0
 
@@ -1144,7 +1305,7 @@ class Tx:
         if not state_ids:
             return {}
         rows = await self.conn.execute(LOCK_STATES, {"ids": list(state_ids)})
-        return {r.id: r for r in (_record(StateRecord, row) for row in rows)}
+        return {r.id: r for r in _records(StateRecord, rows)}
 
     async def states_of_run(self, run_id: str, offset: int = 0, limit: int | None = None) -> list[StateRecord]:
         """A run's states, oldest first; a page of them with `offset` and `limit`."""
@@ -1545,6 +1706,9 @@ class Storage(abc.ABC):
         self.listener: StorageListener = _NoListener()
         self._add_counts: Any = None
         self._add_descendant_counts: Any = None
+        self._plain_statements: dict[int, PlainStatement] = {}
+        # Rows per driver call of `Tx._write_plain`: PostgreSQL's driver binds them on the event loop.
+        self.plain_rows_per_call = ROWS_PER_STATEMENT
         self._take_trigger_key: Any = None
         # Whether transactions collect started runs and ended claims for the listener (traces on).
         self.track_attempts = False
@@ -1567,6 +1731,27 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def dialect_insert(self, table: sa.Table) -> Any:
         """The dialect's INSERT construct, which knows ON CONFLICT."""
+
+    @property
+    @abc.abstractmethod
+    def sql_dialect(self) -> sa.Dialect:
+        """The SQLAlchemy dialect of the database (its parameter style and quoting)."""
+
+    async def copy_rows(
+        self, conn: Any, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> bool:
+        """Load rows of plain values (`columns` in order, JSON as text) into `table` inside the transaction of
+        `conn` by the database's bulk path; False when it has none (the caller then inserts them)."""
+        return False
+
+    def plain_sql(self, statement: Any) -> PlainStatement:
+        """`statement` compiled once for this database, for `Tx._write_plain`."""
+        plain = self._plain_statements.get(id(statement))
+        if plain is None or plain.statement is not statement:
+            compiled = statement.compile(dialect=self.sql_dialect)
+            plain = PlainStatement(statement, compiled.string, tuple(compiled.positiontup or ()), compiled.params)
+            self._plain_statements[id(statement)] = plain
+        return plain
 
     def add_counts_statement(self) -> Any:
         """`INSERT INTO run_counts ... ON CONFLICT DO UPDATE` adding to the counts in place (built once)."""

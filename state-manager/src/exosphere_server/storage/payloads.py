@@ -130,7 +130,8 @@ Seen = dict[int, tuple[str, dict[str, Any], bytes]]
 def split_values(
     run_id: str, values: Mapping[str, Any], limits: PayloadSettings, where: str = "a value", seen: Seen | None = None
 ) -> tuple[dict[str, Any], list[Blob]]:
-    """`values` as a row stores them (large strings replaced by references) and the payloads to write."""
+    """`values` as a row stores them (large strings replaced by references) and the payloads to write;
+    `values` itself (not a copy) when nothing is kept apart."""
     row: dict[str, Any] = {}
     blobs: list[Blob] = []
     for name, value in values.items():
@@ -148,6 +149,8 @@ def split_values(
         blobs.append(Blob(run_id, key, data))
         if seen is not None:
             seen[id(value)] = (value, row[name], data)
+    if not blobs and isinstance(values, dict):
+        return values, blobs  # nothing kept apart: the same object, so that what shares it is encoded once
     return row, blobs
 
 
@@ -160,6 +163,8 @@ def split_carried(
     for ident, values in carried.items():
         row[ident], found = split_values(run_id, values, limits, f"carried output of {ident}", seen)
         blobs.extend(found)
+    if not blobs and isinstance(carried, dict):
+        return carried, blobs  # as `split_values`: the same object when nothing is kept apart
     return row, blobs
 
 

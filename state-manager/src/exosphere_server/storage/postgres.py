@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from exosphere_server.storage import schema
-from exosphere_server.storage.base import CLAIM_STATES, Claimant, Storage, Tx, encode_json
+from exosphere_server.storage.base import CLAIM_STATES, Claimant, Storage, Tx, decode_json, encode_json
 from exosphere_server.storage.migrate import upgrade_to_head
 from exosphere_server.storage.records import StateRecord
 
@@ -37,6 +37,7 @@ READY_CHANNEL = "exosphere_ready"
 # Live streams that got chunks: "<replica>\x1e<state id>,<state id>,..." or "<replica>\x1e*" (too many
 # to name). As for runs, the sender has told its own readers and skips its payloads.
 STREAMS_CHANNEL = "exosphere_streams"
+COPY_PIECE = 2000  # rows per COPY (`PostgresStorage.copy_rows`)
 log = structlog.get_logger("exosphere.storage")
 
 
@@ -117,6 +118,7 @@ class PostgresStorage(Storage):
             pool_size=pool_size,
             max_overflow=pool_size,
             json_serializer=encode_json,
+            json_deserializer=decode_json,
             # No ping per checkout (a round trip per transaction): a connection found dead fails one
             # request with a 503, which clients retry, and SQLAlchemy then renews the whole pool.
             connect_args={"server_settings": {"statement_timeout": "30000", "application_name": "exosphere"}},
@@ -128,6 +130,7 @@ class PostgresStorage(Storage):
             pool_size=max(2, pool_size // 2),
             max_overflow=pool_size,
             isolation_level="AUTOCOMMIT",
+            json_deserializer=decode_json,
             connect_args={
                 "server_settings": {
                     "statement_timeout": "30000",
@@ -141,6 +144,10 @@ class PostgresStorage(Storage):
 
     def dialect_insert(self, table: sa.Table) -> Any:
         return pg_insert(table)
+
+    @property
+    def sql_dialect(self) -> sa.Dialect:
+        return self.engine.dialect
 
     def _begin(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return self.engine.begin()
@@ -185,6 +192,21 @@ class PostgresStorage(Storage):
                 await self._notify(conn, self._run_payloads(tx.runs_changed))
         self._after_commit(tx)
         return claimed
+
+    async def copy_rows(
+        self, conn: Any, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> bool:
+        """COPY in pieces of `COPY_PIECE` rows: asyncpg encodes a piece on the event loop, a few milliseconds
+        each, and the loop serves other requests between two pieces."""
+        # A statement through SQLAlchemy first: its driver adapter begins the transaction on the first one,
+        # and the COPY must run inside it.
+        await conn.exec_driver_sql("SELECT 1")
+        driver = (await conn.get_raw_connection()).driver_connection
+        for start in range(0, len(rows), COPY_PIECE):
+            await driver.copy_records_to_table(
+                table.name, records=rows[start : start + COPY_PIECE], columns=list(columns)
+            )
+        return True
 
     async def _relax_durability(self, conn: Any) -> None:
         await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))

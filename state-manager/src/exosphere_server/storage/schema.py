@@ -211,12 +211,14 @@ trigger_keys = sa.Table(
 )
 
 # One row per (state, ancestor kept in its `parents`): the descendants of a unite target, and the
-# children of a state, by index.
+# children of a state, by index; and a state's ancestors, by `ix_state_ancestors_state` (a PostgreSQL
+# claim counts its states' changes for their ancestors by it).
 state_ancestors = sa.Table(
     "state_ancestors",
     metadata,
     sa.Column("ancestor_id", sa.String(24), primary_key=True),
     sa.Column("state_id", sa.String(24), primary_key=True),
+    sa.Index("ix_state_ancestors_state", "state_id"),
 )
 
 # How many states of a run are in each (node identifier, status), kept up to date by every write that

@@ -4,12 +4,12 @@ The claim's count changes (`postgres.CLAIM_AND_COUNT`) join the claimed states t
 rows by `state_id`, which the primary key (`ancestor_id`, `state_id`) cannot serve: every claim read the
 whole table, a cost that grew with every state ever kept. Retention deletes links by `state_id` too.
 
-Revision ID: 0017_links_by_state
+Revision ID: 0016_links_by_state
 """
 
 from alembic import op
 
-revision = "0017_links_by_state"
+revision = "0016_links_by_state"
 down_revision = "0015_child_runs"
 branch_labels = None
 depends_on = None

@@ -3,8 +3,12 @@
 Storage announces "run R changed" after each commit that moved one of R's states, in-process, and
 on PostgreSQL from every other replica too (NOTIFY). `RunFeed.changed` marks R's producer dirty; the
 producer reads R's counts per node and status (`read_run_state_counts`), at once after a quiet spell
-and then at most once per `min_interval_s` while changes keep coming, so a burst of a thousand
-completions costs a handful of reads. Each snapshot it reads that is newer than the last one goes to
+and then, while changes keep coming, after a pause that grows with what a read costs: `READ_SHARE`
+times the last read's duration, times the followers it feeds, between `min_pause_s` and
+`max_pause_s`. A cheap read of a run followed once is repeated every few milliseconds, so the end of
+a busy run reaches `wait_for_run` within milliseconds, not a fixed tenth of a second later; a costly
+read, or a run followed by a hundred dashboards, is repeated at most ten times a second, so a burst of
+a thousand completions still costs a handful of reads. Each snapshot it reads that is newer than the last one goes to
 every follower of R on this replica. Followers run no query: the SSE streams of `/v0` and of the
 dashboard and the `wait_ms` long-polls of `GET run` all follow the same producer, and a hundred open
 followers of one busy run cost about what one does.
@@ -35,7 +39,11 @@ from exosphere_server.engine.run_counts import RunStateCounts, read_run_state_co
 from exosphere_server.storage.base import Storage
 
 log = structlog.get_logger("exosphere.feed")
-MIN_INTERVAL_S = 0.1  # the most often one run is read while it keeps changing
+MIN_PAUSE_S = 0.002  # the shortest pause between two reads of one run while it keeps changing
+MAX_PAUSE_S = 0.1  # the longest: a busy run's followers are never more than this behind
+# Between two reads of a busy run the producer waits this many times what the last read took, per
+# follower, so that reading and telling followers stay a small share of the server's time.
+READ_SHARE = 20
 RETRY_READ_S = 1.0  # after a failed read (the database is away), look again this long after
 
 
@@ -71,15 +79,17 @@ class _Producer:
         self.first_read.set_result(None)
         loop = asyncio.get_running_loop()
         last_read = loop.time()
+        read_cost = 0.0
         while True:
             await self.dirty.wait()
-            pause = last_read + self.feed.min_interval_s - loop.time()
+            pause = last_read + self.feed.pause_after(read_cost, self.followers) - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)  # changes meanwhile are read together, after the pause
             self.dirty.clear()
             last_read = loop.time()
             try:
                 snapshot = await read_run_state_counts(self.feed.storage, self.run_id, self.latest.run)
+                read_cost = loop.time() - last_read
             except Exception as exc:  # the database is away: followers wait, the producer tries again
                 log.warning("run_feed_read_failed", run_id=self.run_id, error_type=type(exc).__name__)
                 await asyncio.sleep(RETRY_READ_S)
@@ -103,7 +113,7 @@ class RunFollower:
 
     @property
     def latest(self) -> RunStateCounts:
-        """The newest snapshot this replica has read (at most `min_interval_s` behind a change it heard)."""
+        """The newest snapshot this replica has read (at most `max_pause_s` behind a change it heard)."""
         assert self._producer.latest is not None
         return self._producer.latest
 
@@ -136,11 +146,16 @@ class RunFollower:
 class RunFeed:
     """The producers of this replica, by run id. Storage's commit events reach it through `changed`."""
 
-    def __init__(self, storage: Storage, min_interval_s: float = MIN_INTERVAL_S) -> None:
+    def __init__(self, storage: Storage, min_pause_s: float = MIN_PAUSE_S, max_pause_s: float = MAX_PAUSE_S) -> None:
         self.storage = storage
-        self.min_interval_s = min_interval_s
+        self.min_pause_s = min_pause_s
+        self.max_pause_s = max_pause_s
         self.closing = False
         self._producers: dict[str, _Producer] = {}
+
+    def pause_after(self, read_seconds: float, followers: int) -> float:
+        """How long a busy run's producer waits after a read that took `read_seconds` before the next."""
+        return min(self.max_pause_s, max(self.min_pause_s, READ_SHARE * read_seconds * max(1, followers)))
 
     def changed(self, run_ids: Iterable[str]) -> None:
         """These runs changed (a commit here, or a NOTIFY from another replica): their producers read again."""

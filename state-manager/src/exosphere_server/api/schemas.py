@@ -12,7 +12,7 @@ from typing import Any
 
 from exospherehost import contract
 from exospherehost.contract import MAX_WAIT_MS, GraphTrigger
-from pydantic import BaseModel, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails
 
 from exosphere_server.engine.cron import validate_expression
@@ -41,12 +41,18 @@ __all__ = [
 ]
 
 
+# Validation context of a body whose raw JSON `raw_json_surely_storable` has cleared: no walk needed.
+RAW_CHECKED = {"raw_checked": True}
+
+
 class StorableBody(BaseModel):
     """A request body: everything in it must be storable on every backend (see `unstorable_at`)."""
 
     @model_validator(mode="before")
     @classmethod
-    def _storable(cls, data: Any) -> Any:
+    def _storable(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is RAW_CHECKED:
+            return data
         problem = unstorable_at(data)
         if problem is not None:
             raise ValueError(problem)

@@ -4,12 +4,12 @@ Storage announces "run R changed" after each commit that moved one of R's states
 on PostgreSQL from every other replica too (NOTIFY). `RunFeed.changed` marks R's producer dirty; the
 producer reads R's counts per node and status (`read_run_state_counts`), at once after a quiet spell
 and then, while changes keep coming, after a pause that grows with what a read costs: `READ_SHARE`
-times the last read's duration, times the followers it feeds, between `min_pause_s` and
-`max_pause_s`. A cheap read of a run followed once is repeated every few milliseconds, so the end of
+times the last read's duration, times the followers it feeds, between `MIN_PAUSE_S` and
+`MAX_PAUSE_S`. A cheap read of a run followed once is repeated every few milliseconds, so the end of
 a busy run reaches `wait_for_run` within milliseconds, not a fixed tenth of a second later; a costly
-read, or a run followed by a hundred dashboards, is repeated at most ten times a second, so a burst of
-a thousand completions still costs a handful of reads. Each snapshot it reads that is newer than the last one goes to
-every follower of R on this replica. Followers run no query: the SSE streams of `/v0` and of the
+read, or a run followed by a hundred dashboards, is repeated at most ten times a second, so a burst
+of a thousand completions still costs a handful of reads. Each snapshot it reads that is newer than
+the last one goes to every follower of R on this replica. Followers run no query: the SSE streams of `/v0` and of the
 dashboard and the `wait_ms` long-polls of `GET run` all follow the same producer, and a hundred open
 followers of one busy run cost about what one does.
 
@@ -47,6 +47,11 @@ READ_SHARE = 20
 RETRY_READ_S = 1.0  # after a failed read (the database is away), look again this long after
 
 
+def pause_after(read_seconds: float, followers: int) -> float:
+    """How long a busy run's producer waits after a read that took `read_seconds` before the next."""
+    return min(MAX_PAUSE_S, max(MIN_PAUSE_S, READ_SHARE * read_seconds * max(1, followers)))
+
+
 class _Producer:
     """Reads one run for all of its followers on this replica."""
 
@@ -82,7 +87,7 @@ class _Producer:
         read_cost = 0.0
         while True:
             await self.dirty.wait()
-            pause = last_read + self.feed.pause_after(read_cost, self.followers) - loop.time()
+            pause = last_read + pause_after(read_cost, self.followers) - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)  # changes meanwhile are read together, after the pause
             self.dirty.clear()
@@ -113,7 +118,7 @@ class RunFollower:
 
     @property
     def latest(self) -> RunStateCounts:
-        """The newest snapshot this replica has read (at most `max_pause_s` behind a change it heard)."""
+        """The newest snapshot this replica has read (at most `MAX_PAUSE_S` behind a change it heard)."""
         assert self._producer.latest is not None
         return self._producer.latest
 
@@ -146,16 +151,10 @@ class RunFollower:
 class RunFeed:
     """The producers of this replica, by run id. Storage's commit events reach it through `changed`."""
 
-    def __init__(self, storage: Storage, min_pause_s: float = MIN_PAUSE_S, max_pause_s: float = MAX_PAUSE_S) -> None:
+    def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self.min_pause_s = min_pause_s
-        self.max_pause_s = max_pause_s
         self.closing = False
         self._producers: dict[str, _Producer] = {}
-
-    def pause_after(self, read_seconds: float, followers: int) -> float:
-        """How long a busy run's producer waits after a read that took `read_seconds` before the next."""
-        return min(self.max_pause_s, max(self.min_pause_s, READ_SHARE * read_seconds * max(1, followers)))
 
     def changed(self, run_ids: Iterable[str]) -> None:
         """These runs changed (a commit here, or a NOTIFY from another replica): their producers read again."""

@@ -8,16 +8,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from exosphere_server.engine import graphs, runs, transitions
+from exosphere_server.engine import runs, transitions
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.storage.base import new_id
 from exosphere_server.storage.records import StateRecord
 from exosphere_server.storage.sqlite import SqliteStorage
-from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 from exospherehost.statuses import IllegalMoveError, StateStatus
 
-SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
+from .echo_graph import add_echo_graph
 
 
 @pytest.fixture
@@ -25,19 +24,7 @@ async def ctx(tmp_path: Path) -> AsyncIterator[EngineContext]:
     storage = SqliteStorage(tmp_path / "exosphere.db")
     await storage.start()
     context = EngineContext(storage=storage, box=SecretBox(b"k" * 32))
-    await graphs.register_nodes(
-        context, "ns", "rt", [{"name": "Echo", "inputs_schema": SCHEMA, "outputs_schema": SCHEMA, "secrets": []}]
-    )
-    await graphs.upsert_graph(
-        context,
-        "ns",
-        "g",
-        nodes=[GraphNodeModel(node_name="Echo", namespace="ns", identifier="e", inputs={"x": "1"})],
-        secrets={},
-        retry_policy=RetryPolicyModel(),
-        store_config=StoreConfigModel(),
-        triggers=[],
-    )
+    await add_echo_graph(context)
     try:
         yield context
     finally:

@@ -11,7 +11,7 @@ from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.storage.sqlite import SqliteStorage
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
-SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
+from .echo_graph import add_echo_graph
 
 
 async def test_only_finished_runs_older_than_the_cut_are_deleted_with_their_streams(tmp_path: Path) -> None:
@@ -19,19 +19,7 @@ async def test_only_finished_runs_older_than_the_cut_are_deleted_with_their_stre
     await storage.start()
     ctx = EngineContext(storage=storage, box=SecretBox(b"k" * 32))
     try:
-        await graphs.register_nodes(
-            ctx, "ns", "rt", [{"name": "Echo", "inputs_schema": SCHEMA, "outputs_schema": SCHEMA, "secrets": []}]
-        )
-        await graphs.upsert_graph(
-            ctx,
-            "ns",
-            "g",
-            nodes=[GraphNodeModel(node_name="Echo", namespace="ns", identifier="e", inputs={"x": "1"})],
-            secrets={},
-            retry_policy=RetryPolicyModel(),
-            store_config=StoreConfigModel(),
-            triggers=[],
-        )
+        await add_echo_graph(ctx)
         done = (await runs.trigger(ctx, "ns", "g", runs.RunRequest())).run_id
         [state] = await transitions.claim(ctx, "ns", ["Echo"], 1)
         await ctx.stream_writer.write(live_streams.chunk_records(state.id, 1, 0, ["streamed"]))

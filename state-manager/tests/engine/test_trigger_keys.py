@@ -6,15 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from exosphere_server.clock import now_ms
-from exosphere_server.engine import graphs, runs
+from exosphere_server.engine import runs
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.scheduler.loop import Scheduler
 from exosphere_server.storage import schema
 from exosphere_server.storage.sqlite import SqliteStorage
-from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
-SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
+from .echo_graph import add_echo_graph
 
 
 async def _keys(storage: SqliteStorage) -> set[str]:
@@ -27,19 +26,7 @@ async def test_an_expired_key_starts_a_new_run_and_the_sweep_forgets_only_expire
     await storage.start()
     ctx = EngineContext(storage=storage, box=SecretBox(b"k" * 32), idempotency_key_ms=60_000)
     try:
-        await graphs.register_nodes(
-            ctx, "ns", "rt", [{"name": "Echo", "inputs_schema": SCHEMA, "outputs_schema": SCHEMA, "secrets": []}]
-        )
-        await graphs.upsert_graph(
-            ctx,
-            "ns",
-            "g",
-            nodes=[GraphNodeModel(node_name="Echo", namespace="ns", identifier="e", inputs={"x": "1"})],
-            secrets={},
-            retry_policy=RetryPolicyModel(),
-            store_config=StoreConfigModel(),
-            triggers=[],
-        )
+        await add_echo_graph(ctx)
         first = await runs.trigger(ctx, "ns", "g", runs.RunRequest(idempotency_key="old"))
         again = await runs.trigger(ctx, "ns", "g", runs.RunRequest(idempotency_key="old"))
         assert again == runs.StartedRun(first.run_id, duplicate=True)

@@ -17,18 +17,18 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from exosphere_server.clock import now_ms
-from exosphere_server.engine import graphs, runs, transitions
+from exosphere_server.engine import runs, transitions
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.storage import open_storage, schema
 from exosphere_server.storage.payloads import FilePayloadStore
 from exosphere_testing import TEST_SECRETS_KEY, ServerProcess, sqlite_url
-from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
 from tests.blackbox.helpers import claim_all, node, register, trigger, upsert
 from tests.conftest import database_url
 
-SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
+from ..engine.echo_graph import add_echo_graph
+
 BIG = "payload " * 20_000  # 160 KB: over the 64 KiB default threshold
 
 
@@ -37,19 +37,7 @@ async def ctx(backend: str, tmp_path: Path) -> AsyncIterator[EngineContext]:
     storage = open_storage(database_url(backend, tmp_path))
     await storage.start()
     context = EngineContext(storage=storage, box=SecretBox(b"k" * 32))
-    await graphs.register_nodes(
-        context, "ns", "rt", [{"name": "Echo", "inputs_schema": SCHEMA, "outputs_schema": SCHEMA, "secrets": []}]
-    )
-    await graphs.upsert_graph(
-        context,
-        "ns",
-        "g",
-        nodes=[GraphNodeModel(node_name="Echo", namespace="ns", identifier="e", inputs={"x": "small"})],
-        secrets={},
-        retry_policy=RetryPolicyModel(),
-        store_config=StoreConfigModel(),
-        triggers=[],
-    )
+    await add_echo_graph(context, x="small")
     try:
         yield context
     finally:

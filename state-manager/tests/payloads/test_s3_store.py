@@ -15,16 +15,17 @@ import boto3
 import httpx
 import pytest
 from exosphere_server.clock import now_ms
-from exosphere_server.engine import graphs, runs, transitions
+from exosphere_server.engine import runs, transitions
 from exosphere_server.engine.context import EngineContext
 from exosphere_server.engine.secret_box import SecretBox
 from exosphere_server.storage import open_storage
 from exosphere_server.storage.payloads import PayloadSettings
 from exosphere_testing import ServerProcess, free_port, wait_until
-from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
 from tests.blackbox.helpers import by_identifier, claim_all, executed, node, register, states, trigger, upsert
 from tests.conftest import database_url
+
+from ..engine.echo_graph import add_echo_graph
 
 BUCKET = "exosphere-payloads"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -106,21 +107,8 @@ async def test_retention_deletes_a_finished_runs_objects(backend: str, tmp_path:
     storage = open_storage(database_url(backend, tmp_path), payload_settings=settings)
     await storage.start()
     ctx = EngineContext(storage=storage, box=SecretBox(b"k" * 32))
-    schema = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
     try:
-        await graphs.register_nodes(
-            ctx, "ns", "rt", [{"name": "Echo", "inputs_schema": schema, "outputs_schema": schema, "secrets": []}]
-        )
-        await graphs.upsert_graph(
-            ctx,
-            "ns",
-            "g",
-            nodes=[GraphNodeModel(node_name="Echo", namespace="ns", identifier="e", inputs={"x": "1"})],
-            secrets={},
-            retry_policy=RetryPolicyModel(),
-            store_config=StoreConfigModel(),
-            triggers=[],
-        )
+        await add_echo_graph(ctx)
         done = (await runs.trigger(ctx, "ns", "g", runs.RunRequest(inputs={"x": BIG}))).run_id
         [state] = await transitions.claim(ctx, "ns", ["Echo"], 1)
         await transitions.executed(ctx, "ns", state.id, [{"x": "small"}], state.lease_id)

@@ -157,12 +157,15 @@ def counts_match_states(api: httpx.Client, database_url: str, run_id: str) -> No
         return sum(int(r[3]) for r in rows), {(r[0], r[1]): int(r[2]) for r in rows}
 
     def below(conn: sa.Connection) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-        """Descendants per (ancestor, status): counted from the rows, and as kept in `descendant_counts`."""
+        """Descendants per (ancestor, status): counted from the rows (a state is not counted under its
+        `uncounted_parent`), and as kept in `descendant_counts`."""
         run_states = "SELECT id FROM states WHERE run_id = :r"
         counted = conn.execute(
             sa.text(
                 "SELECT a.ancestor_id, s.status, COUNT(*) FROM state_ancestors a JOIN states s ON s.id = a.state_id "
-                f"WHERE a.ancestor_id IN ({run_states}) GROUP BY a.ancestor_id, s.status"
+                f"WHERE a.ancestor_id IN ({run_states}) "
+                "AND (s.uncounted_parent IS NULL OR s.uncounted_parent <> a.ancestor_id) "
+                "GROUP BY a.ancestor_id, s.status"
             ),
             {"r": run_id},
         ).all()

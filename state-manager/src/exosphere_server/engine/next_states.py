@@ -112,6 +112,7 @@ async def create_children(
         await pacer.give_way()
         outputs = {**ancestors, source.identifier: source.outputs}
         parents = _kept_parents(graph, source)
+        uncounted = source.id if source.identifier not in graph.shape.unite_targets else None
         for child_id in next_ids:
             child = graph.shape.nodes[child_id]
             inputs = await _resolve_inputs(tx, child.inputs, child_id, outputs, run, graph)
@@ -130,6 +131,7 @@ async def create_children(
                     timeout_ms=timeouts[child_id],
                     limits=limits,
                     status=statuses[child_id],
+                    uncounted_parent=uncounted,
                 )
             )
     return children
@@ -155,6 +157,21 @@ def _kept_parents(graph: PinnedGraph, source: StateRecord) -> dict[str, str]:
     kept = {ident: state_id for ident, state_id in source.parents.items() if ident in graph.shape.unite_targets}
     kept[source.identifier] = source.id
     return kept
+
+
+def uncounted_parent(graph: PinnedGraph, parents: Mapping[str, str]) -> str | None:
+    """The entry of a new state's `parents` that `descendant_counts` need not count it under: the one
+    ancestor whose node no unite of the graph targets, so no unite ever asks for its descendants.
+
+    A child keeps unite targets and its direct parent, a unite state its target's `parents` and the
+    target: at most one entry is no target. None when every entry is one (all are counted), and for
+    lineages of rows written before migration 0006 (several entries that are no target: all are still
+    counted, as before; a count nobody reads costs a row, a missing one would stall a unite).
+
+        uncounted_parent(graph, {"plan": "s1", "split": "s2"})  # "s2" when only 'plan' is united on
+    """
+    others = [state_id for ident, state_id in parents.items() if ident not in graph.shape.unite_targets]
+    return others[0] if len(others) == 1 else None
 
 
 async def _ancestor_outputs(tx: Tx, state: StateRecord) -> dict[str, dict[str, object]]:
@@ -316,6 +333,7 @@ async def _fire_unite_if_ready(tx: Tx, graph: PinnedGraph, run: RunRecord, unite
         fanout_id=f"unite-{_random.token_hex(8)}",
         limits=limits,
         status=initial_status(graph, unite_id),
+        uncounted_parent=uncounted_parent(graph, parents),
     )
     if error is not None:
         state.status, state.error, state.finished_at = StateStatus.NEXT_CREATED_ERROR.value, error, now_ms()

@@ -501,10 +501,13 @@ class Tx:
 
     def count_change(self, state: StateRecord, status: str, states: int, revisions: int) -> None:
         """Note that `states` more (or fewer) states of `state`'s run and node are in `status`, and that
-        `revisions` revisions were written; `write_counts` applies the sum at commit."""
+        `revisions` revisions were written; `write_counts` applies the sum at commit. The descendant counts
+        change under every ancestor kept in `parents` but `uncounted_parent` (one no unite asks about)."""
         if states:
+            uncounted = state.uncounted_parent
             for ancestor_id in state.parents.values():
-                self.descendant_changes[(ancestor_id, status)] += states
+                if ancestor_id != uncounted:
+                    self.descendant_changes[(ancestor_id, status)] += states
         change = self._count_row(state, status)
         change[1] += states
         change[2] += revisions

@@ -50,8 +50,8 @@ def _claim_and_count() -> Any:
     (data-modifying CTEs), so that the autocommitted claim stays one round trip and the counts can
     never miss it.
 
-    Per (run, node) and per ancestor kept in `state_ancestors`: CREATED loses, QUEUED gains the states
-    claimed, added to the claims' shard (`schema.CLAIM_SHARD`), in key order.
+    Per (run, node) and per ancestor kept in `state_ancestors` but `uncounted_parent`: CREATED loses,
+    QUEUED gains the states claimed, added to the claims' shard (`schema.CLAIM_SHARD`), in key order.
     """
     claimed = CLAIM_STATES.cte("claimed")
     c = schema.run_counts
@@ -80,7 +80,10 @@ def _claim_and_count() -> Any:
     ).cte("counted")
 
     a, d = schema.state_ancestors, schema.descendant_counts
-    below = claimed.join(a, a.c.state_id == claimed.c.id)
+    # As `Tx.count_change`: not under the ancestor a claimed state is not counted for (no unite asks).
+    below = claimed.join(
+        a, sa.and_(a.c.state_id == claimed.c.id, a.c.ancestor_id.is_distinct_from(claimed.c.uncounted_parent))
+    )
 
     def descendants(status: str, sign: int) -> sa.Select[Any]:
         return (

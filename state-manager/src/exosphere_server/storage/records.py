@@ -56,6 +56,8 @@ class StateRecord:
     priority: int = 0  # its run's
     # The limit buckets it is charged to at claim (`schema.states.limits`); None: no limits.
     limits: list[dict[str, Any]] | None = None
+    # The entry of `parents` not counted in `descendant_counts` (no unite targets its node); None: all are.
+    uncounted_parent: str | None = None
 
 
 @dataclass

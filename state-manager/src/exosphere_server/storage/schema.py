@@ -157,6 +157,11 @@ states = sa.Table(
     # resolved when it was created: [{"name", "key", "tokens", "concurrency"}]. NULL for the states of
     # nodes without limits: only those take the plain claim (`storage/limit_claims.py`).
     sa.Column("limits", sa.JSON(none_as_null=True), nullable=True),
+    # The one entry of `parents` under which `descendant_counts` keeps no count of this state: an
+    # ancestor of a node no unite of the run's graph targets, so no unite ever asks for its
+    # descendants (a child's direct parent, or a unite state's target's parent). NULL: counted under
+    # every entry, as every state written before migration 0017.
+    sa.Column("uncounted_parent", sa.String(24), nullable=True),
     sa.UniqueConstraint(
         "node_name",
         "namespace",
@@ -253,7 +258,9 @@ run_counts = sa.Table(
 
 # How many descendants of a state (the states whose `parents` keep it: see `state_ancestors`) are in each
 # status, kept like `run_counts`: a unite asks whether everything below its target is done in a few
-# rows, instead of reading every descendant while it holds the target's lock.
+# rows, instead of reading every descendant while it holds the target's lock. Only unite targets are
+# ever asked, so a state is counted under no other ancestor (`states.uncounted_parent`): a graph
+# without unites, and the branches below a node no unite waits on, write no rows here.
 descendant_counts = sa.Table(
     "descendant_counts",
     metadata,

@@ -10,6 +10,7 @@ from types import FrameType
 import uvicorn
 
 from exosphere_server.app import create_app, prepare_database
+from exosphere_server.collector import tune_collector
 from exosphere_server.config import Settings
 from exosphere_server.engine.context import EngineContext
 
@@ -18,6 +19,7 @@ def serve(settings: Settings, log_level: str = "INFO") -> None:
     """Serve until SIGTERM or SIGINT. Raises `SecretsKeyMismatch` before listening when the key is wrong."""
     asyncio.run(prepare_database(settings))  # a refusal is then one clear line, not a startup traceback
     app = create_app(settings)
+    tune_collector()  # the app and the modules are built: no collection walks them again
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -310,7 +310,7 @@ def run_peer(peer: str, rounds: int, ours: dict[str, Any]) -> None:
         "load_after": max(ours["load_after"], theirs["load_after"]),
         "results": ours["results"] + theirs["results"],
     }
-    print(f"\nboth in one run ({peer} {theirs['versions'][peer]}):")
+    print(f"\nboth in one run ({peer} {theirs['versions'][peer]}; the load is the highest either part saw):")
     print_table(both)
 
 

@@ -1,7 +1,7 @@
 """`make bench`: the speed a user of Exosphere feels, end to end through the SDK, recorded with the commit.
 
     .venv/bin/python bench/run.py [--backend sqlite|postgres|both] [--runtimes tuned,defaults]
-                                  [--rounds 1] [--all]
+                                  [--rounds 1] [--all] [--peers celery]
 
 For each backend and runtime configuration: a fresh server and database, a runtime process
 (`bench/sdk_runtime.py`: `tuned` passes the project's arguments, `defaults` the seed's default
@@ -26,7 +26,9 @@ Every run writes `bench/results/<date>-<commit>.json` (the figures, the commit a
 was dirty, the date, the load average before and after, the CPU count) and prints a table. With
 `--rounds N` the configurations are run N times in turn (A B A B ...), so that a drift of the shared
 machine touches all alike; the table shows medians and ranges. `--all` then runs the other benchmark
-scripts of this folder. PostgreSQL needs EXOSPHERE_BENCH_POSTGRES_URL (`make bench` sets it).
+scripts of this folder. `--peers celery` then runs the same workloads the Celery way
+(`bench/peers/celery/run.sh`, its own venv and redis-server) and prints one table of both.
+PostgreSQL needs EXOSPHERE_BENCH_POSTGRES_URL (`make bench` sets it).
 """
 
 from __future__ import annotations

@@ -298,22 +298,29 @@ def print_table(record: dict[str, Any]) -> None:
     print("\n" + "\n".join(table_lines(record)))
 
 
-def run_peer(peer: str, rounds: int, ours: dict[str, Any]) -> None:
-    """Run `bench/peers/<peer>/run.sh` (it writes its own results file), then print one table of our
-    figures and the peer's, the load being the highest either saw."""
-    print(f"\n== peer {peer}", flush=True)
-    started = time.time()
-    subprocess.run([str(HERE / "peers" / peer / "run.sh"), "--rounds", str(rounds)], check=True)
-    written = [p for p in RESULTS.glob(f"*-{peer}.json") if p.stat().st_mtime >= started]
-    theirs = json.loads(max(written, key=lambda p: p.stat().st_mtime).read_text())
-    both = {
-        **ours,
-        "load_before": max(ours["load_before"], theirs["load_before"]),
-        "load_after": max(ours["load_after"], theirs["load_after"]),
-        "results": ours["results"] + theirs["results"],
+def run_peer(peer: str, round_number: int, workdir: Path) -> dict[str, Any]:
+    """One round of `bench/peers/<peer>/run.sh`: its record, its results numbered `round_number`."""
+    print(f"round {round_number}: peer {peer}", flush=True)
+    directory = workdir / f"{peer}-{round_number}"
+    subprocess.run(
+        [str(HERE / "peers" / peer / "run.sh"), "--rounds", "1", "--results-dir", str(directory)], check=True
+    )
+    (written,) = directory.glob("*.json")
+    record: dict[str, Any] = json.loads(written.read_text())
+    for result in record["results"]:
+        result["round"] = round_number
+    return record
+
+
+def join_rounds(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record of a peer's rounds: the first one's description, every round's results, the load
+    before the first and after the last."""
+    return {
+        **records[0],
+        "command": " ".join(["bench/run.py", *sys.argv[1:]]),
+        "load_after": records[-1]["load_after"],
+        "results": [result for record in records for result in record["results"]],
     }
-    print(f"\nboth in one run ({peer} {theirs['versions'][peer]}; the load is the highest either part saw):")
-    print_table(both)
 
 
 def main() -> None:
@@ -375,6 +382,7 @@ def main() -> None:
         },
         "results": [],
     }
+    peer_rounds: dict[str, list[dict[str, Any]]] = {peer: [] for peer in peers}
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(1, args.rounds + 1):
             for backend in backends:
@@ -383,12 +391,19 @@ def main() -> None:
                     result = {"round": round_number, **figures}
                     record["results"].append(result)
                     print(progress_line(round_number, result), flush=True)
+            # A peer's round right after ours, so that a drift of the shared machine touches both alike.
+            for peer in peers:
+                peer_rounds[peer].append(run_peer(peer, round_number, Path(tmp)))
     record["load_after"] = list(os.getloadavg())
     path = write_record(record, RESULTS)
     print_table(record)
     print(f"\nwritten to {path.relative_to(REPO)}")
-    for peer in peers:
-        run_peer(peer, args.rounds, record)
+    for peer, records in peer_rounds.items():
+        theirs = join_rounds(records)
+        print(f"written to {write_record(theirs, RESULTS, peer).relative_to(REPO)}")
+        both = {**record, "results": record["results"] + theirs["results"]}
+        print(f"\nboth in one run, {peer} {theirs['versions'][peer]} after ours in each round:")
+        print_table(both)
     if args.all:
         failed = []
         for name in OTHER_BENCHMARKS:

@@ -88,6 +88,18 @@ def progress_line(round_number: int, result: dict[str, Any]) -> str:
     return f"round {round_number}: {result['backend']} {result['runtime']}: {figures}"
 
 
+def join_rounds(records: list[dict[str, Any]], command: str) -> dict[str, Any]:
+    """One record of several rounds run as separate commands (a peer's, one per round of `bench/run.py
+    --peers`): the first one's description, every round's results, the load before the first and after
+    the last, and `command`, the command that ran them all."""
+    return {
+        **records[0],
+        "command": command,
+        "load_after": records[-1]["load_after"],
+        "results": [result for record in records for result in record["results"]],
+    }
+
+
 def results_path(record: dict[str, Any], directory: Path, suffix: str = "") -> Path:
     """`<directory>/<date>-<commit>[-dirty][-suffix].json` for `record`."""
     stamp = record["date"].replace("-", "").replace(":", "")[:15] + "Z"

@@ -52,7 +52,7 @@ import exospherehost
 import httpx
 from exosphere_testing import ServerProcess, fresh_postgres_url, sqlite_url
 from exospherehost import GraphNodeModel, StateManager, UnitesModel
-from results_table import commit_and_dirty, progress_line, table_lines, write_record
+from results_table import commit_and_dirty, join_rounds, progress_line, table_lines, write_record
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -312,17 +312,6 @@ def run_peer(peer: str, round_number: int, workdir: Path) -> dict[str, Any]:
     return record
 
 
-def join_rounds(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One record of a peer's rounds: the first one's description, every round's results, the load
-    before the first and after the last."""
-    return {
-        **records[0],
-        "command": " ".join(["bench/run.py", *sys.argv[1:]]),
-        "load_after": records[-1]["load_after"],
-        "results": [result for record in records for result in record["results"]],
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
@@ -399,7 +388,7 @@ def main() -> None:
     print_table(record)
     print(f"\nwritten to {path.relative_to(REPO)}")
     for peer, records in peer_rounds.items():
-        theirs = join_rounds(records)
+        theirs = join_rounds(records, " ".join(["bench/run.py", *sys.argv[1:]]))
         print(f"written to {write_record(theirs, RESULTS, peer).relative_to(REPO)}")
         both = {**record, "results": record["results"] + theirs["results"]}
         print(f"\nboth in one run, {peer} {theirs['versions'][peer]} after ours in each round:")

@@ -87,3 +87,17 @@ def test_the_results_file_is_named_by_date_commit_and_peer_and_holds_the_record(
     assert json.loads(path.read_text()) == record
     clean = _record([])
     assert table.results_path(clean, tmp_path).name == "20261203T063038Z-0e8b7eea79.json"
+
+
+def test_a_peers_rounds_join_into_one_record_with_the_load_before_the_first_and_after_the_last() -> None:
+    first = {**_record([_figures("redis", "celery-tuned", 2.5, 412.0)]), "command": "bench.py --rounds 1"}
+    second = {
+        **_record([_figures("redis", "celery-tuned", 2.7, 400.0)]),
+        "load_before": [6.0, 0, 0],
+        "load_after": [7.0, 0, 0],
+    }
+    joined = table.join_rounds([first, second], "bench/run.py --peers celery --rounds 2")
+    assert joined["command"] == "bench/run.py --peers celery --rounds 2"
+    assert (joined["load_before"][0], joined["load_after"][0]) == (0.03, 7.0)
+    assert [r["hop_wall_ms"] for r in joined["results"]] == [2.5, 2.7]
+    assert first["results"] == [_figures("redis", "celery-tuned", 2.5, 412.0)]  # the rounds are left as they were

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from exosphere_server.api.errors import database_unavailable
 from exosphere_server.storage import schema
 from exosphere_server.storage.base import INSERT_RUN, Storage
 from exosphere_server.storage.postgres import PostgresStorage
@@ -97,3 +98,27 @@ async def test_a_plain_insert_that_breaks_a_constraint_raises_sqlalchemys_error_
     assert ids == {"r1"}
     async with storage.transaction() as tx:  # the connection is usable again after the failed one
         await tx.insert_runs([_run("r3", None)])
+
+
+@pytest.mark.parametrize("rows", [1, 2])
+async def test_a_connection_lost_under_a_plain_insert_is_database_unavailable_and_the_pool_recovers(
+    storage: Storage, rows: int
+) -> None:
+    """PostgreSQL: the server ends the transaction's connection (as a restart or a failover does); the plain
+    insert (one row, or a batch by asyncpg's `executemany`) then fails with the error the API answers 503
+    to, as through SQLAlchemy, and the next transaction gets a working connection."""
+    if not isinstance(storage, PostgresStorage):
+        pytest.skip("a SQLite connection cannot be lost")
+    with pytest.raises(Exception) as failed:
+        async with storage.transaction() as tx:
+            await tx.get_run("nothing")  # the transaction's connection is open
+            pid = (await tx.conn.execute(sa.text("SELECT pg_backend_pid()"))).scalar_one()
+            async with storage.reader() as other:
+                await other.conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await tx.insert_runs([_run(f"lost-{i}", None) for i in range(rows)])
+    assert database_unavailable(failed.value), repr(failed.value)
+    async with storage.transaction() as tx:
+        await tx.insert_runs([_run("after", None)])
+    async with storage.reader() as tx:
+        assert await tx.get_run("after") is not None
+        assert await tx.get_run("lost-0") is None

@@ -86,13 +86,22 @@ class _DriverConnection:
         connection: asyncpg.Connection = adapted._connection
         return connection
 
-    def _error(self, exc: Exception, sql: str, parameters: Any) -> Exception:
-        """`exc` of asyncpg as SQLAlchemy would raise it: the adapter's translation, then `DBAPIError`'s."""
+    async def _error(self, exc: Exception, sql: str, parameters: Any) -> Exception:
+        """`exc` of asyncpg as SQLAlchemy would raise it: the adapter's translation, then `DBAPIError`'s.
+
+        A connection the error closed is invalidated, as SQLAlchemy does on a disconnect: the pool drops it
+        instead of handing it to the next transaction, and the error says so (the API answers 503). asyncpg
+        can report a connection lost under `executemany` as an internal error, so the test is whether the
+        connection is closed, not the error's class.
+        """
         dbapi = self._conn.dialect.loaded_dbapi
+        lost = self._adapted._connection.is_closed()
+        if lost:
+            await self._conn.invalidate(exc)
         try:
             self._adapted._handle_exception(exc)
         except dbapi.Error as translated:
-            return sa.exc.DBAPIError.instance(sql, parameters, translated, dbapi.Error)
+            return sa.exc.DBAPIError.instance(sql, parameters, translated, dbapi.Error, connection_invalidated=lost)
         except Exception as other:  # connection errors (OSError) pass untranslated, as through SQLAlchemy
             return other
         return exc
@@ -103,12 +112,13 @@ class _DriverConnection:
             return await self._conn.execute(statement, parameters)
         driver = await self.driver()
         try:
-            if isinstance(parameters, list):
+            if isinstance(parameters, list) and len(parameters) > 1:
                 await driver.executemany(plain.sql, [plain.row(p) for p in parameters])
                 return _Written(-1)
-            return _Written(_rowcount(await driver.execute(plain.sql, *plain.row(parameters))))
+            row = plain.row(parameters[0] if isinstance(parameters, list) else parameters)
+            return _Written(_rowcount(await driver.execute(plain.sql, *row)))
         except Exception as exc:
-            raise self._error(exc, plain.sql, parameters) from exc
+            raise await self._error(exc, plain.sql, parameters) from exc
 
     async def exec_driver_sql(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         """`executemany` of plain SQL (`$n` parameters, JSON as text) on the driver."""
@@ -119,7 +129,7 @@ class _DriverConnection:
             else:
                 await driver.executemany(sql, rows)
         except Exception as exc:
-            raise self._error(exc, sql, rows) from exc
+            raise await self._error(exc, sql, rows) from exc
 
     async def notify(self, notifications: list[tuple[str, str]]) -> None:
         """Send every (channel, payload) in one statement: one round trip however many there are."""
@@ -129,7 +139,7 @@ class _DriverConnection:
         try:
             await driver.execute(f"SELECT {calls}", *values)
         except Exception as exc:
-            raise self._error(exc, calls, values) from exc
+            raise await self._error(exc, calls, values) from exc
 
 
 def _asyncpg_dsn(url: str) -> str:

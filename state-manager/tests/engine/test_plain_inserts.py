@@ -4,10 +4,6 @@ row counts, and fail as SQLAlchemy does, on a real SQLite file and a real Postgr
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
 import sqlalchemy as sa
 from exosphere_server.api.errors import database_unavailable
@@ -16,21 +12,6 @@ from exosphere_server.storage.base import INSERT_RUN, Storage
 from exosphere_server.storage.postgres import PostgresStorage
 from exosphere_server.storage.records import RunRecord
 from exosphere_server.storage.sqlite import SqliteStorage
-from exosphere_testing import fresh_postgres_url
-
-
-@pytest.fixture
-async def storage(backend: str, tmp_path: Path) -> AsyncIterator[Storage]:
-    found: Storage
-    if backend == "sqlite":
-        found = SqliteStorage(tmp_path / "exosphere.db")
-    else:
-        found = PostgresStorage(fresh_postgres_url(os.environ["EXOSPHERE_TEST_POSTGRES_URL"]))
-    await found.start()
-    try:
-        yield found
-    finally:
-        await found.close()
 
 
 def _run(run_id: str, budget: dict[str, object] | None) -> RunRecord:

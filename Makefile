@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-suites test-python lint bench release clean
+.PHONY: setup demo test test-suites test-python lint bench bench-peers release clean
 
 setup: $(STAMP)
 
@@ -41,8 +41,14 @@ test-suites:
 release: setup
 	$(BIN)/python scripts/release.py --out dist
 
+# `make bench PEERS=celery` runs the Celery peer right after, for one table of both (docs/benchmarks.md).
 bench: setup
-	@export EXOSPHERE_BENCH_POSTGRES_URL=$$(scripts/postgres.sh start) && $(BIN)/python bench/run.py
+	@export EXOSPHERE_BENCH_POSTGRES_URL=$$(scripts/postgres.sh start) && \
+		$(BIN)/python bench/run.py $(if $(PEERS),--peers $(PEERS))
+
+# The same workloads done the Celery way (Redis as broker and backend), in its own venv; not part of `make test`.
+bench-peers:
+	bench/peers/celery/run.sh
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache dist
+	rm -rf $(VENV) bench/peers/celery/.venv .mypy_cache .ruff_cache .pytest_cache dist

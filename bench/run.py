@@ -1,7 +1,7 @@
 """`make bench`: the speed a user of Exosphere feels, end to end through the SDK, recorded with the commit.
 
     .venv/bin/python bench/run.py [--backend sqlite|postgres|both] [--runtimes tuned,defaults]
-                                  [--rounds 1] [--all]
+                                  [--rounds 1] [--all] [--peers celery]
 
 For each backend and runtime configuration: a fresh server and database, a runtime process
 (`bench/sdk_runtime.py`: `tuned` passes the project's arguments, `defaults` the seed's default
@@ -26,7 +26,9 @@ Every run writes `bench/results/<date>-<commit>.json` (the figures, the commit a
 was dirty, the date, the load average before and after, the CPU count) and prints a table. With
 `--rounds N` the configurations are run N times in turn (A B A B ...), so that a drift of the shared
 machine touches all alike; the table shows medians and ranges. `--all` then runs the other benchmark
-scripts of this folder. PostgreSQL needs EXOSPHERE_BENCH_POSTGRES_URL (`make bench` sets it).
+scripts of this folder. `--peers celery` then runs the same workloads the Celery way
+(`bench/peers/celery/run.sh`, its own venv and redis-server) and prints one table of both.
+PostgreSQL needs EXOSPHERE_BENCH_POSTGRES_URL (`make bench` sets it).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ import exospherehost
 import httpx
 from exosphere_testing import ServerProcess, fresh_postgres_url, sqlite_url
 from exospherehost import GraphNodeModel, StateManager, UnitesModel
+from results_table import commit_and_dirty, join_rounds, progress_line, table_lines, write_record
 
 HERE = Path(__file__).parent
 REPO = HERE.parent
@@ -63,6 +66,7 @@ OTHER_BENCHMARKS = [
     "payload_bench.py",
 ]
 RUNTIMES = ("tuned", "defaults", "published", "ts-tuned", "ts-defaults")
+PEERS = ("celery",)
 TYPESCRIPT_SDK = REPO / "typescript-sdk"
 
 CHAIN_LENGTH = 20
@@ -290,53 +294,22 @@ def measure(backend: str, runtime: str, python: str, workdir: Path, runtime_sdk:
     return {"backend": backend, "runtime": runtime, **figures, "load_after": list(os.getloadavg())}
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=REPO, check=True, capture_output=True, text=True).stdout.strip()
-
-
-def _cell(results: list[dict[str, Any]], key: str, digits: int) -> str:
-    values = sorted(r[key] for r in results)
-    middle = f"{statistics.median(values):.{digits}f}"
-    if len(values) == 1:
-        return middle
-    return f"{middle} ({values[0]:.{digits}f}–{values[-1]:.{digits}f})"
-
-
-COLUMNS = [  # heading, key, decimals
-    ("wall/hop ms", "hop_wall_ms", 1),
-    ("hop p50 ms", "hop_p50_ms", 1),
-    ("hop p99 ms", "hop_p99_ms", 1),
-    ("(B) states/s", "states_per_s", 0),
-    ("(B bulk) states/s", "bulk_states_per_s", 0),
-    ("drain states/s", "drain_states_per_s", 0),
-    ("(C) fan 200 ms", "fan_out_ms", 0),
-    ("drain CPU ms/state: server", "drain_server_cpu_ms_per_state", 2),
-    ("runtime", "drain_runtime_cpu_ms_per_state", 2),
-]
-
-
 def print_table(record: dict[str, Any]) -> None:
-    print(
-        f"\ncommit {record['commit'][:10]}{' (dirty)' if record['dirty'] else ''}, {record['date']}, "
-        f"{record['cpu_count']} CPUs, load {record['load_before'][0]:.2f} before, "
-        f"{record['load_after'][0]:.2f} after"
+    print("\n" + "\n".join(table_lines(record)))
+
+
+def run_peer(peer: str, round_number: int, workdir: Path) -> dict[str, Any]:
+    """One round of `bench/peers/<peer>/run.sh`: its record, its results numbered `round_number`."""
+    print(f"round {round_number}: peer {peer}", flush=True)
+    directory = workdir / f"{peer}-{round_number}"
+    subprocess.run(
+        [str(HERE / "peers" / peer / "run.sh"), "--rounds", "1", "--results-dir", str(directory)], check=True
     )
-    if record["runtime_sdk"]:
-        print(f"runtimes ran the SDK in {record['runtime_sdk']}")
-    rows = [["backend", "runtime", *(heading for heading, _, _ in COLUMNS)]]
-    for backend in dict.fromkeys(r["backend"] for r in record["results"]):
-        for runtime in dict.fromkeys(r["runtime"] for r in record["results"]):
-            mine = [r for r in record["results"] if r["backend"] == backend and r["runtime"] == runtime]
-            if mine:
-                rows.append([backend, runtime, *(_cell(mine, key, digits) for _, key, digits in COLUMNS)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(
-                cell.ljust(width) if i < 2 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+    (written,) = directory.glob("*.json")
+    record: dict[str, Any] = json.loads(written.read_text())
+    for result in record["results"]:
+        result["round"] = round_number
+    return record
 
 
 def main() -> None:
@@ -345,6 +318,12 @@ def main() -> None:
     parser.add_argument("--runtimes", default="tuned,defaults", help=f"comma-separated, of {', '.join(RUNTIMES)}")
     parser.add_argument("--rounds", type=int, default=1, help="how many times to run every configuration")
     parser.add_argument("--all", action="store_true", help="then run the other benchmarks of bench/")
+    parser.add_argument(
+        "--peers",
+        default="",
+        help=f"comma-separated, of {', '.join(PEERS)}: then run the same workloads on those peers "
+        "(bench/peers/NAME/run.sh, same rounds) and print one table of both",
+    )
     parser.add_argument(
         "--runtime-sdk",
         metavar="DIR",
@@ -355,6 +334,9 @@ def main() -> None:
     # Stopped with SIGTERM, still stop the servers and runtimes this started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     runtimes = args.runtimes.split(",")
+    peers = [peer for peer in args.peers.split(",") if peer]
+    if unknown := set(peers) - set(PEERS):
+        parser.error(f"unknown peer(s) {', '.join(sorted(unknown))}: choose from {', '.join(PEERS)}")
     if unknown := set(runtimes) - set(RUNTIMES):
         parser.error(f"unknown runtime(s) {', '.join(sorted(unknown))}: choose from {', '.join(RUNTIMES)}")
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
@@ -371,8 +353,7 @@ def main() -> None:
             [str(REPO / "scripts" / "published-client.sh")], check=True, capture_output=True, text=True
         ).stdout.strip()
     record: dict[str, Any] = {
-        "commit": _git("rev-parse", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        **commit_and_dirty(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(["bench/run.py", *sys.argv[1:]]),
         "cpu_count": os.cpu_count(),
@@ -390,6 +371,7 @@ def main() -> None:
         },
         "results": [],
     }
+    peer_rounds: dict[str, list[dict[str, Any]]] = {peer: [] for peer in peers}
     with tempfile.TemporaryDirectory() as tmp:
         for round_number in range(1, args.rounds + 1):
             for backend in backends:
@@ -397,18 +379,20 @@ def main() -> None:
                     figures = measure(backend, runtime, pythons[runtime], Path(tmp), args.runtime_sdk)
                     result = {"round": round_number, **figures}
                     record["results"].append(result)
-                    print(
-                        f"round {round_number}: {backend} {runtime}: "
-                        + ", ".join(f"{heading} {result[key]:.{digits}f}" for heading, key, digits in COLUMNS),
-                        flush=True,
-                    )
+                    print(progress_line(round_number, result), flush=True)
+            # A peer's round right after ours, so that a drift of the shared machine touches both alike.
+            for peer in peers:
+                peer_rounds[peer].append(run_peer(peer, round_number, Path(tmp)))
     record["load_after"] = list(os.getloadavg())
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.fromisoformat(record["date"]).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS / f"{stamp}-{record['commit'][:10]}{'-dirty' if record['dirty'] else ''}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
+    path = write_record(record, RESULTS)
     print_table(record)
     print(f"\nwritten to {path.relative_to(REPO)}")
+    for peer, records in peer_rounds.items():
+        theirs = join_rounds(records, " ".join(["bench/run.py", *sys.argv[1:]]))
+        print(f"written to {write_record(theirs, RESULTS, peer).relative_to(REPO)}")
+        both = {**record, "results": record["results"] + theirs["results"]}
+        print(f"\nboth in one run, {peer} {theirs['versions'][peer]} after ours in each round:")
+        print_table(both)
     if args.all:
         failed = []
         for name in OTHER_BENCHMARKS:

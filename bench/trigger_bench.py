@@ -1,6 +1,7 @@
 """What starting runs costs: one trigger at a time, with an idempotency key, and in bulk (`trigger-many`).
 
     .venv/bin/python bench/trigger_bench.py [--backend sqlite|postgres|both] [--runs 1000]
+    .venv/bin/python bench/trigger_bench.py --before-src /tmp/old-checkout --rounds 3   # A B A B ...
 
 On a fresh server and database per backend, with the SDK's `StateManager` as the user:
 
@@ -13,6 +14,10 @@ On a fresh server and database per backend, with the SDK's `StateManager` as the
 * **(B) via trigger_many**: 2,000 single-node runs started with `trigger_many` and run by the tuned
   runtime of `bench/sdk_runtime.py`: states/s from the first request to the last run seen finished
   (the (B) of `bench/run.py`, which triggers one run per request, 16 in flight).
+
+`--before-src DIR` also measures the server of another checkout (its `state-manager/src` and
+`python-sdk/src`), alternating with this one `--rounds` times (A B A B ...), so that a drift of the
+shared machine touches both alike.
 
 Writes `bench/results/<date>-<commit>-triggers.json` with the load average, and prints a table.
 PostgreSQL needs EXOSPHERE_BENCH_POSTGRES_URL (`make bench` sets it).
@@ -83,14 +88,18 @@ async def _measure(server: ServerProcess, namespace: str, runtime_pid: int, runs
         await user.aclose()
 
 
-def measure(backend: str, runs: int, workdir: Path) -> dict[str, Any]:
-    directory = workdir / backend
+def measure(backend: str, runs: int, workdir: Path, source: Path | None = None) -> dict[str, Any]:
+    """One backend on a fresh server and database; `source`: another checkout's server instead of this one."""
+    directory = workdir / f"{backend}-{time.monotonic_ns()}"
     directory.mkdir()
+    server_env = {}
+    if source is not None:
+        server_env["PYTHONPATH"] = f"{source / 'state-manager' / 'src'}:{source / 'python-sdk' / 'src'}"
     if backend == "sqlite":
         url = sqlite_url(directory)
     else:
         url = fresh_postgres_url(os.environ["EXOSPHERE_BENCH_POSTGRES_URL"])
-    with ServerProcess(url, log_path=directory / "server.log") as server:
+    with ServerProcess(url, log_path=directory / "server.log", env=server_env) as server:
         env = {
             **os.environ,
             "EXOSPHERE_STATE_MANAGER_URI": server.url,
@@ -103,20 +112,29 @@ def measure(backend: str, runs: int, workdir: Path) -> dict[str, Any]:
         finally:
             process.kill()
             process.wait()
-    return {"backend": backend, **figures, "load_after": list(os.getloadavg())}
+    server = "this checkout" if source is None else str(source)
+    return {"backend": backend, "server": server, **figures, "load_after": list(os.getloadavg())}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("sqlite", "postgres", "both"), default="both")
     parser.add_argument("--runs", type=int, default=1000, help="sequential triggers per measure")
+    parser.add_argument("--before-src", type=Path, help="another checkout: measure its server too, alternating")
+    parser.add_argument("--rounds", type=int, default=1, help="how many times to measure each server")
     args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     if "postgres" in backends and not os.environ.get("EXOSPHERE_BENCH_POSTGRES_URL"):
         sys.exit("PostgreSQL needs EXOSPHERE_BENCH_POSTGRES_URL (`make bench` sets it), or pass --backend sqlite")
     load_before = list(os.getloadavg())
     with tempfile.TemporaryDirectory() as workdir:
-        results = [measure(backend, args.runs, Path(workdir)) for backend in backends]
+        sources: list[Path | None] = [None] if args.before_src is None else [args.before_src, None]
+        results = [
+            measure(backend, args.runs, Path(workdir), source)
+            for backend in backends
+            for _ in range(args.rounds)
+            for source in sources
+        ]
     commit = _git("rev-parse", "--short", "HEAD")
     record = {
         "benchmark": "triggers",
@@ -131,13 +149,16 @@ def main() -> None:
     path = RESULTS / f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{commit}-triggers.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"commit {commit}{' (dirty)' if record['dirty'] else ''}, load before {load_before[0]:.2f}")
-    print(f"{'backend':10} {'measure':14} {'wall ms/run':>12} {'server CPU ms/run':>18}")
+    print(f"{'backend':10} {'measure':14} {'wall ms/run':>12} {'server CPU ms/run':>18}  server")
     for result in results:
         for name in ("trigger", "trigger_keyed", "trigger_many"):
             row = result[name]
-            print(f"{result['backend']:10} {name:14} {row['wall_ms']:12.3f} {row['server_cpu_ms']:18.3f}")
+            print(
+                f"{result['backend']:10} {name:14} {row['wall_ms']:12.3f} {row['server_cpu_ms']:18.3f}"
+                f"  {result['server']}"
+            )
         rate = result["independent_via_trigger_many_states_per_s"]
-        print(f"{result['backend']:10} (B) via trigger_many: {rate:.0f} states/s")
+        print(f"{result['backend']:10} (B) via trigger_many: {rate:.0f} states/s  {result['server']}")
     print(f"written to {path.relative_to(HERE.parent)}")
 
 

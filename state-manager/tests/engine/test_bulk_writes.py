@@ -3,37 +3,16 @@ as SQLAlchemy's own path writes them, on a real SQLite file and a real PostgreSQ
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from exosphere_server.storage.base import COPY_FROM_ROWS, Storage, new_id
-from exosphere_server.storage.postgres import PostgresStorage
 from exosphere_server.storage.records import StateRecord
-from exosphere_server.storage.sqlite import SqliteStorage
-from exosphere_testing import fresh_postgres_url
 from exospherehost.statuses import StateStatus
 
 JSON_COLUMNS = ("inputs", "outputs", "data", "parents", "carried", "signal", "usage", "limits")
 # As text, not decoded: a JSON null and an SQL NULL must stay apart (a claim takes only `limits IS NULL`).
 RAW_COLUMNS = ", ".join([*(f"CAST({name} AS TEXT)" for name in JSON_COLUMNS), "does_unites"])
-
-
-@pytest.fixture
-async def storage(backend: str, tmp_path: Path) -> AsyncIterator[Storage]:
-    found: Storage
-    if backend == "sqlite":
-        found = SqliteStorage(tmp_path / "exosphere.db")
-    else:
-        found = PostgresStorage(fresh_postgres_url(os.environ["EXOSPHERE_TEST_POSTGRES_URL"]))
-    await found.start()
-    try:
-        yield found
-    finally:
-        await found.close()
 
 
 def branch(index: int, shared_inputs: dict[str, object], shared_parents: dict[str, str]) -> StateRecord:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -13,11 +13,12 @@ import sqlalchemy as sa
 import structlog
 from exospherehost.statuses import StateStatus
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from exosphere_server.storage import schema
 from exosphere_server.storage.base import CLAIM_STATES, Claimant, Storage, Tx, decode_json, encode_json
 from exosphere_server.storage.migrate import upgrade_to_head
+from exosphere_server.storage.plain_inserts import plain_insert
 from exosphere_server.storage.records import StateRecord
 
 CHANNEL = "exosphere_wakeup"
@@ -39,6 +40,106 @@ READY_CHANNEL = "exosphere_ready"
 STREAMS_CHANNEL = "exosphere_streams"
 COPY_PIECE = 2000  # rows per COPY (`PostgresStorage.copy_rows`)
 log = structlog.get_logger("exosphere.storage")
+
+
+class _Written:
+    """What a write run on the driver answers: how many rows it changed (-1: not known, for many rows)."""
+
+    def __init__(self, rowcount: int) -> None:
+        self.rowcount = rowcount
+
+
+def _rowcount(status: str) -> int:
+    """The row count in a command tag (`INSERT 0 1`, `UPDATE 3`), as SQLAlchemy reads it."""
+    last = status.rpartition(" ")[2]
+    return int(last) if last.isdigit() else -1
+
+
+class _DriverConnection:
+    """SQLAlchemy's connection of one transaction, whose plain writes run straight on asyncpg.
+
+    Through SQLAlchemy every statement crosses its asyncio adaptation (a greenlet hop each way) and its
+    execution layer: about a tenth of a millisecond of Python, as much as the round trip itself. Plain
+    INSERTs given rows as dicts (`plain_inserts`), batches of plain rows (`Tx._write_plain`: counts,
+    results) and NOTIFY go to the driver connection instead, prepared once per connection by asyncpg's
+    statement cache. The transaction is still SQLAlchemy's (begun before the first write, committed or
+    rolled back by it), and driver errors are raised as SQLAlchemy raises them, so a lost connection is
+    still a 503 and its connection is dropped from the pool on rollback. Anything else (reads, RETURNING,
+    updates of a statement's own) goes through SQLAlchemy as before.
+    """
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+        self._adapted: Any = None  # SQLAlchemy's adaptation of the asyncpg connection, once looked up
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def driver(self) -> asyncpg.Connection:
+        """The asyncpg connection, inside the transaction (begun here, as SQLAlchemy's adapter would
+        before its first statement, when no statement ran yet)."""
+        adapted = self._adapted
+        if adapted is None:
+            adapted = self._adapted = (await self._conn.get_raw_connection()).dbapi_connection
+        if adapted._transaction is None and not adapted.autocommit:
+            await adapted._start_transaction()
+        connection: asyncpg.Connection = adapted._connection
+        return connection
+
+    async def _error(self, exc: Exception, sql: str, parameters: Any) -> Exception:
+        """`exc` of asyncpg as SQLAlchemy would raise it: the adapter's translation, then `DBAPIError`'s.
+
+        A connection the error closed is invalidated, as SQLAlchemy does on a disconnect: the pool drops it
+        instead of handing it to the next transaction, and the error says so (the API answers 503). asyncpg
+        can report a connection lost under `executemany` as an internal error, so the test is whether the
+        connection is closed, not the error's class.
+        """
+        dbapi = self._conn.dialect.loaded_dbapi
+        lost = self._adapted._connection.is_closed()
+        if lost:
+            await self._conn.invalidate(exc)
+        try:
+            self._adapted._handle_exception(exc)
+        except dbapi.Error as translated:
+            return sa.exc.DBAPIError.instance(sql, parameters, translated, dbapi.Error, connection_invalidated=lost)
+        except Exception as other:  # connection errors (OSError) pass untranslated, as through SQLAlchemy
+            return other
+        return exc
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        plain = plain_insert(statement, parameters, self._conn.dialect)
+        if plain is None:
+            return await self._conn.execute(statement, parameters)
+        driver = await self.driver()
+        try:
+            if isinstance(parameters, list) and len(parameters) > 1:
+                await driver.executemany(plain.sql, [plain.row(p) for p in parameters])
+                return _Written(-1)
+            row = plain.row(parameters[0] if isinstance(parameters, list) else parameters)
+            return _Written(_rowcount(await driver.execute(plain.sql, *row)))
+        except Exception as exc:
+            raise await self._error(exc, plain.sql, parameters) from exc
+
+    async def exec_driver_sql(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """`executemany` of plain SQL (`$n` parameters, JSON as text) on the driver."""
+        driver = await self.driver()
+        try:
+            if len(rows) == 1:
+                await driver.execute(sql, *rows[0])  # one round trip, without executemany's batch set-up
+            else:
+                await driver.executemany(sql, rows)
+        except Exception as exc:
+            raise await self._error(exc, sql, rows) from exc
+
+    async def notify(self, notifications: list[tuple[str, str]]) -> None:
+        """Send every (channel, payload) in one statement: one round trip however many there are."""
+        calls = ", ".join(f"pg_notify(${2 * i + 1}, ${2 * i + 2})" for i in range(len(notifications)))
+        values = [value for pair in notifications for value in pair]
+        driver = await self.driver()
+        try:
+            await driver.execute(f"SELECT {calls}", *values)
+        except Exception as exc:
+            raise await self._error(exc, calls, values) from exc
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -152,8 +253,10 @@ class PostgresStorage(Storage):
     def sql_dialect(self) -> sa.Dialect:
         return self.engine.dialect
 
-    def _begin(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        return self.engine.begin()
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[_DriverConnection]:
+        async with self.engine.begin() as conn:
+            yield _DriverConnection(conn)
 
     def _connect(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return self.engine.connect()
@@ -184,7 +287,8 @@ class PostgresStorage(Storage):
         lease_ms: int,
         claimant: Claimant = (None, None),
     ) -> list[StateRecord]:
-        async with self._claims.connect() as conn:
+        async with self._claims.connect() as sa_conn:
+            conn = _DriverConnection(sa_conn)
             tx = Tx(conn, self)
             claimed = await tx.claim_states(
                 namespace, node_names, limit, lease_id, lease_ms, claimant, counting_claim=CLAIM_AND_COUNT
@@ -209,10 +313,7 @@ class PostgresStorage(Storage):
     ) -> bool:
         """COPY in pieces of `COPY_PIECE` rows: asyncpg encodes a piece on the event loop, a few milliseconds
         each, and the loop serves other requests between two pieces."""
-        # A statement through SQLAlchemy first: its driver adapter begins the transaction on the first one,
-        # and the COPY must run inside it.
-        await conn.exec_driver_sql("SELECT 1")
-        driver = (await conn.get_raw_connection()).driver_connection
+        driver = await conn.driver()  # inside the transaction, which the COPY must join
         for start in range(0, len(rows), COPY_PIECE):
             await driver.copy_records_to_table(
                 table.name, records=rows[start : start + COPY_PIECE], columns=list(columns)
@@ -249,13 +350,9 @@ class PostgresStorage(Storage):
         return [(channel, f"{self.replica_id}\x1e{ids}")]
 
     @staticmethod
-    async def _notify(conn: Any, notifications: list[tuple[str, str]]) -> None:
-        """Send every (channel, payload) in one statement: one round trip however many there are."""
-        if not notifications:
-            return
-        calls = ", ".join(f"pg_notify(:c{i}, :p{i})" for i in range(len(notifications)))
-        params = {key: value for i, (c, p) in enumerate(notifications) for key, value in ((f"c{i}", c), (f"p{i}", p))}
-        await conn.execute(sa.text(f"SELECT {calls}"), params)
+    async def _notify(conn: _DriverConnection, notifications: list[tuple[str, str]]) -> None:
+        if notifications:
+            await conn.notify(notifications)
 
     def _on_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload == SCHEDULE_PAYLOAD:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import weakref
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from exosphere_server.private_files import make_private_dir, tighten_database_fi
 from exosphere_server.storage.base import Storage, decode_json, encode_json
 from exosphere_server.storage.migrate import upgrade_connection
 from exosphere_server.storage.payloads import FilePayloadStore
+from exosphere_server.storage.plain_inserts import plain_insert
 
 
 def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -61,57 +61,6 @@ async def _in_thread(function: Callable[..., R], *args: Any) -> R:
         raise
 
 
-class _PlainInsert:
-    """An INSERT compiled once for one set of columns, run straight on the sqlite3 connection.
-
-    SQLAlchemy spends about 14 us of Python on each execution of even a compiled-and-cached statement
-    (execution context, parameter processing, result setup, events): more than SQLite takes to insert the
-    row. A trigger's inserts (run, root state, audit entry, counts) skip that; the values still pass
-    through the column types' own bind processors (JSON), and driver errors are SQLAlchemy's as before.
-    """
-
-    def __init__(self, statement: Any, keys: list[str], dialect: Any) -> None:
-        compiled = statement.compile(dialect=dialect, column_keys=keys)
-        self.sql: str = compiled.string
-        self.names: tuple[str, ...] = tuple(compiled.positiontup or ())
-        self.processors = [compiled.binds[name].type.bind_processor(dialect) for name in self.names]
-        # Only plain inserts: RETURNING rows, or binds not named by a row, go through SQLAlchemy.
-        self.usable = not compiled.effective_returning and set(self.names) <= set(keys)
-
-    def row(self, parameters: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            value if process is None else process(value)
-            for value, process in zip(map(parameters.__getitem__, self.names), self.processors, strict=True)
-        )
-
-    def run(self, driver: sqlite3.Connection, parameters: Any) -> sqlite3.Cursor:
-        try:
-            if isinstance(parameters, list):
-                return driver.executemany(self.sql, [self.row(p) for p in parameters])
-            return driver.execute(self.sql, self.row(parameters))
-        except sqlite3.Error as exc:
-            raise sa.exc.DBAPIError.instance(self.sql, parameters, exc, sqlite3.Error) from exc
-
-
-# Per statement object (weakly: a statement built for one call goes with it), per set of columns.
-_plain_inserts: weakref.WeakKeyDictionary[Any, dict[tuple[str, ...], _PlainInsert]] = weakref.WeakKeyDictionary()
-
-
-def _plain_insert(statement: Any, parameters: Any, dialect: Any) -> _PlainInsert | None:
-    """The plain path for `statement` with these parameters, when it has one."""
-    if not isinstance(statement, sa.Insert) or not parameters:
-        return None
-    first = parameters[0] if isinstance(parameters, list) else parameters
-    if not isinstance(first, dict):
-        return None
-    by_columns = _plain_inserts.setdefault(statement, {})
-    columns = tuple(first)
-    plain = by_columns.get(columns)
-    if plain is None:
-        plain = by_columns[columns] = _PlainInsert(statement, list(columns), dialect)
-    return plain if plain.usable else None
-
-
 class _LoopConnection:
     """A sync connection behind the awaitable `execute` that `Tx` uses.
 
@@ -128,10 +77,15 @@ class _LoopConnection:
             self.rows_written += len(parameters)
             if len(parameters) >= THREAD_FROM_ROWS:
                 return await _in_thread(self._conn.execute, statement, parameters)
-        plain = _plain_insert(statement, parameters, self._conn.dialect)
+        plain = plain_insert(statement, parameters, self._conn.dialect)
         if plain is not None:
             driver: sqlite3.Connection = self._conn.connection.dbapi_connection  # type: ignore[assignment]
-            return plain.run(driver, parameters)
+            try:
+                if isinstance(parameters, list):
+                    return driver.executemany(plain.sql, [plain.row(p) for p in parameters])
+                return driver.execute(plain.sql, plain.row(parameters))
+            except sqlite3.Error as exc:
+                raise sa.exc.DBAPIError.instance(plain.sql, parameters, exc, sqlite3.Error) from exc
         return self._conn.execute(statement, parameters)
 
     async def exec_driver_sql(self, sql: str, rows: list[tuple[Any, ...]]) -> Any:

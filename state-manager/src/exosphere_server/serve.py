@@ -67,10 +67,11 @@ def freeze_startup_objects() -> int:
 
     The objects loaded at start (modules, routes, their schemas, the tables' metadata: about 170,000)
     live as long as the process, yet every full collection walked them all again. During a 10,000-way
-    fan-out the requests' own objects set off several full collections, each holding the event loop
-    for 280-460 ms on a loaded machine (and `/health` with it); with these frozen, 7-75 ms. Garbage is
-    collected first, so that nothing unreachable is kept for good. Objects freed by reference counting
-    are freed as before; frozen objects are only never searched for reference cycles.
+    fan-out the requests' own objects set off five or six full collections, each holding the event loop
+    (and `/health` with it) for 75-760 ms on a busy two-core machine; with these frozen, 6-270 ms there
+    and under 30 ms with less beside it (docs/benchmarks.md). Garbage is collected first, so that nothing
+    unreachable is kept for good. Objects freed by reference counting are freed as before; frozen
+    objects are only never searched for reference cycles.
 
     Example::
 

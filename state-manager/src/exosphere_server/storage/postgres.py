@@ -303,7 +303,7 @@ class PostgresStorage(Storage):
     async def ping(self) -> None:
         """`SELECT 1` in one round trip: in autocommit, without the BEGIN before it and the ROLLBACK after
         it that a pooled connection's transaction costs. During a busy drain every round trip waits for a
-        database backend's turn on the CPU, and three of them made up most of `/health`'s slowest answers."""
+        database backend's turn on the CPU, and the three of a transaction were half of `/health`'s slowest answers."""
         async with self.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             await conn.exec_driver_sql("SELECT 1")

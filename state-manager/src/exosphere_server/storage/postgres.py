@@ -300,6 +300,14 @@ class PostgresStorage(Storage):
         self._after_commit(tx)
         return claimed
 
+    async def ping(self) -> None:
+        """`SELECT 1` in one round trip: in autocommit, without the BEGIN before it and the ROLLBACK after
+        it that a pooled connection's transaction costs. During a busy drain every round trip waits for a
+        database backend's turn on the CPU, and the three of a transaction were half of `/health`'s slowest answers."""
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.exec_driver_sql("SELECT 1")
+
     async def copy_rows(
         self, conn: Any, table: sa.Table, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
     ) -> bool:

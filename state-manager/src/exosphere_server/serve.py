@@ -25,7 +25,6 @@ def serve(settings: Settings, log_level: str = "INFO") -> None:
     """Serve until SIGTERM or SIGINT. Raises `SecretsKeyMismatch` before listening when the key is wrong."""
     asyncio.run(prepare_database(settings))  # a refusal is then one clear line, not a startup traceback
     app = create_app(settings)
-    tune_collector()  # the app and the modules are built: no collection walks them again
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -54,7 +53,7 @@ class _DrainingServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if not self.should_exit:  # started: storage, scheduler and routes are all loaded now
-            log.info("startup_objects_frozen", objects=freeze_startup_objects())
+            log.info("startup_objects_frozen", objects=tune_collector(), young_objects=gc.get_threshold()[0])
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         super().handle_exit(sig, frame)
@@ -62,24 +61,3 @@ class _DrainingServer(uvicorn.Server):
         # the loop rather than touch its futures from here.
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().call_soon_threadsafe(self._ctx.stop_waiting)
-
-
-def freeze_startup_objects() -> int:
-    """Take every object alive now out of the cycle collector's walks (`gc.freeze`); returns how many.
-
-    The objects loaded at start (modules, routes, their schemas, the tables' metadata: about 170,000)
-    live as long as the process, yet every full collection walked them all again. During a 10,000-way
-    fan-out the requests' own objects set off five or six full collections, each holding the event loop
-    (and `/health` with it) for 75-760 ms on a busy two-core machine; with these frozen, 6-270 ms there
-    and under 30 ms with less beside it (docs/benchmarks.md). Garbage is collected first, so that nothing
-    unreachable is kept for good. Objects freed by reference counting are freed as before; frozen
-    objects are only never searched for reference cycles.
-
-    Example::
-
-        app = create_app(settings)   # then, once the app has started:
-        frozen = freeze_startup_objects()
-    """
-    gc.collect()
-    gc.freeze()
-    return gc.get_freeze_count()

@@ -90,8 +90,8 @@ class EngineListener:
     def schedule_changed(self) -> None:
         self.scheduler.poke()
 
-    def runs_changed(self, run_ids: set[str]) -> None:
-        self.feed.changed(run_ids)
+    def runs_changed(self, run_ids: set[str], pending_change: Mapping[str, int]) -> None:
+        self.feed.changed(run_ids, pending_change)
         self.streams.runs_changed(run_ids)
 
     def every_run_changed(self) -> None:

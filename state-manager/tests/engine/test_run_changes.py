@@ -4,7 +4,7 @@ listener with its run, and raises the run's version (the id of its events); a he
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ class Recorder:
     def __init__(self) -> None:
         self.runs: set[str] = set()
 
-    def runs_changed(self, run_ids: set[str]) -> None:
+    def runs_changed(self, run_ids: set[str], pending_change: Mapping[str, int]) -> None:
         self.runs |= run_ids
 
     def states_ready(self, keys: set[ReadyKey]) -> None: ...

@@ -8,7 +8,13 @@ times the last read's duration, times the followers it feeds, between `MIN_PAUSE
 `MAX_PAUSE_S`. A cheap read of a run followed once is repeated every few milliseconds, so the end of
 a busy run reaches `wait_for_run` within milliseconds, not a fixed tenth of a second later; a costly
 read, or a run followed by a hundred dashboards, is repeated at most ten times a second, so a burst
-of a thousand completions still costs a handful of reads. Each snapshot it reads that is newer than
+of a thousand completions still costs a handful of reads. A change that may have ended the run is
+read at once, without the pause: a commit here tells how many of the run's states stopped being
+pending, and once as many have stopped since the last read began as that read found pending, the
+run may be over (a chain's last hop; a fan-out's last leaf), so its end reaches `wait_for_run`
+within a read, not a pause, later. The count is only a hint: a change another replica announced
+says nothing about it, and a miscount costs one early read or waits for the pause, never loses a
+change. Each snapshot it reads that is newer than
 the last one goes to every follower of R on this replica. Followers run no query: the SSE streams of `/v0` and of the
 dashboard and the `wait_ms` long-polls of `GET run` all follow the same producer, and a hundred open
 followers of one busy run cost about what one does.
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 
 import structlog
 
@@ -62,6 +68,11 @@ class _Producer:
         self.latest: RunStateCounts | None = None
         self.gone = False  # the run was deleted (retention) while followed
         self.dirty = asyncio.Event()
+        # States of the run that stopped being pending (net) since the last read began, as this
+        # replica's commits told; `maybe_ended` is set once they reach what that read found pending.
+        self.left_pending = 0
+        self.pending_at_read = 0
+        self.maybe_ended = asyncio.Event()
         # Set, then replaced by a fresh one, each time there is something new for followers to look at.
         self.news = asyncio.Event()
         self.first_read: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -71,8 +82,25 @@ class _Producer:
         news, self.news = self.news, asyncio.Event()
         news.set()
 
+    def changed(self, pending_change: int) -> None:
+        """The run changed; `pending_change` more of its states are pending (negative: fewer)."""
+        self.left_pending -= pending_change
+        if self.pending_at_read > 0 and self.left_pending >= self.pending_at_read:
+            self.maybe_ended.set()
+        self.dirty.set()
+
+    def _reading(self) -> None:
+        """A read begins: changes from now on are counted toward the next one."""
+        self.dirty.clear()
+        self.maybe_ended.clear()
+        self.left_pending = 0
+
+    def _read(self, snapshot: RunStateCounts) -> None:
+        self.pending_at_read = snapshot.summary.counts.pending
+
     async def _produce(self) -> None:
         try:
+            self._reading()
             self.latest = await read_run_state_counts(self.feed.storage, self.run_id)
         except Exception as exc:
             self.first_read.set_exception(exc)
@@ -81,6 +109,7 @@ class _Producer:
             self.gone = True
             self.first_read.set_result(None)
             return
+        self._read(self.latest)
         self.first_read.set_result(None)
         loop = asyncio.get_running_loop()
         last_read = loop.time()
@@ -89,8 +118,10 @@ class _Producer:
             await self.dirty.wait()
             pause = last_read + pause_after(read_cost, self.followers) - loop.time()
             if pause > 0:
-                await asyncio.sleep(pause)  # changes meanwhile are read together, after the pause
-            self.dirty.clear()
+                # Changes meanwhile are read together, after the pause, or at once when one may end the run.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.maybe_ended.wait(), pause)
+            self._reading()
             last_read = loop.time()
             try:
                 snapshot = await read_run_state_counts(self.feed.storage, self.run_id, self.latest.run)
@@ -104,6 +135,7 @@ class _Producer:
                 self.gone = True
                 self.tell_followers()
                 return
+            self._read(snapshot)
             if snapshot.version > self.latest.version:
                 self.latest = snapshot
                 self.tell_followers()
@@ -156,12 +188,16 @@ class RunFeed:
         self.closing = False
         self._producers: dict[str, _Producer] = {}
 
-    def changed(self, run_ids: Iterable[str]) -> None:
-        """These runs changed (a commit here, or a NOTIFY from another replica): their producers read again."""
+    def changed(self, run_ids: Iterable[str], pending_change: Mapping[str, int]) -> None:
+        """These runs changed (a commit here, or a NOTIFY from another replica): their producers read again.
+
+        `pending_change` says, per run, how many more of its states are pending after the change
+        (negative: fewer); a run it leaves out is counted as unchanged (another replica's NOTIFY says nothing).
+        """
         for run_id in run_ids:
             producer = self._producers.get(run_id)
             if producer is not None:
-                producer.dirty.set()
+                producer.changed(pending_change.get(run_id, 0))
 
     def every_run_changed(self) -> None:
         """Too many runs changed to name them (or notifications were lost): every producer reads again."""

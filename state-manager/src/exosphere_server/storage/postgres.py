@@ -379,7 +379,7 @@ class PostgresStorage(Storage):
         if ids == EVERY_RUN:
             self.listener.every_run_changed()
         elif ids:
-            self.listener.runs_changed(set(ids.split(",")))
+            self.listener.runs_changed(set(ids.split(",")), {})  # how many states ended is not said
 
     def _on_streams_notification(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         replica, _, ids = payload.partition("\x1e")

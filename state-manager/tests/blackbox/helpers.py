@@ -9,6 +9,9 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from exosphere_server.storage.migrate import MIGRATIONS
 from sqlalchemy.ext.asyncio import create_async_engine
 
 
@@ -188,3 +191,11 @@ def counts_match_states(api: httpx.Client, database_url: str, run_id: str) -> No
     assert kept == expected
     assert progress["version"] == version
     assert progress["total_count"] == sum(expected.values())
+
+
+def downgrade_to(conn: sa.Connection, revision: str) -> None:
+    """Take the database on `conn` back to migration `revision` (as an operator on an older release was)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    command.downgrade(config, revision)

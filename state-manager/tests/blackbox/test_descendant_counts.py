@@ -8,9 +8,6 @@ from collections.abc import Callable
 
 import httpx
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from exosphere_server.storage.migrate import MIGRATIONS
 from exosphere_testing import ServerProcess
 
 from .helpers import (
@@ -18,6 +15,7 @@ from .helpers import (
     claim,
     claim_all,
     counts_match_states,
+    downgrade_to,
     errored,
     executed,
     node,
@@ -143,10 +141,7 @@ def _as_before_0017(run_id: str) -> Callable[[sa.Connection], None]:
             ),
             {"r": run_id},
         )
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0016_links_by_state")
+        downgrade_to(conn, "0016_links_by_state")
 
     return work
 

@@ -9,9 +9,6 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from exosphere_server.storage.migrate import MIGRATIONS
 from exosphere_testing import ServerProcess
 
 from .helpers import (
@@ -19,6 +16,7 @@ from .helpers import (
     claim,
     claim_all,
     counts_match_states,
+    downgrade_to,
     executed,
     node,
     on_database,
@@ -208,10 +206,7 @@ def _make_rows_legacy(full_parents: dict[str, dict[str, str]]) -> Callable[[sa.C
                     sa.text("INSERT INTO state_ancestors (ancestor_id, state_id) VALUES (:a, :s)"),
                     {"a": ancestor, "s": state_id},
                 )
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0005_api_keys")
+        downgrade_to(conn, "0005_api_keys")
 
     return work
 

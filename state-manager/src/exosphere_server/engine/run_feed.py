@@ -14,10 +14,10 @@ pending, and once as many have stopped since the last read began as that read fo
 run may be over (a chain's last hop; a fan-out's last leaf), so its end reaches `wait_for_run`
 within a read, not a pause, later. The count is only a hint: a change another replica announced
 says nothing about it, and a miscount costs one early read or waits for the pause, never loses a
-change. Each snapshot it reads that is newer than
-the last one goes to every follower of R on this replica. Followers run no query: the SSE streams of `/v0` and of the
-dashboard and the `wait_ms` long-polls of `GET run` all follow the same producer, and a hundred open
-followers of one busy run cost about what one does.
+change. Each snapshot it reads that is newer than the last one goes to every follower of R on this
+replica. Followers run no query: the SSE streams of `/v0` and of the dashboard and the `wait_ms`
+long-polls of `GET run` all follow the same producer, and a hundred open followers of one busy run
+cost about what one does.
 
 A producer lives while the run has followers on this replica. Snapshots carry `version`, which
 grows with every change of the run and is the same on every replica (see `RunStateCounts`).

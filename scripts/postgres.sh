@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL cluster for tests and benchmarks, on loopback only.
 #   scripts/postgres.sh start   -> installs Debian's postgresql if missing, starts the cluster, prints its URL
+#                                  (a cluster that is not running is thrown away and made anew: see below)
 #   scripts/postgres.sh stop
 #   scripts/postgres.sh status  -> exit 0 when the cluster is running (never installs anything)
 #   scripts/postgres.sh url
@@ -29,14 +30,21 @@ as_postgres() {
 case "${1:-start}" in
   start)
     BIN=$(pg_bin)
+    # One start at a time: two test runs starting together must not remove each other's cluster.
+    exec 9>"$PGDATA.lock"
+    flock -w 600 9
     if as_postgres "$BIN/pg_ctl" -D "$PGDATA" status >/dev/null 2>&1; then echo "$URL"; exit 0; fi
-    if [ ! -f "$PGDATA/PG_VERSION" ]; then
-      mkdir -p "$PGDATA"
-      [ "$(id -u)" = "0" ] && chown postgres:postgres "$PGDATA"
-      as_postgres "$BIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
-    fi
-    as_postgres "$BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w start \
-      -o "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300" >/dev/null
+    # Nothing in the cluster outlives its server: every test makes databases of its own. A folder left
+    # by a server that was killed would first be recovered, and that recovery fsyncs every file of the
+    # thousands of databases the last runs made (over a minute, longer than pg_ctl waits), so a new one
+    # is made instead (initdb: about a second).
+    rm -rf "$PGDATA"
+    mkdir -p "$PGDATA"
+    [ "$(id -u)" = "0" ] && chown postgres:postgres "$PGDATA"
+    as_postgres "$BIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
+    # 9>&-: the server must not inherit the lock, or it would hold it for as long as it runs.
+    as_postgres "$BIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 300 start \
+      -o "-p $PGPORT -k /tmp -c listen_addresses=127.0.0.1 -c max_connections=300" >/dev/null 9>&-
     echo "$URL"
     ;;
   stop)

@@ -15,5 +15,7 @@ EXOSPHERE_TEST_POSTGRES_URL="$("$here/postgres.sh" start)"
 export EXOSPHERE_TEST_POSTGRES_URL
 if [ "$started_here" = 1 ]; then
   trap '"$here/postgres.sh" stop' EXIT
+  # The next start makes the cluster anew, so the tests need not drop their databases one by one.
+  export EXOSPHERE_TEST_POSTGRES_THROWAWAY=1
 fi
 "$@"

@@ -8,13 +8,15 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from exosphere_testing import free_port
+from exosphere_testing import free_port, fresh_postgres_url, wait_until
 
 SCRIPTS = Path(__file__).resolve().parents[3] / "scripts"
 pytestmark = pytest.mark.skipif(
@@ -31,6 +33,7 @@ def cluster_env() -> Iterator[dict[str, str]]:
     yield env
     subprocess.run([SCRIPTS / "postgres.sh", "stop"], env=env, check=False)
     shutil.rmtree(data, ignore_errors=True)
+    Path(data + ".lock").unlink(missing_ok=True)
 
 
 def _running(env: dict[str, str]) -> bool:
@@ -54,3 +57,66 @@ def test_a_cluster_that_was_already_running_is_left_running(cluster_env: dict[st
     done = _with_postgres(cluster_env, "true")
     assert done.returncode == 0, done
     assert _running(cluster_env)
+
+
+def _databases(url: str) -> set[str]:
+    import asyncio
+
+    import asyncpg
+
+    async def names() -> set[str]:
+        conn = await asyncpg.connect(url)
+        try:
+            return {row["datname"] for row in await conn.fetch("SELECT datname FROM pg_database")}
+        finally:
+            await conn.close()
+
+    return asyncio.run(names())
+
+
+def _start(env: dict[str, str]) -> str:
+    done = subprocess.run([SCRIPTS / "postgres.sh", "start"], env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def test_a_cluster_whose_server_was_killed_starts_again_empty(cluster_env: dict[str, str]) -> None:
+    # A session that ends kills its processes; the next run's `make test` must still get a cluster.
+    admin = _start(cluster_env)
+    old_db = fresh_postgres_url(admin)
+    postmaster = int(Path(cluster_env["EXOSPHERE_PG_DIR"], "postmaster.pid").read_text().split()[0])
+    os.kill(postmaster, signal.SIGKILL)
+    wait_until(lambda: not _running(cluster_env), what="the killed cluster to stop answering")
+
+    assert _start(cluster_env) == admin
+    assert _running(cluster_env)
+    assert old_db.rsplit("/", 1)[1] not in _databases(admin)
+
+
+def test_the_databases_a_test_process_makes_are_dropped_when_it_exits(cluster_env: dict[str, str]) -> None:
+    admin = _start(cluster_env)
+    make = "import sys; from exosphere_testing import fresh_postgres_url; print(fresh_postgres_url(sys.argv[1]))"
+    made = subprocess.run([sys.executable, "-c", make, admin], check=True, capture_output=True, text=True)
+    name = made.stdout.strip().rsplit("/", 1)[1]
+    assert name.startswith("exo_")
+    assert name not in _databases(admin)
+
+
+LIST_DATABASES = """
+import asyncio, sys, asyncpg
+async def main():
+    conn = await asyncpg.connect(sys.argv[1])
+    print(" ".join(row["datname"] for row in await conn.fetch("SELECT datname FROM pg_database")))
+    await conn.close()
+asyncio.run(main())
+"""
+
+
+def test_a_cluster_made_for_one_run_keeps_its_databases_until_it_goes(cluster_env: dict[str, str]) -> None:
+    # Dropping each costs a checkpoint; the cluster is made anew at the next start anyway.
+    make = "import sys; from exosphere_testing import fresh_postgres_url; print(fresh_postgres_url(sys.argv[1]))"
+    script = 'url="$EXOSPHERE_TEST_POSTGRES_URL"; "$1" -c "$2" "$url" && "$1" -c "$3" "$url"'
+    done = _with_postgres(cluster_env, "bash", "-c", script, "-", sys.executable, make, LIST_DATABASES)
+    assert done.returncode == 0, done
+    made, listed = done.stdout.strip().splitlines()
+    assert made.rsplit("/", 1)[1] in listed.split()
+    assert not _running(cluster_env)

@@ -11,6 +11,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import atexit
 import base64
 import concurrent.futures
 import os
@@ -85,7 +86,12 @@ def sqlite_url(directory: Path) -> str:
 
 
 def fresh_postgres_url(admin_url: str) -> str:
-    """Create an empty database on the cluster of `admin_url` and return its URL."""
+    """Create an empty database on the cluster of `admin_url` and return its URL.
+
+    The database is dropped when this process exits, so a cluster kept running between test runs does
+    not pile up thousands of them; not when `EXOSPHERE_TEST_POSTGRES_THROWAWAY` is set
+    (scripts/with-postgres.sh: the cluster goes as a whole, and a drop costs a checkpoint).
+    """
     import asyncpg
 
     name = "exo_" + uuid.uuid4().hex[:16]
@@ -100,7 +106,38 @@ def fresh_postgres_url(admin_url: str) -> str:
     # A thread of its own: callers may already be inside an event loop.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, create()).result()
+    if not os.environ.get("EXOSPHERE_TEST_POSTGRES_THROWAWAY"):
+        if not _made_databases:
+            atexit.register(_drop_made_databases)
+        _made_databases.append((admin_url, name))
     return admin_url.rsplit("/", 1)[0] + "/" + name
+
+
+_made_databases: list[tuple[str, str]] = []
+
+
+def _drop_made_databases() -> None:
+    import asyncpg
+
+    async def drop(admin_url: str, names: list[str]) -> None:
+        try:
+            conn = await asyncpg.connect(admin_url, timeout=10)
+        except (OSError, asyncpg.PostgresError):
+            return  # the cluster is gone already: nothing to tidy
+        try:
+            for name in names:
+                # FORCE: a server a test left running must not keep its database.
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except asyncpg.PostgresError:
+            pass  # tidying only: what is left goes with the cluster (scripts/postgres.sh)
+        finally:
+            await conn.close()
+
+    by_cluster: dict[str, list[str]] = {}
+    for admin_url, name in _made_databases:
+        by_cluster.setdefault(admin_url, []).append(name)
+    for admin_url, names in by_cluster.items():
+        asyncio.run(drop(admin_url, names))
 
 
 class ServerProcess:

@@ -38,6 +38,11 @@ case "${1:-start}" in
     # by a server that was killed would first be recovered, and that recovery fsyncs every file of the
     # thousands of databases the last runs made (over a minute, longer than pg_ctl waits), so a new one
     # is made instead (initdb: about a second).
+    # Only a folder this script made goes (its server log is in it): EXOSPHERE_PG_DIR could name another.
+    if [ -n "$(ls -A "$PGDATA" 2>/dev/null)" ] && [ ! -e "$PGDATA/server.log" ]; then
+      echo "$PGDATA is not a cluster made by $0 (no server.log in it): not removing it; set EXOSPHERE_PG_DIR" >&2
+      exit 1
+    fi
     rm -rf "$PGDATA"
     mkdir -p "$PGDATA"
     [ "$(id -u)" = "0" ] && chown postgres:postgres "$PGDATA"

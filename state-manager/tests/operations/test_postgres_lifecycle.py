@@ -120,3 +120,13 @@ def test_a_cluster_made_for_one_run_keeps_its_databases_until_it_goes(cluster_en
     made, listed = done.stdout.strip().splitlines()
     assert made.rsplit("/", 1)[1] in listed.split()
     assert not _running(cluster_env)
+
+
+def test_a_folder_the_script_did_not_make_is_never_removed(cluster_env: dict[str, str]) -> None:
+    data = Path(cluster_env["EXOSPHERE_PG_DIR"])
+    data.mkdir()
+    (data / "precious.txt").write_text("someone's data")
+    done = subprocess.run([SCRIPTS / "postgres.sh", "start"], env=cluster_env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "not a cluster made by" in done.stderr
+    assert (data / "precious.txt").read_text() == "someone's data"

@@ -29,7 +29,9 @@ pytestmark = pytest.mark.skipif(
 def cluster_env() -> Iterator[dict[str, str]]:
     # Under /tmp itself: the postgres user must reach the folder, and pytest's own tmp folders are private.
     data = f"/tmp/exosphere-pg-lifecycle-{uuid.uuid4().hex[:8]}"
-    env = {**os.environ, "EXOSPHERE_PG_DIR": data, "EXOSPHERE_PG_PORT": str(free_port())}
+    # Not the suite's `make test` run's cluster: whether it is throwaway is for each test to find out.
+    outer = {k: v for k, v in os.environ.items() if k != "EXOSPHERE_TEST_POSTGRES_THROWAWAY"}
+    env = {**outer, "EXOSPHERE_PG_DIR": data, "EXOSPHERE_PG_PORT": str(free_port())}
     yield env
     subprocess.run([SCRIPTS / "postgres.sh", "stop"], env=env, check=False)
     shutil.rmtree(data, ignore_errors=True)
@@ -95,7 +97,9 @@ def test_a_cluster_whose_server_was_killed_starts_again_empty(cluster_env: dict[
 def test_the_databases_a_test_process_makes_are_dropped_when_it_exits(cluster_env: dict[str, str]) -> None:
     admin = _start(cluster_env)
     make = "import sys; from exosphere_testing import fresh_postgres_url; print(fresh_postgres_url(sys.argv[1]))"
-    made = subprocess.run([sys.executable, "-c", make, admin], check=True, capture_output=True, text=True)
+    made = subprocess.run(
+        [sys.executable, "-c", make, admin], env=cluster_env, check=True, capture_output=True, text=True
+    )
     name = made.stdout.strip().rsplit("/", 1)[1]
     assert name.startswith("exo_")
     assert name not in _databases(admin)

@@ -9,6 +9,19 @@ from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigMo
 SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
 
 
+async def register_echo(ctx: EngineContext) -> None:
+    """Register node `Echo` (one text field `x` in and out) for runtime `rt` in namespace `ns`.
+
+    Example::
+
+        await register_echo(ctx)
+        await graphs.upsert_graph(ctx, "ns", "chain", nodes=[...], ...)
+    """
+    await graphs.register_nodes(
+        ctx, "ns", "rt", [{"name": "Echo", "inputs_schema": SCHEMA, "outputs_schema": SCHEMA, "secrets": []}]
+    )
+
+
 async def add_echo_graph(ctx: EngineContext, x: str = "1") -> None:
     """Register `Echo` for runtime `rt` in namespace `ns` and upsert graph `g`: one state `e` with input `x`.
 
@@ -17,9 +30,7 @@ async def add_echo_graph(ctx: EngineContext, x: str = "1") -> None:
         await add_echo_graph(ctx)
         await runs.trigger(ctx, "ns", "g", runs.RunRequest())
     """
-    await graphs.register_nodes(
-        ctx, "ns", "rt", [{"name": "Echo", "inputs_schema": SCHEMA, "outputs_schema": SCHEMA, "secrets": []}]
-    )
+    await register_echo(ctx)
     await graphs.upsert_graph(
         ctx,
         "ns",

@@ -16,7 +16,7 @@ from exosphere_server.storage.records import StateRecord
 from exosphere_server.storage.sqlite import SqliteStorage
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
-SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
+from .echo_graph import register_echo
 
 
 class Recorder:
@@ -40,9 +40,7 @@ async def ctx(tmp_path: Path) -> AsyncIterator[EngineContext]:
     storage = SqliteStorage(tmp_path / "exosphere.db")
     await storage.start()
     context = EngineContext(storage=storage, box=SecretBox(b"k" * 32))
-    await graphs.register_nodes(
-        context, "ns", "rt", [{"name": "Echo", "inputs_schema": SCHEMA, "outputs_schema": SCHEMA, "secrets": []}]
-    )
+    await register_echo(context)
     for name, retries in (("retried", 1), ("once", 0)):
         await graphs.upsert_graph(
             context,

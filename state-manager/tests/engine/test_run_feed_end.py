@@ -15,7 +15,8 @@ from exosphere_server.storage.records import StateRecord
 from exosphere_server.storage.sqlite import SqliteStorage
 from exospherehost.models import GraphNodeModel, RetryPolicyModel, StoreConfigModel
 
-SCHEMA = {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]}
+from .echo_graph import register_echo
+
 AN_HOUR = 3600.0
 
 
@@ -46,9 +47,7 @@ async def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
     await storage.start()
     context = EngineContext(storage=storage, box=SecretBox(b"k" * 32))
     storage.subscribe(FeedListener(context))
-    await graphs.register_nodes(
-        context, "ns", "rt", [{"name": "Echo", "inputs_schema": SCHEMA, "outputs_schema": SCHEMA, "secrets": []}]
-    )
+    await register_echo(context)
     await graphs.upsert_graph(
         context,
         "ns",
@@ -57,9 +56,7 @@ async def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
             GraphNodeModel(
                 node_name="Echo", namespace="ns", identifier="first", inputs={"x": "1"}, next_nodes=["last"]
             ),
-            GraphNodeModel(
-                node_name="Echo", namespace="ns", identifier="last", inputs={"x": "${{ first.outputs.x }}"}
-            ),
+            GraphNodeModel(node_name="Echo", namespace="ns", identifier="last", inputs={"x": "${{ first.outputs.x }}"}),
         ],
         secrets={},
         retry_policy=RetryPolicyModel(max_retries=0, backoff_factor=1),

@@ -42,6 +42,11 @@ def _running(env: dict[str, str]) -> bool:
     return subprocess.run([SCRIPTS / "postgres.sh", "status"], env=env).returncode == 0
 
 
+def _start(env: dict[str, str]) -> str:
+    done = subprocess.run([SCRIPTS / "postgres.sh", "start"], env=env, check=True, capture_output=True, text=True)
+    return done.stdout.strip()
+
+
 def _with_postgres(env: dict[str, str], *command: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([SCRIPTS / "with-postgres.sh", *command], env=env, capture_output=True, text=True)
 
@@ -55,30 +60,20 @@ def test_a_cluster_started_for_the_tests_is_stopped_after_them_even_when_they_fa
 
 
 def test_a_cluster_that_was_already_running_is_left_running(cluster_env: dict[str, str]) -> None:
-    subprocess.run([SCRIPTS / "postgres.sh", "start"], env=cluster_env, check=True, capture_output=True)
+    _start(cluster_env)
     done = _with_postgres(cluster_env, "true")
     assert done.returncode == 0, done
     assert _running(cluster_env)
 
 
+# psql comes with Debian's postgresql; the same query also runs inside a `with-postgres.sh` command.
+LIST_DATABASES = "SELECT datname FROM pg_database"
+MAKE_DATABASE = "import sys; from exosphere_testing import fresh_postgres_url; print(fresh_postgres_url(sys.argv[1]))"
+
+
 def _databases(url: str) -> set[str]:
-    import asyncio
-
-    import asyncpg
-
-    async def names() -> set[str]:
-        conn = await asyncpg.connect(url)
-        try:
-            return {row["datname"] for row in await conn.fetch("SELECT datname FROM pg_database")}
-        finally:
-            await conn.close()
-
-    return asyncio.run(names())
-
-
-def _start(env: dict[str, str]) -> str:
-    done = subprocess.run([SCRIPTS / "postgres.sh", "start"], env=env, check=True, capture_output=True, text=True)
-    return done.stdout.strip()
+    listed = subprocess.run(["psql", url, "-Atc", LIST_DATABASES], check=True, capture_output=True, text=True)
+    return set(listed.stdout.split())
 
 
 def test_a_cluster_whose_server_was_killed_starts_again_empty(cluster_env: dict[str, str]) -> None:
@@ -96,33 +91,21 @@ def test_a_cluster_whose_server_was_killed_starts_again_empty(cluster_env: dict[
 
 def test_the_databases_a_test_process_makes_are_dropped_when_it_exits(cluster_env: dict[str, str]) -> None:
     admin = _start(cluster_env)
-    make = "import sys; from exosphere_testing import fresh_postgres_url; print(fresh_postgres_url(sys.argv[1]))"
     made = subprocess.run(
-        [sys.executable, "-c", make, admin], env=cluster_env, check=True, capture_output=True, text=True
+        [sys.executable, "-c", MAKE_DATABASE, admin], env=cluster_env, check=True, capture_output=True, text=True
     )
     name = made.stdout.strip().rsplit("/", 1)[1]
     assert name.startswith("exo_")
     assert name not in _databases(admin)
 
 
-LIST_DATABASES = """
-import asyncio, sys, asyncpg
-async def main():
-    conn = await asyncpg.connect(sys.argv[1])
-    print(" ".join(row["datname"] for row in await conn.fetch("SELECT datname FROM pg_database")))
-    await conn.close()
-asyncio.run(main())
-"""
-
-
 def test_a_cluster_made_for_one_run_keeps_its_databases_until_it_goes(cluster_env: dict[str, str]) -> None:
     # Dropping each costs a checkpoint; the cluster is made anew at the next start anyway.
-    make = "import sys; from exosphere_testing import fresh_postgres_url; print(fresh_postgres_url(sys.argv[1]))"
-    script = 'url="$EXOSPHERE_TEST_POSTGRES_URL"; "$1" -c "$2" "$url" && "$1" -c "$3" "$url"'
-    done = _with_postgres(cluster_env, "bash", "-c", script, "-", sys.executable, make, LIST_DATABASES)
+    script = 'url="$EXOSPHERE_TEST_POSTGRES_URL"; "$1" -c "$2" "$url" && psql "$url" -Atc "$3"'
+    done = _with_postgres(cluster_env, "bash", "-c", script, "-", sys.executable, MAKE_DATABASE, LIST_DATABASES)
     assert done.returncode == 0, done
-    made, listed = done.stdout.strip().splitlines()
-    assert made.rsplit("/", 1)[1] in listed.split()
+    made, *listed = done.stdout.split()
+    assert made.rsplit("/", 1)[1] in listed
     assert not _running(cluster_env)
 
 

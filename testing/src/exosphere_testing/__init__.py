@@ -85,6 +85,10 @@ def sqlite_url(directory: Path) -> str:
     return f"sqlite:///{directory / 'exosphere.db'}"
 
 
+# (admin URL, database) made by `fresh_postgres_url` in this process, dropped at its exit.
+_made_databases: list[tuple[str, str]] = []
+
+
 def fresh_postgres_url(admin_url: str) -> str:
     """Create an empty database on the cluster of `admin_url` and return its URL.
 
@@ -111,9 +115,6 @@ def fresh_postgres_url(admin_url: str) -> str:
             atexit.register(_drop_made_databases)
         _made_databases.append((admin_url, name))
     return admin_url.rsplit("/", 1)[0] + "/" + name
-
-
-_made_databases: list[tuple[str, str]] = []
 
 
 def _drop_made_databases() -> None:
